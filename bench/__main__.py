@@ -1,0 +1,52 @@
+"""Benchmark runner: `python -m bench [name ...] [--frames N]` prints one table per benchmark.
+
+Needs the local infrastructure (`longtail infra up`); it starts what is missing itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import kafka_throughput
+
+BENCHMARKS = {"kafka": kafka_throughput}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", default=list(BENCHMARKS), help=f"which to run: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--frames", type=int, default=1_000_000, help="telemetry frames per path (kafka)")
+    parser.add_argument("--out", default="out/bench", help="where to write JSON results")
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+
+    from longtail.infra import Launcher
+
+    console = Console()
+    os.environ.update(Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(["kafka"]))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in args.names:
+        result = BENCHMARKS[name].run(args, console)
+        table = Table(*result["columns"], title=result["title"])
+        for row in result["rows"]:
+            table.add_row(*[str(c) for c in row])
+        console.print(table)
+        for line in result.get("verdict", []):
+            console.print(line)
+        (out / f"{name}.json").write_text(json.dumps({**result, "at": time.time()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The `longtail` command line: the user interface of the data engine."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from longtail.config import ConfigError
+
+app = typer.Typer(help="longtail: a data engine for fleet learning.", no_args_is_help=True, pretty_exceptions_enable=False)
+infra_app = typer.Typer(help="Local infrastructure: Kafka, S3, PostgreSQL, Triton on loopback.", no_args_is_help=True)
+protos_app = typer.Typer(help="Protobuf contracts: regenerate and check the Python code.", no_args_is_help=True)
+app.add_typer(infra_app, name="infra")
+app.add_typer(protos_app, name="protos")
+
+console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _components(triton: bool, only: str | None) -> list[str]:
+    from longtail.infra import DEFAULT
+
+    if only:
+        return [n.strip() for n in only.split(",") if n.strip()]
+    return [*DEFAULT, "triton"] if triton else list(DEFAULT)
+
+
+@infra_app.command("up")
+def infra_up(
+    triton: bool = typer.Option(False, "--triton", help="Also start NVIDIA Triton (PyTriton, CPU)."),
+    only: str = typer.Option(None, help="Comma-separated subset: kafka,s3,postgres,triton."),
+) -> None:
+    """Install (once, cached in ~/.cache/longtail) and start the local infrastructure; idempotent."""
+    from longtail.infra import InfraError, Launcher
+
+    try:
+        env = Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(_components(triton, only))
+    except InfraError as exc:
+        fail(str(exc))
+    console.print("[green]infrastructure is up.[/] Point services at it with:  eval \"$(longtail infra env)\"")
+    for key, value in sorted(env.items()):
+        console.print(f"  {key}={value}")
+
+
+@infra_app.command("down")
+def infra_down(only: str = typer.Option(None, help="Comma-separated subset to stop.")) -> None:
+    """Stop exactly the processes `infra up` started."""
+    from longtail.infra import Launcher
+
+    names = [n.strip() for n in only.split(",")] if only else None
+    stopped = Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).down(names)
+    if not stopped:
+        console.print("nothing was running")
+
+
+@infra_app.command("status")
+def infra_status() -> None:
+    """What is running, where it listens, whether it answers. Exits 1 if something recorded is down."""
+    from longtail.infra import Launcher
+
+    table = Table("component", "pid", "running", "ready", "address", "log")
+    broken = False
+    for row in Launcher().status():
+        table.add_row(row.name, str(row.pid or "-"), "yes" if row.running else "no", "yes" if row.ready else "no", row.address, row.log)
+        broken |= bool(row.pid) and not row.ready
+    Console(width=max(Console().width, 160)).print(table)
+    if broken:
+        raise typer.Exit(1)
+
+
+@infra_app.command("env")
+def infra_env() -> None:
+    """Print `export` lines for the running infrastructure (eval "$(longtail infra env)")."""
+    from longtail.infra import Launcher
+
+    for key, value in sorted(Launcher().env().items()):
+        print(f"export {key}={value}")
+
+
+@protos_app.command("generate")
+def protos_generate() -> None:
+    """Regenerate services/longtail/**/v1/*_pb2*.py from protos/."""
+    from longtail import protogen
+
+    changed = protogen.generate()
+    console.print("\n".join(changed) if changed else "generated code was already up to date")
+
+
+@protos_app.command("check")
+def protos_check() -> None:
+    """Exit 1 if the committed generated code differs from what protos/ generates."""
+    from longtail import protogen
+
+    problems = protogen.diff()
+    if problems:
+        fail("generated code is out of date; run `longtail protos generate`:\n  " + "\n  ".join(problems))
+    console.print("generated code is up to date")
+
+
+@app.command("demo")
+def demo(
+    triton: bool = typer.Option(True, help="Start Triton too."),
+    keep_running: bool = typer.Option(False, "--keep-running", help="Leave the infrastructure up afterwards."),
+) -> None:
+    """Run the data engine on local infrastructure.
+
+    So far: brings the real infrastructure up and drives one telemetry batch, one snapshot and one
+    inference through it, then prints a report. Later issues grow this into the full loop.
+    """
+    from longtail import smoke
+    from longtail.infra import InfraError, Launcher
+
+    launcher = Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}"))
+    try:
+        env = launcher.up(_components(triton, None))
+    except InfraError as exc:
+        fail(str(exc))
+    os.environ.update(env)
+    try:
+        report = smoke.run(with_triton=triton, say=lambda m: console.print(f"[magenta]demo[/] {m}"))
+    finally:
+        if not keep_running:
+            launcher.down()
+    table = Table("step", "result", title="longtail demo")
+    for step, result in report:
+        table.add_row(step, result)
+    Console().print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        console.print(f"[bold red]configuration error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Typed configuration from environment variables only.
+
+Each section is a pydantic-settings class with an env prefix; loading one that lacks a required
+variable, or has a malformed one, raises ConfigError naming the exact variable, so a service
+fails at start with one clear line instead of a stack trace later.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(RuntimeError):
+    """A required environment variable is missing or invalid."""
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, got {value!r}")
+    return value
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", frozen=True)
+    bootstrap_servers: str = Field(description="Kafka bootstrap servers, e.g. 127.0.0.1:19092")
+    replication_factor: int = Field(1, ge=1, description="replication factor of created topics")
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, v: str) -> str:
+        for server in v.split(","):
+            _host_port(server.strip())
+        return v
+
+
+class S3Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="S3_", frozen=True)
+    endpoint: str = Field(description="S3 endpoint host:port, e.g. 127.0.0.1:19000")
+    access_key: str
+    secret_key: str
+    bucket: str = "longtail"
+    region: str = "us-east-1"
+    secure: bool = False
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        return _host_port(v)
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DATABASE_", frozen=True)
+    url: str = Field(description="SQLAlchemy URL, e.g. sqlite:///labels.db or postgresql+psycopg://...")
+
+
+class TritonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRITON_", frozen=True)
+    grpc_addr: str = Field(description="Triton gRPC host:port")
+
+    @field_validator("grpc_addr")
+    @classmethod
+    def _addr(cls, v: str) -> str:
+        return _host_port(v)
+
+
+class ServiceSettings(BaseSettings):
+    """What every gRPC service needs: where to listen and where to expose metrics."""
+
+    model_config = SettingsConfigDict(frozen=True)
+    grpc_port: int = Field(50051, ge=0, lt=65536)
+    grpc_host: str = "127.0.0.1"
+    metrics_port: int = Field(9464, ge=0, lt=65536)
+    shutdown_grace_seconds: float = Field(10.0, ge=0)
+    log_level: str = "INFO"
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(settings_cls: type[S], **overrides: object) -> S:
+    """Build a settings section from the environment, or raise ConfigError naming the variable."""
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        prefix = settings_cls.model_config.get("env_prefix", "")
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            var = f"{prefix}{field}".upper()
+            info = settings_cls.model_fields.get(field)
+            hint = f" ({info.description})" if info is not None and info.description else ""
+            reason = "is not set" if err["type"] == "missing" else f"is invalid: {err['msg']}"
+            problems.append(f"{var} {reason}{hint}")
+        raise ConfigError("; ".join(problems)) from None

@@ -1,0 +1,324 @@
+"""Kafka on confluent-kafka: a producer that never loses a delivery report, and a batch consumer
+loop that commits only after processing and dead-letters what it cannot process.
+
+Values are protobuf messages; the topic registry (longtail.topics) says which type each topic holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import confluent_kafka
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from google.protobuf.message import DecodeError, Message
+
+from longtail import metrics
+from longtail.log import get_logger
+from longtail.topics import DEAD_LETTERS, Topic
+
+log = get_logger(__name__)
+
+
+class DeliveryError(RuntimeError):
+    """Kafka did not acknowledge one or more produced messages."""
+
+
+class RecordError(ValueError):
+    """Raised by a handler for a record whose content is invalid: the record is dead-lettered."""
+
+
+def _headers(value: Message) -> list[tuple[str, bytes]]:
+    return [("content-type", b"application/x-protobuf"), ("message-type", value.DESCRIPTOR.full_name.encode())]
+
+
+class Producer:
+    """acks=all + idempotence; delivery reports served by a background poller thread.
+
+    `produce` applies backpressure (waits) when librdkafka's local queue is full instead of growing
+    memory; `flush` raises DeliveryError if anything produced since the last flush was not acked.
+    """
+
+    def __init__(self, bootstrap_servers: str, service: str, **conf: Any) -> None:
+        self.service = service
+        base = {
+            "bootstrap.servers": bootstrap_servers,
+            "client.id": f"{service}@{socket.gethostname()}",
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 200_000,
+            "queue.buffering.max.kbytes": 262_144,
+            "message.max.bytes": 8 * 1024 * 1024,
+        }
+        base.update(conf)
+        self._producer = confluent_kafka.Producer(base)
+        self._failures: list[str] = []
+        self._lock = threading.Lock()
+        self._produced = {}  # topic -> metric child, resolved once (label lookup is not free per message)
+        self._errors = {}
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll_forever, name=f"{service}-kafka-poll", daemon=True)
+        self._poller.start()
+
+    def _poll_forever(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.1)
+
+    def _counters(self, topic: str):
+        if topic not in self._produced:
+            self._produced[topic] = metrics.KAFKA_PRODUCED.labels(self.service, topic)
+            self._errors[topic] = metrics.KAFKA_DELIVERY_ERRORS.labels(self.service, topic)
+        return self._produced[topic], self._errors[topic]
+
+    def _report(self, user_callback: Callable[[KafkaError | None, Any], None] | None):
+        def on_delivery(err: KafkaError | None, msg: Any) -> None:
+            ok, failed = self._counters(msg.topic())
+            if err is None:
+                ok.inc()
+            else:
+                failed.inc()
+                with self._lock:
+                    self._failures.append(f"{msg.topic()}: {err.str()}")
+                log.error("kafka delivery failed", topic=msg.topic(), error=err.str())
+            if user_callback is not None:
+                user_callback(err, msg)
+
+        return on_delivery
+
+    def produce(
+        self,
+        topic: Topic,
+        key: str | bytes | None,
+        value: Message | None,
+        on_delivery: Callable[[KafkaError | None, Any], None] | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        """Queue one protobuf value (None = tombstone) for `topic`, keyed by the entity id."""
+        if value is not None and not isinstance(value, topic.value_type):
+            raise TypeError(f"{topic.name} holds {topic.value_type.__name__}, not {type(value).__name__}")
+        data = None if value is None else value.SerializeToString()
+        hdrs = list(headers) + (_headers(value) if value is not None else [])
+        self.produce_bytes(topic.name, key, data, on_delivery, hdrs)
+
+    def produce_bytes(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        data: bytes | None,
+        on_delivery: Callable[[KafkaError | None, Any], None] | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        callback = self._report(on_delivery)
+        while True:
+            try:
+                self._producer.produce(topic, data, key, on_delivery=callback, headers=list(headers) or None)
+                return
+            except BufferError:
+                # Local queue full: wait for acks instead of buffering without bound (backpressure).
+                time.sleep(0.005)
+
+    async def produce_and_wait(self, topic: Topic, key: str | bytes | None, value: Message | None) -> None:
+        """Produce and return only once Kafka acked it (raises DeliveryError otherwise)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def settle(err: KafkaError | None, _msg: Any) -> None:
+            def apply() -> None:
+                if done.done():
+                    return
+                if err is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(DeliveryError(f"{topic.name}: {err.str()}"))
+
+            loop.call_soon_threadsafe(apply)
+
+        self.produce(topic, key, value, on_delivery=settle)
+        await done
+
+    def flush(self, timeout: float = 30.0) -> None:
+        remaining = self._producer.flush(timeout)
+        with self._lock:
+            failures, self._failures = self._failures, []
+        if remaining:
+            failures.append(f"{remaining} message(s) still unacknowledged after {timeout}s")
+        if failures:
+            raise DeliveryError("; ".join(failures[:10]) + (f" (+{len(failures) - 10} more)" if len(failures) > 10 else ""))
+
+    def close(self, timeout: float = 30.0) -> None:
+        try:
+            self.flush(timeout)
+        finally:
+            self._stop.set()
+            self._poller.join(timeout=1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: Any  # the topic's protobuf type; None for a tombstone
+    timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+Handler = Callable[[list[Record]], None]
+
+
+class BatchConsumer:
+    """Consume in batches, process, then commit (at-least-once).
+
+    - A record that does not decode as its topic's protobuf type is dead-lettered.
+    - If `handler(batch)` raises, the batch is retried one record at a time; a record whose handler
+      raises ValueError (RecordError, ...) or DecodeError is dead-lettered and the loop keeps going.
+      Any other exception (a database or broker outage) propagates without committing, so the
+      batch is reprocessed after a restart rather than thrown away.
+    - Dead letters are flushed (acked) before offsets are committed: nothing is lost in between.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        group_id: str,
+        topics: Iterable[Topic],
+        handler: Handler,
+        dead_letters: Producer,
+        *,
+        batch_size: int = 500,
+        poll_timeout: float = 0.5,
+        lag_interval: float = 10.0,
+        **conf: Any,
+    ) -> None:
+        self.group_id = group_id
+        self.topics = {t.name: t for t in topics}
+        self.handler = handler
+        self.dead_letters = dead_letters
+        self.batch_size = batch_size
+        self.poll_timeout = poll_timeout
+        self.lag_interval = lag_interval
+        base = {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": group_id,
+            "client.id": f"{group_id}@{socket.gethostname()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",  # a new group must not skip what was produced before it
+            "enable.partition.eof": False,
+            "fetch.max.bytes": 64 * 1024 * 1024,
+        }
+        base.update(conf)
+        self._consumer = confluent_kafka.Consumer(base)
+        self._consumer.subscribe(list(self.topics))
+        self._consumed = {name: metrics.KAFKA_CONSUMED.labels(group_id, name) for name in self.topics}
+        self._progress = metrics.KAFKA_LAST_PROGRESS.labels(group_id)
+        self._next_lag = 0.0
+        self.dead_lettered = 0
+
+    def poll_once(self) -> int:
+        """Consume, process and commit at most one batch; returns how many records it saw."""
+        messages = self._consumer.consume(self.batch_size, self.poll_timeout)
+        self._progress.set(time.time())
+        if time.monotonic() >= self._next_lag:
+            self._update_lag()
+        if not messages:
+            return 0
+        records: list[Record] = []
+        dead = 0
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.fatal() or not err.retriable():
+                    raise KafkaException(err)
+                log.warning("kafka consume error", error=err.str())
+                continue
+            self._consumed[msg.topic()].inc()
+            try:
+                records.append(self._decode(msg))
+            except (DecodeError, ValueError) as exc:
+                self._dead_letter(msg, f"cannot decode as {self.topics[msg.topic()].value_type.DESCRIPTOR.full_name}: {exc}")
+                dead += 1
+        if records:
+            try:
+                self.handler(records)
+            except Exception as exc:
+                log.warning("batch failed, retrying record by record", error=repr(exc), size=len(records))
+                for record in records:
+                    try:
+                        self.handler([record])
+                    except (DecodeError, ValueError) as record_exc:
+                        self._dead_letter_record(record, f"{type(record_exc).__name__}: {record_exc}")
+                        dead += 1
+        if dead:
+            self.dead_letters.flush()  # raises rather than commit past an unsaved dead letter
+        self._consumer.commit(asynchronous=False)
+        return len(messages)
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            self.poll_once()
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _decode(self, msg: Any) -> Record:
+        topic = self.topics[msg.topic()]
+        raw_key = msg.key()
+        value = msg.value()
+        return Record(
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            key=raw_key.decode("utf-8", "replace") if raw_key is not None else None,
+            value=None if value is None else topic.value_type.FromString(value),
+            timestamp_ms=msg.timestamp()[1],
+            headers=tuple(msg.headers() or ()),
+        )
+
+    def _dead_letter(self, msg: Any, error: str) -> None:
+        self._send_dead_letter(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), error)
+
+    def _dead_letter_record(self, record: Record, error: str) -> None:
+        value = None if record.value is None else record.value.SerializeToString()
+        key = None if record.key is None else record.key.encode()
+        self._send_dead_letter(record.topic, record.partition, record.offset, key, value, error)
+
+    def _send_dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str) -> None:
+        from longtail.ops.v1 import events_pb2
+
+        letter = events_pb2.DeadLetter(
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
+            key=key or b"",
+            value=value or b"",
+            error=error[:4000],
+            consumer_group=self.group_id,
+        )
+        letter.failed_at.GetCurrentTime()
+        log.warning("dead-lettered record", topic=topic, partition=partition, offset=offset, error=error[:200])
+        metrics.KAFKA_DEAD_LETTERED.labels(self.group_id, topic).inc()
+        self.dead_lettered += 1
+        self.dead_letters.produce(DEAD_LETTERS, f"{topic}/{partition}/{offset}", letter)
+
+    def _update_lag(self) -> None:
+        self._next_lag = time.monotonic() + self.lag_interval
+        try:
+            assigned = self._consumer.assignment()
+            if not assigned:
+                return
+            for tp in self._consumer.position(assigned):
+                _low, high = self._consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), cached=True)  # from fetch responses: no broker round trip
+                lag = high - tp.offset if tp.offset >= 0 else high
+                metrics.KAFKA_CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(lag, 0))
+        except KafkaException as exc:
+            log.debug("lag update failed", error=str(exc))
+

@@ -1,0 +1,60 @@
+"""Bad input to the infrastructure launcher: a clear error, and nothing left running."""
+
+import socket
+
+import pytest
+
+from longtail.infra import InfraError, Launcher
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("LONGTAIL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LONGTAIL_STATE_DIR", str(tmp_path / "state"))
+    for var in ("LONGTAIL_KAFKA_PORT", "LONGTAIL_KAFKA_CONTROLLER_PORT", "LONGTAIL_S3_PORT"):
+        monkeypatch.setenv(var, str(free_port()))
+    return Launcher(say=lambda _m: None)
+
+
+def test_missing_java_is_named_with_how_to_get_it(isolated, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(InfraError) as err:
+        isolated.up(["kafka"])
+    assert "`java` was not found" in str(err.value)
+    assert "apt-get install openjdk-17" in str(err.value)
+    assert isolated.status()[0].pid is None
+
+
+def test_missing_go_is_named(isolated, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(InfraError, match="`go` was not found"):
+        isolated.up(["s3"])
+
+
+def test_port_taken_is_a_clear_error_and_nothing_starts(isolated, monkeypatch):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        monkeypatch.setenv("LONGTAIL_S3_PORT", str(port))
+        with pytest.raises(InfraError) as err:
+            isolated.up(["s3"])
+    assert f"port {port}" in str(err.value) and "LONGTAIL_S3_PORT" in str(err.value)
+    assert all(row.pid is None for row in isolated.status())
+
+
+def test_unknown_component(isolated):
+    with pytest.raises(InfraError, match="unknown component"):
+        isolated.up(["redis"])
+
+
+def test_bad_port_variable(isolated, monkeypatch):
+    monkeypatch.setenv("LONGTAIL_S3_PORT", "ninety")
+    with pytest.raises(InfraError, match="LONGTAIL_S3_PORT"):
+        isolated.up(["s3"])
