@@ -105,6 +105,35 @@ def protos_check() -> None:
     console.print("generated code is up to date")
 
 
+SERVICES = {"gateway": "gateway.__main__"}
+
+
+@app.command("serve")
+def serve(service: str = typer.Argument(..., help=f"one of: {', '.join(SERVICES)}")) -> None:
+    """Run one service in the foreground (configured from the environment; see `longtail infra env`)."""
+    import importlib
+
+    if service not in SERVICES:
+        fail(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
+    importlib.import_module(SERVICES[service]).main()
+
+
+fleet_app = typer.Typer(help="Fleet administration.", no_args_is_help=True)
+app.add_typer(fleet_app, name="fleet")
+
+
+@fleet_app.command("token")
+def fleet_token(
+    vehicle_id: str,
+    ttl_hours: float = typer.Option(24.0, help="Validity in hours."),
+) -> None:
+    """Issue a vehicle token signed with FLEET_TOKEN_SECRET."""
+    from longtail.config import load
+    from longtail.fleet_auth import FleetAuthSettings, issue_token
+
+    print(issue_token(vehicle_id, load(FleetAuthSettings).token_secret, ttl_hours * 3600))
+
+
 @app.command("demo")
 def demo(
     triton: bool = typer.Option(True, help="Start Triton too."),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -159,7 +160,8 @@ class GrpcServer:
         if self.port is None:
             await self.start()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stopping.set)
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stopping.set)
         await self._stopping.wait()
         await self.stop()

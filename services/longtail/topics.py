@@ -34,7 +34,7 @@ class Topic:
     partitions: int
     compacted: bool = False
     retention_ms: int = WEEK_MS
-    config: dict[str, str] = field(default_factory=dict)
+    config: dict[str, str] = field(default_factory=dict, compare=False)  # extra topic configs
 
     def __post_init__(self) -> None:
         if not NAME_RULE.match(self.name):

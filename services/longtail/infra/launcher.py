@@ -370,7 +370,10 @@ class Triton(Component):
         try:
             client = triton_grpc.InferenceServerClient(f"127.0.0.1:{self.ports['grpc']}")
             try:
-                return bool(client.is_server_ready(client_timeout=2))
+                # The server answers before PyTriton has bound its model: ready means the model is.
+                from longtail.infra.triton_server import TINY_MODEL
+
+                return bool(client.is_server_ready(client_timeout=2)) and bool(client.is_model_ready(TINY_MODEL, client_timeout=2))
             finally:
                 client.close()
         except Exception:

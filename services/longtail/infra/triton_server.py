@@ -11,14 +11,15 @@ import signal
 import sys
 
 import numpy as np
-import torch
 
 TINY_MODEL = "tiny_linear"
 TINY_INPUTS, TINY_OUTPUTS = 4, 2
 
 
-def tiny_model() -> torch.nn.Module:
+def tiny_model():
     """Deterministic weights, so a test can compute the expected answer locally."""
+    import torch
+
     torch.manual_seed(1234)
     return torch.nn.Linear(TINY_INPUTS, TINY_OUTPUTS).eval()
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--http-port", type=int, default=18000)
     parser.add_argument("--metrics-port", type=int, default=18002)
     args = parser.parse_args(argv)
+    import torch
 
     model = tiny_model()
 

@@ -30,6 +30,7 @@ class ErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_CODE_LIMIT_EXCEEDED: _ClassVar[ErrorCode]
     ERROR_CODE_RATE_LIMITED: _ClassVar[ErrorCode]
     ERROR_CODE_INTERNAL: _ClassVar[ErrorCode]
+    ERROR_CODE_INVALID_ARGUMENT: _ClassVar[ErrorCode]
 SHADOW_DIFFERENCE_KIND_UNSPECIFIED: ShadowDifferenceKind
 SHADOW_DIFFERENCE_KIND_MISSED_BY_CANDIDATE: ShadowDifferenceKind
 SHADOW_DIFFERENCE_KIND_EXTRA_IN_CANDIDATE: ShadowDifferenceKind
@@ -42,6 +43,7 @@ ERROR_CODE_PROTOCOL_VIOLATION: ErrorCode
 ERROR_CODE_LIMIT_EXCEEDED: ErrorCode
 ERROR_CODE_RATE_LIMITED: ErrorCode
 ERROR_CODE_INTERNAL: ErrorCode
+ERROR_CODE_INVALID_ARGUMENT: ErrorCode
 
 class EdgeFire(_message.Message):
     __slots__ = ("trigger_id", "trigger_version", "fire_id", "score")
@@ -344,16 +346,18 @@ class RequestUpload(_message.Message):
     def __init__(self, frame_id: _Optional[str] = ..., trigger_id: _Optional[str] = ..., trigger_version: _Optional[int] = ..., fire_id: _Optional[str] = ..., capture_window: _Optional[_Union[_triggers_pb2.CaptureWindow, _Mapping]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class Error(_message.Message):
-    __slots__ = ("code", "message", "fatal", "batch_seq")
+    __slots__ = ("code", "message", "fatal", "batch_seq", "field")
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     FATAL_FIELD_NUMBER: _ClassVar[int]
     BATCH_SEQ_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
     code: ErrorCode
     message: str
     fatal: bool
     batch_seq: int
-    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., fatal: _Optional[bool] = ..., batch_seq: _Optional[int] = ...) -> None: ...
+    field: str
+    def __init__(self, code: _Optional[_Union[ErrorCode, str]] = ..., message: _Optional[str] = ..., fatal: _Optional[bool] = ..., batch_seq: _Optional[int] = ..., field: _Optional[str] = ...) -> None: ...
 
 class SnapshotHeader(_message.Message):
     __slots__ = ("vehicle_id", "auth_token", "frame_id", "trigger_id", "trigger_version", "fire_id", "sha256", "size_bytes", "content_type", "captured_at", "metadata")

@@ -1,0 +1,1 @@
+"""fleet-gateway: the only service cars talk to (sessions, telemetry, commands, snapshot uploads)."""

@@ -1,0 +1,58 @@
+"""`python -m gateway` / `longtail serve gateway`: run one fleet-gateway replica.
+
+Environment: KAFKA_BOOTSTRAP_SERVERS, S3_*, FLEET_TOKEN_SECRET, GRPC_PORT, METRICS_PORT, GATEWAY_*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from longtail import config, log
+from longtail.fleet.v1 import fleet_pb2_grpc
+from longtail.fleet_auth import FleetAuthSettings
+from longtail.grpc_server import GrpcServer
+from longtail.kafka import Producer
+from longtail.storage import ObjectStore
+from longtail.topics import ensure_topics
+
+from gateway.fleet_state import FleetState, TopicFollower, all_topics, follower_handlers
+from gateway.service import SERVICE, FleetGateway
+from gateway.settings import GatewaySettings
+
+SERVICE_NAME = "longtail.fleet.v1.FleetGatewayService"
+
+
+async def serve(service_settings: config.ServiceSettings | None = None, ready: asyncio.Event | None = None) -> None:
+    service_settings = service_settings or config.load(config.ServiceSettings)
+    kafka = config.load(config.KafkaSettings)
+    secret = config.load(FleetAuthSettings).token_secret
+    settings = config.load(GatewaySettings)
+    store = ObjectStore(config.load(config.S3Settings), service=SERVICE)
+    await asyncio.to_thread(store.ensure_bucket)
+    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, all_topics(), kafka.replication_factor)
+
+    producer = Producer(kafka.bootstrap_servers, SERVICE)
+    state = FleetState(SERVICE, settings.max_pending_commands)
+    follower = TopicFollower(kafka.bootstrap_servers, follower_handlers(state), asyncio.get_running_loop())
+    follower.start()
+    await follower.caught_up.wait()  # serve cars only once the current triggers and models are known
+
+    server = GrpcServer(SERVICE, service_settings, max_message_bytes=max(8 << 20, settings.max_chunk_bytes + (1 << 20)))
+    server.add(fleet_pb2_grpc.add_FleetGatewayServiceServicer_to_server, FleetGateway(settings, secret, producer, store, state), SERVICE_NAME)
+    await server.start()
+    if ready is not None:
+        ready.set()
+    try:
+        await server.serve_until_signal()
+    finally:
+        follower.stop()
+        producer.close()
+
+
+def main() -> None:
+    log.configure(SERVICE)
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""What the gateway knows about the fleet, rebuilt from Kafka on every replica (stateless service):
+
+- the trigger catalog (compacted triggers.catalog.v1), the current production model and trigger
+  detectors (models.published.v1), and commands for cars (fleet.vehicle-commands.v1), each read
+  from the beginning by every replica, so any replica can serve any car;
+- the sessions connected to *this* replica, each with a bounded outbound queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+import confluent_kafka
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from google.protobuf.message import DecodeError
+from prometheus_client import Gauge
+
+from longtail import topics
+from longtail.common.v1 import common_pb2
+from longtail.fleet.v1 import events_pb2 as fleet_events
+from longtail.fleet.v1 import fleet_pb2
+from longtail.log import get_logger
+from longtail.models.v1 import events_pb2 as model_events
+from longtail.triggers.v1 import triggers_pb2
+
+log = get_logger(__name__)
+
+CONNECTED = Gauge("longtail_gateway_connected_cars", "Cars with an open session on this replica", ["service"])
+ACTIVE_TRIGGERS = Gauge("longtail_gateway_active_edge_triggers", "Edge triggers beamed to cars", ["service"])
+
+EDGE_SITES = (triggers_pb2.TRIGGER_SITE_EDGE, triggers_pb2.TRIGGER_SITE_BOTH)
+
+
+def runs_on_cars(trigger: triggers_pb2.Trigger) -> bool:
+    return trigger.state == triggers_pb2.TRIGGER_STATE_ACTIVE and trigger.spec.site in EDGE_SITES
+
+
+def activate_command(trigger: triggers_pb2.Trigger) -> fleet_pb2.Command:
+    cmd = fleet_pb2.Command(command_id=f"activate/{trigger.trigger_id}/{trigger.version}")
+    cmd.issued_at.GetCurrentTime()
+    cmd.activate_trigger.trigger.CopyFrom(trigger)
+    return cmd
+
+
+def retire_command(trigger_id: str, reason: str) -> fleet_pb2.Command:
+    cmd = fleet_pb2.Command(command_id=f"retire/{trigger_id}/{uuid.uuid4().hex[:8]}")
+    cmd.issued_at.GetCurrentTime()
+    cmd.retire_trigger.trigger_id = trigger_id
+    cmd.retire_trigger.reason = reason
+    return cmd
+
+
+def model_command(event: model_events.ModelPublished) -> fleet_pb2.Command:
+    role = event.role
+    cmd = fleet_pb2.Command(command_id=f"model/{common_pb2.ModelRole.Name(role)}/{event.model.name}/{event.model.version}")
+    cmd.issued_at.GetCurrentTime()
+    uri = f"s3://{event.bucket}/{event.weights_key}" if event.weights_key else ""
+    if role == common_pb2.MODEL_ROLE_TRIGGER_DETECTOR:
+        cmd.update_trigger_model.CopyFrom(
+            fleet_pb2.UpdateTriggerModel(detector_name=event.detector_name or event.model.name, model=event.model, uri=uri, sha256=event.sha256, size_bytes=event.size_bytes)
+        )
+    else:
+        cmd.update_shadow_model.CopyFrom(fleet_pb2.UpdateShadowModel(model=event.model, role=role, uri=uri, sha256=event.sha256, size_bytes=event.size_bytes))
+    return cmd
+
+
+class CarSession:
+    """One connected car. Outbound messages go through a bounded queue: a car that stops reading
+    is disconnected (it reconnects and gets the current state) instead of growing memory."""
+
+    __slots__ = ("vehicle_id", "session_id", "queue", "closed", "overflowed")
+
+    def __init__(self, vehicle_id: str, maxsize: int) -> None:
+        self.vehicle_id = vehicle_id
+        self.session_id = uuid.uuid4().hex
+        self.queue: asyncio.Queue[fleet_pb2.ServerMessage | None] = asyncio.Queue(maxsize)
+        self.closed = False
+        self.overflowed = False
+
+    def offer(self, message: fleet_pb2.ServerMessage) -> bool:
+        if self.closed:
+            return False
+        try:
+            self.queue.put_nowait(message)
+            return True
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self.close()
+            return False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            # Wake the writer even when the queue is full.
+            try:
+                self.queue.put_nowait(None)
+            except asyncio.QueueFull:
+                self.queue.get_nowait()
+                self.queue.put_nowait(None)
+
+
+class FleetState:
+    def __init__(self, service: str, max_pending_commands: int) -> None:
+        self.service = service
+        self.triggers: dict[str, triggers_pb2.Trigger] = {}
+        self.production_model: model_events.ModelPublished | None = None
+        self.detectors: dict[str, model_events.ModelPublished] = {}
+        self.pending: dict[str, OrderedDict[str, fleet_events.VehicleCommand]] = {}
+        self.max_pending = max_pending_commands
+        self.sessions: dict[str, CarSession] = {}
+        self.connected = CONNECTED.labels(service)
+        self.active_gauge = ACTIVE_TRIGGERS.labels(service)
+
+    # -- sessions ------------------------------------------------------------------------------
+    def attach(self, session: CarSession) -> None:
+        old = self.sessions.get(session.vehicle_id)
+        if old is not None:  # a car reconnecting before its old stream noticed: one session per car
+            old.close()
+        self.sessions[session.vehicle_id] = session
+        self.connected.set(len(self.sessions))
+
+    def detach(self, session: CarSession) -> None:
+        if self.sessions.get(session.vehicle_id) is session:
+            del self.sessions[session.vehicle_id]
+        self.connected.set(len(self.sessions))
+
+    def broadcast(self, command: fleet_pb2.Command) -> int:
+        message = fleet_pb2.ServerMessage(command=command)
+        return sum(session.offer(message) for session in list(self.sessions.values()))
+
+    def welcome_commands(self, hello: fleet_pb2.Hello) -> list[fleet_pb2.Command]:
+        """Commands that bring a (re)connecting car up to date with the current state."""
+        commands = []
+        has = {(t.trigger_id, t.version) for t in hello.active_triggers}
+        wanted = {tid: t for tid, t in self.triggers.items() if runs_on_cars(t)}
+        for trigger in wanted.values():
+            if (trigger.trigger_id, trigger.version) not in has:
+                commands.append(activate_command(trigger))
+        for ref in hello.active_triggers:
+            if ref.trigger_id not in wanted:
+                commands.append(retire_command(ref.trigger_id, "no longer active"))
+        prod = self.production_model
+        if prod is not None and (hello.shadow_model.name, hello.shadow_model.version) != (prod.model.name, prod.model.version):
+            commands.append(model_command(prod))
+        car_detectors = {(m.name, m.version) for m in hello.trigger_detectors}
+        for event in self.detectors.values():
+            if (event.model.name, event.model.version) not in car_detectors:
+                commands.append(model_command(event))
+        now = time.time()
+        for vc in self.pending.get(hello.vehicle_id, {}).values():
+            if not vc.HasField("expires_at") or vc.expires_at.ToSeconds() > now:
+                commands.append(vc.command)
+        return commands
+
+    # -- Kafka-fed updates (called on the event loop) ---------------------------------------
+    def on_trigger(self, key: str | None, record) -> None:
+        if record is None:  # tombstone
+            old = self.triggers.pop(key or "", None)
+            if old is not None and runs_on_cars(old):
+                self.broadcast(retire_command(old.trigger_id, "deleted"))
+        else:
+            trigger = record.trigger
+            old = self.triggers.get(trigger.trigger_id)
+            if old is not None and old.version > trigger.version:
+                return  # an older version replayed after a newer one: ignore
+            self.triggers[trigger.trigger_id] = trigger
+            if runs_on_cars(trigger):
+                if old is None or not runs_on_cars(old) or old.version != trigger.version:
+                    self.broadcast(activate_command(trigger))
+            elif old is not None and runs_on_cars(old):
+                reason = trigger.state_reason or triggers_pb2.TriggerState.Name(trigger.state)
+                self.broadcast(retire_command(trigger.trigger_id, reason))
+        self.active_gauge.set(sum(runs_on_cars(t) for t in self.triggers.values()))
+
+    def on_model(self, _key: str | None, event: model_events.ModelPublished | None) -> None:
+        if event is None:
+            return
+        if event.role == common_pb2.MODEL_ROLE_PRODUCTION:
+            current = self.production_model
+            if current is None or current.model.name != event.model.name or current.model.version != event.model.version:
+                self.production_model = event
+                self.broadcast(model_command(event))
+        elif event.role == common_pb2.MODEL_ROLE_TRIGGER_DETECTOR:
+            name = event.detector_name or event.model.name
+            current = self.detectors.get(name)
+            if current is None or current.model.version < event.model.version:
+                self.detectors[name] = event
+                self.broadcast(model_command(event))
+        elif event.role == common_pb2.MODEL_ROLE_CANDIDATE:
+            self.broadcast(model_command(event))
+
+    def on_vehicle_command(self, _key: str | None, vc: fleet_events.VehicleCommand | None) -> None:
+        if vc is None or not vc.vehicle_id:
+            return
+        if vc.HasField("expires_at") and vc.expires_at.ToSeconds() <= time.time():
+            return
+        queue = self.pending.setdefault(vc.vehicle_id, OrderedDict())
+        queue[vc.command.command_id] = vc
+        while len(queue) > self.max_pending:
+            queue.popitem(last=False)
+        session = self.sessions.get(vc.vehicle_id)
+        if session is not None:
+            session.offer(fleet_pb2.ServerMessage(command=vc.command))
+
+    def on_command_result(self, vehicle_id: str, result: fleet_pb2.CommandResult) -> None:
+        queue = self.pending.get(vehicle_id)
+        if queue is not None:
+            queue.pop(result.command_id, None)
+            if not queue:
+                del self.pending[vehicle_id]
+
+
+class TopicFollower:
+    """Reads whole topics from the beginning on a thread (no consumer group offsets: every
+    replica needs all of it) and hands decoded values to the event loop. `caught_up` is set once
+    the first pass reached the end of every partition."""
+
+    def __init__(self, bootstrap: str, handlers: dict[topics.Topic, Callable[[str | None, object], None]], loop: asyncio.AbstractEventLoop) -> None:
+        self.handlers = {t.name: (t, h) for t, h in handlers.items()}
+        self.loop = loop
+        self.caught_up = asyncio.Event()
+        self._stop = threading.Event()
+        self._consumer = confluent_kafka.Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": f"gateway-follower-{uuid.uuid4().hex}", "enable.auto.commit": False, "enable.partition.eof": True}
+        )
+        self._thread = threading.Thread(target=self._run, name="gateway-follower", daemon=True)
+
+    def start(self) -> None:
+        metadata = self._consumer.list_topics(timeout=30).topics
+        assignment = [TopicPartition(name, p, OFFSET_BEGINNING) for name in self.handlers for p in metadata[name].partitions]
+        self._remaining = {(tp.topic, tp.partition) for tp in assignment}
+        self._consumer.assign(assignment)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for msg in self._consumer.consume(500, 0.1):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == confluent_kafka.KafkaError._PARTITION_EOF:
+                        self._remaining.discard((msg.topic(), msg.partition()))
+                        if not self._remaining:
+                            self.loop.call_soon_threadsafe(self.caught_up.set)
+                    continue
+                topic, handler = self.handlers[msg.topic()]
+                raw = msg.value()
+                try:
+                    value = None if raw is None else topic.value_type.FromString(raw)
+                except DecodeError as exc:
+                    log.warning("undecodable record skipped", topic=msg.topic(), offset=msg.offset(), error=str(exc))
+                    continue
+                key = msg.key().decode() if msg.key() is not None else None
+                self.loop.call_soon_threadsafe(_safe, handler, key, value)
+        self._consumer.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _safe(handler: Callable, key, value) -> None:
+    try:
+        handler(key, value)
+    except Exception:
+        log.exception("fleet state update failed", key=key)
+
+
+def follower_handlers(state: FleetState) -> dict[topics.Topic, Callable]:
+    return {topics.TRIGGER_CATALOG: state.on_trigger, topics.MODELS_PUBLISHED: state.on_model, topics.VEHICLE_COMMANDS: state.on_vehicle_command}
+
+
+def all_topics() -> Iterable[topics.Topic]:
+    return (topics.TELEMETRY, topics.SNAPSHOTS, topics.SHADOW_DISAGREEMENTS, topics.TRIGGER_CATALOG, topics.MODELS_PUBLISHED, topics.VEHICLE_COMMANDS)
