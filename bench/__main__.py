@@ -15,15 +15,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import kafka_throughput
+from bench import gateway, kafka_throughput
 
-BENCHMARKS = {"kafka": kafka_throughput}
+BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", default=list(BENCHMARKS), help=f"which to run: {', '.join(BENCHMARKS)}")
     parser.add_argument("--frames", type=int, default=1_000_000, help="telemetry frames per path (kafka)")
+    parser.add_argument("--gateway-frames", type=int, default=400_000, help="frames for the gateway ingest benchmark")
+    parser.add_argument("--cars", type=int, default=10_000, help="connected cars for the beam-down benchmark")
     parser.add_argument("--out", default="out/bench", help="where to write JSON results")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from longtail.infra import Launcher
 
     console = Console()
-    os.environ.update(Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(["kafka"]))
+    os.environ.update(Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(["kafka", "s3"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in args.names:

@@ -7,15 +7,11 @@ import asyncio
 import hashlib
 import math
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from longtail import topics
 from longtail.fleet.v1 import events_pb2 as fleet_events
@@ -23,51 +19,25 @@ from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from longtail.fleet_auth import issue_token
 from longtail.kafka import BatchConsumer, Producer
 from longtail.smoke import telemetry_batch
+from longtail.supervisor import ServiceProcess
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2
 
 SECRET = "test-fleet-secret-0123456789abcdefghij"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def gateway(kafka, s3):
-    port = free_port()
     env = {
-        **os.environ,
-        "GRPC_PORT": str(port),
-        "METRICS_PORT": str(free_port()),
         "FLEET_TOKEN_SECRET": SECRET,
         "GATEWAY_MAX_BATCH_FRAMES": "50",
         "GATEWAY_MAX_BATCHES_PER_SECOND": "20",
         "GATEWAY_MAX_SNAPSHOT_BYTES": "200000",
         "GATEWAY_MAX_CHUNK_BYTES": "65536",
-        "LOG_FORMAT": "json",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, stderr=subprocess.PIPE, text=True)
-    address = f"127.0.0.1:{port}"
-    channel = grpc.insecure_channel(address)
-    health = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if health.Check(health_pb2.HealthCheckRequest(service="longtail.fleet.v1.FleetGatewayService"), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                break
-        except grpc.RpcError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"gateway did not start: {proc.stderr.read()[-3000:]}")
-        time.sleep(0.3)
-    channel.close()
-    yield address
-    proc.terminate()
-    assert proc.wait(timeout=30) == 0
+    service = ServiceProcess("gateway", "longtail.fleet.v1.FleetGatewayService", env).start()
+    yield service.address
+    assert service.stop() == 0, "the gateway did not drain and exit cleanly on SIGTERM"
 
 
 def vehicle() -> str:

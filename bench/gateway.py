@@ -1,0 +1,190 @@
+"""fleet-gateway benchmarks against a real gateway process, real Kafka and S3.
+
+1. Ingest: telemetry frames acked into Kafka, batched sessions (the product path) vs a naive
+   unary one-frame-per-call endpoint, same run. Reported per wall second and per gateway
+   CPU-second (the client shares the machine, so CPU-seconds isolate the gateway's own cost).
+   Targets: >= 50k frames/s per core, >= 10x the naive path.
+2. Beam-down: N connected cars; time from producing a catalog record until 99% of them
+   received the activation. Target < 1 s for 10,000 cars.
+3. Memory per connected car in the gateway (RSS delta / cars). Target < 20 KB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import grpc
+from rich.progress import Progress
+
+from longtail import topics
+from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from longtail.fleet_auth import issue_token
+from longtail.kafka import Producer
+from longtail.smoke import telemetry_batch
+from longtail.supervisor import ServiceProcess
+from longtail.triggers.v1 import events_pb2 as trigger_events
+from longtail.triggers.v1 import triggers_pb2
+
+SECRET = "bench-fleet-secret-0123456789abcdefghij"
+CARS_PER_CHANNEL = 200
+
+
+def start_gateway() -> ServiceProcess:
+    env = {"FLEET_TOKEN_SECRET": SECRET, "GATEWAY_MAX_BATCHES_PER_SECOND": "100000", "GATEWAY_MAX_BATCH_FRAMES": "1000", "GATEWAY_SESSION_QUEUE": "64"}
+    return ServiceProcess("gateway", "longtail.fleet.v1.FleetGatewayService", env).start()
+
+
+async def _batched(address: str, cars: int, batches_per_car: int, frames_per_batch: int) -> int:
+    async def car(channel, vid):
+        prebuilt = [
+            fleet_pb2.CarMessage(telemetry=fleet_pb2.TelemetryBatch(batch_seq=seq + 1, frames=telemetry_batch(vid, seq * frames_per_batch, frames_per_batch).frames))
+            for seq in range(batches_per_car)
+        ]
+        window = asyncio.Semaphore(8)
+
+        async def requests():
+            yield fleet_pb2.CarMessage(hello=fleet_pb2.Hello(vehicle_id=vid, auth_token=issue_token(vid, SECRET)))
+            for message in prebuilt:
+                await window.acquire()
+                yield message
+
+        call = fleet_pb2_grpc.FleetGatewayServiceStub(channel).Session(requests())
+        acked = 0
+        async for message in call:
+            if message.WhichOneof("payload") == "ack":
+                acked += message.ack.frames_accepted
+                window.release()
+                if acked >= batches_per_car * frames_per_batch:
+                    call.cancel()
+                    break
+            elif message.WhichOneof("payload") == "error":
+                raise RuntimeError(message.error.message)
+        return acked
+
+    channel = grpc.aio.insecure_channel(address)
+    try:
+        return sum(await asyncio.gather(*(car(channel, f"bench-{uuid.uuid4().hex[:6]}") for _ in range(cars))))
+    finally:
+        await channel.close()
+
+
+async def _unary(address: str, callers: int, calls_per_caller: int) -> int:
+    async def caller(channel):
+        vid = f"bench-{uuid.uuid4().hex[:6]}"
+        token = issue_token(vid, SECRET)
+        stub = fleet_pb2_grpc.FleetGatewayServiceStub(channel)
+        frames = telemetry_batch(vid, 0, calls_per_caller).frames
+        for frame in frames:
+            await stub.PublishTelemetry(fleet_pb2.PublishTelemetryRequest(vehicle_id=vid, auth_token=token, frame=frame))
+        return calls_per_caller
+
+    channel = grpc.aio.insecure_channel(address)
+    try:
+        return sum(await asyncio.gather(*(caller(channel) for _ in range(callers))))
+    finally:
+        await channel.close()
+
+
+def _measure(gateway: ServiceProcess, coroutine) -> tuple[int, float, float]:
+    cpu0, t0 = gateway.cpu_seconds(), time.perf_counter()
+    frames = asyncio.run(coroutine)
+    return frames, time.perf_counter() - t0, gateway.cpu_seconds() - cpu0
+
+
+async def _beam_down(address: str, bootstrap: str, cars: int, gateway: ServiceProcess, progress: Progress) -> dict:
+    trigger_id = f"bench-{uuid.uuid4().hex[:8]}"
+    channels = [grpc.aio.insecure_channel(address) for _ in range((cars + CARS_PER_CHANNEL - 1) // CARS_PER_CHANNEL)]
+    welcomed = asyncio.Event()
+    count = {"welcomed": 0}
+    received: list[float] = []
+    task = progress.add_task(f"connecting {cars:,} cars", total=cars)
+
+    async def car(i: int):
+        vid = f"bench-{i}-{uuid.uuid4().hex[:4]}"
+        stop = asyncio.Event()
+
+        async def requests():
+            yield fleet_pb2.CarMessage(hello=fleet_pb2.Hello(vehicle_id=vid, auth_token=issue_token(vid, SECRET)))
+            await stop.wait()
+
+        call = fleet_pb2_grpc.FleetGatewayServiceStub(channels[i // CARS_PER_CHANNEL]).Session(requests())
+        async for message in call:
+            kind = message.WhichOneof("payload")
+            if kind == "welcome":
+                count["welcomed"] += 1
+                progress.update(task, completed=count["welcomed"])
+                if count["welcomed"] == cars:
+                    welcomed.set()
+            elif kind == "command" and message.command.activate_trigger.trigger.trigger_id == trigger_id:
+                received.append(time.perf_counter())
+                stop.set()
+                call.cancel()
+                return
+
+    rss_before = gateway.rss_bytes()
+    tasks = [asyncio.create_task(car(i)) for i in range(cars)]
+    await asyncio.wait_for(welcomed.wait(), timeout=600)
+    await asyncio.sleep(2)  # let the gateway settle before reading its memory
+    rss_after = gateway.rss_bytes()
+
+    producer = Producer(bootstrap, "bench")
+    spec = triggers_pb2.TriggerSpec(name=trigger_id, expression="count(stop_sign) >= 1", site=triggers_pb2.TRIGGER_SITE_EDGE, upload_budget=10, max_uploads_per_car_hour=1)
+    record = trigger_events.TriggerRecord(trigger=triggers_pb2.Trigger(trigger_id=trigger_id, version=1, spec=spec, state=triggers_pb2.TRIGGER_STATE_ACTIVE))
+    sent = time.perf_counter()
+    producer.produce(topics.TRIGGER_CATALOG, trigger_id, record)
+    producer.flush()
+    done, pending = await asyncio.wait(tasks, timeout=120)
+    for t in pending:
+        t.cancel()
+    producer.close()
+    for channel in channels:
+        await channel.close()
+    delays = sorted(r - sent for r in received)
+    p = lambda q: delays[min(len(delays) - 1, int(q * len(delays)))] if delays else float("nan")  # noqa: E731
+    return {"cars": cars, "received": len(delays), "p50": p(0.5), "p99": p(0.99), "rss_per_car": (rss_after - rss_before) / cars}
+
+
+def run(args, console) -> dict:
+    import os
+
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    gateway = start_gateway()
+    try:
+        frames_per_batch = 200
+        cars = 4
+        batches = max(1, args.gateway_frames // (cars * frames_per_batch))
+        with Progress(console=console, transient=True) as progress:
+            t = progress.add_task("ingest: batched sessions vs unary", total=None)
+            asyncio.run(_batched(gateway.address, 2, 5, frames_per_batch))  # warm-up: connections, JIT-free paths, topic metadata
+            batched = _measure(gateway, _batched(gateway.address, cars, batches, frames_per_batch))
+            unary_calls = max(16, args.gateway_frames // 100)
+            naive = _measure(gateway, _unary(gateway.address, 16, unary_calls // 16))
+            progress.remove_task(t)
+            beam = asyncio.run(_beam_down(gateway.address, bootstrap, args.cars, gateway, progress))
+    finally:
+        gateway.stop()
+
+    def rates(result):
+        frames, wall, cpu = result
+        return frames / wall, frames / cpu if cpu > 0 else float("nan")
+
+    b_wall, b_cpu = rates(batched)
+    n_wall, n_cpu = rates(naive)
+    rows = [
+        ["ingest: batched session (200 frames/batch)", f"{batched[0]:,}", f"{b_wall:,.0f}", f"{b_cpu:,.0f}", f"{b_wall / n_wall:.1f}x"],
+        ["ingest: naive unary, 1 frame/call (baseline)", f"{naive[0]:,}", f"{n_wall:,.0f}", f"{n_cpu:,.0f}", "1.0x"],
+    ]
+    verdict = [
+        f"ingest per gateway core: {b_cpu:,.0f} frames/CPU-s (target >= 50,000: {'met' if b_cpu >= 50_000 else 'NOT met'}); batched vs naive {b_wall / n_wall:.1f}x (target >= 10x: {'met' if b_wall / n_wall >= 10 else 'NOT met'})",
+        f"beam-down to {beam['cars']:,} cars: {beam['received']:,} received, p50 {beam['p50'] * 1000:.0f} ms, p99 {beam['p99'] * 1000:.0f} ms (target p99 < 1000 ms: {'met' if beam['p99'] < 1 else 'NOT met'})",
+        f"gateway memory per connected car: {beam['rss_per_car'] / 1024:.1f} KiB (target < 20 KB: {'met' if beam['rss_per_car'] < 20_000 else 'NOT met'})",
+    ]
+    return {
+        "title": "fleet-gateway: ingest, beam-down, memory",
+        "columns": ["path", "frames", "frames/s (wall)", "frames per gateway CPU-s", "vs naive"],
+        "rows": rows,
+        "verdict": verdict,
+        "beam_down": beam,
+    }

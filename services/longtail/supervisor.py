@@ -1,0 +1,88 @@
+"""Run services as separate processes (the same entry points the charts deploy), wait until their
+gRPC health check says SERVING, and stop them with SIGTERM (graceful drain). Used by the demo,
+the integration tests and the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServiceProcess:
+    def __init__(self, module: str, health_service: str, env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+        self.module = module
+        self.health_service = health_service
+        self.grpc_port = free_port()
+        self.metrics_port = free_port()
+        self.env = {**os.environ, "GRPC_PORT": str(self.grpc_port), "METRICS_PORT": str(self.metrics_port), "LOG_FORMAT": "json", **(env or {})}
+        if log_path is None:
+            from longtail.infra.launcher import state_dir
+
+            log_path = state_dir() / "logs" / f"{module.split('.')[0]}-{self.grpc_port}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self, timeout: float = 60.0) -> ServiceProcess:
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, stdout=out, stderr=out)
+        channel = grpc.insecure_channel(self.address)
+        stub = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    status = stub.Check(health_pb2.HealthCheckRequest(service=self.health_service), timeout=1).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        return self
+                except grpc.RpcError:
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    why = self._tail()
+                    self.stop(timeout=5)
+                    raise RuntimeError(f"{self.module} did not become ready: {why}")
+                time.sleep(0.2)
+        finally:
+            channel.close()
+
+    def _tail(self) -> str:
+        return f"last lines of {self.log_path}:\n" + "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def cpu_seconds(self) -> float:
+        """User+system CPU time the process has used (for per-core throughput figures)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
