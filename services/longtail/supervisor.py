@@ -23,10 +23,10 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    def __init__(self, module: str, health_service: str, env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, module: str, health_service: str, env: dict[str, str] | None = None, log_path: Path | None = None, grpc_port: int | None = None) -> None:
         self.module = module
         self.health_service = health_service
-        self.grpc_port = free_port()
+        self.grpc_port = grpc_port or free_port()
         self.metrics_port = free_port()
         self.env = {**os.environ, "GRPC_PORT": str(self.grpc_port), "METRICS_PORT": str(self.metrics_port), "LOG_FORMAT": "json", **(env or {})}
         if log_path is None:
