@@ -10,12 +10,14 @@ from rich.console import Console
 from rich.table import Table
 
 from longtail.config import ConfigError
+from longtail.triggerlang import cli as triggers_cli
 
 app = typer.Typer(help="longtail: a data engine for fleet learning.", no_args_is_help=True, pretty_exceptions_enable=False)
 infra_app = typer.Typer(help="Local infrastructure: Kafka, S3, PostgreSQL, Triton on loopback.", no_args_is_help=True)
 protos_app = typer.Typer(help="Protobuf contracts: regenerate and check the Python code.", no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
 app.add_typer(protos_app, name="protos")
+app.add_typer(triggers_cli.app, name="triggers")
 
 console = Console(stderr=True)
 
