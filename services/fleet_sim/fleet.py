@@ -1,0 +1,312 @@
+"""A simulated fleet: N cars drive the procedural world in lockstep, render their camera, run the
+shadow model (one batched forward pass for all cars per tick), evaluate their beamed-down
+triggers, stream telemetry through real gRPC sessions and upload the frames that fire.
+
+Ground truth never travels with telemetry or snapshots: after an upload the simulator writes it
+to `groundtruth/<snapshot_id>.json` in the object store, where only simulated labellers read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import tarfile
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+from PIL import Image
+
+from fleet_sim.car_client import CarLink
+from longtail.common.v1 import common_pb2
+from longtail.fleet.v1 import fleet_pb2
+from longtail.fleet_auth import issue_token
+from longtail.log import get_logger
+from longtail.triggerlang import CompiledTrigger, FiringOptions, compile_trigger
+from longtail.triggers.v1 import triggers_pb2
+
+log = get_logger(__name__)
+
+GROUND_TRUTH = "groundtruth/"
+CARS_PER_CHANNEL = 200
+
+
+@dataclass
+class SimConfig:
+    cars: int = 10
+    duration_s: float = 30.0  # simulated seconds
+    fps: float = 10.0  # frames per second per car (simulated clock)
+    batch_frames: int = 10  # frames per telemetry batch
+    seed: int = 0
+    realtime: bool = False  # pace the simulated clock to the wall clock
+    ring_frames: int = 64  # recent frames a car keeps for uploads
+    max_concurrent_uploads: int = 8
+    vehicle_prefix: str = "sim"
+
+
+@dataclass
+class SimReport:
+    frames: int = 0
+    frames_acked: int = 0
+    batches_dropped: int = 0
+    fires: dict[str, int] = field(default_factory=dict)
+    uploads: int = 0
+    uploads_existing: int = 0
+    upload_errors: int = 0
+    skipped_rate_limited: int = 0
+    wall_seconds: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ActiveTrigger:
+    trigger: triggers_pb2.Trigger
+    compiled: CompiledTrigger
+    state: object
+    upload_times: deque = field(default_factory=deque)  # simulated seconds of recent uploads
+
+
+@dataclass
+class PendingUpload:
+    due_sequence: int  # upload once this frame exists (end of the capture window)
+    fire_frame: fleet_pb2.Frame
+    trigger: triggers_pb2.Trigger
+    fire_id: str
+    frames_before: int
+    frames_after: int
+
+
+class SimCar:
+    """A car's perception, triggers and buffers; its network side is `link`."""
+
+    def __init__(self, vehicle_id: str, body, link: CarLink | None = None) -> None:
+        self.vehicle_id = vehicle_id
+        self.body = body  # fleet_sim.world.Car: pose over time
+        self.link = link
+        self.sequence = 0
+        self.triggers: dict[str, ActiveTrigger] = {}
+        self.ring: deque = deque()  # (frame, image, ground truth)
+        self.outgoing: list[fleet_pb2.Frame] = []
+        self.pending_uploads: list[PendingUpload] = []
+
+    def activate(self, trigger: triggers_pb2.Trigger) -> None:
+        compiled = compile_trigger(trigger.spec.expression, FiringOptions.from_spec(trigger.spec), trigger.trigger_id, trigger.version)
+        current = self.triggers.get(trigger.trigger_id)
+        if current is None or current.trigger.version != trigger.version:
+            self.triggers[trigger.trigger_id] = ActiveTrigger(trigger, compiled, compiled.new_state())
+
+    def retire(self, trigger_id: str) -> None:
+        self.triggers.pop(trigger_id, None)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", optimize=False, compress_level=1)
+    return buffer.getvalue()
+
+
+def encode_clip(images: list[np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for i, image in enumerate(images):
+            data = encode_png(image)
+            info = tarfile.TarInfo(f"{i}.png")
+            info.size = len(data)
+            info.mtime = 0  # deterministic bytes, so the content hash is too
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class SimulatedFleet:
+    def __init__(self, config: SimConfig, world, perception, store=None, gateway_address: str | None = None, token_secret: str | None = None) -> None:
+        """`perception(images[N,H,W,3] uint8) -> list[list[Detection]]` runs the shadow model;
+        `store` (an ObjectStore) receives ground truth; without a gateway the fleet runs offline."""
+        from fleet_sim.world import Car
+
+        self.config = config
+        self.world = world
+        self.perception = perception
+        self.store = store
+        self.gateway_address = gateway_address
+        self.token_secret = token_secret
+        self.model_ref = common_pb2.ModelRef(name="bootstrap", version=0)
+        self.report = SimReport()
+        self.cars = [SimCar(f"{config.vehicle_prefix}-{i:05d}", Car(world, seed=config.seed * 100_003 + i)) for i in range(config.cars)]
+        self._uploads: set[asyncio.Task] = set()
+        self._upload_slots: asyncio.Semaphore | None = None
+
+    async def _on_command(self, car: SimCar, command: fleet_pb2.Command) -> tuple[bool, str]:
+        action = command.WhichOneof("action")
+        if action == "activate_trigger":
+            trigger = command.activate_trigger.trigger
+            try:
+                car.activate(trigger)
+            except ValueError as exc:  # a trigger the car cannot compile is refused, not fatal
+                return False, str(exc)
+            return True, f"running {trigger.trigger_id} v{trigger.version}"
+        if action == "retire_trigger":
+            car.retire(command.retire_trigger.trigger_id)
+            return True, "retired"
+        if action == "request_upload":
+            request = command.request_upload
+            for frame, _image, _gt in car.ring:
+                if frame.frame_id == request.frame_id:
+                    trigger = car.triggers[request.trigger_id].trigger if request.trigger_id in car.triggers else triggers_pb2.Trigger(trigger_id=request.trigger_id, version=request.trigger_version)
+                    car.pending_uploads.append(PendingUpload(frame.sequence + request.capture_window.frames_after, frame, trigger, request.fire_id, request.capture_window.frames_before, request.capture_window.frames_after))
+                    return True, "queued"
+            return False, "frame no longer in the buffer"
+        # Model updates are applied fleet-wide by the simulation (one model per version).
+        return True, "noted"
+
+    def _tick(self, clock: float) -> None:
+        images, truths, poses = [], [], []
+        from fleet_sim.render import render
+
+        dt = 1.0 / self.config.fps
+        for car in self.cars:
+            pose = car.body.step(dt)
+            image, truth = render(self.world, pose)
+            images.append(image)
+            truths.append(truth)
+            poses.append(pose)
+        detections = self.perception(np.stack(images))
+        seconds = int(clock)
+        nanos = int((clock - seconds) * 1e9)
+        for car, image, truth, pose, dets in zip(self.cars, images, truths, poses, detections):
+            car.sequence += 1
+            frame = fleet_pb2.Frame(frame_id=f"{car.vehicle_id}:{car.sequence}", vehicle_id=car.vehicle_id, sequence=car.sequence, model=self.model_ref)
+            frame.captured_at.seconds, frame.captured_at.nanos = seconds, nanos
+            frame.ego.CopyFrom(pose)
+            frame.detections.extend(dets)
+            for active in car.triggers.values():
+                fire = active.compiled.evaluate(active.state, frame)
+                if fire is None:
+                    continue
+                frame.edge_fires.add(trigger_id=fire.trigger_id, trigger_version=fire.version, fire_id=fire.fire_id, score=1.0)
+                self.report.fires[fire.trigger_id] = self.report.fires.get(fire.trigger_id, 0) + 1
+                if self._may_upload(active, clock):
+                    car.pending_uploads.append(PendingUpload(car.sequence + fire.frames_after, frame, active.trigger, fire.fire_id, fire.frames_before, fire.frames_after))
+                else:
+                    self.report.skipped_rate_limited += 1
+            car.ring.append((frame, image, truth))
+            while len(car.ring) > self.config.ring_frames:
+                car.ring.popleft()
+            car.outgoing.append(frame)
+            self.report.frames += 1
+            if len(car.outgoing) >= self.config.batch_frames:
+                if car.link is not None:
+                    car.link.submit(car.outgoing)
+                car.outgoing = []
+            due = [p for p in car.pending_uploads if p.due_sequence <= car.sequence]
+            if due:
+                car.pending_uploads = [p for p in car.pending_uploads if p.due_sequence > car.sequence]
+                for pending in due:
+                    self._start_upload(car, pending)
+
+    def _may_upload(self, active: ActiveTrigger, clock: float) -> bool:
+        """The trigger's per-car limit (uploads per hour), on the simulated clock."""
+        limit = active.trigger.spec.max_uploads_per_car_hour
+        if limit <= 0:
+            return True
+        times = active.upload_times
+        while times and times[0] <= clock - 3600:
+            times.popleft()
+        if len(times) >= limit:
+            return False
+        times.append(clock)
+        return True
+
+    def _start_upload(self, car: SimCar, pending: PendingUpload) -> None:
+        clip = [(f, img, gt) for f, img, gt in car.ring if pending.fire_frame.sequence - pending.frames_before <= f.sequence <= pending.fire_frame.sequence + pending.frames_after]
+        if not clip or car.link is None:
+            return
+        task = asyncio.create_task(self._upload(car, pending, clip))
+        self._uploads.add(task)
+        task.add_done_callback(self._uploads.discard)
+
+    async def _upload(self, car: SimCar, pending: PendingUpload, clip: list) -> None:
+        fire = pending.fire_frame
+        if len(clip) == 1:
+            data, content_type = encode_png(clip[0][1]), "image/png"
+        else:
+            data, content_type = encode_clip([img for _f, img, _gt in clip]), "application/x-tar"
+        header = fleet_pb2.SnapshotHeader(frame_id=fire.frame_id, trigger_id=pending.trigger.trigger_id, trigger_version=pending.trigger.version, fire_id=pending.fire_id, content_type=content_type)
+        header.captured_at.CopyFrom(fire.captured_at)
+        meta = header.metadata
+        meta.ego.CopyFrom(fire.ego)
+        meta.detections.extend(fire.detections)
+        meta.model.CopyFrom(fire.model)
+        meta.clip_frame_ids.extend(f.frame_id for f, _img, _gt in clip)
+        meta.image_height, meta.image_width = clip[0][1].shape[:2]
+        async with self._upload_slots:
+            try:
+                receipt = await car.link.upload(header, data)
+            except grpc.aio.AioRpcError as exc:
+                self.report.upload_errors += 1
+                log.warning("upload failed", vehicle=car.vehicle_id, code=exc.code().name, details=exc.details())
+                return
+        self.report.uploads += 1
+        self.report.uploads_existing += receipt.already_existed
+        if self.store is not None:
+            truth = {
+                "snapshot_id": receipt.snapshot_id,
+                "vehicle_id": car.vehicle_id,
+                "frames": [{"frame_id": f.frame_id, "objects": [o.to_dict() for o in gt]} for f, _img, gt in clip],
+                "firing_frame_id": fire.frame_id,
+            }
+            await asyncio.to_thread(self.store.put_at, f"{GROUND_TRUTH}{receipt.snapshot_id}.json", json.dumps(truth).encode(), "application/json")
+
+    async def run(self, on_progress: Callable[[SimReport, float], None] | None = None) -> SimReport:
+        started = time.perf_counter()
+        self._upload_slots = asyncio.Semaphore(self.config.max_concurrent_uploads)
+        channels: list[grpc.aio.Channel] = []
+        link_tasks: list[asyncio.Task] = []
+        if self.gateway_address:
+            for i, car in enumerate(self.cars):
+                if i % CARS_PER_CHANNEL == 0:
+                    channels.append(grpc.aio.insecure_channel(self.gateway_address))
+                token = issue_token(car.vehicle_id, self.token_secret)
+                car.link = CarLink(channels[-1], car.vehicle_id, token, lambda command, car=car: self._on_command(car, command))
+                link_tasks.append(asyncio.create_task(car.link.run()))
+            await asyncio.wait_for(asyncio.gather(*(c.link.connected.wait() for c in self.cars)), 60)
+            await asyncio.sleep(0.2)  # let welcome commands (active triggers) arrive
+        ticks = int(self.config.duration_s * self.config.fps)
+        clock = time.time()
+        for tick in range(ticks):
+            tick_started = time.perf_counter()
+            self._tick(clock)
+            clock += 1.0 / self.config.fps
+            if on_progress is not None:
+                on_progress(self.report, (tick + 1) / ticks)
+            if self.config.realtime:
+                await asyncio.sleep(max(0.0, 1.0 / self.config.fps - (time.perf_counter() - tick_started)))
+            else:
+                await asyncio.sleep(0)
+        for car in self.cars:
+            if car.outgoing and car.link is not None:
+                car.link.submit(car.outgoing)
+                car.outgoing = []
+        if self._uploads:
+            await asyncio.gather(*self._uploads, return_exceptions=True)
+        for car in self.cars:
+            if car.link is not None:
+                await car.link.drain(30)
+                car.link.stop()
+        for task in link_tasks:
+            task.cancel()
+        await asyncio.gather(*link_tasks, return_exceptions=True)
+        for channel in channels:
+            await channel.close()
+        for car in self.cars:
+            if car.link is not None:
+                stats = car.link.stats
+                self.report.frames_acked += stats.frames_acked
+                self.report.batches_dropped += stats.batches_dropped
+                for key, value in stats.errors.items():
+                    self.report.errors[key] = self.report.errors.get(key, 0) + value
+        self.report.wall_seconds = time.perf_counter() - started
+        return self.report
