@@ -20,7 +20,7 @@ from rich.progress import Progress
 
 from longtail import topics
 from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
-from longtail.fleet_auth import issue_token
+from longtail.auth import issue_token
 from longtail.kafka import Producer
 from longtail.smoke import telemetry_batch
 from longtail.supervisor import ServiceProcess
@@ -138,6 +138,7 @@ async def _beam_down(address: str, bootstrap: str, cars: int, gateway: ServicePr
     done, pending = await asyncio.wait(tasks, timeout=120)
     for t in pending:
         t.cancel()
+    producer.produce(topics.TRIGGER_CATALOG, trigger_id, None)  # tombstone: leave no bench trigger active
     producer.close()
     for channel in channels:
         await channel.close()

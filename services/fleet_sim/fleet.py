@@ -24,7 +24,7 @@ from PIL import Image
 from fleet_sim.car_client import CarLink
 from longtail.common.v1 import common_pb2
 from longtail.fleet.v1 import fleet_pb2
-from longtail.fleet_auth import issue_token
+from longtail.auth import issue_token
 from longtail.log import get_logger
 from longtail.triggerlang import CompiledTrigger, FiringOptions, compile_trigger
 from longtail.triggers.v1 import triggers_pb2

@@ -9,13 +9,13 @@ import asyncio
 
 from longtail import config, log
 from longtail.fleet.v1 import fleet_pb2_grpc
-from longtail.fleet_auth import FleetAuthSettings
+from longtail.auth import FleetAuthSettings
 from longtail.grpc_server import GrpcServer
-from longtail.kafka import Producer
+from longtail.kafka import Producer, TopicFollower
 from longtail.storage import ObjectStore
 from longtail.topics import ensure_topics
 
-from gateway.fleet_state import FleetState, TopicFollower, all_topics, follower_handlers
+from gateway.fleet_state import FleetState, all_topics, follower_handlers
 from gateway.service import SERVICE, FleetGateway
 from gateway.settings import GatewaySettings
 
@@ -33,7 +33,7 @@ async def serve(service_settings: config.ServiceSettings | None = None, ready: a
 
     producer = Producer(kafka.bootstrap_servers, SERVICE)
     state = FleetState(SERVICE, settings.max_pending_commands)
-    follower = TopicFollower(kafka.bootstrap_servers, follower_handlers(state), asyncio.get_running_loop())
+    follower = TopicFollower(kafka.bootstrap_servers, follower_handlers(state), asyncio.get_running_loop(), name=SERVICE)
     follower.start()
     await follower.caught_up.wait()  # serve cars only once the current triggers and models are known
 

@@ -9,15 +9,11 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
-import confluent_kafka
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-from google.protobuf.message import DecodeError
 from prometheus_client import Gauge
 
 from longtail import topics
@@ -213,61 +209,6 @@ class FleetState:
             queue.pop(result.command_id, None)
             if not queue:
                 del self.pending[vehicle_id]
-
-
-class TopicFollower:
-    """Reads whole topics from the beginning on a thread (no consumer group offsets: every
-    replica needs all of it) and hands decoded values to the event loop. `caught_up` is set once
-    the first pass reached the end of every partition."""
-
-    def __init__(self, bootstrap: str, handlers: dict[topics.Topic, Callable[[str | None, object], None]], loop: asyncio.AbstractEventLoop) -> None:
-        self.handlers = {t.name: (t, h) for t, h in handlers.items()}
-        self.loop = loop
-        self.caught_up = asyncio.Event()
-        self._stop = threading.Event()
-        self._consumer = confluent_kafka.Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": f"gateway-follower-{uuid.uuid4().hex}", "enable.auto.commit": False, "enable.partition.eof": True}
-        )
-        self._thread = threading.Thread(target=self._run, name="gateway-follower", daemon=True)
-
-    def start(self) -> None:
-        metadata = self._consumer.list_topics(timeout=30).topics
-        assignment = [TopicPartition(name, p, OFFSET_BEGINNING) for name in self.handlers for p in metadata[name].partitions]
-        self._remaining = {(tp.topic, tp.partition) for tp in assignment}
-        self._consumer.assign(assignment)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for msg in self._consumer.consume(500, 0.1):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == confluent_kafka.KafkaError._PARTITION_EOF:
-                        self._remaining.discard((msg.topic(), msg.partition()))
-                        if not self._remaining:
-                            self.loop.call_soon_threadsafe(self.caught_up.set)
-                    continue
-                topic, handler = self.handlers[msg.topic()]
-                raw = msg.value()
-                try:
-                    value = None if raw is None else topic.value_type.FromString(raw)
-                except DecodeError as exc:
-                    log.warning("undecodable record skipped", topic=msg.topic(), offset=msg.offset(), error=str(exc))
-                    continue
-                key = msg.key().decode() if msg.key() is not None else None
-                self.loop.call_soon_threadsafe(_safe, handler, key, value)
-        self._consumer.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-def _safe(handler: Callable, key, value) -> None:
-    try:
-        handler(key, value)
-    except Exception:
-        log.exception("fleet state update failed", key=key)
 
 
 def follower_handlers(state: FleetState) -> dict[topics.Topic, Callable]:

@@ -15,7 +15,7 @@ from prometheus_client import Counter, Histogram
 from longtail import topics
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
-from longtail.fleet_auth import AuthError, verify_token
+from longtail.auth import AuthError, verify_token
 from longtail.kafka import DeliveryError, Producer
 from longtail.log import get_logger
 from longtail.storage import SNAPSHOTS, ObjectStore

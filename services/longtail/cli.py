@@ -131,7 +131,7 @@ def fleet_token(
 ) -> None:
     """Issue a vehicle token signed with FLEET_TOKEN_SECRET."""
     from longtail.config import load
-    from longtail.fleet_auth import FleetAuthSettings, issue_token
+    from longtail.auth import FleetAuthSettings, issue_token
 
     print(issue_token(vehicle_id, load(FleetAuthSettings).token_secret, ttl_hours * 3600))
 

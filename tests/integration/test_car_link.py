@@ -10,7 +10,7 @@ import grpc
 
 from fleet_sim.car_client import CarLink
 from longtail import topics
-from longtail.fleet_auth import issue_token
+from longtail.auth import issue_token
 from longtail.kafka import BatchConsumer, Producer
 from longtail.smoke import telemetry_batch
 from longtail.supervisor import ServiceProcess

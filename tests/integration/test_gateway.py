@@ -16,7 +16,7 @@ import pytest
 from longtail import topics
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
-from longtail.fleet_auth import issue_token
+from longtail.auth import issue_token
 from longtail.kafka import BatchConsumer, Producer
 from longtail.smoke import telemetry_batch
 from longtail.supervisor import ServiceProcess
@@ -280,7 +280,10 @@ def test_catalog_record_reaches_connected_and_reconnecting_cars(gateway, kafka):
         # And a car reconnecting that still runs it is told to retire it.
         back = Car(gateway, vehicle(), active_triggers=[triggers_pb2.TriggerRef(trigger_id=trigger_id, version=1)])
         await back.receive("welcome")
-        command = (await back.receive("command")).command
+        while True:  # other tests' triggers may come first
+            command = (await back.receive("command")).command
+            if command.WhichOneof("action") == "retire_trigger" and command.retire_trigger.trigger_id == trigger_id:
+                break
         await back.close()
         return live, late_id, command
 
