@@ -11,6 +11,7 @@ from rich.table import Table
 
 from longtail.config import ConfigError
 from longtail.triggerlang import cli as triggers_cli
+from trigger_evaluator import cli as catalog_cli
 
 app = typer.Typer(help="longtail: a data engine for fleet learning.", no_args_is_help=True, pretty_exceptions_enable=False)
 infra_app = typer.Typer(help="Local infrastructure: Kafka, S3, PostgreSQL, Triton on loopback.", no_args_is_help=True)
@@ -18,6 +19,7 @@ protos_app = typer.Typer(help="Protobuf contracts: regenerate and check the Pyth
 app.add_typer(infra_app, name="infra")
 app.add_typer(protos_app, name="protos")
 app.add_typer(triggers_cli.app, name="triggers")
+catalog_cli.register(triggers_cli.app)
 
 console = Console(stderr=True)
 
@@ -107,7 +109,7 @@ def protos_check() -> None:
     console.print("generated code is up to date")
 
 
-SERVICES = {"gateway": "gateway.__main__"}
+SERVICES = {"gateway": "gateway.__main__", "trigger-evaluator": "trigger_evaluator.__main__"}
 
 
 @app.command("serve")
@@ -134,6 +136,15 @@ def fleet_token(
     from longtail.auth import FleetAuthSettings, issue_token
 
     print(issue_token(vehicle_id, load(FleetAuthSettings).token_secret, ttl_hours * 3600))
+
+
+@app.command("operator-token")
+def operator_token(name: str, ttl_hours: float = typer.Option(8.0, help="Validity in hours.")) -> None:
+    """Issue an operator token signed with OPERATOR_TOKEN_SECRET (export it as LONGTAIL_OPERATOR_TOKEN)."""
+    from longtail.auth import OPERATOR_AUDIENCE, OperatorAuthSettings, issue_token
+    from longtail.config import load
+
+    print(issue_token(name, load(OperatorAuthSettings).token_secret, ttl_hours * 3600, audience=OPERATOR_AUDIENCE))
 
 
 @app.command("demo")

@@ -1,0 +1,100 @@
+"""`python -m trigger_evaluator` / `longtail serve trigger-evaluator`.
+
+Environment: KAFKA_BOOTSTRAP_SERVERS, OPERATOR_TOKEN_SECRET, S3_* (backtests over archived
+segments; optional), GRPC_PORT, METRICS_PORT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from longtail import config, log, topics
+from longtail.auth import OperatorAuthSettings
+from longtail.grpc_server import GrpcServer
+from longtail.kafka import Producer, TopicFollower
+from longtail.storage import ObjectStore
+from longtail.topics import ensure_topics
+from longtail.triggers.v1 import triggers_pb2_grpc
+
+from trigger_evaluator.catalog import Catalog, CatalogError
+from trigger_evaluator.ledger import SERVICE, YieldLedger
+from trigger_evaluator.service import TriggerCatalog
+
+SERVICE_NAME = "longtail.triggers.v1.TriggerCatalogService"
+log_ = log.get_logger(__name__)
+
+
+def enforce_rules(api: TriggerCatalog, changed: tuple[str, int] | None) -> None:
+    """Budget used up -> EXHAUSTED, yield below floor -> PAUSED, with the reason (runs on the loop)."""
+    if changed is None:
+        return
+    trigger = api.catalog.latest.get(changed[0])
+    if trigger is None or trigger.version != changed[1]:
+        return
+    breach = api.ledger.rule_breach(trigger)
+    if breach is None:
+        return
+    state, reason = breach
+
+    async def apply() -> None:
+        try:
+            updated = api.catalog.transition(trigger.trigger_id, state, reason, SERVICE)
+        except CatalogError:
+            return
+        if updated is not trigger:
+            await api.publish(updated)
+            log_.info("trigger state changed by rule", trigger=trigger.trigger_id, reason=reason)
+
+    asyncio.get_running_loop().create_task(apply())
+
+
+async def serve() -> None:
+    service_settings = config.load(config.ServiceSettings)
+    kafka = config.load(config.KafkaSettings)
+    operator_secret = config.load(OperatorAuthSettings).token_secret
+    try:
+        store = ObjectStore(config.load(config.S3Settings), service=SERVICE)
+    except config.ConfigError:
+        store = None  # backtests over archived segments need S3; time ranges do not
+    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, topics.ALL, kafka.replication_factor)
+
+    producer = Producer(kafka.bootstrap_servers, SERVICE)
+    catalog, ledger = Catalog(), YieldLedger()
+    api = TriggerCatalog(catalog, ledger, producer, operator_secret, kafka.bootstrap_servers, store)
+
+    def on_catalog(key, record) -> None:
+        catalog.apply(key, None if record is None else record.trigger)
+        if record is not None:
+            enforce_rules(api, (record.trigger.trigger_id, record.trigger.version))
+
+    follower = TopicFollower(
+        kafka.bootstrap_servers,
+        {
+            topics.TRIGGER_CATALOG: on_catalog,
+            topics.TRIGGERS_FIRED: lambda k, v: enforce_rules(api, ledger.on_fired(k, v)),
+            topics.SNAPSHOTS: lambda k, v: enforce_rules(api, ledger.on_snapshot(k, v)),
+            topics.LABELS_CREATED: lambda k, v: enforce_rules(api, ledger.on_label(k, v)),
+        },
+        asyncio.get_running_loop(),
+        name=SERVICE,
+    )
+    follower.start()
+    await follower.caught_up.wait()  # answer only with the whole catalog in view
+
+    server = GrpcServer(SERVICE, service_settings)
+    server.add(triggers_pb2_grpc.add_TriggerCatalogServiceServicer_to_server, api, SERVICE_NAME)
+    await server.start()
+    try:
+        await server.serve_until_signal()
+    finally:
+        follower.stop()
+        producer.close()
+
+
+def main() -> None:
+    log.configure(SERVICE)
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
