@@ -10,7 +10,7 @@ import asyncio
 from longtail import config, log
 from longtail.fleet.v1 import fleet_pb2_grpc
 from longtail.auth import FleetAuthSettings
-from longtail.grpc_server import GrpcServer
+from longtail.grpc_server import GrpcServer, run_service
 from longtail.kafka import Producer, TopicFollower
 from longtail.storage import ObjectStore
 from longtail.topics import ensure_topics
@@ -50,8 +50,7 @@ async def serve(service_settings: config.ServiceSettings | None = None, ready: a
 
 
 def main() -> None:
-    log.configure(SERVICE)
-    asyncio.run(serve())
+    run_service(SERVICE, serve)
 
 
 if __name__ == "__main__":

@@ -165,3 +165,22 @@ class GrpcServer:
                 loop.add_signal_handler(sig, self._stopping.set)
         await self._stopping.wait()
         await self.stop()
+
+
+def run_service(service: str, serve: Callable[[], Any]) -> None:
+    """Entry point of every service: structured logging, asyncio, and one clear line (exit 2)
+    instead of a traceback when the configuration is missing or invalid."""
+    import sys
+
+    from longtail.config import ConfigError
+    from longtail.log import configure
+
+    configure(service)
+    try:
+        asyncio.run(serve())
+    except ConfigError as exc:
+        print(f"{service}: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
+

@@ -65,6 +65,8 @@ SHADOW_DISAGREEMENTS = Topic(
 # triggers: the catalog is compacted, so any replica rebuilds the current set from it
 TRIGGER_CATALOG = Topic("triggers.catalog.v1", trigger_events.TriggerRecord, key="trigger_id", partitions=1, compacted=True)
 TRIGGERS_FIRED = Topic("triggers.fired.v1", trigger_events.TriggerFired, key="vehicle_id", partitions=6)
+# Fires before budget, rate limit and fleet-wide dedup: repartitioned by trigger so one worker decides.
+FIRE_CANDIDATES = Topic("triggers.fire-candidates.v1", trigger_events.TriggerFired, key="trigger_id", partitions=3)
 # map-vision
 MAP_FEATURES = Topic("mapvision.features.v1", map_events.MapFeatureUpdated, key="feature_id", partitions=1, compacted=True)
 MAP_DISAGREEMENTS = Topic("mapvision.disagreements.v1", map_events.Disagreement, key="vehicle_id", partitions=6)

@@ -1,22 +1,24 @@
 """`python -m trigger_evaluator` / `longtail serve trigger-evaluator`.
 
 Environment: KAFKA_BOOTSTRAP_SERVERS, OPERATOR_TOKEN_SECRET, S3_* (backtests over archived
-segments; optional), GRPC_PORT, METRICS_PORT.
+segments; optional), GRPC_PORT, METRICS_PORT, TRIGGER_EVALUATOR_FLEET_WORKER (0 = catalog API only).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 
 from longtail import config, log, topics
 from longtail.auth import OperatorAuthSettings
-from longtail.grpc_server import GrpcServer
+from longtail.grpc_server import GrpcServer, run_service
 from longtail.kafka import Producer, TopicFollower
 from longtail.storage import ObjectStore
 from longtail.topics import ensure_topics
 from longtail.triggers.v1 import triggers_pb2_grpc
 
 from trigger_evaluator.catalog import Catalog, CatalogError
+from trigger_evaluator.fleet_worker import build_app
 from trigger_evaluator.ledger import SERVICE, YieldLedger
 from trigger_evaluator.service import TriggerCatalog
 
@@ -81,19 +83,25 @@ async def serve() -> None:
     follower.start()
     await follower.caught_up.wait()  # answer only with the whole catalog in view
 
+    fleet_app = None
+    if os.environ.get("TRIGGER_EVALUATOR_FLEET_WORKER", "1") != "0":
+        fleet_app = build_app(kafka.bootstrap_servers, lambda: catalog.latest, kafka.replication_factor)
+        await fleet_app.start()
+
     server = GrpcServer(SERVICE, service_settings)
     server.add(triggers_pb2_grpc.add_TriggerCatalogServiceServicer_to_server, api, SERVICE_NAME)
     await server.start()
     try:
         await server.serve_until_signal()
     finally:
+        if fleet_app is not None:
+            await fleet_app.stop()
         follower.stop()
         producer.close()
 
 
 def main() -> None:
-    log.configure(SERVICE)
-    asyncio.run(serve())
+    run_service(SERVICE, serve)
 
 
 if __name__ == "__main__":

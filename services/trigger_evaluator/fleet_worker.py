@@ -1,0 +1,221 @@
+"""Fleet-side trigger evaluation with faust-streaming (on aiokafka), in two co-partitioned stages.
+
+1. `evaluate` — agent over fleet.telemetry.v1 (key vehicle_id). Runs every ACTIVE trigger whose
+   site is FLEET or BOTH on each car's frames with the same engine as the cars, keeping each car's
+   temporal state in the changelog-backed table `car-trigger-states` (same 6 partitions as the
+   source). Fires, and the edge fires cars report, go to triggers.fire-candidates.v1 keyed by
+   trigger_id.
+2. `decide` — agent over the candidates (key trigger_id). Per trigger version, in the table
+   `trigger-budgets`: drops redeliveries (same fire_id), deduplicates fleet-wide (many cars seeing
+   the same sign from the same place share a dedup key), and applies the upload budget and the
+   per-car rate limit. Emits TriggerFired (with upload_requested or the reason it was suppressed)
+   and, for fleet-side fires, a RequestUpload command for the car (with a time-to-live: the gateway
+   holds it until the car connects).
+
+Crash safety: candidate and output sends are awaited (acked) before the table is updated, and
+tables are restored from their changelogs, so a worker killed with -9 reprocesses from its last
+commit: engine state ignores frames it has seen (sequence numbers) and `decide` ignores fire_ids it
+has decided, so nothing is lost and nothing is emitted twice for the same decision.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import faust
+from google.protobuf.message import DecodeError
+from prometheus_client import Counter
+
+from longtail import topics
+from longtail.fleet.v1 import events_pb2 as fleet_events
+from longtail.fleet.v1 import fleet_pb2
+from longtail.log import get_logger
+from longtail.triggerlang import CompiledTrigger, FiringOptions, compile_trigger
+from longtail.triggers.v1 import events_pb2 as trigger_events
+from longtail.triggers.v1 import triggers_pb2 as S
+
+log = get_logger(__name__)
+SERVICE = "trigger-evaluator"
+FLEET_SITES = (S.TRIGGER_SITE_FLEET, S.TRIGGER_SITE_BOTH)
+UPLOAD_TTL_SECONDS = 3600
+DEDUP_CELL_METERS = 25.0
+MAX_REMEMBERED_FIRES = 100_000
+
+FRAMES = Counter("longtail_trigger_frames_evaluated_total", "Frames evaluated fleet-side", ["service"])
+DECISIONS = Counter("longtail_trigger_decisions_total", "Fire decisions by outcome", ["service", "trigger", "outcome"])
+
+
+def dedup_key(trigger_id: str, frame: fleet_pb2.Frame) -> str:
+    """Cars passing the same place in the same direction see the same long-tail object: one
+    budgeted upload buys one distinct example."""
+    heading = int(((frame.ego.heading + math.pi) / (2 * math.pi)) * 8) % 8
+    return f"{trigger_id}/{int(frame.ego.x // DEDUP_CELL_METERS)}/{int(frame.ego.y // DEDUP_CELL_METERS)}/{heading}"
+
+
+class CompiledCatalog:
+    """Compiled fleet-side triggers, kept in step with the catalog view."""
+
+    def __init__(self, latest: Callable[[], dict[str, S.Trigger]]) -> None:
+        self.latest = latest
+        self._compiled: dict[tuple[str, int], CompiledTrigger] = {}
+
+    def active(self) -> list[tuple[S.Trigger, CompiledTrigger]]:
+        result = []
+        now = time.time()
+        for trigger in self.latest().values():
+            if trigger.state != S.TRIGGER_STATE_ACTIVE or trigger.spec.site not in FLEET_SITES:
+                continue
+            if trigger.spec.HasField("starts_at") and trigger.spec.starts_at.ToSeconds() > now:
+                continue
+            key = (trigger.trigger_id, trigger.version)
+            compiled = self._compiled.get(key)
+            if compiled is None:
+                try:
+                    compiled = compile_trigger(trigger.spec.expression, FiringOptions.from_spec(trigger.spec), trigger.trigger_id, trigger.version)
+                except ValueError as exc:  # the catalog validated it; a newer engine might not
+                    log.error("cannot compile trigger", trigger=trigger.trigger_id, error=str(exc))
+                    continue
+                self._compiled[key] = compiled
+            result.append((trigger, compiled))
+        return result
+
+
+def decide(trigger: S.Trigger | None, fired: trigger_events.TriggerFired, budget: dict, now: float) -> tuple[bool, str]:
+    """Pure decision over the trigger-version's budget record (mutated when an upload is granted)."""
+    if trigger is None or trigger.version != fired.trigger_version:
+        return False, "unknown_or_superseded_version"
+    if trigger.state != S.TRIGGER_STATE_ACTIVE:
+        return False, "trigger_not_active"
+    spec = trigger.spec
+    if spec.HasField("expires_at") and spec.expires_at.ToSeconds() <= now:
+        return False, "trigger_expired"
+    key = fired.dedup_key or fired.fire_id
+    if key in budget.setdefault("dedup", {}):
+        return False, "duplicate_event"
+    if budget.get("uploads", 0) >= spec.upload_budget:
+        return False, "budget_exhausted"
+    car_times = [t for t in budget.setdefault("cars", {}).get(fired.vehicle_id, []) if t > now - 3600]
+    if len(car_times) >= spec.max_uploads_per_car_hour:
+        return False, "per_car_rate_limit"
+    budget["dedup"][key] = now
+    budget["uploads"] = budget.get("uploads", 0) + 1
+    budget["cars"][fired.vehicle_id] = [*car_times, now]
+    return True, ""
+
+
+def build_app(bootstrap: str, catalog_view: Callable[[], dict[str, S.Trigger]], replication_factor: int = 1, app_id: str = SERVICE) -> faust.App:
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",  # tables live in memory and are rebuilt from their changelog topics
+        topic_replication_factor=replication_factor,
+        topic_partitions=topics.TELEMETRY.partitions,
+        web_enabled=False,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+        # A worker killed with -9 holds its partitions until its session times out: keep it short.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+    )
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    telemetry = app.topic(topics.TELEMETRY.name, partitions=topics.TELEMETRY.partitions, **raw)
+    candidates = app.topic(topics.FIRE_CANDIDATES.name, partitions=topics.FIRE_CANDIDATES.partitions, **raw)
+    fired_topic = app.topic(topics.TRIGGERS_FIRED.name, **raw)
+    commands_topic = app.topic(topics.VEHICLE_COMMANDS.name, **raw)
+    dead_letters = app.topic(topics.DEAD_LETTERS.name, **raw)
+    car_states = app.Table("car-trigger-states", default=dict, partitions=topics.TELEMETRY.partitions)
+    budgets = app.Table("trigger-budgets", default=dict, partitions=topics.FIRE_CANDIDATES.partitions)
+    compiled = CompiledCatalog(catalog_view)
+    frames_metric = FRAMES.labels(SERVICE)
+
+    async def dead_letter(source: str, key: bytes | None, value: bytes, error: str) -> None:
+        from longtail.ops.v1 import events_pb2 as ops_events
+
+        letter = ops_events.DeadLetter(source_topic=source, key=key or b"", value=value or b"", error=error[:4000], consumer_group=app_id)
+        letter.failed_at.GetCurrentTime()
+        await (await dead_letters.send(key=source.encode(), value=letter.SerializeToString()))
+
+    @app.agent(telemetry)
+    async def evaluate(stream):
+        async for key, value in stream.items():
+            try:
+                batch = fleet_events.TelemetryBatchEvent.FromString(value)
+            except DecodeError as exc:
+                await dead_letter(topics.TELEMETRY.name, key, value, f"cannot decode TelemetryBatchEvent: {exc}")
+                continue
+            vehicle = batch.vehicle_id
+            active = compiled.active()
+            saved = dict(car_states[vehicle])
+            states = {t.trigger_id: c.load_state(saved.get(t.trigger_id)) for t, c in active}
+            pending = []
+            for frame in sorted(batch.frames, key=lambda f: f.sequence):
+                if frame.vehicle_id != vehicle:
+                    continue  # the gateway guarantees it; a foreign frame would corrupt the state
+                frames_metric.inc()
+                for trigger, program in active:
+                    fire = program.evaluate(states[trigger.trigger_id], frame)
+                    if fire is not None:
+                        event = trigger_events.TriggerFired(
+                            fire_id=fire.fire_id, trigger_id=trigger.trigger_id, trigger_version=trigger.version, vehicle_id=vehicle,
+                            frame_id=frame.frame_id, fired_at=frame.captured_at, source=trigger_events.FIRE_SOURCE_FLEET, dedup_key=dedup_key(trigger.trigger_id, frame), score=1.0,
+                        )
+                        pending.append(await candidates.send(key=trigger.trigger_id.encode(), value=event.SerializeToString()))
+                for edge in frame.edge_fires:
+                    event = trigger_events.TriggerFired(
+                        fire_id=edge.fire_id, trigger_id=edge.trigger_id, trigger_version=edge.trigger_version, vehicle_id=vehicle,
+                        frame_id=frame.frame_id, fired_at=frame.captured_at, source=trigger_events.FIRE_SOURCE_EDGE, dedup_key=dedup_key(edge.trigger_id, frame), score=edge.score,
+                    )
+                    pending.append(await candidates.send(key=edge.trigger_id.encode(), value=event.SerializeToString()))
+            for future in pending:
+                await future  # acked before the state that produced them is saved
+            if active or saved:  # no changelog write for cars no trigger watches
+                car_states[vehicle] = {t.trigger_id: c.dump_state(states[t.trigger_id]) for t, c in active}
+
+    @app.agent(candidates)
+    async def decide_uploads(stream):
+        async for key, value in stream.items():
+            try:
+                fired = trigger_events.TriggerFired.FromString(value)
+            except DecodeError as exc:
+                await dead_letter(topics.FIRE_CANDIDATES.name, key, value, f"cannot decode TriggerFired: {exc}")
+                continue
+            budget_key = f"{fired.trigger_id}/{fired.trigger_version}"
+            budget = dict(budgets[budget_key])
+            seen = budget.setdefault("seen", {})
+            if fired.fire_id in seen:
+                continue  # a redelivered candidate: already decided
+            trigger = catalog_view().get(fired.trigger_id)
+            now = time.time()
+            granted, reason = decide(trigger, fired, budget, now)
+            if fired.source == trigger_events.FIRE_SOURCE_EDGE:
+                # Edge fires are uploaded by the car within its per-car limit; they still spend budget.
+                fired.upload_requested, fired.suppressed_reason = False, "uploaded_by_car" if granted else reason
+            else:
+                fired.upload_requested, fired.suppressed_reason = granted, reason
+            DECISIONS.labels(SERVICE, fired.trigger_id, "requested" if fired.upload_requested else (fired.suppressed_reason or "edge")).inc()
+            sent = [await fired_topic.send(key=fired.vehicle_id.encode(), value=fired.SerializeToString())]
+            if fired.upload_requested:
+                command = fleet_pb2.Command(command_id=f"upload/{fired.fire_id}")
+                command.issued_at.GetCurrentTime()
+                command.expires_at.FromSeconds(int(now + UPLOAD_TTL_SECONDS))
+                request = command.request_upload
+                request.frame_id, request.trigger_id, request.trigger_version, request.fire_id = fired.frame_id, fired.trigger_id, fired.trigger_version, fired.fire_id
+                if trigger is not None:
+                    request.capture_window.CopyFrom(trigger.spec.capture_window)
+                    request.priority = trigger.spec.priority
+                request.deadline.CopyFrom(command.expires_at)
+                vc = fleet_events.VehicleCommand(vehicle_id=fired.vehicle_id, command=command, expires_at=command.expires_at, issued_by=SERVICE)
+                sent.append(await commands_topic.send(key=fired.vehicle_id.encode(), value=vc.SerializeToString()))
+            for future in sent:
+                await future
+            seen[fired.fire_id] = now
+            if len(seen) > MAX_REMEMBERED_FIRES:
+                for old in sorted(seen, key=seen.get)[: len(seen) - MAX_REMEMBERED_FIRES]:
+                    del seen[old]
+            budgets[budget_key] = budget
+
+    return app
