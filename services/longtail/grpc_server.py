@@ -133,7 +133,7 @@ class GrpcServer:
         if not self.port:
             raise RuntimeError(f"cannot listen on {address}")
         await self.server.start()
-        metrics.serve_metrics(self.settings.metrics_port)
+        metrics.serve_metrics(self.settings.metrics_port, self.settings.grpc_host)  # same interface as gRPC: 0.0.0.0 in a pod
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("grpc server started", address=f"{self.settings.grpc_host}:{self.port}", services=self.service_names, metrics_port=self.settings.metrics_port)

@@ -1,0 +1,22 @@
+{{/*
+The one entry point. A service chart's only template is:
+
+    {{ include "longtail-lib.all" . }}
+
+It renders, from the service chart's values: ServiceAccount, ConfigMap (non-secret environment),
+Service (+ a headless Service for a StatefulSet), the workload (Deployment, or StatefulSet when
+workload.kind is StatefulSet), HPA (autoscaling.enabled), PDB (pdb.enabled), ServiceMonitor
+(metrics.serviceMonitor.enabled) and Grafana dashboard ConfigMaps (metrics.dashboards.enabled).
+*/}}
+{{- define "longtail-lib.all" -}}
+{{- include "longtail-lib.validate" . }}
+{{- range $name := list "serviceaccount" "configmap" "service" "headlessService" "workload" "hpa" "pdb" "servicemonitor" "dashboards" }}
+{{- $doc := include (printf "longtail-lib.%s" $name) $ | trim }}
+{{- if $doc }}
+{{- if not (hasPrefix "---" $doc) }}
+---
+{{- end }}
+{{ $doc }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,62 @@
+{{/*
+ConfigMap with every non-secret environment variable, loaded with envFrom. Secrets never pass
+through values: the workload references existing Secrets by name and key (see _workload.tpl).
+*/}}
+{{/*
+A value as an environment string. Helm reads YAML numbers as float64, and Go prints 1048576.0 as
+"1.048576e+06", which an int setting would reject: whole numbers are printed as integers.
+*/}}
+{{- define "longtail-lib.envValue" -}}
+{{- if and (kindIs "float64" .) (eq . (float64 (int64 .))) }}{{ int64 . }}
+{{- else }}{{ toString . }}
+{{- end }}
+{{- end }}
+
+{{- define "longtail-lib.configData" -}}
+{{- $data := dict }}
+{{- $_ := set $data "GRPC_HOST" "0.0.0.0" }}
+{{- $_ := set $data "GRPC_PORT" (include "longtail-lib.envValue" .Values.grpc.port) }}
+{{- if .Values.grpc.shutdownGraceSeconds }}
+{{- $_ := set $data "SHUTDOWN_GRACE_SECONDS" (include "longtail-lib.envValue" .Values.grpc.shutdownGraceSeconds) }}
+{{- end }}
+{{- $_ := set $data "METRICS_PORT" (ternary (include "longtail-lib.envValue" .Values.metrics.port) "0" (.Values.metrics.enabled | default false)) }}
+{{- with .Values.log }}
+{{- with .level }}{{ $_ := set $data "LOG_LEVEL" (toString .) }}{{ end }}
+{{- with .format }}{{ $_ := set $data "LOG_FORMAT" (toString .) }}{{ end }}
+{{- end }}
+{{- with .Values.kafka }}
+{{- $_ := set $data "KAFKA_BOOTSTRAP_SERVERS" (required "kafka.bootstrapServers is required (host:port[,host:port...] of the Kafka brokers)" .bootstrapServers) }}
+{{- with .replicationFactor }}{{ $_ := set $data "KAFKA_REPLICATION_FACTOR" (include "longtail-lib.envValue" .) }}{{ end }}
+{{- end }}
+{{- with .Values.s3 }}
+{{- $_ := set $data "S3_ENDPOINT" (required "s3.endpoint is required (host:port of the S3 API)" .endpoint) }}
+{{- with .bucket }}{{ $_ := set $data "S3_BUCKET" (toString .) }}{{ end }}
+{{- with .region }}{{ $_ := set $data "S3_REGION" (toString .) }}{{ end }}
+{{- $_ := set $data "S3_SECURE" (ternary "true" "false" (.secure | default false)) }}
+{{- end }}
+{{- $prefix := include "longtail-lib.settingsPrefix" . }}
+{{- $section := include "longtail-lib.settingsKey" . }}
+{{- range $key, $value := (get .Values $section) | default dict }}
+{{- if or (kindIs "map" $value) (kindIs "slice" $value) }}
+{{- fail (printf "%s.%s must be a single value: each key of %s becomes one environment variable" $section $key $section) }}
+{{- end }}
+{{- if not (kindIs "invalid" $value) }}
+{{- $_ := set $data (printf "%s%s" $prefix ($key | snakecase | upper)) (include "longtail-lib.envValue" $value) }}
+{{- end }}
+{{- end }}
+{{- range $name, $value := .Values.env | default dict }}
+{{- $_ := set $data $name (include "longtail-lib.envValue" $value) }}
+{{- end }}
+{{- toYaml $data }}
+{{- end }}
+
+{{- define "longtail-lib.configmap" -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "longtail-lib.fullname" . }}
+  labels:
+    {{- include "longtail-lib.labels" . | nindent 4 }}
+data:
+  {{- include "longtail-lib.configData" . | nindent 2 }}
+{{- end }}
