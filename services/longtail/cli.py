@@ -147,6 +147,26 @@ def operator_token(name: str, ttl_hours: float = typer.Option(8.0, help="Validit
     print(issue_token(name, load(OperatorAuthSettings).token_secret, ttl_hours * 3600, audience=OPERATOR_AUDIENCE))
 
 
+@app.command("sim")
+def sim(
+    cars: int = typer.Option(10, help="How many simulated cars (real gRPC clients)."),
+    duration: float = typer.Option(30.0, help="Simulated seconds to drive."),
+    seed: int = typer.Option(0, help="World and model seed."),
+    realtime: bool = typer.Option(False, help="Pace the simulated clock to the wall clock."),
+) -> None:
+    """Drive a simulated fleet through a running gateway (GATEWAY_ADDR, FLEET_TOKEN_SECRET, S3_*)."""
+    from fleet_sim.__main__ import run
+
+    if cars < 1 or duration <= 0:
+        fail("--cars must be >= 1 and --duration > 0")
+    report = run(cars, duration, seed, realtime, console)
+    table = Table("frames", "acked", "fires", "uploads", "already stored", "upload errors", "dropped batches", "wall s", title="simulated fleet")
+    table.add_row(f"{report.frames:,}", f"{report.frames_acked:,}", str(sum(report.fires.values())), str(report.uploads), str(report.uploads_existing), str(report.upload_errors), str(report.batches_dropped), f"{report.wall_seconds:.1f}")
+    Console().print(table)
+    for trigger_id, fires in sorted(report.fires.items()):
+        Console().print(f"  {trigger_id}: {fires} fires")
+
+
 @app.command("demo")
 def demo(
     triton: bool = typer.Option(True, help="Start Triton too."),
