@@ -26,6 +26,9 @@ def configure(service: str, level: str | None = None, fmt: str | None = None) ->
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.bind_contextvars(service=service)
+    # Libraries (aiokafka, faust, grpc) log through the standard library: warnings by default,
+    # LIBRARY_LOG_LEVEL=INFO to see e.g. faust's rebalances and table recovery.
+    logging.basicConfig(stream=sys.stderr, level=os.environ.get("LIBRARY_LOG_LEVEL", "WARNING").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     return structlog.get_logger()
 
 

@@ -283,6 +283,9 @@ BUILTINS: dict[str, Builtin] = {
     ]
 }
 
+# Alternative spellings of built-ins (compiled, explained and normalized as the built-in they name).
+BUILTIN_ALIASES: dict[str, str] = {"map_disagrees": "map_disagreement"}
+
 # d.<field>: name -> (type, accessor(d) or None for keyed maps, doc)
 DET_FIELDS: dict[str, tuple[str, Callable | None, str]] = {
     "cls": (STR, lambda d: d.cls, "class name"),
@@ -710,9 +713,9 @@ class Compiler:
     # -- calls -----------------------------------------------------------------------------------
 
     def c_Call(self, node: Call) -> C:
-        spec = BUILTINS.get(node.name)
+        spec = BUILTINS.get(BUILTIN_ALIASES.get(node.name, node.name))
         if spec is None:
-            raise self.err(f"unknown function '{node.name}'{_suggest(node.name, BUILTINS)}", node)
+            raise self.err(f"unknown function '{node.name}'{_suggest(node.name, [*BUILTINS, *BUILTIN_ALIASES])}", node)
         bound = self._bind(node, spec)
         return getattr(self, "b_" + spec.name)(node, spec, bound)
 
@@ -1224,5 +1227,5 @@ def compile_program(source: str) -> Program:
     return Compiler(source).program(parse(source))
 
 
-__all__ = ["BUILTINS", "DET_FIELDS", "EGO_FIELDS", "FIRST_FIELDS", "MAX_STATE_ITEMS", "MAX_TEMPORAL", "MAX_TRACKS",
+__all__ = ["BUILTINS", "BUILTIN_ALIASES", "DET_FIELDS", "EGO_FIELDS", "FIRST_FIELDS", "MAX_STATE_ITEMS", "MAX_TEMPORAL", "MAX_TRACKS",
            "MAX_WINDOW", "Program", "compile_program"]

@@ -292,7 +292,9 @@ class CompiledTrigger:
             else:
                 raise ValueError(f"this state belongs to vehicle {state.vehicle_id!r}, not {vehicle_id!r}")
         seq = frame.sequence
-        if seq:
+        # 0 means "not numbered" only until a numbered frame was seen: replayed after frames 1, 2, ...
+        # a car's first frame (sequence 0) is stale too, or it would rewind the temporal state.
+        if seq or state.last_seq:
             if seq <= state.last_seq:
                 return None
             state.last_seq = seq

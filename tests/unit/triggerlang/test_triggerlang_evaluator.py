@@ -314,6 +314,17 @@ def test_stale_and_duplicate_frames_are_ignored():
     assert trigger.evaluate(state, make_frame(6, ["stop_sign"])) is not None
 
 
+def test_a_first_frame_numbered_zero_replayed_later_is_stale():
+    """A car numbering from 0: after frames 1, 2 a redelivered frame 0 must not rewind the state
+    (it would leave prev_value true and swallow the next rising edge)."""
+    trigger = compile_trigger("any(stop_sign)")  # rising edge
+    state = trigger.new_state()
+    fires = [trigger.evaluate(state, make_frame(seq, signs)) is not None for seq, signs in [(0, ["stop_sign"]), (1, []), (2, ["stop_sign"]), (3, [])]]
+    assert fires == [True, False, True, False]
+    assert trigger.evaluate(state, make_frame(0, ["stop_sign"])) is None
+    assert trigger.evaluate(state, make_frame(4, ["stop_sign"])) is not None
+
+
 def test_frames_without_sequence_are_counted():
     trigger = compile_trigger("sustained(any(stop_sign), frames=3)", EVERY)
     state = trigger.new_state()
