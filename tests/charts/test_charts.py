@@ -1,6 +1,8 @@
 """Helm charts: lint, render, Kubernetes-schema validation, golden renders, values-schema rejections,
-and the properties the gateway's pods depend on (gRPC probes, locked-down security context,
-credentials only from Secrets, no `replicas` under an HPA, environment the services accept).
+and the properties the services' pods depend on (gRPC probes, locked-down security context,
+credentials only from Secrets, no `replicas` under an HPA, environment the services accept): the
+gateway, the trigger-evaluator (a StatefulSet bounded by its partition count), map-vision (exactly
+one writer) and Triton (the stock image on the S3 model repository, explicit model control).
 
 helm comes from scripts/helm-tools (built once with `go install`, cached in ~/.cache/longtail/bin);
 the tests skip only if it cannot be installed. Renders are compared with tests/charts/golden/;
@@ -33,12 +35,22 @@ GOLDEN = Path(__file__).parent / "golden"
 KUBE_VERSION = "1.30.0"
 NAMESPACE = "longtail"
 # Dependency build order: service charts before the umbrella that vendors them.
-SERVICE_CHARTS = ["gateway"]
+SERVICE_CHARTS = ["gateway", "trigger-evaluator", "map-vision", "triton"]
 UMBRELLA = "longtail"
 APP_CHARTS = [*SERVICE_CHARTS, UMBRELLA]
 # Custom resources whose schemas kubernetes-validate does not ship: checked structurally instead.
 CUSTOM_KINDS = {"ServiceMonitor"}
-SECRET_ENV = {"S3_ACCESS_KEY", "S3_SECRET_KEY", "FLEET_TOKEN_SECRET"}
+SECRET_ENV = {"S3_ACCESS_KEY", "S3_SECRET_KEY", "FLEET_TOKEN_SECRET", "OPERATOR_TOKEN_SECRET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+# Partition count of fleet.telemetry.v1 (services/longtail/topics.py): the evaluator's replica bound.
+TELEMETRY_PARTITIONS = 6
+# Triton's own metrics a dashboard may query (docs/user_guide/metrics.md of triton-inference-server/server).
+TRITON_METRICS = {
+    "nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count", "nv_inference_exec_count",
+    "nv_inference_request_duration_us", "nv_inference_queue_duration_us", "nv_inference_compute_input_duration_us",
+    "nv_inference_compute_infer_duration_us", "nv_inference_compute_output_duration_us", "nv_inference_pending_request_count",
+    "nv_gpu_utilization", "nv_gpu_memory_total_bytes", "nv_gpu_memory_used_bytes", "nv_gpu_power_usage", "nv_gpu_power_limit",
+    "nv_energy_consumption", "nv_cpu_utilization", "nv_cpu_memory_total_bytes", "nv_cpu_memory_used_bytes",
+}
 
 CASES = [(chart, path.stem) for chart in APP_CHARTS for path in sorted((CHARTS / chart / "ci").glob("*.yaml"))]
 CASE_IDS = [f"{chart}-{values}" for chart, values in CASES]
@@ -205,8 +217,34 @@ def test_no_stray_golden_files() -> None:
         ("gateway", ["--set", "s3.endpoint=https://s3.amazonaws.com"], ["/s3/endpoint"]),
         ("gateway", ["--set", "workload.kind=DaemonSet"], ["/workload/kind"]),
         ("gateway", ["--set", "gateway.maxChunkBytes=10"], ["/gateway/maxChunkBytes"]),
+        # trigger-evaluator: a StatefulSet, bounded by the 6 partitions of fleet.telemetry.v1
+        ("trigger-evaluator", ["--set", "autoscaling.maxReplicas=7"], ["/autoscaling/maxReplicas", "maximum"]),
+        ("trigger-evaluator", ["--set", "replicaCount=7"], ["/replicaCount", "maximum"]),
+        ("trigger-evaluator", ["--set", "workload.kind=Deployment"], ["/workload/kind"]),
+        ("trigger-evaluator", ["--set", "triggerEvaluator.fleetWorker=false"], ["/triggerEvaluator/fleetWorker"]),
+        ("trigger-evaluator", ["--set", "triggerEvaluator.partitions=12"], ["/triggerEvaluator", "'partitions' not allowed"]),
+        ("trigger-evaluator", ["--set", "fleet.tokenSecret.name=x"], ["additional properties 'fleet' not allowed"]),
+        ("trigger-evaluator", ["--set", "operator.tokenSecret.nam=x"], ["/operator/tokenSecret", "'nam' not allowed"]),
+        ("trigger-evaluator", ["--set", "persistence.sise=1Gi"], ["/persistence", "'sise' not allowed"]),
+        # map-vision: one writer of the map
+        ("map-vision", ["--set", "replicaCount=2"], ["/replicaCount", "maximum"]),
+        ("map-vision", ["--set", "autoscaling.enabled=true"], ["/autoscaling/enabled"]),
+        ("map-vision", ["--set", "autoscaling.maxReplicas=2"], ["/autoscaling", "'maxReplicas' not allowed"]),
+        ("map-vision", ["--set", "workload.updateStrategy.type=RollingUpdate"], ["/workload/updateStrategy/type"]),
+        ("map-vision", ["--set", "pdb.minAvailable=1"], ["/pdb", "'minAvailable' not allowed"]),
+        ("map-vision", ["--set", "mapVision.stalePases=3"], ["/mapVision", "'stalePases' not allowed"]),
+        ("map-vision", ["--set-string", "mapVision.stalePasses=many"], ["/mapVision/stalePasses", "want integer"]),
+        ("map-vision", ["--set", "s3.endpoint=s3:9000"], ["additional properties 's3' not allowed"]),
+        # triton
+        ("triton", ["--set", "image.tag="], ["/image/tag"]),
+        ("triton", ["--set", "triton.modelControlMode=poll"], ["/triton", "'modelControlMode' not allowed"]),
+        ("triton", ["--set", "s3.endpoint=https://s3.amazonaws.com"], ["/s3/endpoint"]),
+        ("triton", ["--set", "kafka.bootstrapServers=kafka:9092"], ["additional properties 'kafka' not allowed"]),
+        ("triton", ["--set", "grpc.port=0"], ["/grpc/port", "minimum"]),
         (UMBRELLA, ["--set", "gatway.enabled=true"], ["additional properties 'gatway' not allowed"]),
         (UMBRELLA, ["--set", "gateway.grpc.prot=1"], ["gateway", "/grpc", "'prot' not allowed"]),
+        (UMBRELLA, ["--set", "trigger-evaluator.autoscaling.maxReplicas=7"], ["trigger-evaluator", "/autoscaling/maxReplicas"]),
+        (UMBRELLA, ["--set", "map-vision.replicaCount=2"], ["map-vision", "/replicaCount"]),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -227,9 +265,24 @@ def test_required_values_are_named(render: Renderer, args: list[str], expected: 
     assert expected in render.fails("gateway", *args, values=None)
 
 
-def test_schema_accepts_enabled_and_global(render: Renderer) -> None:
+@pytest.mark.parametrize(
+    ("chart", "args", "expected"),
+    [
+        ("trigger-evaluator", [], "kafka.bootstrapServers is required"),
+        ("trigger-evaluator", ["--set", "kafka.bootstrapServers=kafka:9092", "--set", "s3.enabled=true"], "s3.endpoint is required"),
+        ("map-vision", [], "kafka.bootstrapServers is required"),
+        ("triton", [], "s3.endpoint is required"),
+        ("triton", ["--set", "s3.endpoint=s3:9000", "--set", "triton.extraArgs={--model-control-mode=poll}"], "triton.extraArgs must not set --model-control-mode=poll"),
+    ],
+)
+def test_required_values_of_the_other_charts(render: Renderer, chart: str, args: list[str], expected: str) -> None:
+    assert expected in render.fails(chart, *args, values=None)
+
+
+@pytest.mark.parametrize("chart", SERVICE_CHARTS)
+def test_schema_accepts_enabled_and_global(render: Renderer, chart: str) -> None:
     """A subchart receives `enabled` and `global` from its parent; additionalProperties:false must allow both."""
-    render.text("gateway", "defaults", ("--set", "enabled=true", "--set", "global.image.tag=v9", "--set", "global.other=1"))
+    render.text(chart, "defaults", ("--set", "enabled=true", "--set", "global.image.tag=v9", "--set", "global.other=1"))
 
 
 # --- the gateway's pods -----------------------------------------------------------------------
@@ -316,13 +369,37 @@ def test_external_values(render: Renderer) -> None:
     assert spread["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": "gateway", "app.kubernetes.io/instance": "gateway"}
 
 
+def _workloads(docs: list[dict]) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] in ("Deployment", "StatefulSet")}
+
+
 def test_umbrella(render: Renderer) -> None:
     docs = render.docs(UMBRELLA, "production")
-    c = container(docs)
-    assert one(docs, "Deployment")["metadata"]["name"] == "longtail-gateway"
-    assert c["image"] == "registry.example.com/longtail/longtail:2026.11.1", "global.image applies to every service"
-    assert "replicas" not in one(docs, "Deployment")["spec"]
-    assert render.docs(UMBRELLA, "gateway-disabled") == []
+    workloads = _workloads(docs)
+    assert {name: w["kind"] for name, w in workloads.items()} == {
+        "longtail-gateway": "Deployment",
+        "longtail-trigger-evaluator": "StatefulSet",
+        "longtail-map-vision": "Deployment",
+        "longtail-triton": "Deployment",
+    }
+    for name in ("longtail-gateway", "longtail-trigger-evaluator", "longtail-map-vision"):
+        (c,) = workloads[name]["spec"]["template"]["spec"]["containers"]
+        assert c["image"] == "registry.example.com/longtail/longtail:2026.11.1", f"global.image applies to {name}"
+    (triton,) = workloads["longtail-triton"]["spec"]["template"]["spec"]["containers"]
+    assert triton["image"] == "nvcr.io/nvidia/tritonserver:25.06-pyt-python-py3", "global.image is the longtail image, not Triton's"
+    assert "replicas" not in workloads["longtail-gateway"]["spec"]
+    assert "replicas" not in workloads["longtail-trigger-evaluator"]["spec"]
+    assert workloads["longtail-map-vision"]["spec"]["replicas"] == 1
+    hpas = {d["spec"]["scaleTargetRef"]["name"]: d["spec"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
+    assert set(hpas) == {"longtail-gateway", "longtail-trigger-evaluator"}
+    assert hpas["longtail-trigger-evaluator"]["maxReplicas"] <= TELEMETRY_PARTITIONS
+    # the shared S3 block (YAML merge key) reaches the evaluator, with its own `enabled`
+    evaluator_env = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "longtail-trigger-evaluator"][0]["data"]
+    assert evaluator_env["S3_ENDPOINT"] == "s3.eu-central-1.amazonaws.com:443"
+
+    disabled = _workloads(render.docs(UMBRELLA, "gateway-disabled"))
+    assert set(disabled) == {"longtail-trigger-evaluator", "longtail-map-vision", "longtail-triton"}
+    assert render.docs(UMBRELLA, "none") == []
 
 
 @pytest.mark.parametrize("values", sorted(p.stem for p in (CHARTS / "gateway" / "ci").glob("*.yaml")))
@@ -353,6 +430,300 @@ def test_gateway_environment_is_accepted_by_the_service(render: Renderer, monkey
     assert service.grpc_host == "0.0.0.0" and service.grpc_port == container(docs)["readinessProbe"]["grpc"]["port"]
     assert kafka.bootstrap_servers == env["KAFKA_BOOTSTRAP_SERVERS"] and s3.endpoint == env["S3_ENDPOINT"]
     assert gateway.max_chunk_bytes == int(env["GATEWAY_MAX_CHUNK_BYTES"])
+
+
+# --- shared pod properties of the new charts -----------------------------------------------------
+
+
+def _assert_locked_down(docs: list[dict], kind: str, uid: int) -> None:
+    pod = one(docs, kind)["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == uid
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"] and sc["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    assert not [d for d in docs if d["kind"] == "Secret"], "the chart must never create Secrets"
+    for e in c.get("env", []):
+        if e["name"] in SECRET_ENV:
+            assert set(e) == {"name", "valueFrom"} and "secretKeyRef" in e["valueFrom"], f"{e['name']} must come from a Secret"
+
+
+def _load_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], prefixes: tuple[str, ...]) -> None:
+    for name in list(os.environ):
+        if name.startswith(prefixes):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+# --- the trigger-evaluator ----------------------------------------------------------------------
+
+
+def test_trigger_evaluator_statefulset(render: Renderer) -> None:
+    docs = render.docs("trigger-evaluator", "defaults")
+    sts = one(docs, "StatefulSet")
+    assert not [d for d in docs if d["kind"] == "Deployment"]
+    spec = sts["spec"]
+    assert spec["replicas"] == 2 and spec["serviceName"] == "trigger-evaluator-headless"
+    assert spec["podManagementPolicy"] == "Parallel"
+    assert "volumeClaimTemplates" not in spec, "the Faust tables are in memory: no volume by default"
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    assert services["trigger-evaluator-headless"]["spec"]["clusterIP"] == "None"
+    c = container(docs, "StatefulSet")
+    assert c["args"] == ["trigger-evaluator"] and c["image"] == "longtail:0.1.0"
+    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": "longtail.triggers.v1.TriggerCatalogService"}
+    assert c["startupProbe"]["grpc"]["service"] == "longtail.triggers.v1.TriggerCatalogService"
+    assert c["livenessProbe"]["grpc"] == {"port": 50051}
+    _assert_locked_down(docs, "StatefulSet", 10001)
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
+    assert refs == {"OPERATOR_TOKEN_SECRET": {"name": "longtail-operator", "key": "token-secret"}}, "S3 is off by default"
+    data = env_configmap(docs, "StatefulSet")["data"]
+    assert not SECRET_ENV & data.keys() and not [k for k in data if k.startswith("S3_")]
+    assert data["TRIGGER_EVALUATOR_FLEET_WORKER"] == "1"
+    # Faust creates its data directory at start: it must be on a writable mount, not the read-only root
+    datadir = data["APP_DATADIR"]
+    mounts = [m["mountPath"] for m in c["volumeMounts"]]
+    assert any(datadir.startswith(m.rstrip("/") + "/") for m in mounts), f"APP_DATADIR {datadir} is not under a mount {mounts}"
+    assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+
+
+def test_trigger_evaluator_autoscaling_is_bounded_by_partitions(render: Renderer) -> None:
+    docs = render.docs("trigger-evaluator", "autoscaling")
+    assert "replicas" not in one(docs, "StatefulSet")["spec"]
+    hpa = one(docs, "HorizontalPodAutoscaler")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "trigger-evaluator"}
+    assert hpa["maxReplicas"] <= TELEMETRY_PARTITIONS
+    # the default scale-down is slow: every step rebalances the Faust group
+    assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    assert TELEMETRY_PARTITIONS == _telemetry_partitions(), "topics.py changed: update the schema bound and TELEMETRY_PARTITIONS"
+    schema = json.loads((CHARTS / "trigger-evaluator" / "values.schema.json").read_text())["properties"]
+    assert schema["autoscaling"]["properties"]["maxReplicas"]["maximum"] == TELEMETRY_PARTITIONS
+    assert schema["replicaCount"]["maximum"] == TELEMETRY_PARTITIONS
+
+
+def _telemetry_partitions() -> int:
+    from longtail import topics
+
+    return topics.TELEMETRY.partitions
+
+
+def test_trigger_evaluator_external(render: Renderer) -> None:
+    docs = render.docs("trigger-evaluator", "external")
+    sts = one(docs, "StatefulSet")
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["storageClassName"] == "gp3" and claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    c = container(docs, "StatefulSet")
+    assert {"name": "data", "mountPath": "/var/lib/longtail"} in c["volumeMounts"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
+    assert refs == {
+        "S3_ACCESS_KEY": {"name": "longtail-s3-prod", "key": "AWS_ACCESS_KEY_ID"},
+        "S3_SECRET_KEY": {"name": "longtail-s3-prod", "key": "AWS_SECRET_ACCESS_KEY"},
+        "OPERATOR_TOKEN_SECRET": {"name": "longtail-operator-prod", "key": "signing-key"},
+    }
+    data = env_configmap(docs, "StatefulSet")["data"]
+    assert data["S3_ENDPOINT"] == "s3.eu-central-1.amazonaws.com:443" and data["S3_SECURE"] == "true"
+    assert data["APP_DATADIR"].startswith("/var/lib/longtail/")
+
+
+def _evaluator_env_names() -> set[str]:
+    """TRIGGER_EVALUATOR_* variables the server reads (not the CLI's TRIGGER_EVALUATOR_ADDR)."""
+    names: set[str] = set()
+    for path in (ROOT / "services" / "trigger_evaluator").glob("*.py"):
+        if path.name != "cli.py":
+            names |= set(re.findall(r"""environ(?:\.get\(|\[)\s*["'](TRIGGER_EVALUATOR_[A-Z0-9_]+)""", path.read_text()))
+    return names
+
+
+@pytest.mark.parametrize("values", sorted(p.stem for p in (CHARTS / "trigger-evaluator" / "ci").glob("*.yaml")))
+def test_trigger_evaluator_environment_is_accepted_by_the_service(render: Renderer, monkeypatch: pytest.MonkeyPatch, values: str) -> None:
+    """The rendered environment loads through the settings classes the evaluator's serve() loads
+    (services/trigger_evaluator/__main__.py): ServiceSettings, KafkaSettings, OperatorAuthSettings
+    and, when the chart sets S3, S3Settings; every TRIGGER_EVALUATOR_* name is one the service reads."""
+    from longtail import config
+    from longtail.auth import OperatorAuthSettings
+
+    docs = render.docs("trigger-evaluator", values)
+    c = container(docs, "StatefulSet")
+    env = dict(env_configmap(docs, "StatefulSet")["data"])
+    env.update({e["name"]: "x" * 40 for e in c["env"] if e["name"] in SECRET_ENV})
+    _load_env(monkeypatch, env, ("TRIGGER_EVALUATOR_", "KAFKA_", "S3_", "GRPC_", "METRICS_", "OPERATOR_", "APP_"))
+
+    known = _evaluator_env_names()
+    assert "TRIGGER_EVALUATOR_FLEET_WORKER" in known
+    unknown = {name for name in env if name.startswith("TRIGGER_EVALUATOR_")} - known
+    assert not unknown, f"the chart sets TRIGGER_EVALUATOR_* variables the evaluator does not read: {unknown}"
+    assert env["TRIGGER_EVALUATOR_FLEET_WORKER"] in ("0", "1"), "the service reads '0' as off and anything else as on"
+    service = config.load(config.ServiceSettings)
+    kafka = config.load(config.KafkaSettings)
+    config.load(OperatorAuthSettings)
+    assert service.grpc_host == "0.0.0.0" and service.grpc_port == c["readinessProbe"]["grpc"]["port"]
+    assert kafka.bootstrap_servers == env["KAFKA_BOOTSTRAP_SERVERS"]
+    if "S3_ENDPOINT" in env:
+        assert config.load(config.S3Settings).endpoint == env["S3_ENDPOINT"]
+    else:
+        with pytest.raises(config.ConfigError):  # the service then runs without archived-segment backtests
+            config.load(config.S3Settings)
+
+
+# --- map-vision ---------------------------------------------------------------------------------
+
+
+def test_map_vision_is_one_writer(render: Renderer) -> None:
+    docs = render.docs("map-vision", "defaults")
+    deployment = one(docs, "Deployment")["spec"]
+    assert deployment["replicas"] == 1
+    assert deployment["strategy"] == {"type": "Recreate"}, "a rolling update would run two writers of the map"
+    assert not [d for d in docs if d["kind"] in ("HorizontalPodAutoscaler", "StatefulSet")]
+    pdb = one(docs, "PodDisruptionBudget")["spec"]
+    assert pdb == {**pdb, "maxUnavailable": 1} and "minAvailable" not in pdb, "a single pod must stay evictable"
+    c = container(docs)
+    assert c["args"] == ["map-vision"]
+    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": "longtail.mapvision.v1.MapVisionService"}
+    assert c["livenessProbe"]["grpc"] == {"port": 50051}, "liveness asks for the server, which turns NOT_SERVING when the consumer stalls"
+    _assert_locked_down(docs, "Deployment", 10001)
+    (operator,) = c["env"]
+    assert operator == {"name": "OPERATOR_TOKEN_SECRET", "valueFrom": {"secretKeyRef": {"name": "longtail-operator", "key": "token-secret", "optional": True}}}
+    data = env_configmap(docs)["data"]
+    assert not [k for k in data if k.startswith(("S3_", "FLEET_"))]
+
+
+def test_map_vision_seed_file_from_a_configmap(render: Renderer) -> None:
+    docs = render.docs("map-vision", "seeded")
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    c = container(docs)
+    data = env_configmap(docs)["data"]
+    seed = data["MAP_VISION_SEED_FILE"]
+    (mount,) = [m for m in c["volumeMounts"] if seed.startswith(m["mountPath"] + "/")]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["configMap"]["name"] == "map-vision-seed"
+    assert "optional" not in c["env"][0]["valueFrom"]["secretKeyRef"]
+    assert (data["MAP_VISION_STALE_PASSES"], data["MAP_VISION_PUBLISH_INTERVAL_S"]) == ("3", "2.5")
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
+
+
+def test_map_vision_schema_covers_every_setting() -> None:
+    """Every MapVisionSettings field and map tunable can be set, and nothing else."""
+    import dataclasses
+
+    from map_vision.__main__ import MapVisionSettings
+    from map_vision.mapping import Tunables
+
+    expected = {_camel(n) for n in MapVisionSettings.model_fields} | {_camel(f.name) for f in dataclasses.fields(Tunables)}
+    schema = json.loads((CHARTS / "map-vision" / "values.schema.json").read_text())["properties"]["mapVision"]
+    assert set(schema["properties"]) == expected and schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("values", sorted(p.stem for p in (CHARTS / "map-vision" / "ci").glob("*.yaml")))
+def test_map_vision_environment_is_accepted_by_the_service(render: Renderer, monkeypatch: pytest.MonkeyPatch, values: str) -> None:
+    """The rendered environment loads through map-vision's own settings (MapVisionSettings, the
+    map Tunables, ServiceSettings, KafkaSettings, OperatorAuthSettings); every MAP_VISION_* name is
+    a field of one of them."""
+    import dataclasses
+
+    from longtail import config
+    from longtail.auth import OperatorAuthSettings
+    from map_vision.__main__ import MapVisionSettings
+    from map_vision.mapping import Tunables
+
+    docs = render.docs("map-vision", values)
+    c = container(docs)
+    env = dict(env_configmap(docs)["data"])
+    env.update({e["name"]: "x" * 40 for e in c["env"] if e["name"] in SECRET_ENV})
+    _load_env(monkeypatch, env, ("MAP_VISION_", "KAFKA_", "GRPC_", "METRICS_", "OPERATOR_"))
+
+    fields = {f"MAP_VISION_{n.upper()}" for n in MapVisionSettings.model_fields} | {f"MAP_VISION_{f.name.upper()}" for f in dataclasses.fields(Tunables)}
+    unknown = {name for name in env if name.startswith("MAP_VISION_")} - fields
+    assert not unknown, f"the chart sets MAP_VISION_* variables map-vision does not read: {unknown}"
+    settings = config.load(MapVisionSettings)
+    tunables = Tunables.from_env(env)
+    service = config.load(config.ServiceSettings)
+    kafka = config.load(config.KafkaSettings)
+    config.load(OperatorAuthSettings)
+    assert service.grpc_host == "0.0.0.0" and service.grpc_port == c["readinessProbe"]["grpc"]["port"]
+    assert kafka.bootstrap_servers == env["KAFKA_BOOTSTRAP_SERVERS"]
+    assert settings.stall_timeout_s == float(env["MAP_VISION_STALL_TIMEOUT_S"])
+    if "MAP_VISION_STALE_PASSES" in env:
+        assert tunables.stale_passes == int(env["MAP_VISION_STALE_PASSES"])
+
+
+# --- triton -------------------------------------------------------------------------------------
+
+
+def test_triton_serves_the_s3_repository_in_explicit_mode(render: Renderer) -> None:
+    docs = render.docs("triton", "defaults")
+    deployment = one(docs, "Deployment")
+    c = container(docs)
+    assert c["image"] == "nvcr.io/nvidia/tritonserver:25.06-py3"
+    assert c["command"] == ["tritonserver"]
+    assert "--model-control-mode=explicit" in c["args"]
+    assert "--model-repository=s3://s3:9000/longtail/models" in c["args"]
+    assert [a for a in c["args"] if a.startswith("--model-repository")] == ["--model-repository=s3://s3:9000/longtail/models"]
+    assert not [a for a in c["args"] if a.startswith("--load-model")], "explicit: nothing loaded until asked"
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    assert {"--http-port=8000", "--grpc-port=8001", "--metrics-port=8002", "--allow-metrics=true"} <= set(c["args"])
+    assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert c["startupProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    _assert_locked_down(docs, "Deployment", 1000)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsGroup"] == 1000, "the image's triton-server user"
+    assert {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}} in pod["volumes"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "longtail-s3", "key": "access-key"}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "longtail-s3", "key": "secret-key"}
+    assert env["AWS_DEFAULT_REGION"]["value"] == "us-east-1"
+    assert "nvidia.com/gpu" not in c["resources"].get("limits", {}), "CPU by default"
+    assert deployment["spec"]["replicas"] == 1
+    services = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Service"}
+    assert {p["name"] for p in services["triton"]["ports"]} == {"http", "grpc", "metrics"}
+    assert services["triton-headless"]["clusterIP"] == "None"
+    assert {p["name"] for p in services["triton-headless"]["ports"]} == {"http", "grpc"}, "a ServiceMonitor must not scrape pods twice"
+
+
+def test_triton_external(render: Renderer) -> None:
+    docs = render.docs("triton", "external")
+    c = container(docs)
+    assert "--model-repository=s3://https://s3.eu-central-1.amazonaws.com:443/acme-longtail-prod/models" in c["args"]
+    assert "--model-control-mode=explicit" in c["args"] and "--load-model=perception" in c["args"]
+    assert c["args"][-1] == "--model-load-thread-count=2"
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert c["image"] == "registry.example.com/mirror/nvidia/tritonserver:25.06-pyt-python-py3"
+    env = {e["name"]: e for e in c["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "longtail-s3-prod", "key": "AWS_ACCESS_KEY_ID"}
+    assert env["AWS_DEFAULT_REGION"]["value"] == "eu-central-1"
+
+
+def test_triton_observability_and_autoscaling(render: Renderer) -> None:
+    docs = render.docs("triton", "observability")
+    assert "replicas" not in one(docs, "Deployment")["spec"]
+    assert one(docs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]["name"] == "triton"
+    sm = one(docs, "ServiceMonitor")
+    _check_service_monitor(sm, docs)
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    dashboards = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert [d["metadata"]["name"] for d in dashboards] == ["triton-dashboard-triton"]
+    no_metrics = container(render.docs("triton", "defaults", ("--set", "metrics.enabled=false")))
+    assert "--allow-metrics=false" in no_metrics["args"] and {p["name"] for p in no_metrics["ports"]} == {"http", "grpc"}
+
+
+@pytest.mark.parametrize(("chart", "kind"), [("trigger-evaluator", "StatefulSet"), ("map-vision", "Deployment")])
+def test_observability_of_the_consumers(render: Renderer, chart: str, kind: str) -> None:
+    docs = render.docs(chart, "observability")
+    _check_service_monitor(one(docs, "ServiceMonitor"), docs)
+    dashboards = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert [d["metadata"]["name"] for d in dashboards] == [f"{chart}-dashboard-{chart}"]
+    assert dashboards[0]["metadata"]["namespace"] == "monitoring"
+    json.loads(dashboards[0]["data"][f"{chart}.json"])
+    default_docs = render.docs(chart, "defaults")
+    assert not [d for d in default_docs if d["kind"] == "ServiceMonitor" or "grafana_dashboard" in d["metadata"]["labels"]]
 
 
 # --- observability ----------------------------------------------------------------------------
@@ -389,9 +760,15 @@ def test_observability(render: Renderer) -> None:
     assert not [d for d in default_docs if d["kind"] == "ServiceMonitor" or "grafana_dashboard" in d["metadata"]["labels"]]
 
 
+def test_every_service_chart_has_a_dashboard() -> None:
+    for chart in SERVICE_CHARTS:
+        assert list((CHARTS / chart / "dashboards").glob("*.json")), f"{chart} has no dashboards/*.json"
+
+
 def test_dashboard_metrics_exist_in_the_code() -> None:
     defined = _defined_metrics()
     assert "longtail_gateway_frames_total" in defined
+    assert {"longtail_trigger_frames_evaluated_total", "longtail_mapvision_features"} <= defined
     for path in CHARTS.glob("*/dashboards/*.json"):
         dashboard = json.loads(path.read_text())
         assert dashboard["uid"] and dashboard["panels"]
@@ -402,6 +779,9 @@ def test_dashboard_metrics_exist_in_the_code() -> None:
                 for metric in re.findall(r"longtail_[a-z0-9_]+", target["expr"]):
                     base = re.sub(r"_(bucket|sum|count)$", "", metric)
                     assert base in defined, f"{path.name} panel {panel['title']!r} queries {metric}, which no service defines"
+                for metric in re.findall(r"\bnv_[a-z0-9_]+", target["expr"]):
+                    assert metric in TRITON_METRICS, f"{path.name} panel {panel['title']!r} queries {metric}, which Triton does not export"
+                assert re.search(r"\b(longtail|nv)_[a-z0-9_]+", target["expr"]), f"{path.name} panel {panel['title']!r} queries no known metric"
 
 
 # --- the library, used by a service that does not exist yet --------------------------------
@@ -414,10 +794,10 @@ serviceAccount: {create: true, automount: false, name: ""}
 service: {type: ClusterIP}
 workload: {kind: StatefulSet}
 persistence: {enabled: true, size: 5Gi, mountPath: /var/lib/longtail}
-grpc: {port: 50061, healthService: longtail.triggers.v1.TriggerService}
+grpc: {port: 50061, healthService: longtail.example.v1.ExampleService}
 metrics: {enabled: true, port: 9464, serviceMonitor: {enabled: true}}
 kafka: {bootstrapServers: "kafka:9092", replicationFactor: 3}
-triggerEvaluator: {partitions: 12, uploadBudgetPerHour: 1000.5}
+exampleConsumer: {partitions: 12, uploadBudgetPerHour: 1000.5}
 autoscaling: {enabled: true, minReplicas: 1, maxReplicas: 12, targetCPUUtilizationPercentage: 70}
 pdb: {enabled: true, maxUnavailable: 1}
 resources: {requests: {cpu: 100m, memory: 128Mi}}
@@ -427,10 +807,10 @@ resources: {requests: {cpu: 100m, memory: 128Mi}}
 @pytest.fixture(scope="session")
 def new_service(helm: str, charts: Path) -> Path:
     """A chart made the documented way: Chart.yaml + values.yaml + the one-line template."""
-    chart = charts / "trigger-evaluator"
+    chart = charts / "example-consumer"
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text(
-        "apiVersion: v2\nname: trigger-evaluator\nversion: 0.1.0\nappVersion: '0.1.0'\n"
+        "apiVersion: v2\nname: example-consumer\nversion: 0.1.0\nappVersion: '0.1.0'\n"
         "dependencies:\n  - {name: longtail-lib, version: 0.1.0, repository: file://../longtail-lib}\n"
     )
     (chart / "values.yaml").write_text(NEW_SERVICE_VALUES)
@@ -440,26 +820,26 @@ def new_service(helm: str, charts: Path) -> Path:
 
 
 def test_library_statefulset_for_a_new_service(render: Renderer, new_service: Path) -> None:
-    docs = render.docs("trigger-evaluator")
+    docs = render.docs("example-consumer")
     for doc in docs:
         if doc["kind"] not in CUSTOM_KINDS:
             kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
     sts = one(docs, "StatefulSet")
     assert "replicas" not in sts["spec"]
-    assert sts["spec"]["serviceName"] == "trigger-evaluator-headless"
+    assert sts["spec"]["serviceName"] == "example-consumer-headless"
     (claim,) = sts["spec"]["volumeClaimTemplates"]
     assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
     c = container(docs, "StatefulSet")
-    assert c["args"] == ["trigger-evaluator"]
+    assert c["args"] == ["example-consumer"]
     assert {"name": "data", "mountPath": "/var/lib/longtail"} in c["volumeMounts"]
     assert "env" not in c, "no S3 or fleet section, so no Secret references"
     data = env_configmap(docs, "StatefulSet")["data"]
-    assert data["TRIGGER_EVALUATOR_PARTITIONS"] == "12" and data["TRIGGER_EVALUATOR_UPLOAD_BUDGET_PER_HOUR"] == "1000.5"
+    assert data["EXAMPLE_CONSUMER_PARTITIONS"] == "12" and data["EXAMPLE_CONSUMER_UPLOAD_BUDGET_PER_HOUR"] == "1000.5"
     assert "S3_ENDPOINT" not in data
     assert one(docs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
     services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
-    assert services["trigger-evaluator-headless"]["spec"]["clusterIP"] == "None"
-    assert {p["name"] for p in services["trigger-evaluator-headless"]["spec"]["ports"]} == {"grpc"}, "a ServiceMonitor must not scrape pods twice"
+    assert services["example-consumer-headless"]["spec"]["clusterIP"] == "None"
+    assert {p["name"] for p in services["example-consumer-headless"]["spec"]["ports"]} == {"grpc"}, "a ServiceMonitor must not scrape pods twice"
     _check_service_monitor(one(docs, "ServiceMonitor"), docs)
 
 
@@ -469,8 +849,8 @@ def test_library_statefulset_for_a_new_service(render: Renderer, new_service: Pa
         (["--set", "workload.kind=Deployment"], "persistence.enabled needs workload.kind: StatefulSet"),
         (["--set", "autoscaling.maxReplicas=0"], "autoscaling.maxReplicas (0) is below autoscaling.minReplicas (1)"),
         (["--set", "kafka.bootstrapServers="], "kafka.bootstrapServers is required"),
-        (["--set", "triggerEvaluator.budget.perHour=1"], "triggerEvaluator.budget must be a single value"),
+        (["--set", "exampleConsumer.budget.perHour=1"], "exampleConsumer.budget must be a single value"),
     ],
 )
 def test_library_fails_with_a_message(render: Renderer, new_service: Path, args: list[str], expected: str) -> None:
-    assert expected in render.fails("trigger-evaluator", *args, values=None)
+    assert expected in render.fails("example-consumer", *args, values=None)

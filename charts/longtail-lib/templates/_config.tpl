@@ -29,10 +29,12 @@ A value as an environment string. Helm reads YAML numbers as float64, and Go pri
 {{- with .replicationFactor }}{{ $_ := set $data "KAFKA_REPLICATION_FACTOR" (include "longtail-lib.envValue" .) }}{{ end }}
 {{- end }}
 {{- with .Values.s3 }}
+{{- if ne (toString .enabled) "false" }}
 {{- $_ := set $data "S3_ENDPOINT" (required "s3.endpoint is required (host:port of the S3 API)" .endpoint) }}
 {{- with .bucket }}{{ $_ := set $data "S3_BUCKET" (toString .) }}{{ end }}
 {{- with .region }}{{ $_ := set $data "S3_REGION" (toString .) }}{{ end }}
 {{- $_ := set $data "S3_SECURE" (ternary "true" "false" (.secure | default false)) }}
+{{- end }}
 {{- end }}
 {{- $prefix := include "longtail-lib.settingsPrefix" . }}
 {{- $section := include "longtail-lib.settingsKey" . }}

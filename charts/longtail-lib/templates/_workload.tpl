@@ -30,6 +30,7 @@ failureThreshold: {{ $probe.failureThreshold | default 3 }}
 
 {{- define "longtail-lib.env" -}}
 {{- with .Values.s3 }}
+{{- if ne (toString .enabled) "false" }}
 {{- $secret := .existingSecret | default dict }}
 - name: S3_ACCESS_KEY
   valueFrom:
@@ -42,12 +43,23 @@ failureThreshold: {{ $probe.failureThreshold | default 3 }}
       name: {{ $secret.name }}
       key: {{ $secret.secretKeyKey | default "secret-key" }}
 {{- end }}
+{{- end }}
 {{- with (.Values.fleet | default dict).tokenSecret }}
 - name: FLEET_TOKEN_SECRET
   valueFrom:
     secretKeyRef:
       name: {{ required "fleet.tokenSecret.name is required (a Secret holding the fleet token signing key)" .name }}
       key: {{ .key | default "token-secret" }}
+{{- end }}
+{{- with (.Values.operator | default dict).tokenSecret }}
+- name: OPERATOR_TOKEN_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "operator.tokenSecret.name is required (a Secret holding the operator token signing key)" .name }}
+      key: {{ .key | default "token-secret" }}
+      {{- if .optional }}
+      optional: true
+      {{- end }}
 {{- end }}
 {{- range $name, $ref := .Values.secretEnv | default dict }}
 - name: {{ $name }}
