@@ -1,7 +1,8 @@
 """`python -m trigger_evaluator` / `longtail serve trigger-evaluator`.
 
 Environment: KAFKA_BOOTSTRAP_SERVERS, OPERATOR_TOKEN_SECRET, S3_* (backtests over archived
-segments; optional), GRPC_PORT, METRICS_PORT, TRIGGER_EVALUATOR_FLEET_WORKER (0 = catalog API only).
+segments; optional), GRPC_PORT, METRICS_PORT, TRIGGER_EVALUATOR_FLEET_WORKER (0 = catalog API only),
+TRIGGER_EVALUATOR_STALL_TIMEOUT_S (records waiting but no commit for this long: health NOT_SERVING; 120).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from longtail.topics import ensure_topics
 from longtail.triggers.v1 import triggers_pb2_grpc
 
 from trigger_evaluator.catalog import Catalog, CatalogError
-from trigger_evaluator.fleet_worker import build_app
+from trigger_evaluator.fleet_worker import MapView, build_app, watch_progress
 from trigger_evaluator.ledger import SERVICE, YieldLedger
 from trigger_evaluator.service import TriggerCatalog
 
@@ -69,10 +70,12 @@ async def serve() -> None:
         if record is not None:
             enforce_rules(api, (record.trigger.trigger_id, record.trigger.version))
 
+    map_view = MapView()
     follower = TopicFollower(
         kafka.bootstrap_servers,
         {
             topics.TRIGGER_CATALOG: on_catalog,
+            topics.MAP_FEATURES: map_view.apply,
             topics.TRIGGERS_FIRED: lambda k, v: enforce_rules(api, ledger.on_fired(k, v)),
             topics.SNAPSHOTS: lambda k, v: enforce_rules(api, ledger.on_snapshot(k, v)),
             topics.LABELS_CREATED: lambda k, v: enforce_rules(api, ledger.on_label(k, v)),
@@ -84,16 +87,22 @@ async def serve() -> None:
     await follower.caught_up.wait()  # answer only with the whole catalog in view
 
     fleet_app = None
-    if os.environ.get("TRIGGER_EVALUATOR_FLEET_WORKER", "1") != "0":
-        fleet_app = build_app(kafka.bootstrap_servers, lambda: catalog.latest, kafka.replication_factor)
+    if os.environ.get("TRIGGER_EVALUATOR_FLEET_WORKER", "1").strip().lower() not in ("0", "false", "no", "off"):
+        fleet_app = build_app(kafka.bootstrap_servers, lambda: catalog.latest, kafka.replication_factor, map_view=map_view)
         await fleet_app.start()
 
     server = GrpcServer(SERVICE, service_settings)
     server.add(triggers_pb2_grpc.add_TriggerCatalogServiceServicer_to_server, api, SERVICE_NAME)
     await server.start()
+    watch = None
+    if fleet_app is not None:
+        stall = float(os.environ.get("TRIGGER_EVALUATOR_STALL_TIMEOUT_S", "120"))
+        watch = asyncio.get_running_loop().create_task(watch_progress(kafka.bootstrap_servers, server.set_serving, stall))
     try:
         await server.serve_until_signal()
     finally:
+        if watch is not None:
+            watch.cancel()
         if fleet_app is not None:
             await fleet_app.stop()
         follower.stop()

@@ -29,6 +29,8 @@ from __future__ import annotations
 import math
 import time
 import asyncio
+import os
+import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -41,7 +43,8 @@ from longtail import topics
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.fleet.v1 import fleet_pb2
 from longtail.log import get_logger
-from longtail.triggerlang import CompiledTrigger, FiringOptions, compile_trigger
+from longtail.mapvision.v1 import map_pb2
+from longtail.triggerlang import CompiledTrigger, EvalContext, FiringOptions, compile_trigger, map_expectations
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2 as S
 
@@ -61,6 +64,38 @@ def dedup_key(trigger_id: str, frame: fleet_pb2.Frame) -> str:
     budgeted upload buys one distinct example."""
     heading = int(((frame.ego.heading + math.pi) / (2 * math.pi)) * 8) % 8
     return f"{trigger_id}/{int(frame.ego.x // DEDUP_CELL_METERS)}/{int(frame.ego.y // DEDUP_CELL_METERS)}/{heading}"
+
+
+class MapView:
+    """The low-definition map as map-vision publishes it (mapvision.features.v1, compacted), for
+    map_disagreement() fleet-side: per frame, the features the car should see from its pose."""
+
+    CELL_M = 64.0  # >= the 60 m expectation range: a pose looks at its cell and the 8 around it
+
+    def __init__(self) -> None:
+        self._features: dict[str, map_pb2.MapFeature] = {}
+        self._cells: dict[tuple[int, int], dict[str, map_pb2.MapFeature]] = {}
+
+    def _cell(self, x: float, y: float) -> tuple[int, int]:
+        return int(math.floor(x / self.CELL_M)), int(math.floor(y / self.CELL_M))
+
+    def apply(self, feature_id: str | None, update) -> None:
+        old = self._features.pop(feature_id, None) if feature_id else None
+        if old is not None:
+            self._cells.get(self._cell(old.x, old.y), {}).pop(feature_id, None)
+        if update is None or update.feature.removed:
+            return
+        feature = update.feature
+        self._features[feature.feature_id] = feature
+        self._cells.setdefault(self._cell(feature.x, feature.y), {})[feature.feature_id] = feature
+
+    def __len__(self) -> int:
+        return len(self._features)
+
+    def context(self, ego) -> EvalContext:
+        cx, cy = self._cell(ego.x, ego.y)
+        near = [f for dx in (-1, 0, 1) for dy in (-1, 0, 1) for f in self._cells.get((cx + dx, cy + dy), {}).values()]
+        return EvalContext(map_features=map_expectations(near, ego))
 
 
 class CompiledCatalog:
@@ -151,6 +186,47 @@ async def in_order(stream, offsets: ContiguousOffsets, handle: Callable[[bytes |
             await handle(message.key, message.value)
 
 
+def group_progress(bootstrap: str, group_id: str, topic_names: list[str]) -> tuple[int, int]:
+    """(lag, committed) summed over the topics' partitions for a consumer group."""
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(timeout=10).topics
+        parts = [confluent_kafka.TopicPartition(t, p) for t in topic_names for p in metadata[t].partitions]
+        lag = committed = 0
+        for tp in consumer.committed(parts, timeout=10):
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            done = max(tp.offset, 0)
+            lag, committed = lag + max(high - done, 0), committed + done
+        return lag, committed
+    finally:
+        consumer.close()
+
+
+async def watch_progress(bootstrap: str, set_serving: Callable[[bool], Awaitable[None]], stall_timeout_s: float = 120.0, app_id: str = SERVICE) -> None:
+    """Liveness from real progress: with records waiting, committed offsets must move within
+    stall_timeout_s, else the worker reports NOT_SERVING (and the liveness probe restarts it)."""
+    names = [topics.TELEMETRY.name, topics.FIRE_CANDIDATES.name]
+    serving, last_committed, last_move = True, -1, time.monotonic()
+    while True:
+        await asyncio.sleep(min(10.0, stall_timeout_s / 4))
+        try:
+            lag, committed = await asyncio.to_thread(group_progress, bootstrap, app_id, names)
+        except Exception as exc:  # the broker being away is not this worker's fault
+            log.warning("cannot read consumer progress", error=str(exc))
+            continue
+        if committed != last_committed or lag == 0:
+            last_committed, last_move = committed, time.monotonic()
+        healthy = time.monotonic() - last_move < stall_timeout_s
+        if healthy != serving:
+            serving = healthy
+            log.warning("fleet worker progress", serving=serving, lag=lag)
+            await set_serving(serving)
+
+
+def uses_map(program: CompiledTrigger) -> bool:
+    return any(call.startswith("map_disagreement(") for call in program.calls)
+
+
 def decide(trigger: S.Trigger | None, fired: trigger_events.TriggerFired, budget: dict, now: float) -> tuple[bool, str]:
     """Pure decision over the trigger-version's budget record (mutated when an upload is granted)."""
     if trigger is None or trigger.version != fired.trigger_version:
@@ -181,12 +257,16 @@ def build_app(
     app_id: str = SERVICE,
     telemetry_topic: str = topics.TELEMETRY.name,
     candidates_topic: str = topics.FIRE_CANDIDATES.name,
+    map_view: MapView | None = None,
 ) -> faust.App:
-    """The worker. Topic names are parameters only so the benchmark can run it on its own topics."""
+    """The worker. Topic names are parameters only so the benchmark can run it on its own topics.
+    Without a map view, map_disagreement() is false (no map knowledge)."""
     app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
         store="memory://",  # tables live in memory and are rebuilt from their changelog topics
+        # faust creates a data directory even for memory tables; the working directory may be read-only.
+        datadir=os.path.join(tempfile.gettempdir(), f"{app_id}-data"),
         topic_replication_factor=replication_factor,
         topic_partitions=topics.TELEMETRY.partitions,
         web_enabled=False,
@@ -227,12 +307,14 @@ def build_app(
         saved = dict(car_states[vehicle])
         states = {t.trigger_id: c.load_state(saved.get(t.trigger_id)) for t, c in active}
         pending = []
+        map_needed = map_view is not None and any(uses_map(p) for _, p in active)
         for frame in sorted(batch.frames, key=lambda f: f.sequence):
             if frame.vehicle_id != vehicle:
                 continue  # the gateway guarantees it; a foreign frame would corrupt the state
             frames_metric.inc()
+            context = map_view.context(frame.ego) if map_needed else None
             for trigger, program in active:
-                fire = program.evaluate(states[trigger.trigger_id], frame)
+                fire = program.evaluate(states[trigger.trigger_id], frame, context)
                 if fire is not None:
                     event = trigger_events.TriggerFired(
                         fire_id=fire.fire_id, trigger_id=trigger.trigger_id, trigger_version=trigger.version, vehicle_id=vehicle,

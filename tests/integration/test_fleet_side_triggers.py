@@ -147,3 +147,38 @@ def test_kill_minus_nine_loses_nothing_and_duplicates_nothing(kafka, s3):
 @pytest.fixture(autouse=True)
 def _needs(kafka, s3):
     yield
+
+
+def test_map_disagreement_fires_fleet_side_where_the_map_expects_a_sign_vision_misses(kafka, s3):
+    """map_disagrees() on the server: the evaluator follows map-vision's features topic; a car
+    facing a mapped stop sign 30 m ahead that vision does not see fires, one that sees it does not."""
+    from longtail.common.v1 import common_pb2
+    from longtail.mapvision.v1 import events_pb2 as map_events
+    from longtail.mapvision.v1 import map_pb2
+
+    marker = float(uuid.uuid4().int % 100_000) + 0.75
+    x0 = 500_000.0 + marker  # far from every other test's map
+    feature = map_pb2.MapFeature(feature_id=f"stop_sign/test-{uuid.uuid4().hex[:8]}", kind=map_pb2.FEATURE_KIND_STOP_SIGN, x=x0 + 30.0, y=marker, heading=3.14159, confidence=0.9)
+    producer = Producer(kafka, "test")
+    producer.produce(topics.MAP_FEATURES, feature.feature_id, map_events.MapFeatureUpdated(feature=feature))
+    producer.flush()
+    service = start()  # its map view has caught up with the features topic before the worker starts
+    try:
+        api = triggers_pb2_grpc.TriggerCatalogServiceStub(grpc.insecure_channel(service.address))
+        trigger_id = activate_fleet_trigger(api, f"map_disagrees(stop_sign, kind=missing) and ego.y == {marker}")
+        time.sleep(1.0)
+        blind, seeing = f"blind-{uuid.uuid4().hex[:6]}", f"seeing-{uuid.uuid4().hex[:6]}"
+        for vehicle in (blind, seeing):
+            batch = telemetry_batch(vehicle, 1, 3, detections=0)
+            for frame in batch.frames:
+                frame.ego.CopyFrom(common_pb2.Pose(x=x0, y=marker, heading=0.0, speed=5.0))
+                if vehicle == seeing:
+                    frame.detections.add(cls="stop_sign", confidence=0.9, range_m=30.0, bearing_rad=0.0)
+            producer.produce(topics.TELEMETRY, vehicle, batch)
+        producer.flush()
+        producer.close()
+        fired = collect(kafka, topics.TRIGGERS_FIRED, lambda v: v.trigger_id == trigger_id, lambda f: len(f) >= 1, timeout=60)
+    finally:
+        service.stop()
+    assert {f.vehicle_id for f in fired} == {blind}
+    assert len({f.fire_id for f in fired}) == 1  # rising edge: the first frame only
