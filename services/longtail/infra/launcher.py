@@ -358,11 +358,36 @@ class Triton(Component):
 
     def command(self):
         cmd = [sys.executable, "-m", "longtail.infra.triton_server", "--grpc-port", str(self.ports["grpc"]), "--http-port", str(self.ports["http"]), "--metrics-port", str(self.ports["metrics"])]
+        if self._prepare_repository():
+            cmd += ["--model-repository", self.model_repository]
         # PyTriton's Python-backend stub links the system libpython; this interpreter's own library
         # must come first or the stub fails against our standard library (INFRA-NOTES).
         libdir = sysconfig.get_config_var("LIBDIR") or ""
         env = {"LD_LIBRARY_PATH": ":".join(p for p in [libdir, os.environ.get("LD_LIBRARY_PATH", "")] if p)}
+        # Triton reads the model repository straight from the local S3 server (its own S3 client),
+        # as the production Triton reads the real bucket; it is contacted only on load_model.
+        env.update({"AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1"})
         return cmd, env, {}
+
+    def _prepare_repository(self) -> bool:
+        """Triton refuses a repository path that does not exist, and an S3 "directory" exists only
+        once an object lives under it: write a marker. Without a reachable S3 server Triton starts
+        without the repository (tiny_linear only) and says so in its log."""
+        s3 = S3()
+        if not s3.ready():
+            with self.log_path.open("a") as log:
+                log.write(f"model repository disabled: no S3 server on 127.0.0.1:{s3.ports['s3']} (start s3 before triton)\n")
+            return False
+        store = s3._store()
+        store.ensure_bucket()
+        if not store.exists("models/.repository"):
+            store.put_at("models/.repository", b"longtail Triton model repository (models/<name>/config.pbtxt, models/<name>/<version>/...)\n", "text/plain")
+        return True
+
+    @property
+    def model_repository(self) -> str:
+        """Triton's URL of the model repository: the `models/` prefix of the local S3 bucket."""
+        return f"s3://http://127.0.0.1:{_port('LONGTAIL_S3_PORT', 19000)}/{S3_BUCKET}/models"
 
     def ready(self) -> bool:
         import tritonclient.grpc as triton_grpc
@@ -380,7 +405,8 @@ class Triton(Component):
             return False
 
     def env(self) -> dict[str, str]:
-        return {"TRITON_GRPC_ADDR": f"127.0.0.1:{self.ports['grpc']}", "TRITON_METRICS_URL": f"http://127.0.0.1:{self.ports['metrics']}/metrics"}
+        return {"TRITON_GRPC_ADDR": f"127.0.0.1:{self.ports['grpc']}", "TRITON_METRICS_URL": f"http://127.0.0.1:{self.ports['metrics']}/metrics",
+                "TRITON_MODEL_REPOSITORY": self.model_repository}
 
 
 COMPONENTS: dict[str, Callable[[], Component]] = {"kafka": Kafka, "s3": S3, "postgres": Postgres, "triton": Triton}

@@ -44,13 +44,17 @@ class ModelPublished(_message.Message):
     def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., role: _Optional[_Union[_common_pb2.ModelRole, str]] = ..., detector_name: _Optional[str] = ..., bucket: _Optional[str] = ..., repository_prefix: _Optional[str] = ..., config_key: _Optional[str] = ..., weights_key: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., manifest_key: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., parent: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., run_id: _Optional[str] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ModelRefused(_message.Message):
-    __slots__ = ("model", "gate_report", "run_id", "refused_at")
+    __slots__ = ("model", "gate_report", "run_id", "refused_at", "refused_by", "reason")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     GATE_REPORT_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     REFUSED_AT_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_BY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     model: _common_pb2.ModelRef
     gate_report: _trainer_pb2.GateReport
     run_id: str
     refused_at: _timestamp_pb2.Timestamp
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., gate_report: _Optional[_Union[_trainer_pb2.GateReport, _Mapping]] = ..., run_id: _Optional[str] = ..., refused_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    refused_by: str
+    reason: str
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., gate_report: _Optional[_Union[_trainer_pb2.GateReport, _Mapping]] = ..., run_id: _Optional[str] = ..., refused_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refused_by: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...

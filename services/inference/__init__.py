@@ -1,0 +1,1 @@
+"""inference: scores uploaded snapshots with the served multitask model on NVIDIA Triton."""
