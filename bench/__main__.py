@@ -15,9 +15,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import gateway, kafka_throughput
+from bench import fleet_side, gateway, inference, kafka_throughput, label_store
 
-BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway}
+BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway, "fleet-side": fleet_side, "inference": inference, "label-store": label_store}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", default=list(BENCHMARKS), help=f"which to run: {', '.join(BENCHMARKS)}")
     parser.add_argument("--frames", type=int, default=1_000_000, help="telemetry frames per path (kafka)")
     parser.add_argument("--gateway-frames", type=int, default=400_000, help="frames for the gateway ingest benchmark")
+    parser.add_argument("--fleet-frames", type=int, default=200_000, help="frames for the fleet-side evaluation benchmark")
     parser.add_argument("--cars", type=int, default=10_000, help="connected cars for the beam-down benchmark")
+    parser.add_argument("--label-samples", type=int, default=3000, help="samples labelled per database (label-store)")
     parser.add_argument("--out", default="out/bench", help="where to write JSON results")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from longtail.config import ConfigError
+from label_store import cli as label_cli
 from longtail.triggerlang import cli as triggers_cli
 from trigger_evaluator import cli as catalog_cli
 
@@ -20,6 +21,9 @@ app.add_typer(infra_app, name="infra")
 app.add_typer(protos_app, name="protos")
 app.add_typer(triggers_cli.app, name="triggers")
 catalog_cli.register(triggers_cli.app)
+app.add_typer(label_cli.suites_app, name="suites")
+app.add_typer(label_cli.datasets_app, name="datasets")
+app.command("label")(label_cli.label)
 
 console = Console(stderr=True)
 
@@ -109,7 +113,13 @@ def protos_check() -> None:
     console.print("generated code is up to date")
 
 
-SERVICES = {"gateway": "gateway.__main__", "trigger-evaluator": "trigger_evaluator.__main__"}
+SERVICES = {
+    "gateway": "gateway.__main__",
+    "trigger-evaluator": "trigger_evaluator.__main__",
+    "map-vision": "map_vision.__main__",
+    "label-store": "label_store.__main__",
+    "inference": "inference.__main__",
+}
 
 
 @app.command("serve")

@@ -12,6 +12,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Resolution(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESOLUTION_UNSPECIFIED: _ClassVar[Resolution]
+    RESOLUTION_AGREED: _ClassVar[Resolution]
+    RESOLUTION_MAJORITY: _ClassVar[Resolution]
+    RESOLUTION_REVIEW: _ClassVar[Resolution]
+
 class LabelStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     LABEL_STATUS_UNSPECIFIED: _ClassVar[LabelStatus]
@@ -23,6 +30,10 @@ class LabellerKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LABELLER_KIND_UNSPECIFIED: _ClassVar[LabellerKind]
     LABELLER_KIND_HUMAN: _ClassVar[LabellerKind]
     LABELLER_KIND_SIMULATED: _ClassVar[LabellerKind]
+RESOLUTION_UNSPECIFIED: Resolution
+RESOLUTION_AGREED: Resolution
+RESOLUTION_MAJORITY: Resolution
+RESOLUTION_REVIEW: Resolution
 LABEL_STATUS_UNSPECIFIED: LabelStatus
 LABEL_STATUS_LABELLED: LabelStatus
 LABEL_STATUS_UNLABELLED: LabelStatus
@@ -106,12 +117,32 @@ class GetSampleRequest(_message.Message):
     def __init__(self, sample_id: _Optional[str] = ...) -> None: ...
 
 class GetSampleResponse(_message.Message):
-    __slots__ = ("sample", "labels")
+    __slots__ = ("sample", "labels", "states")
     SAMPLE_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
     sample: Sample
     labels: _containers.RepeatedCompositeFieldContainer[Label]
-    def __init__(self, sample: _Optional[_Union[Sample, _Mapping]] = ..., labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ...) -> None: ...
+    states: _containers.RepeatedCompositeFieldContainer[TaskLabelState]
+    def __init__(self, sample: _Optional[_Union[Sample, _Mapping]] = ..., labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ..., states: _Optional[_Iterable[_Union[TaskLabelState, _Mapping]]] = ...) -> None: ...
+
+class TaskLabelState(_message.Message):
+    __slots__ = ("task", "labels_required", "labels_done", "in_review", "disagreement", "resolution", "final_label_id")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    LABELS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    LABELS_DONE_FIELD_NUMBER: _ClassVar[int]
+    IN_REVIEW_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    FINAL_LABEL_ID_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    labels_required: int
+    labels_done: int
+    in_review: bool
+    disagreement: bool
+    resolution: Resolution
+    final_label_id: str
+    def __init__(self, task: _Optional[str] = ..., labels_required: _Optional[int] = ..., labels_done: _Optional[int] = ..., in_review: _Optional[bool] = ..., disagreement: _Optional[bool] = ..., resolution: _Optional[_Union[Resolution, str]] = ..., final_label_id: _Optional[str] = ...) -> None: ...
 
 class SampleFilter(_message.Message):
     __slots__ = ("tasks", "trigger_ids", "vehicle_ids", "captured", "label_status", "include_suite_cases")
@@ -158,7 +189,7 @@ class AttributeSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("name", "prototype", "classes", "attributes", "keypoint_names", "description", "created_at")
+    __slots__ = ("name", "prototype", "classes", "attributes", "keypoint_names", "description", "created_at", "labels_per_sample")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROTOTYPE_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +197,7 @@ class Task(_message.Message):
     KEYPOINT_NAMES_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_PER_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     name: str
     prototype: _common_pb2.TaskPrototype
     classes: _containers.RepeatedScalarFieldContainer[str]
@@ -173,7 +205,8 @@ class Task(_message.Message):
     keypoint_names: _containers.RepeatedScalarFieldContainer[str]
     description: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., prototype: _Optional[_Union[_common_pb2.TaskPrototype, str]] = ..., classes: _Optional[_Iterable[str]] = ..., attributes: _Optional[_Iterable[_Union[AttributeSpec, _Mapping]]] = ..., keypoint_names: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    labels_per_sample: int
+    def __init__(self, name: _Optional[str] = ..., prototype: _Optional[_Union[_common_pb2.TaskPrototype, str]] = ..., classes: _Optional[_Iterable[str]] = ..., attributes: _Optional[_Iterable[_Union[AttributeSpec, _Mapping]]] = ..., keypoint_names: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels_per_sample: _Optional[int] = ...) -> None: ...
 
 class UpsertTaskRequest(_message.Message):
     __slots__ = ("task",)
@@ -206,12 +239,18 @@ class GetTaskRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class GetTaskResponse(_message.Message):
-    __slots__ = ("task", "queue_depth")
+    __slots__ = ("task", "queue_depth", "review_depth", "leased", "done")
     TASK_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    LEASED_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
     task: Task
     queue_depth: int
-    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., queue_depth: _Optional[int] = ...) -> None: ...
+    review_depth: int
+    leased: int
+    done: int
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., queue_depth: _Optional[int] = ..., review_depth: _Optional[int] = ..., leased: _Optional[int] = ..., done: _Optional[int] = ...) -> None: ...
 
 class Label(_message.Message):
     __slots__ = ("label_id", "sample_id", "task", "labeller_id", "labeller_kind", "annotation", "trigger_true_positive", "created_at", "labelling_time")
@@ -236,30 +275,36 @@ class Label(_message.Message):
     def __init__(self, label_id: _Optional[str] = ..., sample_id: _Optional[str] = ..., task: _Optional[str] = ..., labeller_id: _Optional[str] = ..., labeller_kind: _Optional[_Union[LabellerKind, str]] = ..., annotation: _Optional[_Union[_common_pb2.TaskOutput, _Mapping]] = ..., trigger_true_positive: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labelling_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class LabelLease(_message.Message):
-    __slots__ = ("lease_id", "expires_at", "labeller_id", "task", "sample", "pre_label")
+    __slots__ = ("lease_id", "expires_at", "labeller_id", "task", "sample", "pre_label", "review", "previous_labels")
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     LABELLER_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_FIELD_NUMBER: _ClassVar[int]
     PRE_LABEL_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_LABELS_FIELD_NUMBER: _ClassVar[int]
     lease_id: str
     expires_at: _timestamp_pb2.Timestamp
     labeller_id: str
     task: str
     sample: Sample
     pre_label: _common_pb2.TaskPrediction
-    def __init__(self, lease_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labeller_id: _Optional[str] = ..., task: _Optional[str] = ..., sample: _Optional[_Union[Sample, _Mapping]] = ..., pre_label: _Optional[_Union[_common_pb2.TaskPrediction, _Mapping]] = ...) -> None: ...
+    review: bool
+    previous_labels: _containers.RepeatedCompositeFieldContainer[Label]
+    def __init__(self, lease_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labeller_id: _Optional[str] = ..., task: _Optional[str] = ..., sample: _Optional[_Union[Sample, _Mapping]] = ..., pre_label: _Optional[_Union[_common_pb2.TaskPrediction, _Mapping]] = ..., review: _Optional[bool] = ..., previous_labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ...) -> None: ...
 
 class GetNextTaskRequest(_message.Message):
-    __slots__ = ("task", "labeller_id", "lease_duration")
+    __slots__ = ("task", "labeller_id", "lease_duration", "review")
     TASK_FIELD_NUMBER: _ClassVar[int]
     LABELLER_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
     task: str
     labeller_id: str
     lease_duration: _duration_pb2.Duration
-    def __init__(self, task: _Optional[str] = ..., labeller_id: _Optional[str] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    review: bool
+    def __init__(self, task: _Optional[str] = ..., labeller_id: _Optional[str] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., review: _Optional[bool] = ...) -> None: ...
 
 class GetNextTaskResponse(_message.Message):
     __slots__ = ("lease", "queue_depth")
@@ -320,7 +365,7 @@ class SplitCounts(_message.Message):
     def __init__(self, train: _Optional[int] = ..., val: _Optional[int] = ..., test: _Optional[int] = ...) -> None: ...
 
 class DatasetVersion(_message.Message):
-    __slots__ = ("name", "version", "tasks", "manifest_key", "manifest_sha256", "split_counts", "label_count", "filter", "created_at", "description")
+    __slots__ = ("name", "version", "tasks", "manifest_key", "manifest_sha256", "split_counts", "label_count", "filter", "created_at", "description", "split")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
@@ -331,6 +376,7 @@ class DatasetVersion(_message.Message):
     FILTER_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     tasks: _containers.RepeatedScalarFieldContainer[str]
@@ -341,7 +387,8 @@ class DatasetVersion(_message.Message):
     filter: SampleFilter
     created_at: _timestamp_pb2.Timestamp
     description: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., tasks: _Optional[_Iterable[str]] = ..., manifest_key: _Optional[str] = ..., manifest_sha256: _Optional[str] = ..., split_counts: _Optional[_Union[SplitCounts, _Mapping]] = ..., label_count: _Optional[int] = ..., filter: _Optional[_Union[SampleFilter, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ...) -> None: ...
+    split: SplitSpec
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., tasks: _Optional[_Iterable[str]] = ..., manifest_key: _Optional[str] = ..., manifest_sha256: _Optional[str] = ..., split_counts: _Optional[_Union[SplitCounts, _Mapping]] = ..., label_count: _Optional[int] = ..., filter: _Optional[_Union[SampleFilter, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., description: _Optional[str] = ..., split: _Optional[_Union[SplitSpec, _Mapping]] = ...) -> None: ...
 
 class CreateDatasetRequest(_message.Message):
     __slots__ = ("name", "tasks", "filter", "split", "description")
@@ -396,6 +443,26 @@ class ListDatasetsResponse(_message.Message):
     datasets: _containers.RepeatedCompositeFieldContainer[DatasetVersion]
     next_page_token: str
     def __init__(self, datasets: _Optional[_Iterable[_Union[DatasetVersion, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class RebuildDatasetRequest(_message.Message):
+    __slots__ = ("name", "version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class RebuildDatasetResponse(_message.Message):
+    __slots__ = ("dataset", "rebuilt_sha256", "matches", "reuploaded")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    REBUILT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    REUPLOADED_FIELD_NUMBER: _ClassVar[int]
+    dataset: DatasetVersion
+    rebuilt_sha256: str
+    matches: bool
+    reuploaded: bool
+    def __init__(self, dataset: _Optional[_Union[DatasetVersion, _Mapping]] = ..., rebuilt_sha256: _Optional[str] = ..., matches: _Optional[bool] = ..., reuploaded: _Optional[bool] = ...) -> None: ...
 
 class SuiteCase(_message.Message):
     __slots__ = ("case_id", "suite", "sample_id", "predicate", "note", "added_at")

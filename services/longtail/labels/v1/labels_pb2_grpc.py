@@ -94,6 +94,11 @@ class LabelStoreServiceStub:
                 request_serializer=longtail_dot_labels_dot_v1_dot_labels__pb2.ListDatasetsRequest.SerializeToString,
                 response_deserializer=longtail_dot_labels_dot_v1_dot_labels__pb2.ListDatasetsResponse.FromString,
                 _registered_method=True)
+        self.RebuildDataset = channel.unary_unary(
+                '/longtail.labels.v1.LabelStoreService/RebuildDataset',
+                request_serializer=longtail_dot_labels_dot_v1_dot_labels__pb2.RebuildDatasetRequest.SerializeToString,
+                response_deserializer=longtail_dot_labels_dot_v1_dot_labels__pb2.RebuildDatasetResponse.FromString,
+                _registered_method=True)
         self.UpsertSuite = channel.unary_unary(
                 '/longtail.labels.v1.LabelStoreService/UpsertSuite',
                 request_serializer=longtail_dot_labels_dot_v1_dot_labels__pb2.UpsertSuiteRequest.SerializeToString,
@@ -208,6 +213,14 @@ class LabelStoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RebuildDataset(self, request, context):
+        """Regenerates a version's manifest from the database index (the labels it froze) and checks
+        it reproduces the recorded sha256 bit for bit; re-uploads the manifest if it is missing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpsertSuite(self, request, context):
         """Unit-test suites: curated cases with predicates, per task.
         """
@@ -310,6 +323,11 @@ def add_LabelStoreServiceServicer_to_server(servicer, server):
                     servicer.ListDatasets,
                     request_deserializer=longtail_dot_labels_dot_v1_dot_labels__pb2.ListDatasetsRequest.FromString,
                     response_serializer=longtail_dot_labels_dot_v1_dot_labels__pb2.ListDatasetsResponse.SerializeToString,
+            ),
+            'RebuildDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RebuildDataset,
+                    request_deserializer=longtail_dot_labels_dot_v1_dot_labels__pb2.RebuildDatasetRequest.FromString,
+                    response_serializer=longtail_dot_labels_dot_v1_dot_labels__pb2.RebuildDatasetResponse.SerializeToString,
             ),
             'UpsertSuite': grpc.unary_unary_rpc_method_handler(
                     servicer.UpsertSuite,
@@ -666,6 +684,33 @@ class LabelStoreService:
             '/longtail.labels.v1.LabelStoreService/ListDatasets',
             longtail_dot_labels_dot_v1_dot_labels__pb2.ListDatasetsRequest.SerializeToString,
             longtail_dot_labels_dot_v1_dot_labels__pb2.ListDatasetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RebuildDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.labels.v1.LabelStoreService/RebuildDataset',
+            longtail_dot_labels_dot_v1_dot_labels__pb2.RebuildDatasetRequest.SerializeToString,
+            longtail_dot_labels_dot_v1_dot_labels__pb2.RebuildDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,

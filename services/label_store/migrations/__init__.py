@@ -1,0 +1,1 @@
+"""Alembic migrations of the label-store schema (applied on start by label_store.db.migrate)."""
