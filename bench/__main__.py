@@ -16,8 +16,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import fleet_side, gateway, inference, kafka_throughput, label_store
+from bench import trainer as trainer_bench
 
-BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway, "fleet-side": fleet_side, "inference": inference, "label-store": label_store}
+BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway, "fleet-side": fleet_side, "inference": inference, "label-store": label_store, "trainer": trainer_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

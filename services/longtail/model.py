@@ -472,9 +472,11 @@ def compute_loss(tasks: Sequence[TaskSpec], raw: Mapping[str, Mapping[str, torch
 
 def fit(model: MultiTaskNet, images: np.ndarray | torch.Tensor, targets: Mapping[str, Mapping[str, torch.Tensor]], epochs: int = 8,
         batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
-        on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+        on_step: Callable[[int, int], None] | None = None) -> list[dict[str, float]]:
     """Train `model` in place (Adam, one-cycle-ish cosine schedule), deterministic for a seed on a
-    fixed thread count. Returns the mean loss parts per epoch."""
+    fixed thread count. Returns the mean loss parts per epoch. `on_step(done, total)` is called
+    after every optimizer step (progress bars)."""
     x = torch.as_tensor(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
     n = x.shape[0]
     gen = torch.Generator().manual_seed(seed)
@@ -497,6 +499,9 @@ def fit(model: MultiTaskNet, images: np.ndarray | torch.Tensor, targets: Mapping
             loss.backward()
             opt.step()
             sched.step()
+            done_steps = len(history) * math.ceil(n / batch_size) + i // batch_size + 1
+            if on_step is not None:
+                on_step(done_steps, steps)
             parts["total"] = float(loss.detach())
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v

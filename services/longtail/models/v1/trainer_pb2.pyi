@@ -80,7 +80,7 @@ class Waiver(_message.Message):
     def __init__(self, suite: _Optional[str] = ..., case_id: _Optional[str] = ..., reason: _Optional[str] = ..., approved_by: _Optional[str] = ...) -> None: ...
 
 class RunSpec(_message.Message):
-    __slots__ = ("model_name", "kind", "detector_name", "datasets", "base_model", "tasks", "epochs", "seed", "hyperparameters", "waivers")
+    __slots__ = ("model_name", "kind", "detector_name", "datasets", "base_model", "tasks", "epochs", "seed", "hyperparameters", "waivers", "promote", "from_scratch", "positive_predicate")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +91,9 @@ class RunSpec(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
     WAIVERS_FIELD_NUMBER: _ClassVar[int]
+    PROMOTE_FIELD_NUMBER: _ClassVar[int]
+    FROM_SCRATCH_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_PREDICATE_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     kind: RunKind
     detector_name: str
@@ -101,7 +104,10 @@ class RunSpec(_message.Message):
     seed: int
     hyperparameters: _struct_pb2.Struct
     waivers: _containers.RepeatedCompositeFieldContainer[Waiver]
-    def __init__(self, model_name: _Optional[str] = ..., kind: _Optional[_Union[RunKind, str]] = ..., detector_name: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetRef, _Mapping]]] = ..., base_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., tasks: _Optional[_Iterable[str]] = ..., epochs: _Optional[int] = ..., seed: _Optional[int] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., waivers: _Optional[_Iterable[_Union[Waiver, _Mapping]]] = ...) -> None: ...
+    promote: bool
+    from_scratch: bool
+    positive_predicate: str
+    def __init__(self, model_name: _Optional[str] = ..., kind: _Optional[_Union[RunKind, str]] = ..., detector_name: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetRef, _Mapping]]] = ..., base_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., tasks: _Optional[_Iterable[str]] = ..., epochs: _Optional[int] = ..., seed: _Optional[int] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., waivers: _Optional[_Iterable[_Union[Waiver, _Mapping]]] = ..., promote: _Optional[bool] = ..., from_scratch: _Optional[bool] = ..., positive_predicate: _Optional[str] = ...) -> None: ...
 
 class SuiteGate(_message.Message):
     __slots__ = ("suite", "suite_version", "before_pass_rate", "after_pass_rate", "total", "regressed_case_ids", "fixed_case_ids", "waived_case_ids")
@@ -140,7 +146,7 @@ class GateReport(_message.Message):
     def __init__(self, candidate: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., baseline: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., suites: _Optional[_Iterable[_Union[SuiteGate, _Mapping]]] = ..., waivers_applied: _Optional[_Iterable[_Union[Waiver, _Mapping]]] = ..., accepted: _Optional[bool] = ..., reasons: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "spec", "status", "phase", "progress", "epoch", "metrics", "model", "gate_report", "error", "created_at", "started_at", "finished_at")
+    __slots__ = ("run_id", "spec", "status", "phase", "progress", "epoch", "metrics", "model", "gate_report", "error", "created_at", "started_at", "finished_at", "triggered_by", "fresh_heads", "datasets_used")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +167,9 @@ class Run(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    TRIGGERED_BY_FIELD_NUMBER: _ClassVar[int]
+    FRESH_HEADS_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_USED_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     spec: RunSpec
     status: RunStatus
@@ -174,7 +183,10 @@ class Run(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., spec: _Optional[_Union[RunSpec, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., phase: _Optional[_Union[RunPhase, str]] = ..., progress: _Optional[float] = ..., epoch: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., gate_report: _Optional[_Union[GateReport, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    triggered_by: str
+    fresh_heads: _containers.RepeatedScalarFieldContainer[str]
+    datasets_used: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_id: _Optional[str] = ..., spec: _Optional[_Union[RunSpec, _Mapping]] = ..., status: _Optional[_Union[RunStatus, str]] = ..., phase: _Optional[_Union[RunPhase, str]] = ..., progress: _Optional[float] = ..., epoch: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., gate_report: _Optional[_Union[GateReport, _Mapping]] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., triggered_by: _Optional[str] = ..., fresh_heads: _Optional[_Iterable[str]] = ..., datasets_used: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
     __slots__ = ("model", "parent", "kind", "detector_name", "datasets", "tasks", "metrics", "suite_results", "state", "repository_key", "config_key", "weights_key", "manifest_key", "sha256", "size_bytes", "run_id", "gate_report", "created_at", "promoted_at")
@@ -338,19 +350,25 @@ class RollbackModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelVersion, _Mapping]] = ..., rolled_back_from: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ...) -> None: ...
 
 class CompareModelsRequest(_message.Message):
-    __slots__ = ("production", "candidate", "time_range", "sample_limit")
+    __slots__ = ("production", "candidate", "time_range", "sample_limit", "dataset", "split", "suites")
     PRODUCTION_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     TIME_RANGE_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    SUITES_FIELD_NUMBER: _ClassVar[int]
     production: _common_pb2.ModelRef
     candidate: _common_pb2.ModelRef
     time_range: _common_pb2.TimeRange
     sample_limit: int
-    def __init__(self, production: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., candidate: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., time_range: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., sample_limit: _Optional[int] = ...) -> None: ...
+    dataset: _common_pb2.DatasetRef
+    split: str
+    suites: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, production: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., candidate: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., time_range: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., sample_limit: _Optional[int] = ..., dataset: _Optional[_Union[_common_pb2.DatasetRef, _Mapping]] = ..., split: _Optional[str] = ..., suites: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CompareModelsResponse(_message.Message):
-    __slots__ = ("frames_compared", "frames_disagreeing", "disagreement_rate", "distinct_vehicles", "by_kind", "by_task", "by_class", "sample_frame_ids")
+    __slots__ = ("frames_compared", "frames_disagreeing", "disagreement_rate", "distinct_vehicles", "by_kind", "by_task", "by_class", "sample_frame_ids", "source")
     class ByKindEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -380,6 +398,7 @@ class CompareModelsResponse(_message.Message):
     BY_TASK_FIELD_NUMBER: _ClassVar[int]
     BY_CLASS_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_FRAME_IDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
     frames_compared: int
     frames_disagreeing: int
     disagreement_rate: float
@@ -388,4 +407,5 @@ class CompareModelsResponse(_message.Message):
     by_task: _containers.ScalarMap[str, int]
     by_class: _containers.ScalarMap[str, int]
     sample_frame_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, frames_compared: _Optional[int] = ..., frames_disagreeing: _Optional[int] = ..., disagreement_rate: _Optional[float] = ..., distinct_vehicles: _Optional[int] = ..., by_kind: _Optional[_Mapping[str, int]] = ..., by_task: _Optional[_Mapping[str, int]] = ..., by_class: _Optional[_Mapping[str, int]] = ..., sample_frame_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    source: str
+    def __init__(self, frames_compared: _Optional[int] = ..., frames_disagreeing: _Optional[int] = ..., disagreement_rate: _Optional[float] = ..., distinct_vehicles: _Optional[int] = ..., by_kind: _Optional[_Mapping[str, int]] = ..., by_task: _Optional[_Mapping[str, int]] = ..., by_class: _Optional[_Mapping[str, int]] = ..., sample_frame_ids: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ...) -> None: ...

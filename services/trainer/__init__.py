@@ -1,0 +1,1 @@
+"""The trainer: multitask training, the no-regression gate, the model registry and trigger detectors."""

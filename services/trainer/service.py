@@ -1,0 +1,120 @@
+"""TrainerService (gRPC) over the Trainer and the Registry; operator auth on writes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from longtail import topics
+from longtail.auth import OPERATOR_AUDIENCE, AuthError, bearer, verify_token
+from longtail.common.v1 import common_pb2 as C
+from longtail.log import get_logger
+from longtail.models.v1 import trainer_pb2 as T
+from longtail.models.v1 import trainer_pb2_grpc
+from longtail import model_repo
+
+from trainer import compare
+from trainer.gate import InvalidWaiver
+from trainer.runner import Trainer
+
+log = get_logger(__name__)
+
+
+def _page(items: list, page_size: int, token: str) -> tuple[list, str]:
+    start = int(token) if token.isdigit() else 0
+    size = page_size if page_size > 0 else 100
+    end = start + size
+    return items[start:end], (str(end) if end < len(items) else "")
+
+
+class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
+    def __init__(self, trainer: Trainer, operator_secret: str) -> None:
+        self.trainer = trainer
+        self.registry = trainer.registry
+        self.operator_secret = operator_secret
+
+    async def _operator(self, context) -> str:
+        try:
+            return verify_token(bearer(context.invocation_metadata()), self.operator_secret, OPERATOR_AUDIENCE)
+        except AuthError as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"this call needs an operator token (authorization: Bearer ...): {exc}")
+
+    async def StartRun(self, request, context):
+        operator = await self._operator(context)
+        try:
+            run, existed = await asyncio.to_thread(self.trainer.submit, request.spec, request.run_id, "api")
+        except (InvalidWaiver, ValueError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        log.info("run requested", run_id=run.run_id, operator=operator, existed=existed)
+        return T.StartRunResponse(run=run, already_existed=existed)
+
+    async def GetRun(self, request, context):
+        run = self.trainer.get(request.run_id)
+        if run is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"run {request.run_id!r} does not exist")
+        return T.GetRunResponse(run=run)
+
+    async def ListRuns(self, request, context):
+        runs, token = _page(self.trainer.list(list(request.statuses)), request.page_size, request.page_token)
+        return T.ListRunsResponse(runs=runs, next_page_token=token)
+
+    async def ListModels(self, request, context):
+        models = await asyncio.to_thread(self.registry.list, request.name)
+        if request.states:
+            models = [m for m in models if m.state in request.states]
+        models.sort(key=lambda m: (m.created_at.ToNanoseconds(), m.model.version), reverse=True)
+        page, token = _page(models, request.page_size, request.page_token)
+        return T.ListModelsResponse(models=page, next_page_token=token)
+
+    async def GetModel(self, request, context):
+        mv = await asyncio.to_thread(self.registry.get, request.model.name, request.model.version)
+        if mv is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model.name}@{request.model.version or 'production'} does not exist")
+        return T.GetModelResponse(model=mv)
+
+    async def _announce(self, context, name: str, version: int, role: int) -> T.ModelVersion:
+        mv = await asyncio.to_thread(self.registry.get, name, version)
+        if mv is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"model {name}@{version} does not exist")
+        if mv.state == T.MODEL_STATE_REFUSED:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{name}@{version} was refused by the gate and was never published: "
+                                + "; ".join(mv.gate_report.reasons))
+        if mv.kind == T.RUN_KIND_TRIGGER_DETECTOR:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{name}@{version} is a trigger detector, not a perception model")
+        pv = await asyncio.to_thread(self.registry.published_version, name, version)
+        event = model_repo.published_event(pv, role, self.trainer.store.bucket)
+        await asyncio.to_thread(self.trainer.publish_event, topics.MODELS_PUBLISHED, name, event)
+        self.registry.on_published(name, event)
+        return await asyncio.to_thread(self.registry.get, name, version)
+
+    async def PromoteModel(self, request, context):
+        operator = await self._operator(context)
+        role = request.role or C.MODEL_ROLE_PRODUCTION
+        if role not in (C.MODEL_ROLE_PRODUCTION, C.MODEL_ROLE_CANDIDATE):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "role: PRODUCTION or CANDIDATE")
+        if request.model.version <= 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "model.version: a positive version is required")
+        mv = await self._announce(context, request.model.name, request.model.version, role)
+        log.info("model promoted", model=f"{request.model.name}@{request.model.version}", role=C.ModelRole.Name(role), operator=operator, reason=request.reason)
+        return T.PromoteModelResponse(model=mv)
+
+    async def RollbackModel(self, request, context):
+        operator = await self._operator(context)
+        current = self.registry.production(request.model_name)
+        if current <= 0:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.model_name} has no PRODUCTION version")
+        target = int(request.to_version) or self.registry.previous_production(request.model_name)
+        if target <= 0:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.model_name}@{current} has no earlier PRODUCTION version to roll back to")
+        if target == current:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.model_name}@{target} is already PRODUCTION")
+        mv = await self._announce(context, request.model_name, target, C.MODEL_ROLE_PRODUCTION)
+        log.info("model rolled back", model=request.model_name, to=target, rolled_back_from=current, operator=operator, reason=request.reason)
+        return T.RollbackModelResponse(model=mv, rolled_back_from=C.ModelRef(name=request.model_name, version=current))
+
+    async def CompareModels(self, request, context):
+        try:
+            return await asyncio.to_thread(compare.compare, self.trainer, request)
+        except compare.CompareError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))

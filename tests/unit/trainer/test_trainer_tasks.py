@@ -1,0 +1,92 @@
+"""tasks.yaml: the declared tasks are the shared model's; a new declaration gets a head that trains."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from longtail import model as model_mod
+from longtail.common.v1 import common_pb2 as C
+
+from trainer import data as data_mod
+from trainer import tasks as tasks_mod
+from trainer import training
+
+CAUTION = """
+tasks:
+  - name: stop_sign
+    prototype: detection
+    classes: [stop_sign]
+    attributes: {occlusion: [none, foliage], mount: [pole, handheld, gate], modifier: [none, except_right_turn], temporary: ["false", "true"]}
+    object_size_m: 1.8
+  - name: traffic_light
+    prototype: detection
+    classes: [traffic_light]
+    attributes: {light_state: [red, yellow, green]}
+    object_size_m: 2.2
+  - name: caution_lights_on
+    prototype: classification
+    classes: ["off", "on"]
+    suite: {name: caution_lights_on.regressions, predicate: "any(d.cls == on and d.conf >= 0.5)"}
+"""
+
+
+def test_repository_tasks_are_the_shared_model_tasks():
+    assert [t.spec for t in tasks_mod.load()] == list(model_mod.DEFAULT_TASKS)
+
+
+def test_bad_declarations_name_the_problem():
+    with pytest.raises(tasks_mod.TaskFileError, match=r"tasks\[0\].*at least two classes"):
+        tasks_mod.parse("tasks: [{name: x, prototype: classification, classes: [a]}]")
+    with pytest.raises(tasks_mod.TaskFileError, match="unknown key"):
+        tasks_mod.parse("tasks: [{name: x, prototype: detection, classes: [a], colour: red}]")
+
+
+def test_a_declared_task_gets_a_head_a_label_schema_and_a_suite_and_trains():
+    declared = tasks_mod.parse(CAUTION)
+    caution = declared[2]
+    lt = tasks_mod.label_store_task(caution)
+    assert lt.prototype == C.TASK_PROTOTYPE_CLASSIFICATION and list(lt.classes) == ["off", "on"]
+    from label_store.suites import parse as parse_suite
+
+    suite = parse_suite(tasks_mod.default_suite_yaml(caution))
+    assert suite.name == "caution_lights_on.regressions" and suite.task == "caution_lights_on"
+
+    torch.manual_seed(0)
+    base = model_mod.MultiTaskNet(model_mod.DEFAULT_TASKS)
+    model, fresh = training.build_model([d.spec for d in declared], base, seed=0)
+    assert fresh == ["caution_lights_on"] and "caution_lights_on" in model.heads
+    assert torch.equal(model.state_dict()["backbone.0.weight"], base.state_dict()["backbone.0.weight"])  # from production
+    assert torch.equal(model.state_dict()["heads.stop_sign.out.weight"], base.state_dict()["heads.stop_sign.out.weight"])
+
+    split = data_mod.generated([d.spec for d in declared], 120, seed=0, world="common")["train"]
+    # a learnable rule for the new task: "on" when a traffic light is in the labels
+    for a in split.annotations:
+        a["caution_lights_on"] = "on" if a.get("traffic_light") else "off"
+    history = training.train(model, split, epochs=4, batch_size=32, lr=3e-3, seed=0)
+    assert history[-1]["caution_lights_on/class"] < history[0]["caution_lights_on/class"]
+    pred = model.predict(split.images[:2])[0]["caution_lights_on"]
+    assert set(pred["probabilities"]) == {"off", "on"}
+
+
+def test_training_is_reproducible_for_a_seed():
+    tasks = list(model_mod.DEFAULT_TASKS)
+    split = data_mod.generated(tasks, 96, seed=0, world="common")["train"]
+    digests = []
+    for seed in (5, 5, 6):
+        m, _ = training.build_model(tasks, None, seed)
+        training.train(m, split, epochs=1, batch_size=32, lr=2e-3, seed=seed)
+        digests.append(model_mod.state_dict_sha256(m))
+    assert digests[0] == digests[1] != digests[2]
+
+
+def test_manifest_annotations_become_targets():
+    stop, tl = model_mod.DEFAULT_TASKS
+    out = {"detection": {"detections": [{"cls": "stop_sign", "box": {"x_max": 0.5, "y_min": 0.1, "y_max": 0.4}, "attributes": {"occlusion": "foliage"}}]}}
+    ann = data_mod.annotation_for(stop, out)
+    assert ann == [{"cls": "stop_sign", "box": (0.0, 0.1, 0.5, 0.4), "attributes": {"occlusion": "foliage"}}]
+    assert data_mod.annotation_for(tl, {"detection": {}}) == []  # "nothing there" is a label
+    t = model_mod.encode_targets([stop], [{"stop_sign": ann}])["stop_sign"]
+    assert t["presence"][0] == 1 and t["attr:occlusion"][0] == 1
+    cls = model_mod.TaskSpec("c", "classification", ("off", "on"))
+    assert data_mod.annotation_for(cls, {"classification": {"cls": "on"}}) == {"cls": "on", "attributes": {}}
