@@ -125,6 +125,16 @@ class Producer:
                 # Local queue full: wait for acks instead of buffering without bound (backpressure).
                 time.sleep(0.005)
 
+    def produce_partition(self, topic: str, partition: int, key: str | bytes | None, data: bytes | None) -> None:
+        """Raw bytes to an explicit partition (changelogs follow their input's partitions)."""
+        callback = self._report(None)
+        while True:
+            try:
+                self._producer.produce(topic, data, key, partition=partition, on_delivery=callback)
+                return
+            except BufferError:
+                time.sleep(0.005)
+
     async def produce_and_wait(self, topic: Topic, key: str | bytes | None, value: Message | None) -> None:
         """Produce and return only once Kafka acked it (raises DeliveryError otherwise)."""
         loop = asyncio.get_running_loop()

@@ -19,7 +19,7 @@ from longtail.topics import ensure_topics
 from longtail.triggers.v1 import triggers_pb2_grpc
 
 from trigger_evaluator.catalog import Catalog, CatalogError
-from trigger_evaluator.fleet_worker import MapView, build_app, watch_progress
+from trigger_evaluator.fleet_worker import FleetWorker, MapView, watch_progress
 from trigger_evaluator.ledger import SERVICE, YieldLedger
 from trigger_evaluator.service import TriggerCatalog
 
@@ -86,27 +86,35 @@ async def serve() -> None:
     follower.start()
     await follower.caught_up.wait()  # answer only with the whole catalog in view
 
-    fleet_app = None
+    fleet = None
     if os.environ.get("TRIGGER_EVALUATOR_FLEET_WORKER", "1").strip().lower() not in ("0", "false", "no", "off"):
-        fleet_app = build_app(kafka.bootstrap_servers, lambda: catalog.latest, kafka.replication_factor, map_view=map_view)
-        await fleet_app.start()
+        fleet = await asyncio.to_thread(lambda: FleetWorker(kafka.bootstrap_servers, lambda: catalog.latest, kafka.replication_factor, map_view=map_view).start())
 
     server = GrpcServer(SERVICE, service_settings)
     server.add(triggers_pb2_grpc.add_TriggerCatalogServiceServicer_to_server, api, SERVICE_NAME)
     await server.start()
-    watch = None
-    if fleet_app is not None:
+    watches = []
+    if fleet is not None:
         stall = float(os.environ.get("TRIGGER_EVALUATOR_STALL_TIMEOUT_S", "120"))
-        watch = asyncio.get_running_loop().create_task(watch_progress(kafka.bootstrap_servers, server.set_serving, stall))
+        watches = [asyncio.get_running_loop().create_task(c) for c in (watch_progress(kafka.bootstrap_servers, server.set_serving, stall), _exit_on_failure(fleet, server))]
     try:
         await server.serve_until_signal()
     finally:
-        if watch is not None:
+        for watch in watches:
             watch.cancel()
-        if fleet_app is not None:
-            await fleet_app.stop()
+        if fleet is not None:
+            await asyncio.to_thread(fleet.stop)
         follower.stop()
         producer.close()
+
+
+async def _exit_on_failure(fleet: FleetWorker, server: GrpcServer) -> None:
+    """A failed stage (e.g. a broker error it cannot retry) stops the process: the supervisor or
+    Kubernetes restarts it, and it resumes from its last commit."""
+    while fleet.error is None:
+        await asyncio.sleep(1.0)
+    log_.error("fleet worker failed; shutting down", error=repr(fleet.error))
+    server.request_stop()
 
 
 def main() -> None:

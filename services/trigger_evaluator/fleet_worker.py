@@ -1,47 +1,47 @@
-"""Fleet-side trigger evaluation with faust-streaming (on aiokafka), in two co-partitioned stages.
+"""Fleet-side trigger evaluation: two consume-process-produce stages over changelog-backed tables.
 
-1. `evaluate` — agent over fleet.telemetry.v1 (key vehicle_id). Runs every ACTIVE trigger whose
-   site is FLEET or BOTH on each car's frames with the same engine as the cars, keeping each car's
-   temporal state in the changelog-backed table `car-trigger-states` (same 6 partitions as the
-   source). Fires, and the edge fires cars report, go to triggers.fire-candidates.v1 keyed by
-   trigger_id.
-2. `decide` — agent over the candidates (key trigger_id). Per trigger version, in the table
+1. evaluate — over fleet.telemetry.v1 (key vehicle_id). Runs every ACTIVE trigger whose site is
+   FLEET or BOTH on each car's frames with the same engine as the cars; each car's temporal state
+   lives in the table `car-trigger-states` (partitioned like the telemetry). Fires, and the edge
+   fires cars report, go to triggers.fire-candidates.v1 keyed by trigger_id.
+2. decide — over the candidates (key trigger_id). Per trigger version, in the table
    `trigger-budgets`: drops redeliveries (same fire_id), deduplicates fleet-wide (many cars seeing
-   the same sign from the same place share a dedup key), and applies the upload budget and the
-   per-car rate limit. Emits TriggerFired (with upload_requested or the reason it was suppressed)
-   and, for fleet-side fires, a RequestUpload command for the car (with a time-to-live: the gateway
-   holds it until the car connects).
+   the same sign from the same place share a dedup key), applies the upload budget and the per-car
+   rate limit. Emits TriggerFired (upload_requested, or why not) and, for fleet-side fires, a
+   RequestUpload command for the car with a time-to-live (the gateway holds it until the car connects).
 
-Crash safety: candidate and output sends are awaited (acked) before the table is updated, and
-tables are restored from their changelogs, so a worker killed with -9 reprocesses from its last
-commit: engine state ignores frames it has seen (sequence numbers) and `decide` ignores fire_ids it
-has decided, so nothing is lost and nothing is emitted twice for the same decision.
+Tables are dicts in memory, each partition backed by a compacted changelog topic
+(`<group>-<table>-changelog`, same partition numbers as the input) and restored from it when the
+partition is assigned — the Kafka Streams / faust table model. Per batch the stage (1) produces its
+outputs and waits for the acks, (2) writes the changed table entries and waits, (3) commits the
+input offsets. A worker killed at any point restarts from its last commit with tables never ahead
+of the outputs they caused: the engine ignores frames it has seen (sequence numbers) and decide
+ignores fire ids it has decided, so nothing is lost and nothing is decided twice.
 
-Skipped records: faust-streaming 0.15.3 fetches stream partitions while it restores tables after a
-restart; a stale fetch can then move its read offset past records it never delivered, which it
-treats as a gap and acks (reproduced by the kill -9 test: ~15% of fires lost). Our topics are
-neither compacted nor transactional, so their offsets are contiguous: `ContiguousOffsets` notices a
-jump and the agent reads the skipped range itself before going on (docs/fleet-side.md).
+Why not faust-streaming (the design's choice, still the benchmark's baseline): 0.15.3 lost fires
+after a kill -9 in our test — during table recovery it fetches the stream partitions, a stale fetch
+moves its read offset past records the agent never receives, and it acks them as a gap; under
+continuous load it also cannot commit (its commit timer overlaps for seconds). docs/fleet-side.md.
 """
 
 from __future__ import annotations
 
-import math
-import time
 import asyncio
-import os
-import tempfile
-import uuid
+import json
+import math
+import threading
+import time
 from collections.abc import Awaitable, Callable
 
 import confluent_kafka
-import faust
+from confluent_kafka.admin import AdminClient, NewTopic
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
 from longtail import topics
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.fleet.v1 import fleet_pb2
+from longtail.kafka import Producer
 from longtail.log import get_logger
 from longtail.mapvision.v1 import map_pb2
 from longtail.triggerlang import CompiledTrigger, EvalContext, FiringOptions, compile_trigger, map_expectations
@@ -126,91 +126,37 @@ class CompiledCatalog:
         return result
 
 
-class ContiguousOffsets:
-    """Per partition, the next offset an agent must see. Tells the agent which records faust skipped
-    (to read and process them first) and which it delivers twice (to drop)."""
-
-    def __init__(self, bootstrap: str, group_id: str) -> None:
-        self.bootstrap, self.group_id = bootstrap, group_id
-        self.next: dict[tuple[str, int], int] = {}
-
-    def forget(self) -> None:
-        self.next.clear()  # after a rebalance another worker may have moved the partition on
-
-    def _committed(self, topic: str, partition: int) -> int | None:
-        consumer = confluent_kafka.Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group_id, "enable.auto.commit": False})
-        try:
-            [tp] = consumer.committed([confluent_kafka.TopicPartition(topic, partition)], timeout=10)
-            return tp.offset if tp.offset >= 0 else None
-        finally:
-            consumer.close()
-
-    def _read(self, topic: str, partition: int, start: int, end: int) -> list[tuple[int, bytes | None, bytes]]:
-        consumer = confluent_kafka.Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.group_id}-gap-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
-        try:
-            consumer.assign([confluent_kafka.TopicPartition(topic, partition, start)])
-            records: list[tuple[int, bytes | None, bytes]] = []
-            while not records or records[-1][0] < end - 1:
-                msg = consumer.poll(10)
-                if msg is None:
-                    raise RuntimeError(f"cannot re-read {topic}[{partition}] offsets {start}..{end - 1}")
-                if msg.error() is None and msg.offset() < end:
-                    records.append((msg.offset(), msg.key(), msg.value()))
-            return records
-        finally:
-            consumer.close()
-
-    async def check(self, topic: str, partition: int, offset: int) -> tuple[bool, list[tuple[bytes | None, bytes]]]:
-        """(process this record?, skipped records to process before it)."""
-        key = (topic, partition)
-        expected = self.next.get(key)
-        if expected is None:
-            expected = await asyncio.to_thread(self._committed, topic, partition)
-        if expected is not None and offset < expected:
-            return False, []
-        skipped = []
-        if expected is not None and offset > expected:
-            log.warning("faust skipped records; reading them directly", topic=topic, partition=partition, first=expected, last=offset - 1)
-            skipped = [(k, v) for _, k, v in await asyncio.to_thread(self._read, topic, partition, expected, offset)]
-        self.next[key] = offset + 1
-        return True, skipped
-
-
-async def in_order(stream, offsets: ContiguousOffsets, handle: Callable[[bytes | None, bytes], Awaitable[None]]) -> None:
-    async for event in stream.events():
-        message = event.message
-        process, skipped = await offsets.check(message.topic, message.partition, message.offset)
-        for key, value in skipped:
-            await handle(key, value)
-        if process:
-            await handle(message.key, message.value)
-
-
-def group_progress(bootstrap: str, group_id: str, topic_names: list[str]) -> tuple[int, int]:
-    """(lag, committed) summed over the topics' partitions for a consumer group."""
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
+def group_progress(bootstrap: str, positions: list[tuple[str, str]]) -> tuple[int, int]:
+    """(lag, committed) summed over the partitions of each (consumer group, topic)."""
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"{SERVICE}-progress", "enable.auto.commit": False})
     try:
         metadata = consumer.list_topics(timeout=10).topics
-        parts = [confluent_kafka.TopicPartition(t, p) for t in topic_names for p in metadata[t].partitions]
         lag = committed = 0
-        for tp in consumer.committed(parts, timeout=10):
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            done = max(tp.offset, 0)
-            lag, committed = lag + max(high - done, 0), committed + done
+        for group, topic in positions:
+            admin_view = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+            try:
+                parts = [confluent_kafka.TopicPartition(topic, p) for p in metadata[topic].partitions]
+                for tp in admin_view.committed(parts, timeout=10):
+                    _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                    done = max(tp.offset, 0)
+                    lag, committed = lag + max(high - done, 0), committed + done
+            finally:
+                admin_view.close()
         return lag, committed
     finally:
         consumer.close()
 
 
-async def watch_progress(bootstrap: str, set_serving: Callable[[bool], Awaitable[None]], stall_timeout_s: float = 120.0, app_id: str = SERVICE) -> None:
+async def watch_progress(bootstrap: str, set_serving: Callable[[bool], Awaitable[None]], stall_timeout_s: float = 120.0,
+                         positions: list[tuple[str, str]] | None = None) -> None:
     """Liveness from real progress: with records waiting, committed offsets must move within
     stall_timeout_s, else the worker reports NOT_SERVING (and the liveness probe restarts it)."""
-    names = [topics.TELEMETRY.name, topics.FIRE_CANDIDATES.name]
+    positions = positions or [(SERVICE, topics.TELEMETRY.name), (f"{SERVICE}-decide", topics.FIRE_CANDIDATES.name)]
     serving, last_committed, last_move = True, -1, time.monotonic()
     while True:
         await asyncio.sleep(min(10.0, stall_timeout_s / 4))
         try:
-            lag, committed = await asyncio.to_thread(group_progress, bootstrap, app_id, names)
+            lag, committed = await asyncio.to_thread(group_progress, bootstrap, positions)
         except Exception as exc:  # the broker being away is not this worker's fault
             log.warning("cannot read consumer progress", error=str(exc))
             continue
@@ -250,101 +196,247 @@ def decide(trigger: S.Trigger | None, fired: trigger_events.TriggerFired, budget
     return True, ""
 
 
-def build_app(
-    bootstrap: str,
-    catalog_view: Callable[[], dict[str, S.Trigger]],
-    replication_factor: int = 1,
-    app_id: str = SERVICE,
-    telemetry_topic: str = topics.TELEMETRY.name,
-    candidates_topic: str = topics.FIRE_CANDIDATES.name,
-    map_view: MapView | None = None,
-) -> faust.App:
-    """The worker. Topic names are parameters only so the benchmark can run it on its own topics.
-    Without a map view, map_disagreement() is false (no map knowledge)."""
-    app = faust.App(
-        app_id,
-        broker=f"kafka://{bootstrap}",
-        store="memory://",  # tables live in memory and are rebuilt from their changelog topics
-        # faust creates a data directory even for memory tables; the working directory may be read-only.
-        datadir=os.path.join(tempfile.gettempdir(), f"{app_id}-data"),
-        topic_replication_factor=replication_factor,
-        topic_partitions=topics.TELEMETRY.partitions,
-        web_enabled=False,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_every=100,
-        broker_commit_interval=1.0,
-        # A worker killed with -9 holds its partitions until its session times out: keep it short.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=2.0,
-    )
-    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    telemetry = app.topic(telemetry_topic, partitions=topics.TELEMETRY.partitions, **raw)
-    candidates = app.topic(candidates_topic, partitions=topics.FIRE_CANDIDATES.partitions, **raw)
-    fired_topic = app.topic(topics.TRIGGERS_FIRED.name, **raw)
-    commands_topic = app.topic(topics.VEHICLE_COMMANDS.name, **raw)
-    dead_letters = app.topic(topics.DEAD_LETTERS.name, **raw)
-    car_states = app.Table("car-trigger-states", default=dict, partitions=topics.TELEMETRY.partitions)
-    budgets = app.Table("trigger-budgets", default=dict, partitions=topics.FIRE_CANDIDATES.partitions)
-    compiled = CompiledCatalog(catalog_view)
-    frames_metric = FRAMES.labels(SERVICE)
 
-    async def dead_letter(source: str, key: bytes | None, value: bytes, error: str) -> None:
+
+class ChangelogTable:
+    """A dict per partition, persisted as a compacted changelog topic with the input's partition
+    numbers. Writes are buffered until `flush`, so the stage decides when state becomes durable."""
+
+    def __init__(self, name: str, bootstrap: str, group_id: str, producer: Producer) -> None:
+        self.name, self.bootstrap, self.producer = name, bootstrap, producer
+        self.topic = f"{group_id}-{name}-changelog"
+        self.partitions: dict[int, dict[str, dict]] = {}
+        self._dirty: dict[tuple[int, str], dict] = {}
+
+    def ensure_topic(self, partitions: int, replication_factor: int) -> None:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        if self.topic in admin.list_topics(timeout=30).topics:
+            return
+        config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+        futures = admin.create_topics([NewTopic(self.topic, num_partitions=partitions, replication_factor=replication_factor, config=config)])
+        for future in futures.values():
+            try:
+                future.result(30)
+            except confluent_kafka.KafkaException as exc:
+                if exc.args[0].code() != confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+
+    def get(self, partition: int, key: str) -> dict:
+        return self.partitions.setdefault(partition, {}).get(key) or {}
+
+    def set(self, partition: int, key: str, value: dict) -> None:
+        self.partitions.setdefault(partition, {})[key] = value
+        self._dirty[(partition, key)] = value
+
+    def flush(self) -> None:
+        for (partition, key), value in self._dirty.items():
+            self.producer.produce_partition(self.topic, partition, key, json.dumps(value, separators=(",", ":")).encode())
+        self._dirty.clear()
+        self.producer.flush()
+
+    def restore(self, partitions: list[int]) -> None:
+        """Rebuild the given partitions from the changelog (start to high watermark)."""
+        self._dirty = {k: v for k, v in self._dirty.items() if k[0] not in partitions}
+        consumer = confluent_kafka.Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.topic}-restore", "enable.auto.commit": False, "enable.partition.eof": True})
+        try:
+            ends = {}
+            for p in partitions:
+                _low, high = consumer.get_watermark_offsets(confluent_kafka.TopicPartition(self.topic, p), timeout=30)
+                self.partitions[p] = {}
+                if high > 0:
+                    ends[p] = high
+            if ends:
+                consumer.assign([confluent_kafka.TopicPartition(self.topic, p, confluent_kafka.OFFSET_BEGINNING) for p in ends])
+            while ends:
+                msg = consumer.poll(30)
+                if msg is None:
+                    raise RuntimeError(f"restoring {self.topic}: no progress in 30 s")
+                if msg.error() is not None:
+                    if msg.error().code() == confluent_kafka.KafkaError._PARTITION_EOF:
+                        ends.pop(msg.partition(), None)
+                        continue
+                    raise confluent_kafka.KafkaException(msg.error())
+                p = msg.partition()
+                key = msg.key().decode()
+                if msg.value() is None:
+                    self.partitions[p].pop(key, None)
+                else:
+                    self.partitions[p][key] = json.loads(msg.value())
+                if msg.offset() + 1 >= ends.get(p, 0):
+                    ends.pop(p, None)
+        finally:
+            consumer.close()
+        log.info("table restored", table=self.name, partitions=partitions, keys=sum(len(self.partitions[p]) for p in partitions))
+
+    def drop(self, partitions: list[int]) -> None:
+        for p in partitions:
+            self.partitions.pop(p, None)
+        self._dirty = {k: v for k, v in self._dirty.items() if k[0] not in partitions}
+
+
+class Stage:
+    """consume → process(record) → outputs acked → table durable → commit, in a thread."""
+
+    def __init__(self, name: str, bootstrap: str, group_id: str, topic: str, table: ChangelogTable,
+                 process: Callable[[int, bytes | None, bytes], None], producer: Producer, batch_size: int = 200) -> None:
+        self.name, self.topic, self.table, self.process, self.producer, self.batch_size = name, topic, table, process, producer, batch_size
+        self.group_id = group_id
+        self.consumer = confluent_kafka.Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": group_id,
+            "client.id": f"{group_id}-{name}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            # A worker killed with -9 holds its partitions until its session times out: keep it short.
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 2_000,
+        })
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"fleet-{name}", daemon=True)
+        self._stop = threading.Event()
+
+    def _assigned(self, _consumer, partitions) -> None:
+        self.table.restore([tp.partition for tp in partitions])
+
+    def _revoked(self, _consumer, partitions) -> None:
+        self.table.drop([tp.partition for tp in partitions])
+
+    def start(self) -> None:
+        self.consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.poll_once()
+        except BaseException as exc:  # the health watch reports it; the process does not hide it
+            self.error = exc
+            log.exception("fleet stage failed", stage=self.name)
+        finally:
+            self.consumer.close()  # leaves the group: the partitions move at once
+
+    def poll_once(self) -> None:
+        messages = self.consumer.consume(self.batch_size, 0.5)
+        if not messages:
+            return
+        for msg in messages:
+            if msg.error() is not None:
+                if msg.error().fatal():
+                    raise confluent_kafka.KafkaException(msg.error())
+                log.warning("kafka consume error", stage=self.name, error=msg.error().str())
+                continue
+            self.process(msg.partition(), msg.key(), msg.value())
+        self.producer.flush()  # 1. outputs acked
+        self.table.flush()  # 2. then the state that produced them
+        try:
+            self.consumer.commit(asynchronous=False)  # 3. then the input offsets
+        except confluent_kafka.KafkaException as exc:  # e.g. a rebalance: the records are redone, idempotently
+            log.warning("commit failed; the batch will be reprocessed", stage=self.name, error=str(exc))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+
+class FleetWorker:
+    """The two stages. Topic names are parameters only so the benchmark can use its own topics."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        catalog_view: Callable[[], dict[str, S.Trigger]],
+        replication_factor: int = 1,
+        group_id: str = SERVICE,
+        telemetry_topic: str = topics.TELEMETRY.name,
+        candidates_topic: str = topics.FIRE_CANDIDATES.name,
+        map_view: MapView | None = None,
+    ) -> None:
+        self.catalog_view, self.map_view, self.group_id = catalog_view, map_view, group_id
+        self.telemetry_topic, self.candidates_topic = telemetry_topic, candidates_topic
+        self.compiled = CompiledCatalog(catalog_view)
+        self.producer = Producer(bootstrap, f"{group_id}-fleet", **{"linger.ms": 5})
+        self.car_states = ChangelogTable("car-trigger-states", bootstrap, group_id, self.producer)
+        self.budgets = ChangelogTable("trigger-budgets", bootstrap, group_id, self.producer)
+        self.car_states.ensure_topic(topics.TELEMETRY.partitions, replication_factor)
+        self.budgets.ensure_topic(topics.FIRE_CANDIDATES.partitions, replication_factor)
+        self.stages = [
+            Stage("evaluate", bootstrap, group_id, telemetry_topic, self.car_states, self.evaluate, self.producer),
+            Stage("decide", bootstrap, f"{group_id}-decide", candidates_topic, self.budgets, self.decide, self.producer),
+        ]
+        self._frames = FRAMES.labels(SERVICE)
+
+    def start(self) -> FleetWorker:
+        for stage in self.stages:
+            stage.start()
+        return self
+
+    def stop(self) -> None:
+        for stage in self.stages:
+            stage.stop()
+        self.producer.close()
+
+    @property
+    def error(self) -> BaseException | None:
+        return next((s.error for s in self.stages if s.error is not None), None)
+
+    def _dead_letter(self, source: str, key: bytes | None, value: bytes | None, error: str, group: str) -> None:
         from longtail.ops.v1 import events_pb2 as ops_events
 
-        letter = ops_events.DeadLetter(source_topic=source, key=key or b"", value=value or b"", error=error[:4000], consumer_group=app_id)
+        letter = ops_events.DeadLetter(source_topic=source, key=key or b"", value=value or b"", error=error[:4000], consumer_group=group)
         letter.failed_at.GetCurrentTime()
-        await (await dead_letters.send(key=source.encode(), value=letter.SerializeToString()))
+        log.warning("dead-lettered record", topic=source, error=error[:200])
+        self.producer.produce(topics.DEAD_LETTERS, source, letter)
 
-    async def evaluate_batch(key: bytes | None, value: bytes) -> None:
+    def evaluate(self, partition: int, key: bytes | None, value: bytes) -> None:
         try:
-            batch = fleet_events.TelemetryBatchEvent.FromString(value)
+            batch = fleet_events.TelemetryBatchEvent.FromString(value or b"")
         except DecodeError as exc:
-            await dead_letter(telemetry_topic, key, value, f"cannot decode TelemetryBatchEvent: {exc}")
+            self._dead_letter(self.telemetry_topic, key, value, f"cannot decode TelemetryBatchEvent: {exc}", self.group_id)
             return
         vehicle = batch.vehicle_id
-        active = compiled.active()
-        saved = dict(car_states[vehicle])
+        active = self.compiled.active()
+        saved = self.car_states.get(partition, vehicle)
+        if not active and not saved:
+            self._frames.inc(len(batch.frames))
+            return  # no changelog write for cars no trigger watches
         states = {t.trigger_id: c.load_state(saved.get(t.trigger_id)) for t, c in active}
-        pending = []
-        map_needed = map_view is not None and any(uses_map(p) for _, p in active)
+        map_needed = self.map_view is not None and any(uses_map(p) for _, p in active)
         for frame in sorted(batch.frames, key=lambda f: f.sequence):
             if frame.vehicle_id != vehicle:
                 continue  # the gateway guarantees it; a foreign frame would corrupt the state
-            frames_metric.inc()
-            context = map_view.context(frame.ego) if map_needed else None
+            self._frames.inc()
+            context = self.map_view.context(frame.ego) if map_needed else None
             for trigger, program in active:
                 fire = program.evaluate(states[trigger.trigger_id], frame, context)
                 if fire is not None:
-                    event = trigger_events.TriggerFired(
-                        fire_id=fire.fire_id, trigger_id=trigger.trigger_id, trigger_version=trigger.version, vehicle_id=vehicle,
-                        frame_id=frame.frame_id, fired_at=frame.captured_at, source=trigger_events.FIRE_SOURCE_FLEET, dedup_key=dedup_key(trigger.trigger_id, frame), score=1.0,
-                    )
-                    pending.append(await candidates.send(key=trigger.trigger_id.encode(), value=event.SerializeToString()))
+                    self._candidate(trigger.trigger_id, trigger.version, fire.fire_id, vehicle, frame, trigger_events.FIRE_SOURCE_FLEET, 1.0)
             for edge in frame.edge_fires:
-                event = trigger_events.TriggerFired(
-                    fire_id=edge.fire_id, trigger_id=edge.trigger_id, trigger_version=edge.trigger_version, vehicle_id=vehicle,
-                    frame_id=frame.frame_id, fired_at=frame.captured_at, source=trigger_events.FIRE_SOURCE_EDGE, dedup_key=dedup_key(edge.trigger_id, frame), score=edge.score,
-                )
-                pending.append(await candidates.send(key=edge.trigger_id.encode(), value=event.SerializeToString()))
-        for future in pending:
-            await future  # acked before the state that produced them is saved
-        log.debug("batch evaluated", vehicle=vehicle, frames=len(batch.frames), triggers=len(active), candidates=len(pending))
-        if active or saved:  # no changelog write for cars no trigger watches
-            car_states[vehicle] = {t.trigger_id: c.dump_state(states[t.trigger_id]) for t, c in active}
+                self._candidate(edge.trigger_id, edge.trigger_version, edge.fire_id, vehicle, frame, trigger_events.FIRE_SOURCE_EDGE, edge.score)
+        self.car_states.set(partition, vehicle, {t.trigger_id: c.dump_state(states[t.trigger_id]) for t, c in active})
 
-    async def decide_upload(key: bytes | None, value: bytes) -> None:
+    def _candidate(self, trigger_id: str, version: int, fire_id: str, vehicle: str, frame, source, score: float) -> None:
+        event = trigger_events.TriggerFired(
+            fire_id=fire_id, trigger_id=trigger_id, trigger_version=version, vehicle_id=vehicle, frame_id=frame.frame_id,
+            fired_at=frame.captured_at, source=source, dedup_key=dedup_key(trigger_id, frame), score=score,
+        )
+        self.producer.produce_bytes(self.candidates_topic, trigger_id, event.SerializeToString())
+
+    def decide(self, partition: int, key: bytes | None, value: bytes) -> None:
         try:
-            fired = trigger_events.TriggerFired.FromString(value)
+            fired = trigger_events.TriggerFired.FromString(value or b"")
         except DecodeError as exc:
-            await dead_letter(candidates_topic, key, value, f"cannot decode TriggerFired: {exc}")
+            self._dead_letter(self.candidates_topic, key, value, f"cannot decode TriggerFired: {exc}", f"{self.group_id}-decide")
             return
         budget_key = f"{fired.trigger_id}/{fired.trigger_version}"
-        budget = dict(budgets[budget_key])
+        budget = json.loads(json.dumps(self.budgets.get(partition, budget_key)))  # a copy: the table changes only through set()
         seen = budget.setdefault("seen", {})
         if fired.fire_id in seen:
             return  # a redelivered candidate: already decided
-        trigger = catalog_view().get(fired.trigger_id)
+        trigger = self.catalog_view().get(fired.trigger_id)
         now = time.time()
         granted, reason = decide(trigger, fired, budget, now)
         if fired.source == trigger_events.FIRE_SOURCE_EDGE:
@@ -353,7 +445,7 @@ def build_app(
         else:
             fired.upload_requested, fired.suppressed_reason = granted, reason
         DECISIONS.labels(SERVICE, fired.trigger_id, "requested" if fired.upload_requested else (fired.suppressed_reason or "edge")).inc()
-        sent = [await fired_topic.send(key=fired.vehicle_id.encode(), value=fired.SerializeToString())]
+        self.producer.produce(topics.TRIGGERS_FIRED, fired.vehicle_id, fired)
         if fired.upload_requested:
             command = fleet_pb2.Command(command_id=f"upload/{fired.fire_id}")
             command.issued_at.GetCurrentTime()
@@ -365,27 +457,9 @@ def build_app(
                 request.priority = trigger.spec.priority
             request.deadline.CopyFrom(command.expires_at)
             vc = fleet_events.VehicleCommand(vehicle_id=fired.vehicle_id, command=command, expires_at=command.expires_at, issued_by=SERVICE)
-            sent.append(await commands_topic.send(key=fired.vehicle_id.encode(), value=vc.SerializeToString()))
-        for future in sent:
-            await future
+            self.producer.produce(topics.VEHICLE_COMMANDS, fired.vehicle_id, vc)
         seen[fired.fire_id] = now
         if len(seen) > MAX_REMEMBERED_FIRES:
             for old in sorted(seen, key=seen.get)[: len(seen) - MAX_REMEMBERED_FIRES]:
                 del seen[old]
-        budgets[budget_key] = budget
-
-    offsets = ContiguousOffsets(bootstrap, app_id)
-
-    @app.on_partitions_assigned.connect
-    async def _reassigned(app, assigned, **kwargs) -> None:
-        offsets.forget()
-
-    @app.agent(telemetry)
-    async def evaluate(stream):
-        await in_order(stream, offsets, evaluate_batch)
-
-    @app.agent(candidates)
-    async def decide_uploads(stream):
-        await in_order(stream, offsets, decide_upload)
-
-    return app
+        self.budgets.set(partition, budget_key, budget)
