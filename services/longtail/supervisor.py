@@ -16,6 +16,17 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the process that started it dies (Linux),
+    so a killed test run or demo leaves no service behind to join the next broker's groups."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: no such guard
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -43,7 +54,7 @@ class ServiceProcess:
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, stdout=out, stderr=out)
+            self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, stdout=out, stderr=out, preexec_fn=_die_with_parent)
         channel = grpc.insecure_channel(self.address)
         stub = health_pb2_grpc.HealthStub(channel)
         deadline = time.monotonic() + timeout

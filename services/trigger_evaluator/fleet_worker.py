@@ -208,9 +208,17 @@ class ChangelogTable:
         self.partitions: dict[int, dict[str, dict]] = {}
         self._dirty: dict[tuple[int, str], dict] = {}
 
-    def ensure_topic(self, partitions: int, replication_factor: int) -> None:
+    def ensure_topic(self, input_topic: str, replication_factor: int) -> None:
+        """The changelog has the input topic's partition count (a partition's state sits with it)."""
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        if self.topic in admin.list_topics(timeout=30).topics:
+        existing = admin.list_topics(timeout=30).topics
+        if input_topic not in existing:
+            raise RuntimeError(f"{input_topic} does not exist (topics are created at start-up, never by auto-create)")
+        partitions = len(existing[input_topic].partitions)
+        if self.topic in existing:
+            have = len(existing[self.topic].partitions)
+            if have != partitions:
+                raise RuntimeError(f"{self.topic} has {have} partitions but {input_topic} has {partitions}; they must match")
             return
         config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
         futures = admin.create_topics([NewTopic(self.topic, num_partitions=partitions, replication_factor=replication_factor, config=config)])
@@ -361,8 +369,8 @@ class FleetWorker:
         self.producer = Producer(bootstrap, f"{group_id}-fleet", **{"linger.ms": 5})
         self.car_states = ChangelogTable("car-trigger-states", bootstrap, group_id, self.producer)
         self.budgets = ChangelogTable("trigger-budgets", bootstrap, group_id, self.producer)
-        self.car_states.ensure_topic(topics.TELEMETRY.partitions, replication_factor)
-        self.budgets.ensure_topic(topics.FIRE_CANDIDATES.partitions, replication_factor)
+        self.car_states.ensure_topic(telemetry_topic, replication_factor)
+        self.budgets.ensure_topic(candidates_topic, replication_factor)
         self.stages = [
             Stage("evaluate", bootstrap, group_id, telemetry_topic, self.car_states, self.evaluate, self.producer),
             Stage("decide", bootstrap, f"{group_id}-decide", candidates_topic, self.budgets, self.decide, self.producer),
