@@ -58,3 +58,12 @@ def test_bad_port_variable(isolated, monkeypatch):
     monkeypatch.setenv("LONGTAIL_S3_PORT", "ninety")
     with pytest.raises(InfraError, match="LONGTAIL_S3_PORT"):
         isolated.up(["s3"])
+
+
+def test_kafka_cluster_ids_never_look_like_an_option():
+    """One id in 64 used to start with '-', which kafka-storage format took for a flag (a red CI run)."""
+    from longtail.infra.launcher import kafka_cluster_id
+
+    ids = [kafka_cluster_id() for _ in range(5000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)

@@ -13,6 +13,7 @@ The pytest fixtures and `longtail demo` use this same launcher.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pwd
@@ -198,10 +199,7 @@ class Kafka(Component):
         if not (self.home / "data" / "meta.properties").exists():
             cluster_file = self.home / "cluster-id"
             if not cluster_file.exists():
-                # Kafka wants a base64url UUID; uuid4's urlsafe form without padding is exactly that.
-                import base64
-
-                cluster_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+                cluster_file.write_text(kafka_cluster_id())
             _run(
                 [self.java, *java_opts, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_file.read_text().strip(), "-c", str(config), "--ignore-formatted"],
                 self.log_path,
@@ -225,6 +223,15 @@ class Kafka(Component):
 
     def env(self) -> dict[str, str]:
         return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
+
+
+def kafka_cluster_id() -> str:
+    """A random cluster id in Kafka's form (url-safe base64 of a UUID). Like Kafka's own
+    Uuid.randomUuid, never one starting with '-': the storage tool would read it as an option."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 class S3(Component):
