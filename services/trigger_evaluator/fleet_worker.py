@@ -93,6 +93,8 @@ class MapView:
         return len(self._features)
 
     def context(self, ego) -> EvalContext:
+        if not (math.isfinite(ego.x) and math.isfinite(ego.y) and math.isfinite(ego.heading)):
+            return EvalContext(map_features=None)  # no usable pose: no map knowledge
         cx, cy = self._cell(ego.x, ego.y)
         near = [f for dx in (-1, 0, 1) for dy in (-1, 0, 1) for f in self._cells.get((cx + dx, cy + dy), {}).values()]
         return EvalContext(map_features=map_expectations(near, ego))
@@ -333,13 +335,24 @@ class Stage:
                     raise confluent_kafka.KafkaException(msg.error())
                 log.warning("kafka consume error", stage=self.name, error=msg.error().str())
                 continue
-            self.process(msg.partition(), msg.key(), msg.value())
-        self.producer.flush()  # 1. outputs acked
+            try:
+                self.process(msg.partition(), msg.key(), msg.value())
+            except Exception as exc:  # one bad record must not stop the stage (or, replayed, every restart)
+                self.dead_letter(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), f"{type(exc).__name__}: {exc}")
+        self.producer.flush()  # 1. outputs (and dead letters) acked
         self.table.flush()  # 2. then the state that produced them
         try:
             self.consumer.commit(asynchronous=False)  # 3. then the input offsets
         except confluent_kafka.KafkaException as exc:  # e.g. a rebalance: the records are redone, idempotently
             log.warning("commit failed; the batch will be reprocessed", stage=self.name, error=str(exc))
+
+    def dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str) -> None:
+        from longtail.ops.v1 import events_pb2 as ops_events
+
+        letter = ops_events.DeadLetter(source_topic=topic, source_partition=partition, source_offset=offset, key=key or b"", value=value or b"", error=error[:4000], consumer_group=self.group_id)
+        letter.failed_at.GetCurrentTime()
+        log.warning("dead-lettered record", stage=self.name, topic=topic, partition=partition, offset=offset, error=error[:200])
+        self.producer.produce(topics.DEAD_LETTERS, f"{topic}/{partition}/{offset}", letter)
 
     def stop(self) -> None:
         self._stop.set()
@@ -391,20 +404,11 @@ class FleetWorker:
     def error(self) -> BaseException | None:
         return next((s.error for s in self.stages if s.error is not None), None)
 
-    def _dead_letter(self, source: str, key: bytes | None, value: bytes | None, error: str, group: str) -> None:
-        from longtail.ops.v1 import events_pb2 as ops_events
-
-        letter = ops_events.DeadLetter(source_topic=source, key=key or b"", value=value or b"", error=error[:4000], consumer_group=group)
-        letter.failed_at.GetCurrentTime()
-        log.warning("dead-lettered record", topic=source, error=error[:200])
-        self.producer.produce(topics.DEAD_LETTERS, source, letter)
-
     def evaluate(self, partition: int, key: bytes | None, value: bytes) -> None:
         try:
             batch = fleet_events.TelemetryBatchEvent.FromString(value or b"")
         except DecodeError as exc:
-            self._dead_letter(self.telemetry_topic, key, value, f"cannot decode TelemetryBatchEvent: {exc}", self.group_id)
-            return
+            raise ValueError(f"cannot decode TelemetryBatchEvent: {exc}") from None  # dead-lettered by the stage
         vehicle = batch.vehicle_id
         active = self.compiled.active()
         saved = self.car_states.get(partition, vehicle)
@@ -437,8 +441,7 @@ class FleetWorker:
         try:
             fired = trigger_events.TriggerFired.FromString(value or b"")
         except DecodeError as exc:
-            self._dead_letter(self.candidates_topic, key, value, f"cannot decode TriggerFired: {exc}", f"{self.group_id}-decide")
-            return
+            raise ValueError(f"cannot decode TriggerFired: {exc}") from None  # dead-lettered by the stage
         budget_key = f"{fired.trigger_id}/{fired.trigger_version}"
         budget = json.loads(json.dumps(self.budgets.get(partition, budget_key)))  # a copy: the table changes only through set()
         seen = budget.setdefault("seen", {})

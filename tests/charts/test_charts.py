@@ -2,7 +2,9 @@
 and the properties the services' pods depend on (gRPC probes, locked-down security context,
 credentials only from Secrets, no `replicas` under an HPA, environment the services accept): the
 gateway, the trigger-evaluator (a StatefulSet bounded by its partition count), map-vision (exactly
-one writer) and Triton (the stock image on the S3 model repository, explicit model control).
+one writer), Triton (the stock image on the S3 model repository, explicit model control), the
+label store (PostgreSQL from a Secret; SQLite only as one replica on a volume), inference (the
+Triton address) and the trainer (exactly one replica).
 
 helm comes from scripts/helm-tools (built once with `go install`, cached in ~/.cache/longtail/bin);
 the tests skip only if it cannot be installed. Renders are compared with tests/charts/golden/;
@@ -35,12 +37,12 @@ GOLDEN = Path(__file__).parent / "golden"
 KUBE_VERSION = "1.30.0"
 NAMESPACE = "longtail"
 # Dependency build order: service charts before the umbrella that vendors them.
-SERVICE_CHARTS = ["gateway", "trigger-evaluator", "map-vision", "triton"]
+SERVICE_CHARTS = ["gateway", "trigger-evaluator", "map-vision", "triton", "label-store", "inference", "trainer"]
 UMBRELLA = "longtail"
 APP_CHARTS = [*SERVICE_CHARTS, UMBRELLA]
 # Custom resources whose schemas kubernetes-validate does not ship: checked structurally instead.
 CUSTOM_KINDS = {"ServiceMonitor"}
-SECRET_ENV = {"S3_ACCESS_KEY", "S3_SECRET_KEY", "FLEET_TOKEN_SECRET", "OPERATOR_TOKEN_SECRET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+SECRET_ENV = {"S3_ACCESS_KEY", "S3_SECRET_KEY", "FLEET_TOKEN_SECRET", "OPERATOR_TOKEN_SECRET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "DATABASE_URL"}
 # Partition count of fleet.telemetry.v1 (services/longtail/topics.py): the evaluator's replica bound.
 TELEMETRY_PARTITIONS = 6
 # Triton's own metrics a dashboard may query (docs/user_guide/metrics.md of triton-inference-server/server).
@@ -241,6 +243,34 @@ def test_no_stray_golden_files() -> None:
         ("triton", ["--set", "s3.endpoint=https://s3.amazonaws.com"], ["/s3/endpoint"]),
         ("triton", ["--set", "kafka.bootstrapServers=kafka:9092"], ["additional properties 'kafka' not allowed"]),
         ("triton", ["--set", "grpc.port=0"], ["/grpc/port", "minimum"]),
+        # label-store: PostgreSQL from a Secret; SQLite only as one replica
+        ("label-store", ["--set", "database.type=mysql"], ["/database/type"]),
+        ("label-store", ["--set", "database.url=postgresql://u:p@db:5432/l"], ["/database", "'url' not allowed"]),
+        ("label-store", ["--set", "database.existingSecret.name="], ["/database/existingSecret/name"]),
+        ("label-store", ["--set", "database.type=sqlite"], ["/replicaCount", "maximum"]),
+        ("label-store", ["--set", "database.type=sqlite", "--set", "replicaCount=1", "--set", "labelStore.dataDir=/data"], ["/workload"]),
+        ("label-store", ["--set", "labelStore.leaseSecs=5"], ["/labelStore", "'leaseSecs' not allowed"]),
+        ("label-store", ["--set-string", "labelStore.dbPoolSize=many"], ["/labelStore/dbPoolSize", "want integer"]),
+        ("label-store", ["--set", "workload.kind=StatefulSet"], ["/workload/kind"]),
+        ("label-store", ["--set", "fleet.tokenSecret.name=x"], ["additional properties 'fleet' not allowed"]),
+        # inference
+        ("inference", ["--set", "triton.grpcAddr=http://triton:8001"], ["/triton/grpcAddr", "does not match pattern"]),
+        ("inference", ["--set", "triton.httpAddr=triton:8000"], ["/triton", "'httpAddr' not allowed"]),
+        ("inference", ["--set", "inference.maxBatch=0"], ["/inference/maxBatch", "minimum"]),
+        ("inference", ["--set", "inference.modelNmae=x"], ["/inference", "'modelNmae' not allowed"]),
+        ("inference", ["--set", "operator.tokenSecret.name=x"], ["additional properties 'operator' not allowed"]),
+        # trainer: one replica
+        ("trainer", ["--set", "replicaCount=2"], ["/replicaCount", "maximum"]),
+        ("trainer", ["--set", "autoscaling.enabled=true"], ["/autoscaling/enabled"]),
+        ("trainer", ["--set", "autoscaling.maxReplicas=2"], ["/autoscaling", "'maxReplicas' not allowed"]),
+        ("trainer", ["--set", "workload.updateStrategy.type=RollingUpdate"], ["/workload/updateStrategy/type"]),
+        ("trainer", ["--set", "pdb.minAvailable=1"], ["/pdb", "'minAvailable' not allowed"]),
+        ("trainer", ["--set", "labelStore.addr=label-store"], ["/labelStore/addr", "does not match pattern"]),
+        ("trainer", ["--set", "trainer.threads=0"], ["/trainer/threads", "minimum"]),
+        ("trainer", ["--set-json", "trainer.detectorMinAuc=1.5"], ["/trainer/detectorMinAuc", "maximum"]),
+        ("trainer", ["--set", "trainer.gpus=1"], ["/trainer", "'gpus' not allowed"]),
+        (UMBRELLA, ["--set", "trainer.replicaCount=2"], ["trainer", "/replicaCount"]),
+        (UMBRELLA, ["--set", "label-store.database.type=mysql"], ["label-store", "/database/type"]),
         (UMBRELLA, ["--set", "gatway.enabled=true"], ["additional properties 'gatway' not allowed"]),
         (UMBRELLA, ["--set", "gateway.grpc.prot=1"], ["gateway", "/grpc", "'prot' not allowed"]),
         (UMBRELLA, ["--set", "trigger-evaluator.autoscaling.maxReplicas=7"], ["trigger-evaluator", "/autoscaling/maxReplicas"]),
@@ -272,6 +302,10 @@ def test_required_values_are_named(render: Renderer, args: list[str], expected: 
         ("trigger-evaluator", ["--set", "kafka.bootstrapServers=kafka:9092", "--set", "s3.enabled=true"], "s3.endpoint is required"),
         ("map-vision", [], "kafka.bootstrapServers is required"),
         ("triton", [], "s3.endpoint is required"),
+        ("label-store", [], "kafka.bootstrapServers is required"),
+        ("label-store", ["--set", "kafka.bootstrapServers=kafka:9092"], "s3.endpoint is required"),
+        ("inference", ["--set", "kafka.bootstrapServers=kafka:9092", "--set", "s3.endpoint=s3:9000"], "triton.grpcAddr is required"),
+        ("trainer", ["--set", "kafka.bootstrapServers=kafka:9092", "--set", "s3.endpoint=s3:9000"], "labelStore.addr is required"),
         ("triton", ["--set", "s3.endpoint=s3:9000", "--set", "triton.extraArgs={--model-control-mode=poll}"], "triton.extraArgs must not set --model-control-mode=poll"),
     ],
 )
@@ -381,8 +415,11 @@ def test_umbrella(render: Renderer) -> None:
         "longtail-trigger-evaluator": "StatefulSet",
         "longtail-map-vision": "Deployment",
         "longtail-triton": "Deployment",
+        "longtail-label-store": "Deployment",
+        "longtail-inference": "Deployment",
+        "longtail-trainer": "Deployment",
     }
-    for name in ("longtail-gateway", "longtail-trigger-evaluator", "longtail-map-vision"):
+    for name in ("longtail-gateway", "longtail-trigger-evaluator", "longtail-map-vision", "longtail-label-store", "longtail-inference", "longtail-trainer"):
         (c,) = workloads[name]["spec"]["template"]["spec"]["containers"]
         assert c["image"] == "registry.example.com/longtail/longtail:2026.11.1", f"global.image applies to {name}"
     (triton,) = workloads["longtail-triton"]["spec"]["template"]["spec"]["containers"]
@@ -391,14 +428,18 @@ def test_umbrella(render: Renderer) -> None:
     assert "replicas" not in workloads["longtail-trigger-evaluator"]["spec"]
     assert workloads["longtail-map-vision"]["spec"]["replicas"] == 1
     hpas = {d["spec"]["scaleTargetRef"]["name"]: d["spec"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
-    assert set(hpas) == {"longtail-gateway", "longtail-trigger-evaluator"}
+    assert set(hpas) == {"longtail-gateway", "longtail-trigger-evaluator", "longtail-label-store", "longtail-inference"}
+    assert workloads["longtail-trainer"]["spec"]["replicas"] == 1 and workloads["longtail-trainer"]["spec"]["strategy"] == {"type": "Recreate"}
+    configs = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap" and "grafana_dashboard" not in d["metadata"]["labels"]}
+    assert configs["longtail-inference"]["TRITON_GRPC_ADDR"] == "longtail-triton:8001"
+    assert configs["longtail-trainer"]["LABEL_STORE_ADDR"] == "longtail-label-store:50051"
     assert hpas["longtail-trigger-evaluator"]["maxReplicas"] <= TELEMETRY_PARTITIONS
     # the shared S3 block (YAML merge key) reaches the evaluator, with its own `enabled`
     evaluator_env = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "longtail-trigger-evaluator"][0]["data"]
     assert evaluator_env["S3_ENDPOINT"] == "s3.eu-central-1.amazonaws.com:443"
 
     disabled = _workloads(render.docs(UMBRELLA, "gateway-disabled"))
-    assert set(disabled) == {"longtail-trigger-evaluator", "longtail-map-vision", "longtail-triton"}
+    assert set(disabled) == {"longtail-trigger-evaluator", "longtail-map-vision", "longtail-triton", "longtail-label-store", "longtail-inference", "longtail-trainer"}
     assert render.docs(UMBRELLA, "none") == []
 
 
@@ -714,7 +755,7 @@ def test_triton_observability_and_autoscaling(render: Renderer) -> None:
     assert "--allow-metrics=false" in no_metrics["args"] and {p["name"] for p in no_metrics["ports"]} == {"http", "grpc"}
 
 
-@pytest.mark.parametrize(("chart", "kind"), [("trigger-evaluator", "StatefulSet"), ("map-vision", "Deployment")])
+@pytest.mark.parametrize(("chart", "kind"), [("trigger-evaluator", "StatefulSet"), ("map-vision", "Deployment"), ("label-store", "Deployment"), ("inference", "Deployment"), ("trainer", "Deployment")])
 def test_observability_of_the_consumers(render: Renderer, chart: str, kind: str) -> None:
     docs = render.docs(chart, "observability")
     _check_service_monitor(one(docs, "ServiceMonitor"), docs)
@@ -724,6 +765,211 @@ def test_observability_of_the_consumers(render: Renderer, chart: str, kind: str)
     json.loads(dashboards[0]["data"][f"{chart}.json"])
     default_docs = render.docs(chart, "defaults")
     assert not [d for d in default_docs if d["kind"] == "ServiceMonitor" or "grafana_dashboard" in d["metadata"]["labels"]]
+
+
+# --- the label store ----------------------------------------------------------------------------
+
+
+def test_label_store_deployment_on_postgresql(render: Renderer) -> None:
+    docs = render.docs("label-store", "defaults")
+    spec = one(docs, "Deployment")["spec"]
+    assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate", "stateless given PostgreSQL"
+    assert not [d for d in docs if d["kind"] == "StatefulSet"]
+    c = container(docs)
+    assert c["args"] == ["label-store"]
+    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": "longtail.labels.v1.LabelStoreService"}
+    assert c["livenessProbe"]["grpc"] == {"port": 50051}
+    _assert_locked_down(docs, "Deployment", 10001)
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
+    assert refs == {
+        "DATABASE_URL": {"name": "longtail-label-store-db", "key": "database-url"},
+        "OPERATOR_TOKEN_SECRET": {"name": "longtail-operator", "key": "token-secret"},
+        "S3_ACCESS_KEY": {"name": "longtail-s3", "key": "access-key"},
+        "S3_SECRET_KEY": {"name": "longtail-s3", "key": "secret-key"},
+    }
+    data = env_configmap(docs)["data"]
+    assert not SECRET_ENV & data.keys(), "DATABASE_URL (with its password) is never inlined"
+    assert "LABEL_STORE_DATA_DIR" not in data
+
+
+def test_label_store_sqlite_is_one_replica_on_a_volume(render: Renderer) -> None:
+    docs = render.docs("label-store", "sqlite")
+    spec = one(docs, "Deployment")["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+    c = container(docs)
+    assert "DATABASE_URL" not in {e["name"] for e in c["env"]}
+    data = env_configmap(docs)["data"]
+    data_dir = data["LABEL_STORE_DATA_DIR"]
+    (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == data_dir]
+    (volume,) = [v for v in spec["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert volume["persistentVolumeClaim"]["claimName"] == "label-store-data"
+    assert not [k for k in data if k.startswith("S3_")]
+
+
+def test_label_store_external(render: Renderer) -> None:
+    docs = render.docs("label-store", "external")
+    assert "replicas" not in one(docs, "Deployment")["spec"]
+    assert one(docs, "HorizontalPodAutoscaler")["spec"]["maxReplicas"] == 8
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(docs)["env"]}
+    assert refs["DATABASE_URL"] == {"name": "longtail-label-store-db-prod", "key": "DATABASE_URL"}
+    assert refs["OPERATOR_TOKEN_SECRET"] == {"name": "longtail-operator-prod", "key": "signing-key"}
+
+
+def test_label_store_schema_covers_every_setting() -> None:
+    from label_store.__main__ import LabelStoreSettings
+
+    schema = json.loads((CHARTS / "label-store" / "values.schema.json").read_text())["properties"]["labelStore"]
+    assert set(schema["properties"]) == {_camel(n) for n in LabelStoreSettings.model_fields} and schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("values", sorted(p.stem for p in (CHARTS / "label-store" / "ci").glob("*.yaml")))
+def test_label_store_environment_is_accepted_by_the_service(render: Renderer, monkeypatch: pytest.MonkeyPatch, values: str) -> None:
+    """The rendered environment loads through the classes label-store's serve() loads:
+    ServiceSettings, KafkaSettings, LabelStoreSettings, OperatorAuthSettings and, when set, S3Settings;
+    the database URL is the Secret's (PostgreSQL) or the SQLite file under the data directory."""
+    from label_store.__main__ import LabelStoreSettings, database_url
+    from longtail import config
+    from longtail.auth import OperatorAuthSettings
+
+    docs = render.docs("label-store", values)
+    c = container(docs)
+    env = dict(env_configmap(docs)["data"])
+    secrets = {e["name"]: "x" * 40 for e in c["env"] if e["name"] in SECRET_ENV}
+    if "DATABASE_URL" in secrets:
+        secrets["DATABASE_URL"] = "postgresql+psycopg://longtail:pw@postgres:5432/longtail"
+    env.update(secrets)
+    _load_env(monkeypatch, env, ("LABEL_STORE_", "KAFKA_", "S3_", "GRPC_", "METRICS_", "OPERATOR_", "DATABASE_"))
+    unknown = {n for n in env if n.startswith("LABEL_STORE_")} - {f"LABEL_STORE_{n.upper()}" for n in LabelStoreSettings.model_fields}
+    assert not unknown, f"the chart sets LABEL_STORE_* variables the label store does not read: {unknown}"
+    settings = config.load(LabelStoreSettings)
+    service = config.load(config.ServiceSettings)
+    config.load(config.KafkaSettings)
+    config.load(OperatorAuthSettings)
+    assert service.grpc_port == c["readinessProbe"]["grpc"]["port"]
+    if "S3_ENDPOINT" in env:
+        assert config.load(config.S3Settings).endpoint == env["S3_ENDPOINT"]
+    url = database_url(settings)
+    if "DATABASE_URL" in env:
+        assert url.startswith("postgresql")
+    else:
+        assert url == f"sqlite:///{env['LABEL_STORE_DATA_DIR']}/labels.db"
+
+
+# --- inference ----------------------------------------------------------------------------------
+
+
+def test_inference_deployment(render: Renderer) -> None:
+    docs = render.docs("inference", "defaults")
+    assert one(docs, "Deployment")["spec"]["replicas"] == 2
+    c = container(docs)
+    assert c["args"] == ["inference"]
+    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": "longtail.inference.v1.InferenceService"}
+    _assert_locked_down(docs, "Deployment", 10001)
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
+    assert refs == {"S3_ACCESS_KEY": {"name": "longtail-s3", "key": "access-key"}, "S3_SECRET_KEY": {"name": "longtail-s3", "key": "secret-key"}}
+    data = env_configmap(docs)["data"]
+    assert data["TRITON_GRPC_ADDR"] == "triton:8001" and data["INFERENCE_MODEL_NAME"] == "multitask"
+    # the startup budget covers waiting for Triton and loading the first version
+    startup = c["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= float(data["INFERENCE_TRITON_WAIT_S"]) + float(data["INFERENCE_LOAD_TIMEOUT_S"])
+
+
+def test_inference_autoscaling(render: Renderer) -> None:
+    docs = render.docs("inference", "autoscaling")
+    assert "replicas" not in one(docs, "Deployment")["spec"]
+    hpa = one(docs, "HorizontalPodAutoscaler")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "inference"}
+    assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+
+
+def test_inference_schema_covers_every_setting() -> None:
+    from inference.__main__ import InferenceSettings
+
+    schema = json.loads((CHARTS / "inference" / "values.schema.json").read_text())["properties"]["inference"]
+    assert set(schema["properties"]) == {_camel(n) for n in InferenceSettings.model_fields} and schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("values", sorted(p.stem for p in (CHARTS / "inference" / "ci").glob("*.yaml")))
+def test_inference_environment_is_accepted_by_the_service(render: Renderer, monkeypatch: pytest.MonkeyPatch, values: str) -> None:
+    """ServiceSettings, KafkaSettings, S3Settings, TritonSettings and InferenceSettings (serve())."""
+    from inference.__main__ import InferenceSettings
+    from longtail import config
+
+    docs = render.docs("inference", values)
+    c = container(docs)
+    env = dict(env_configmap(docs)["data"])
+    env.update({e["name"]: "x" * 40 for e in c["env"] if e["name"] in SECRET_ENV})
+    _load_env(monkeypatch, env, ("INFERENCE_", "KAFKA_", "S3_", "GRPC_", "METRICS_", "TRITON_"))
+    unknown = {n for n in env if n.startswith("INFERENCE_")} - {f"INFERENCE_{n.upper()}" for n in InferenceSettings.model_fields}
+    assert not unknown, f"the chart sets INFERENCE_* variables inference does not read: {unknown}"
+    config.load(InferenceSettings)
+    config.load(config.ServiceSettings)
+    config.load(config.KafkaSettings)
+    assert config.load(config.S3Settings).endpoint == env["S3_ENDPOINT"]
+    assert config.load(config.TritonSettings).grpc_addr == env["TRITON_GRPC_ADDR"]
+
+
+# --- the trainer --------------------------------------------------------------------------------
+
+
+def test_trainer_is_one_replica(render: Renderer) -> None:
+    docs = render.docs("trainer", "defaults")
+    spec = one(docs, "Deployment")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}, "a rolling update would run two trainers allocating versions"
+    assert not [d for d in docs if d["kind"] in ("HorizontalPodAutoscaler", "StatefulSet")]
+    pdb = one(docs, "PodDisruptionBudget")["spec"]
+    assert pdb["maxUnavailable"] == 1 and "minAvailable" not in pdb
+    c = container(docs)
+    assert c["args"] == ["trainer"]
+    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": "longtail.models.v1.TrainerService"}
+    _assert_locked_down(docs, "Deployment", 10001)
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
+    assert refs["OPERATOR_TOKEN_SECRET"] == {"name": "longtail-operator", "key": "token-secret"}
+    assert set(refs) == {"OPERATOR_TOKEN_SECRET", "S3_ACCESS_KEY", "S3_SECRET_KEY"}
+    data = env_configmap(docs)["data"]
+    assert data["LABEL_STORE_ADDR"] == "label-store:50051"
+    # CPU-heavy: the run's threads are requested
+    assert float(c["resources"]["requests"]["cpu"]) >= int(data["TRAINER_THREADS"]) and "cpu" not in c["resources"]["limits"]
+    # scratch emptyDir for TMPDIR, the tasks file from a ConfigMap
+    pod = spec["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts[data["TMPDIR"]]]
+    tasks_dir = data["TRAINER_TASKS_FILE"].rsplit("/", 1)[0]
+    assert volumes[mounts[tasks_dir]]["configMap"]["name"] == "longtail-trainer-tasks"
+
+
+def test_trainer_schema_covers_every_setting() -> None:
+    from trainer.__main__ import TrainerSettings
+
+    schema = json.loads((CHARTS / "trainer" / "values.schema.json").read_text())["properties"]["trainer"]
+    assert set(schema["properties"]) == {_camel(n) for n in TrainerSettings.model_fields} and schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("values", sorted(p.stem for p in (CHARTS / "trainer" / "ci").glob("*.yaml")))
+def test_trainer_environment_is_accepted_by_the_service(render: Renderer, monkeypatch: pytest.MonkeyPatch, values: str) -> None:
+    """ServiceSettings, KafkaSettings, S3Settings, TrainerSettings, LabelSettings (LABEL_STORE_ADDR)
+    and OperatorAuthSettings (serve())."""
+    from longtail import config
+    from longtail.auth import OperatorAuthSettings
+    from trainer.__main__ import LabelSettings, TrainerSettings
+
+    docs = render.docs("trainer", values)
+    c = container(docs)
+    env = dict(env_configmap(docs)["data"])
+    env.update({e["name"]: "x" * 40 for e in c["env"] if e["name"] in SECRET_ENV})
+    _load_env(monkeypatch, env, ("TRAINER_", "LABEL_STORE_", "KAFKA_", "S3_", "GRPC_", "METRICS_", "OPERATOR_"))
+    unknown = {n for n in env if n.startswith("TRAINER_")} - {f"TRAINER_{n.upper()}" for n in TrainerSettings.model_fields}
+    assert not unknown, f"the chart sets TRAINER_* variables the trainer does not read: {unknown}"
+    settings = config.load(TrainerSettings)
+    assert config.load(LabelSettings).addr == env["LABEL_STORE_ADDR"]
+    config.load(OperatorAuthSettings)
+    config.load(config.ServiceSettings)
+    config.load(config.KafkaSettings)
+    assert config.load(config.S3Settings).endpoint == env["S3_ENDPOINT"]
+    assert settings.threads == int(env["TRAINER_THREADS"])
 
 
 # --- observability ----------------------------------------------------------------------------

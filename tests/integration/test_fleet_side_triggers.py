@@ -168,6 +168,11 @@ def test_map_disagreement_fires_fleet_side_where_the_map_expects_a_sign_vision_m
         trigger_id = activate_fleet_trigger(api, f"map_disagrees(stop_sign, kind=missing) and ego.y == {marker}")
         time.sleep(1.0)
         blind, seeing = f"blind-{uuid.uuid4().hex[:6]}", f"seeing-{uuid.uuid4().hex[:6]}"
+        # Poison first: an undecodable record and a pose of NaNs must not stop the worker.
+        producer.produce_bytes(topics.TELEMETRY.name, blind, b"\xff\xffnot a batch")
+        nan_batch = telemetry_batch(blind, 1, 1, detections=0)
+        nan_batch.frames[0].ego.CopyFrom(common_pb2.Pose(x=float("nan"), y=marker, heading=0.0))
+        producer.produce(topics.TELEMETRY, blind, nan_batch)
         for vehicle in (blind, seeing):
             batch = telemetry_batch(vehicle, 1, 3, detections=0)
             for frame in batch.frames:
@@ -182,3 +187,5 @@ def test_map_disagreement_fires_fleet_side_where_the_map_expects_a_sign_vision_m
         service.stop()
     assert {f.vehicle_id for f in fired} == {blind}
     assert len({f.fire_id for f in fired}) == 1  # rising edge: the first frame only
+    letters = collect(kafka, topics.DEAD_LETTERS, lambda v: v.key == blind.encode() and v.consumer_group == "trigger-evaluator", lambda f: len(f) >= 1, timeout=30)
+    assert letters and "cannot decode TelemetryBatchEvent" in letters[0].error

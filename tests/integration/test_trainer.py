@@ -124,11 +124,29 @@ class World_:
             n += 1
 
 
+def start_group_at_the_end(kafka: str, group: str, topic: str) -> None:
+    """Commit the group's offsets at the topic's end: the label store then sees only this test's
+    samples, not the snapshots other tests left on the shared topic."""
+    import confluent_kafka
+
+    from longtail.topics import ensure_topics
+
+    ensure_topics(kafka, topics.ALL, 1)
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": kafka, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        ends = [confluent_kafka.TopicPartition(topic, p, consumer.get_watermark_offsets(confluent_kafka.TopicPartition(topic, p), timeout=30)[1]) for p in partitions]
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+
+
 @pytest.fixture
 def services(kafka, s3, tmp_path):
     run = uuid.uuid4().hex[:8]
     objects = ObjectStore(load(S3Settings))
     objects.ensure_bucket()
+    start_group_at_the_end(kafka, f"label-store-it-{run}", topics.SNAPSHOTS.name)
     label_store = ServiceProcess("label_store", "longtail.labels.v1.LabelStoreService", {
         "OPERATOR_TOKEN_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{tmp_path / 'labels.db'}",
         "LABEL_STORE_CONSUMER_GROUP": f"label-store-it-{run}", "LABEL_STORE_DATA_DIR": str(tmp_path)}).start(timeout=90)

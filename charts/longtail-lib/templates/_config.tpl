@@ -38,6 +38,17 @@ A value as an environment string. Helm reads YAML numbers as float64, and Go pri
 {{- end }}
 {{- $prefix := include "longtail-lib.settingsPrefix" . }}
 {{- $section := include "longtail-lib.settingsKey" . }}
+{{- /* Addresses of other services (peer sections), only in charts whose own section they are not. */}}
+{{- if ne $section "triton" }}
+{{- with .Values.triton }}
+{{- $_ := set $data "TRITON_GRPC_ADDR" (required "triton.grpcAddr is required (host:port of Triton's gRPC port: the triton chart's Service, port 8001)" .grpcAddr) }}
+{{- end }}
+{{- end }}
+{{- if ne $section "labelStore" }}
+{{- with .Values.labelStore }}
+{{- $_ := set $data "LABEL_STORE_ADDR" (required "labelStore.addr is required (host:port of the label-store chart's gRPC Service)" .addr) }}
+{{- end }}
+{{- end }}
 {{- range $key, $value := (get .Values $section) | default dict }}
 {{- if or (kindIs "map" $value) (kindIs "slice" $value) }}
 {{- fail (printf "%s.%s must be a single value: each key of %s becomes one environment variable" $section $key $section) }}

@@ -44,6 +44,16 @@ failureThreshold: {{ $probe.failureThreshold | default 3 }}
       key: {{ $secret.secretKeyKey | default "secret-key" }}
 {{- end }}
 {{- end }}
+{{- with .Values.database }}
+{{- if eq (toString .type) "postgresql" }}
+{{- $secret := .existingSecret | default dict }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "database.existingSecret.name is required (a Secret holding DATABASE_URL)" $secret.name }}
+      key: {{ $secret.key | default "database-url" }}
+{{- end }}
+{{- end }}
 {{- with (.Values.fleet | default dict).tokenSecret }}
 - name: FLEET_TOKEN_SECRET
   valueFrom:
