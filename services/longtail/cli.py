@@ -182,14 +182,54 @@ def sim(
 
 @app.command("demo")
 def demo(
-    triton: bool = typer.Option(True, help="Start Triton too."),
-    keep_running: bool = typer.Option(False, "--keep-running", help="Leave the infrastructure up afterwards."),
+    triton: bool = typer.Option(True, help="Start Triton too (inference pre-labels need it)."),
+    keep_running: bool = typer.Option(False, "--keep-running", help="Leave the services and the infrastructure up afterwards."),
+    cars: int = typer.Option(8, help="Simulated cars."),
+    iterations: int = typer.Option(2, help="Data-engine iterations (drive, label, train, gate)."),
+    budget: int = typer.Option(60, help="Labels per arm per iteration (spread over the cars' upload limits)."),
+    duration: float = typer.Option(60.0, help="Simulated seconds the fleet drives per iteration."),
+    epochs: int = typer.Option(6, help="Training epochs per run."),
+    out: str = typer.Option("out/demo", help="Report directory (report.md, results.json, PNG plots)."),
+    smoke: bool = typer.Option(False, "--smoke", help="Only the infrastructure smoke pass (one batch, one snapshot, one inference)."),
 ) -> None:
-    """Run the data engine on local infrastructure.
+    """Run the data engine on local infrastructure: the fleet, triggers, labelling, training and the
+    gate, for --iterations, against a random-sampling baseline with the same label budget; writes a
+    report to --out. `--smoke` runs only the infrastructure smoke pass."""
+    if smoke:
+        _smoke(triton, keep_running)
+        return
+    from pathlib import Path
 
-    So far: brings the real infrastructure up and drives one telemetry batch, one snapshot and one
-    inference through it, then prints a report. Later issues grow this into the full loop.
-    """
+    from demo import loop, report
+    from longtail.infra import InfraError
+
+    if cars < 1 or iterations < 1 or budget < 1 or duration <= 0:
+        fail("--cars, --iterations and --budget must be >= 1 and --duration > 0")
+    config = loop.DemoConfig(cars=cars, iterations=iterations, budget=budget, duration_s=duration, epochs=epochs, out=Path(out),
+                             triton=triton, keep_running=keep_running)
+    try:
+        result, path, engine = loop.run(config, say=lambda m: console.print(m))
+    except InfraError as exc:
+        fail(str(exc))
+    Console().print(report.table(result))
+    console.print(f"report: {path}")
+    if keep_running:
+        # The services die with this process (PR_SET_PDEATHSIG), so it stays in the foreground.
+        for name, proc in engine.processes.items():
+            console.print(f"  {name}: {proc.address}")
+        console.print(f"  OPERATOR_TOKEN_SECRET={engine.operator_secret}  FLEET_TOKEN_SECRET={engine.fleet_secret}")
+        console.print("[bold]services are up; Ctrl-C stops them (the infrastructure stays up: `longtail infra down`)[/]")
+        try:
+            import time
+
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            engine.config.keep_running = True  # stop the services, leave the infrastructure
+            engine.stop()
+
+
+def _smoke(triton: bool, keep_running: bool) -> None:
     from longtail import smoke
     from longtail.infra import InfraError, Launcher
 
@@ -204,7 +244,7 @@ def demo(
     finally:
         if not keep_running:
             launcher.down()
-    table = Table("step", "result", title="longtail demo")
+    table = Table("step", "result", title="longtail demo --smoke")
     for step, result in report:
         table.add_row(step, result)
     Console().print(table)

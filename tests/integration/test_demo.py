@@ -1,0 +1,60 @@
+"""`longtail demo` at a tiny size through the real processes (gateway, trigger-evaluator,
+label-store, inference, trainer) on the real broker, S3 and Triton: the report exists and its
+numbers are the run's -- a pass rate for every suite for both arms per iteration, labels spent,
+uploads per trigger -- and no service outlives the demo."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from demo import loop, report
+
+
+def test_demo_loop_writes_a_report_from_the_run(kafka, s3, triton, tmp_path):
+    config = loop.DemoConfig(cars=6, iterations=1, budget=36, duration_s=60.0, suite_cases=10, epochs=3, out=tmp_path / "demo",
+                             manage_infra=False)
+    said: list[str] = []
+    result, path, engine = loop.run(config, say=said.append)
+
+    # every service ran as its own process and is gone now
+    assert set(engine.processes) == {"label-store", "gateway", "trigger-evaluator", "trainer", "inference"}
+    assert all(p.proc is not None and p.proc.poll() is not None for p in engine.processes.values())
+
+    data = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert data["run"] == result.run and path.exists()
+    suites = set(data["suites"])
+    assert {"stop_sign.occluded", "stop_sign.regressions", "stop_sign.no-false-alarms"} <= suites
+    assert all(n == 10 for n in data["suites"].values())
+    # the baseline comes from the gate's evaluation of the bootstrap model: the long tail is its gap
+    assert set(data["baseline"]) == suites
+    assert data["baseline"]["stop_sign.occluded"] < data["baseline"]["stop_sign.regressions"]
+    by_arm = {(i["arm"], i["iteration"]): i for i in data["iterations"]}
+    assert set(by_arm) == {("triggered", 1), ("random", 1)}
+    for it in by_arm.values():
+        if it["arm"] == "random" and it["status"] == "SKIPPED":  # no random sample fitted the budget
+            assert it["labels"] == 0 or it["reasons"], it
+            continue
+        assert it["run_id"] and it["status"] in ("SUCCEEDED", "REFUSED"), it
+        assert set(it["pass_rates"]) == suites and all(0.0 <= v <= 1.0 for v in it["pass_rates"].values())
+        assert set(it["candidate_pass_rates"]) == suites
+        assert it["datasets_used"] and not any(d.startswith("generator:") for d in it["datasets_used"]), it  # trained on fleet labels
+        if not it["accepted"]:  # a refused candidate leaves production as it was
+            assert it["pass_rates"] == data["baseline"] and it["reasons"]
+    assert data["labels_spent"]["triggered"] > 0
+    assert data["labels_spent"]["random"] <= data["labels_spent"]["triggered"]  # the same label budget at most
+    assert data["labels_total"] >= data["labels_spent"]["triggered"]
+    triggers = {t["trigger_id"]: t for t in data["triggers"]}
+    assert sum(t["uploads"] for t in triggers.values() if t["arm"] == "triggered") == data["labels_spent"]["triggered"] or data["labels_spent"]["triggered"] > 0
+    assert all(t["fires"] >= t["uploads"] for t in triggers.values())
+    assert sum(f["frames"] for f in data["fleet"] if f["label"] == "i1") == 6 * 600
+    assert all(f["upload_errors"] == 0 for f in data["fleet"])
+
+    md = path.read_text()
+    for suite in suites:
+        base = report.pct(data["baseline"][suite])
+        assert f"| {suite} | 10 | triggered | {base} | {report.pct(by_arm[('triggered', 1)]['pass_rates'][suite])} |" in md
+        assert f"| {suite} | 10 | random | {base} | {report.pct(by_arm[('random', 1)]['pass_rates'][suite])} |" in md
+    for png in ("pass_rates.png", "labels.png", "triggers.png"):
+        assert (tmp_path / "demo" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not any(math.isnan(v) for v in data["baseline"].values())
