@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import random
 import socket
 import threading
@@ -23,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from label_store.labellers import GROUND_TRUTH, annotate, firing_image, firing_objects, render_terminal
+from longtail import client
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
@@ -34,32 +34,11 @@ datasets_app = typer.Typer(help="Dataset versions: immutable manifests in the ob
 
 
 def _stub() -> labels_pb2_grpc.LabelStoreServiceStub:
-    address = os.environ.get("LABEL_STORE_ADDR")
-    if not address:
-        err.print("[red]error:[/] LABEL_STORE_ADDR is not set (host:port of the label-store)")
-        raise typer.Exit(2)
-    return labels_pb2_grpc.LabelStoreServiceStub(grpc.insecure_channel(address))
+    return client.stub(labels_pb2_grpc.LabelStoreServiceStub, "LABEL_STORE_ADDR", "the label-store")
 
 
-def _auth(operator: str | None) -> list[tuple[str, str]]:
-    token = os.environ.get("LONGTAIL_OPERATOR_TOKEN")
-    if not token:
-        secret = os.environ.get("OPERATOR_TOKEN_SECRET")
-        if not secret:
-            err.print("[red]error:[/] set LONGTAIL_OPERATOR_TOKEN, or OPERATOR_TOKEN_SECRET to mint one")
-            raise typer.Exit(2)
-        from longtail.auth import OPERATOR_AUDIENCE, issue_token
-
-        token = issue_token(operator or getpass.getuser(), secret, 3600, audience=OPERATOR_AUDIENCE)
-    return [("authorization", f"Bearer {token}")]
-
-
-def _call(method, request, metadata=None):
-    try:
-        return method(request, metadata=metadata, timeout=120)
-    except grpc.RpcError as exc:
-        err.print(f"[red]error:[/] {exc.code().name}: {exc.details()}")
-        raise typer.Exit(1) from None
+_auth = client.operator_metadata
+_call = client.call
 
 
 def _objects():

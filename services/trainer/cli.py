@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from longtail import client
+
 app = typer.Typer(no_args_is_help=True)
 models_app = typer.Typer(help="Model registry: versions, gate reports, promotion, rollback, comparison.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -24,35 +26,17 @@ def _fail(message: str) -> None:
 
 
 def _stub():
-    import grpc
-
     from longtail.models.v1 import trainer_pb2_grpc
 
-    addr = os.environ.get("TRAINER_ADDR", "").strip()
-    if not addr:
-        _fail("TRAINER_ADDR is not set (host:port of `longtail serve trainer`)")
-    return trainer_pb2_grpc.TrainerServiceStub(grpc.insecure_channel(addr))
+    return client.stub(trainer_pb2_grpc.TrainerServiceStub, "TRAINER_ADDR", "`longtail serve trainer`")
 
 
 def _auth() -> list[tuple[str, str]]:
-    token = os.environ.get("LONGTAIL_OPERATOR_TOKEN", "").strip()
-    if not token:
-        secret = os.environ.get("OPERATOR_TOKEN_SECRET", "")
-        if not secret:
-            _fail("set LONGTAIL_OPERATOR_TOKEN (longtail operator-token NAME) or OPERATOR_TOKEN_SECRET")
-        from longtail.auth import OPERATOR_AUDIENCE, issue_token
-
-        token = issue_token(os.environ.get("USER", "operator"), secret, 3600, audience=OPERATOR_AUDIENCE)
-    return [("authorization", f"Bearer {token}")]
+    return client.operator_metadata()
 
 
-def _call(fn, request, **kw):
-    import grpc
-
-    try:
-        return fn(request, timeout=60, **kw)
-    except grpc.RpcError as exc:
-        _fail(f"{exc.code().name}: {exc.details()}")
+def _call(fn, request, metadata=None):
+    return client.call(fn, request, metadata=metadata)
 
 
 def _ref(text: str):

@@ -6,19 +6,17 @@ OPERATOR_TOKEN_SECRET for --operator (default: $USER).
 
 from __future__ import annotations
 
-import getpass
-import os
 import re
 import time
 from pathlib import Path
 
-import grpc
 import typer
 import yaml
 from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
+from longtail import client
 from longtail.triggers.v1 import triggers_pb2 as S
 from longtail.triggers.v1 import triggers_pb2_grpc
 
@@ -31,32 +29,11 @@ STATES = {s.removeprefix("TRIGGER_STATE_").lower(): v for s, v in S.TriggerState
 
 
 def _stub() -> triggers_pb2_grpc.TriggerCatalogServiceStub:
-    address = os.environ.get("TRIGGER_EVALUATOR_ADDR")
-    if not address:
-        err.print("[red]error:[/] TRIGGER_EVALUATOR_ADDR is not set (host:port of the trigger-evaluator)")
-        raise typer.Exit(2)
-    return triggers_pb2_grpc.TriggerCatalogServiceStub(grpc.insecure_channel(address))
+    return client.stub(triggers_pb2_grpc.TriggerCatalogServiceStub, "TRIGGER_EVALUATOR_ADDR", "the trigger-evaluator")
 
 
-def _auth(operator: str | None) -> list[tuple[str, str]]:
-    token = os.environ.get("LONGTAIL_OPERATOR_TOKEN")
-    if not token:
-        secret = os.environ.get("OPERATOR_TOKEN_SECRET")
-        if not secret:
-            err.print("[red]error:[/] set LONGTAIL_OPERATOR_TOKEN, or OPERATOR_TOKEN_SECRET to mint one")
-            raise typer.Exit(2)
-        from longtail.auth import OPERATOR_AUDIENCE, issue_token
-
-        token = issue_token(operator or getpass.getuser(), secret, 3600, audience=OPERATOR_AUDIENCE)
-    return [("authorization", f"Bearer {token}")]
-
-
-def _call(method, request, metadata=None):
-    try:
-        return method(request, metadata=metadata, timeout=120)
-    except grpc.RpcError as exc:
-        err.print(f"[red]error:[/] {exc.code().name}: {exc.details()}")
-        raise typer.Exit(1) from None
+_auth = client.operator_metadata
+_call = client.call
 
 
 def _duration(text: str) -> float:

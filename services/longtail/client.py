@@ -1,0 +1,47 @@
+"""What every command that talks to a service needs: a stub from the service's address variable,
+operator credentials, and calls whose gRPC errors become one line and exit code 1. Missing
+configuration exits with 2."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+import typer
+from rich.console import Console
+
+err = Console(stderr=True)
+StubT = TypeVar("StubT")
+
+
+def stub(stub_class: Callable[[grpc.Channel], StubT], address_variable: str, what: str) -> StubT:
+    address = os.environ.get(address_variable, "").strip()
+    if not address:
+        err.print(f"[red]error:[/] {address_variable} is not set (host:port of {what})")
+        raise typer.Exit(2)
+    return stub_class(grpc.insecure_channel(address))
+
+
+def operator_metadata(operator: str | None = None) -> list[tuple[str, str]]:
+    """LONGTAIL_OPERATOR_TOKEN, or a one-hour token minted from OPERATOR_TOKEN_SECRET."""
+    token = os.environ.get("LONGTAIL_OPERATOR_TOKEN", "").strip()
+    if not token:
+        secret = os.environ.get("OPERATOR_TOKEN_SECRET", "")
+        if not secret:
+            err.print("[red]error:[/] set LONGTAIL_OPERATOR_TOKEN (`longtail operator-token NAME`), or OPERATOR_TOKEN_SECRET to mint one")
+            raise typer.Exit(2)
+        from longtail.auth import OPERATOR_AUDIENCE, issue_token
+
+        token = issue_token(operator or getpass.getuser(), secret, 3600, audience=OPERATOR_AUDIENCE)
+    return [("authorization", f"Bearer {token}")]
+
+
+def call(method: Callable[..., Any], request: Any, metadata: list[tuple[str, str]] | None = None, timeout: float = 120) -> Any:
+    try:
+        return method(request, metadata=metadata, timeout=timeout)
+    except grpc.RpcError as exc:
+        err.print(f"[red]error:[/] {exc.code().name}: {exc.details()}")
+        raise typer.Exit(1) from None
