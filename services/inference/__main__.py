@@ -108,7 +108,7 @@ class ModelControl:
 
 async def _watch(manager: ModelManager, worker: SnapshotWorker, control: ModelControl, server: GrpcServer, stall_timeout_s: float) -> None:
     """Readiness = a version serves and the consumer makes progress; a dead thread stops the process."""
-    serving = False
+    serving = (False, True)  # (ready, live), as set at start
     while True:
         await asyncio.sleep(0.5)
         if control.error is not None or (worker.started and not worker.alive):
@@ -117,11 +117,14 @@ async def _watch(manager: ModelManager, worker: SnapshotWorker, control: ModelCo
             return
         if manager.serving and not worker.started:
             worker.start()  # snapshots wait in Kafka until a model can score them
-        healthy = manager.serving and (time.monotonic() - worker.last_progress < stall_timeout_s)
-        if healthy != serving:
-            serving = healthy
-            log.info("health", serving=serving)
-            await server.set_serving(serving)
+        progressing = not worker.started or time.monotonic() - worker.last_progress < stall_timeout_s
+        ready, live = manager.serving and progressing, progressing
+        if (ready, live) != serving:
+            serving = (ready, live)
+            log.info("health", ready=ready, live=live)
+            await server.set_serving(live)  # "" and the service name
+            if live and not ready:
+                await server.set_serving(False, liveness=False)  # no model yet: not ready, but alive
 
 
 async def serve() -> None:
@@ -165,7 +168,7 @@ async def serve() -> None:
     servicer = InferenceServicer(manager, store)
     server.add(inference_pb2_grpc.add_InferenceServiceServicer_to_server, servicer, SERVICE_NAME)
     await server.start()
-    await server.set_serving(False)  # until a version serves
+    await server.set_serving(False, liveness=False)  # not ready until a version serves; alive meanwhile
     watch = asyncio.get_running_loop().create_task(_watch(manager, worker, control, server, settings.stall_timeout_s))
     try:
         await server.serve_until_signal()

@@ -264,3 +264,19 @@ def test_malformed_snapshot_events_are_dead_lettered(service, run):
     assert set(by_key) == {bad_bytes_key, missing_key}
     assert "cannot decode" in by_key[bad_bytes_key].error and "does not exist" in by_key[missing_key].error
     assert service.proc.poll() is None and serving_version(service) == 3  # kept going
+
+
+def test_without_a_model_it_is_alive_but_not_ready(kafka, s3, triton):
+    """Waiting for the first published version is not a reason to be restarted: the server ("",
+    the liveness probe) answers SERVING, the service name (readiness) NOT_SERVING."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    name = f"none_{uuid.uuid4().hex[:8]}"
+    svc = ServiceProcess("inference", "", {"INFERENCE_MODEL_NAME": name, "INFERENCE_CONSUMER_GROUP": f"inference-it-{uuid.uuid4().hex[:6]}"}).start(timeout=240)
+    try:
+        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(svc.address))
+        time.sleep(2.0)  # a few rounds of the health watch
+        status = {n: health.Check(health_pb2.HealthCheckRequest(service=n), timeout=5).status for n in ("", SERVICE)}
+        assert status == {"": health_pb2.HealthCheckResponse.SERVING, SERVICE: health_pb2.HealthCheckResponse.NOT_SERVING}
+    finally:
+        svc.stop()
