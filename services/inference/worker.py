@@ -12,7 +12,6 @@ merges concurrent calls further), produce, flush, and only then let the consumer
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,7 +21,7 @@ from prometheus_client import Counter, Histogram
 
 from longtail import topics
 from longtail.inference.v1 import events_pb2
-from longtail.kafka import BatchConsumer, Producer, Record, RecordError
+from longtail.kafka import BatchConsumer, ConsumerThread, Producer, Record, RecordError
 from longtail.log import get_logger
 from longtail.model import postprocess
 
@@ -68,20 +67,15 @@ def score(manager: ModelManager, images: list[np.ndarray], path: str, max_batch:
     return mv, results, seconds
 
 
-class SnapshotWorker:
+class SnapshotWorker(ConsumerThread):
     def __init__(self, manager: ModelManager, store, producer: Producer, bootstrap_servers: str, *, group_id: str = SERVICE,
                  batch_size: int = 64, max_batch: int = 64, fetch_threads: int = 8, consumer: BatchConsumer | None = None) -> None:
         self.manager = manager
         self.store = store
         self.producer = producer
         self.max_batch = max_batch
-        self.consumer = consumer or BatchConsumer(bootstrap_servers, group_id, [topics.SNAPSHOTS], self.handle, producer, batch_size=batch_size)
+        super().__init__(consumer or BatchConsumer(bootstrap_servers, group_id, [topics.SNAPSHOTS], self.handle, producer, batch_size=batch_size), "inference-worker")
         self._fetch = ThreadPoolExecutor(fetch_threads, thread_name_prefix="inference-fetch")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="inference-worker", daemon=True)
-        self.error: BaseException | None = None
-        self.last_progress = time.monotonic()
-        self.started = False
 
     # -- consumer handler (BatchConsumer contract) -----------------------------------------------
 
@@ -120,31 +114,6 @@ class SnapshotWorker:
 
     # -- thread ----------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self.started = True
-        self.last_progress = time.monotonic()
-        self._thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return self.error is None
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.consumer.poll_once()
-                self.last_progress = time.monotonic()
-        except BaseException as exc:  # an outage or a bug: stop without committing; the process restarts
-            self.error = exc
-            log.exception("inference worker failed")
-        finally:
-            try:
-                self.consumer.close()
-            except Exception:
-                pass
-
     def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+        super().stop(timeout)
         self._fetch.shutdown(wait=False)

@@ -6,12 +6,10 @@ records to ops.dead-letters.v1 — so a restart never loses a snapshot whose off
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 
 from longtail import topics
-from longtail.kafka import BatchConsumer, Producer, Record, RecordError
+from longtail.kafka import BatchConsumer, ConsumerThread, Producer, Record, RecordError
 from longtail.log import get_logger
 
 from label_store.service import SAMPLES, SERVICE
@@ -21,18 +19,15 @@ log = get_logger(__name__)
 TOPICS = (topics.SNAPSHOTS, topics.INFERENCE_RESULTS)
 
 
-class SampleWorker:
+class SampleWorker(ConsumerThread):
     def __init__(self, store: LabelStore, producer: Producer, bootstrap: str, group_id: str = SERVICE, batch_size: int = 200,
                  on_change: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.on_change = on_change
         # A short session: after a crash the replacement gets the partitions in seconds, not 45 s.
-        self.consumer = BatchConsumer(bootstrap, group_id, TOPICS, self.handle, producer, batch_size=batch_size,
-                                      **{"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000})
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="label-store-worker", daemon=True)
-        self.error: BaseException | None = None
-        self.last_progress = time.monotonic()
+        consumer = BatchConsumer(bootstrap, group_id, TOPICS, self.handle, producer, batch_size=batch_size,
+                                 **{"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000})
+        super().__init__(consumer, "label-store-worker")
         self.registered = 0
 
     def handle(self, records: list[Record]) -> None:
@@ -67,28 +62,3 @@ class SampleWorker:
                 raise RecordError(str(exc)) from None
         if new_samples or results:
             self.on_change()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.consumer.poll_once()
-                self.last_progress = time.monotonic()
-        except BaseException as exc:  # an outage or a bug: stop without committing; the process restarts
-            self.error = exc
-            log.exception("label-store consumer failed")
-        finally:
-            try:
-                self.consumer.close()
-            except Exception:
-                pass
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive() and self.error is None

@@ -334,6 +334,48 @@ class BatchConsumer:
             log.debug("lag update failed", error=str(exc))
 
 
+class ConsumerThread:
+    """Polls a BatchConsumer on a daemon thread until stopped. `last_progress` feeds liveness
+    watches (a poll, with or without records, is progress); `error` is what stopped it — an outage
+    or a bug, after which nothing more was committed and the process should restart."""
+
+    def __init__(self, consumer: BatchConsumer, name: str) -> None:
+        self.consumer = consumer
+        self.error: BaseException | None = None
+        self.last_progress = time.monotonic()
+        self.started = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self.started = True
+        self.last_progress = time.monotonic()
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.error is None and (self._thread.is_alive() or not self.started)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.consumer.poll_once()
+                self.last_progress = time.monotonic()
+        except BaseException as exc:
+            self.error = exc
+            log.exception("consumer thread failed", thread=self._thread.name)
+        finally:
+            try:
+                self.consumer.close()
+            except Exception:
+                pass
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+
 class TopicFollower:
     """Reads whole topics from the beginning on a thread (no consumer group offsets: every
     replica needs all of it) and hands decoded values to the event loop. `caught_up` is set once

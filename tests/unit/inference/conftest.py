@@ -1,4 +1,4 @@
-"""Fakes for the inference unit tests: an in-memory object store and a Triton that runs the
+"""Fakes for the inference unit tests (the in-memory `store` fixture is in tests/unit/conftest.py): a Triton that runs the
 published TorchScript locally (the same bytes the real server would run)."""
 
 from __future__ import annotations
@@ -8,38 +8,16 @@ import threading
 import numpy as np
 import pytest
 import torch
-from minio.error import S3Error
 
 from longtail import model as model_mod
 from longtail import model_repo
-
-
-class MemoryStore:
-    bucket = "longtail"
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    def put_at(self, key, data, content_type="application/octet-stream", metadata=None):
-        self.objects[key] = bytes(data)
-
-    def get(self, key):
-        if key not in self.objects:
-            raise S3Error(None, "NoSuchKey", "missing", key, "", "")
-        return self.objects[key]
-
-    def exists(self, key):
-        return key in self.objects
-
-    def list(self, prefix):
-        return sorted(k for k in self.objects if k.startswith(prefix))
 
 
 class FakeTriton:
     """load_model semantics of Triton's explicit mode: the policy's versions are loaded from the
     store (a corrupt file fails the load), the others unloaded."""
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store) -> None:  # the `store` fixture (tests/unit/conftest.py)
         self.store = store
         self.models: dict[tuple[str, int], object] = {}
         self.loads: list[tuple[str, list[int]]] = []
@@ -85,11 +63,6 @@ def make_model(seed: int, extra_tasks=()):
 @pytest.fixture(name="make_model")
 def make_model_fixture():
     return make_model
-
-
-@pytest.fixture
-def store():
-    return MemoryStore()
 
 
 @pytest.fixture

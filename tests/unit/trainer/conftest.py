@@ -1,4 +1,4 @@
-"""Fakes for the trainer unit tests: an in-memory object store and a label store whose suite
+"""Fakes for the trainer unit tests (the in-memory `store` fixture is in tests/unit/conftest.py): a label store whose suite
 evaluation runs the label store's own predicate module (the same semantics as EvaluateSuites)."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import hashlib
 import numpy as np
 import pytest
 import torch
-from minio.error import S3Error
 
 from label_store.predicates import evaluate
 from longtail.labels.v1 import labels_pb2 as L
@@ -16,31 +15,10 @@ from longtail.labels.v1 import labels_pb2 as L
 from trainer import data as data_mod
 
 
-class MemoryStore:
-    bucket = "longtail"
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    def put_at(self, key, data, content_type="application/octet-stream", metadata=None):
-        self.objects[key] = bytes(data)
-
-    def get(self, key):
-        if key not in self.objects:
-            raise S3Error(None, "NoSuchKey", "missing", key, "", "")
-        return self.objects[key]
-
-    def exists(self, key):
-        return key in self.objects
-
-    def list(self, prefix):
-        return sorted(k for k in self.objects if k.startswith(prefix))
-
-
 class FakeLabels:
     """Suites with cases on images stored in `store`; evaluate() like LabelStore.evaluate_suites."""
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store) -> None:  # the `store` fixture (tests/unit/conftest.py)
         self.store = store
         self.suite_list: list[L.Suite] = []
         self.samples: dict[str, L.Sample] = {}
@@ -91,11 +69,6 @@ class FakeLabels:
         if record:
             self.recorded += out
         return out
-
-
-@pytest.fixture
-def store():
-    return MemoryStore()
 
 
 @pytest.fixture
