@@ -16,15 +16,19 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the process that started it dies (Linux),
-    so a killed test run or demo leaves no service behind to join the next broker's groups."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: no such guard
+# The child asks the kernel for SIGTERM when the process that started it dies (Linux
+# PR_SET_PDEATHSIG), so a killed test run or demo leaves no service behind to join the next broker's
+# consumer groups. Done by the child itself, before it runs the module: a preexec_fn would force a
+# plain fork() of a multi-threaded parent (gRPC, Kafka threads), which Python warns is unsafe.
+_LAUNCH = (
+    "import ctypes, runpy, signal, sys\n"
+    "try:\n"
+    "    ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "except OSError:\n"
+    "    pass  # not Linux: no such guard\n"
+    "module = sys.argv.pop(1)\n"
+    "runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
+)
 
 
 def free_port() -> int:
@@ -54,7 +58,7 @@ class ServiceProcess:
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", self.module], env=self.env, stdout=out, stderr=out, preexec_fn=_die_with_parent)
+            self.proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, self.module], env=self.env, stdout=out, stderr=out)
         channel = grpc.insecure_channel(self.address)
         stub = health_pb2_grpc.HealthStub(channel)
         deadline = time.monotonic() + timeout
