@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every longtail service. Build it from the repository root (the context needs
-# requirements.lock, pyproject.toml and services/):
+# requirements.lock, pyproject.toml, README.md, services/, tasks.yaml and suites/):
 #
 #   docker build -t longtail:dev .
 #   docker run --rm longtail:dev gateway        # = longtail serve gateway
@@ -44,6 +44,12 @@ COPY --from=build /opt/venv /opt/venv
 # runs is this directory: Tilt syncs changed files here and restarts the process.
 COPY --chown=${SOURCE_OWNER}:${SOURCE_OWNER} services/ /app/services/
 RUN python -m compileall -q /app/services
+# Data files the services find relative to the working directory /app (= the repository root's
+# layout): the trainer's task declarations (./tasks.yaml when TRAINER_TASKS_FILE is unset; the
+# trainer chart sets it to a ConfigMap mount, which then takes precedence) and the label store's
+# YAML unit-test suites (`longtail suites upsert suites/*.yaml`, the demo's suites/). Read-only.
+COPY tasks.yaml /app/tasks.yaml
+COPY suites/ /app/suites/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app/services \
     PYTHONUNBUFFERED=1 \

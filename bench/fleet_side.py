@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import tempfile
 import time
 import uuid
 
@@ -84,7 +85,9 @@ def _naive_app(bootstrap: str, app_id: str, telemetry_topic: str, catalog):
     from longtail.triggerlang import FiringOptions, compile_trigger
     from trigger_evaluator.fleet_worker import FRAMES
 
-    app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False, topic_partitions=topics.TELEMETRY.partitions, consumer_auto_offset_reset="earliest")
+    # datadir: faust creates "<app id>-data" in the working directory otherwise.
+    app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
+                    datadir=os.path.join(tempfile.gettempdir(), f"{app_id}-data"), topic_partitions=topics.TELEMETRY.partitions, consumer_auto_offset_reset="earliest")
     telemetry = app.topic(telemetry_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     states = app.Table("naive-states", default=dict, partitions=topics.TELEMETRY.partitions)
     programs = [(t.trigger_id, compile_trigger(t.spec.expression, FiringOptions.from_spec(t.spec), t.trigger_id, t.version)) for t in catalog.values()]

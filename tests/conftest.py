@@ -58,3 +58,9 @@ def postgres(infra_pool) -> str:
 @pytest.fixture(scope="session")
 def triton(infra_pool) -> str:
     return infra_pool.require("triton")["TRITON_GRPC_ADDR"]
+
+
+@pytest.fixture(scope="session")
+def prometheus(infra_pool) -> str:
+    """Base URL of the local Prometheus, which scrapes every ServiceProcess and Triton."""
+    return infra_pool.require("prometheus")["PROMETHEUS_URL"]

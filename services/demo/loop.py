@@ -23,6 +23,7 @@ import math
 import os
 import random
 import secrets
+import shutil
 import time
 import uuid
 from collections import Counter
@@ -42,6 +43,7 @@ SERVICES = {
     "label-store": ("label_store", "longtail.labels.v1.LabelStoreService"),
     "inference": ("inference", "longtail.inference.v1.InferenceService"),
     "trainer": ("trainer", "longtail.models.v1.TrainerService"),
+    "map-vision": ("map_vision", "longtail.mapvision.v1.MapVisionService"),
 }
 
 
@@ -56,6 +58,7 @@ class DemoConfig:
     seed: int = 0
     out: Path = Path("out/demo")
     triton: bool = True  # inference (pre-labels) needs Triton
+    prometheus: bool = True  # a local Prometheus scraping every service (skipped with a note if not installed)
     manage_infra: bool = True  # start the infrastructure (and stop it unless keep_running)
     keep_running: bool = False
 
@@ -136,6 +139,11 @@ class Demo:
         if self.config.manage_infra:
             self.launcher = Launcher(say=lambda m: self.say(f"[cyan]infra[/] {m}"))
             names = ["kafka", "s3", "postgres"] + (["triton"] if self.config.triton else [])
+            if self.config.prometheus:
+                if shutil.which("prometheus"):
+                    names.append("prometheus")
+                else:
+                    self.result.notes.append("no local Prometheus: `prometheus` is not installed (apt-get install prometheus; scripts/bootstrap does it as root)")
             os.environ.update(self.launcher.up(names))
 
     def start_services(self) -> None:
@@ -153,8 +161,10 @@ class Demo:
             "inference": {"INFERENCE_MODEL_NAME": self.arms["triggered"], "INFERENCE_CONSUMER_GROUP": f"inference-{self.run_id}"},
             "trainer": {**common, "TRAINER_MODEL_NAME": self.arms["triggered"], "TRAINER_LABEL_THRESHOLD": "0", "TRAINER_THREADS": "2",
                         "TRAINER_CONSUMER_GROUP": f"trainer-{self.run_id}"},
+            # Seeded with the simulator's deliberately imperfect map (missing and stale features).
+            "map-vision": {**common, "MAP_VISION_SEED_FILE": str(self._seed_map(state)), "MAP_VISION_CONSUMER_GROUP": f"map-vision-{self.run_id}"},
         }
-        names = ["label-store", "gateway", "trigger-evaluator", "trainer"]
+        names = ["label-store", "gateway", "trigger-evaluator", "trainer", "map-vision"]
         self._start_env = env
 
         def start(name: str):
@@ -171,7 +181,11 @@ class Demo:
         # (PR_SET_PDEATHSIG in longtail.supervisor), so a worker thread must not start them.
         for name in names:
             start(name)
-        self.result.notes.append("map-vision not started: the simulated cars cannot run map_disagrees()/score() edge triggers, so no map or detector trigger is used")
+
+    def _seed_map(self, state: Path) -> Path:
+        from map_vision.seed import simulator_map, write_seed_file
+
+        return write_seed_file(simulator_map(world_seed=self.config.seed), state / "seed-map.json")
 
     def stop(self) -> None:
         for name, proc in reversed(list(self.processes.items())):

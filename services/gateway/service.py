@@ -29,6 +29,8 @@ log = get_logger(__name__)
 SERVICE = "gateway"
 FRAMES = Counter("longtail_gateway_frames_total", "Telemetry frames acked into Kafka", ["service"])
 REJECTS = Counter("longtail_gateway_rejects_total", "Rejected requests by reason", ["service", "reason"])
+REJECT_REASONS = ("unauthenticated", "permission_denied", "no_hello", "invalid_argument", "slow_consumer", "protocol_violation",
+                  "limit_exceeded", "rate_limited", "kafka_unavailable")
 UPLOADS = Counter("longtail_gateway_uploads_total", "Snapshot uploads by outcome", ["service", "outcome"])
 UPLOAD_BYTES = Counter("longtail_gateway_upload_bytes_total", "Snapshot bytes received", ["service"])
 ACK_LATENCY = Histogram(
@@ -73,6 +75,8 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
         self.state = state
         self.frames = FRAMES.labels(SERVICE)
         self.ack_latency = ACK_LATENCY.labels(SERVICE)
+        for reason in REJECT_REASONS:  # every reason at 0 from the start: "no rejects" is data too
+            REJECTS.labels(SERVICE, reason)
 
     def _reject(self, reason: str) -> None:
         REJECTS.labels(SERVICE, reason).inc()

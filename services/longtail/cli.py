@@ -35,24 +35,25 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _components(triton: bool, only: str | None) -> list[str]:
+def _components(triton: bool, only: str | None, prometheus: bool = False) -> list[str]:
     from longtail.infra import DEFAULT
 
     if only:
         return [n.strip() for n in only.split(",") if n.strip()]
-    return [*DEFAULT, "triton"] if triton else list(DEFAULT)
+    return [*DEFAULT, *(["triton"] if triton else []), *(["prometheus"] if prometheus else [])]
 
 
 @infra_app.command("up")
 def infra_up(
     triton: bool = typer.Option(False, "--triton", help="Also start NVIDIA Triton (PyTriton, CPU)."),
-    only: str = typer.Option(None, help="Comma-separated subset: kafka,s3,postgres,triton."),
+    prometheus: bool = typer.Option(False, "--prometheus", help="Also start Prometheus (Debian's package), scraping every service started locally."),
+    only: str = typer.Option(None, help="Comma-separated subset: kafka,s3,postgres,triton,prometheus."),
 ) -> None:
     """Install (once, cached in ~/.cache/longtail) and start the local infrastructure; idempotent."""
     from longtail.infra import InfraError, Launcher
 
     try:
-        env = Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(_components(triton, only))
+        env = Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(_components(triton, only, prometheus))
     except InfraError as exc:
         fail(str(exc))
     console.print("[green]infrastructure is up.[/] Point services at it with:  eval \"$(longtail infra env)\"")
@@ -183,6 +184,7 @@ def sim(
 @app.command("demo")
 def demo(
     triton: bool = typer.Option(True, help="Start Triton too (inference pre-labels need it)."),
+    prometheus: bool = typer.Option(True, help="Start a local Prometheus scraping every service (needs Debian's prometheus package)."),
     keep_running: bool = typer.Option(False, "--keep-running", help="Leave the services and the infrastructure up afterwards."),
     cars: int = typer.Option(8, help="Simulated cars."),
     iterations: int = typer.Option(2, help="Data-engine iterations (drive, label, train, gate)."),
@@ -206,7 +208,7 @@ def demo(
     if cars < 1 or iterations < 1 or budget < 1 or duration <= 0:
         fail("--cars, --iterations and --budget must be >= 1 and --duration > 0")
     config = loop.DemoConfig(cars=cars, iterations=iterations, budget=budget, duration_s=duration, epochs=epochs, out=Path(out),
-                             triton=triton, keep_running=keep_running)
+                             triton=triton, prometheus=prometheus, keep_running=keep_running)
     try:
         result, path, engine = loop.run(config, say=lambda m: console.print(m))
     except InfraError as exc:
@@ -218,6 +220,8 @@ def demo(
         for name, proc in engine.processes.items():
             console.print(f"  {name}: {proc.address}")
         console.print(f"  OPERATOR_TOKEN_SECRET={engine.operator_secret}  FLEET_TOKEN_SECRET={engine.fleet_secret}")
+        if os.environ.get("PROMETHEUS_URL"):
+            console.print(f"  Prometheus: {os.environ['PROMETHEUS_URL']} (queries of charts/*/dashboards/*.json work with namespace=\"local\")")
         console.print("[bold]services are up; Ctrl-C stops them (the infrastructure stays up: `longtail infra down`)[/]")
         try:
             import time

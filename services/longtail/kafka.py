@@ -215,7 +215,6 @@ class BatchConsumer:
         self.dead_letters = dead_letters
         self.batch_size = batch_size
         self.poll_timeout = poll_timeout
-        self.lag_interval = lag_interval
         base = {
             "bootstrap.servers": bootstrap_servers,
             "group.id": group_id,
@@ -228,17 +227,14 @@ class BatchConsumer:
         base.update(conf)
         self._consumer = confluent_kafka.Consumer(base)
         self._consumer.subscribe(list(self.topics))
-        self._consumed = {name: metrics.KAFKA_CONSUMED.labels(group_id, name) for name in self.topics}
-        self._progress = metrics.KAFKA_LAST_PROGRESS.labels(group_id)
-        self._next_lag = 0.0
+        # Labelled with the dead-letter producer's service name (the group id may be per run).
+        self.metrics = metrics.ConsumerMetrics(dead_letters.service, group_id, list(self.topics), lag_interval)
         self.dead_lettered = 0
 
     def poll_once(self) -> int:
         """Consume, process and commit at most one batch; returns how many records it saw."""
         messages = self._consumer.consume(self.batch_size, self.poll_timeout)
-        self._progress.set(time.time())
-        if time.monotonic() >= self._next_lag:
-            self._update_lag()
+        self.metrics.polled(self._consumer)
         if not messages:
             return 0
         records: list[Record] = []
@@ -250,7 +246,7 @@ class BatchConsumer:
                     raise KafkaException(err)
                 log.warning("kafka consume error", error=err.str())
                 continue
-            self._consumed[msg.topic()].inc()
+            self.metrics.consumed(msg.topic())
             try:
                 records.append(self._decode(msg))
             except (DecodeError, ValueError) as exc:
@@ -316,22 +312,9 @@ class BatchConsumer:
         )
         letter.failed_at.GetCurrentTime()
         log.warning("dead-lettered record", topic=topic, partition=partition, offset=offset, error=error[:200])
-        metrics.KAFKA_DEAD_LETTERED.labels(self.group_id, topic).inc()
+        self.metrics.dead_lettered(topic)
         self.dead_lettered += 1
         self.dead_letters.produce(DEAD_LETTERS, f"{topic}/{partition}/{offset}", letter)
-
-    def _update_lag(self) -> None:
-        self._next_lag = time.monotonic() + self.lag_interval
-        try:
-            assigned = self._consumer.assignment()
-            if not assigned:
-                return
-            for tp in self._consumer.position(assigned):
-                _low, high = self._consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), cached=True)  # from fetch responses: no broker round trip
-                lag = high - tp.offset if tp.offset >= 0 else high
-                metrics.KAFKA_CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(lag, 0))
-        except KafkaException as exc:
-            log.debug("lag update failed", error=str(exc))
 
 
 class ConsumerThread:

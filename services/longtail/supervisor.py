@@ -51,6 +51,7 @@ class ServiceProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
+        self.scrape_target: Path | None = None
 
     @property
     def address(self) -> str:
@@ -67,6 +68,7 @@ class ServiceProcess:
                 try:
                     status = stub.Check(health_pb2.HealthCheckRequest(service=self.health_service), timeout=1).status
                     if status == health_pb2.HealthCheckResponse.SERVING:
+                        self._announce_metrics()
                         return self
                 except grpc.RpcError:
                     pass
@@ -78,10 +80,20 @@ class ServiceProcess:
         finally:
             channel.close()
 
+    def _announce_metrics(self) -> None:
+        """Let a local Prometheus (`longtail infra up prometheus`) scrape this process."""
+        from longtail.infra.launcher import register_scrape_target
+
+        job = self.module.split(".")[0].replace("_", "-")
+        self.scrape_target = register_scrape_target(job, f"127.0.0.1:{self.metrics_port}", str(self.metrics_port))
+
     def _tail(self) -> str:
         return f"last lines of {self.log_path}:\n" + "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
 
     def stop(self, timeout: float = 30.0) -> int | None:
+        if self.scrape_target is not None:
+            self.scrape_target.unlink(missing_ok=True)
+            self.scrape_target = None
         if self.proc is None or self.proc.poll() is not None:
             return None if self.proc is None else self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)

@@ -129,6 +129,11 @@ async def serve() -> None:
     server.add(trainer_pb2_grpc.add_TrainerServiceServicer_to_server, TrainerServicer(trainer, operator_secret), SERVICE_NAME)
     await server.start()
 
+    finished = (T.RUN_STATUS_SUCCEEDED, T.RUN_STATUS_REFUSED, T.RUN_STATUS_FAILED)
+    for kind in (T.RUN_KIND_MULTITASK, T.RUN_KIND_TRIGGER_DETECTOR):  # every series at 0 from the start
+        for status in finished:
+            RUNS.labels(SERVICE, T.RunKind.Name(kind), T.RunStatus.Name(status))
+
     async def watch() -> None:
         seen: set[str] = set()
         while True:
@@ -140,7 +145,7 @@ async def serve() -> None:
             current = trainer.get(trainer.current) if trainer.current else None
             RUNNING.labels(SERVICE).set(current.progress if current else 0.0)
             for run in trainer.list():
-                if run.run_id not in seen and run.status in (T.RUN_STATUS_SUCCEEDED, T.RUN_STATUS_REFUSED, T.RUN_STATUS_FAILED):
+                if run.run_id not in seen and run.status in finished:
                     seen.add(run.run_id)
                     if run.finished_at.ToSeconds() > started - 1:
                         RUNS.labels(SERVICE, T.RunKind.Name(run.spec.kind), T.RunStatus.Name(run.status)).inc()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from google.protobuf import json_format
+from prometheus_client import Gauge
 
 from longtail import model as model_mod
 from longtail import model_repo, topics
@@ -38,6 +39,10 @@ from trainer.tasks import DeclaredTask
 
 log = get_logger(__name__)
 SERVICE = "trainer"
+# One series per declared task and metric: the model-quality dashboard repeats its task panel over
+# the `task` label, so a task declared in tasks.yaml gets its panel with no dashboard change.
+TASK_METRIC = Gauge("longtail_trainer_task_metric", "Validation metric of a trained model version, per declared task (val/<task>/<metric>)",
+                    ["service", "model", "version", "task", "metric"])
 TERMINAL = (T.RUN_STATUS_SUCCEEDED, T.RUN_STATUS_REFUSED, T.RUN_STATUS_FAILED)
 
 
@@ -326,6 +331,10 @@ class Trainer:
         version = self.registry.allocate(spec.model_name)
         ref = C.ModelRef(name=spec.model_name, version=version)
         self._update(run_id, persist=True, metrics=metrics, model=ref)
+        for key, value in metrics.items():
+            split, task, metric = (key.split("/", 2) + ["", ""])[:3]
+            if split == "val" and metric and task in {t.name for t in tasks}:
+                TASK_METRIC.labels(SERVICE, spec.model_name, str(version), task, metric).set(value)
         suites, case_images = self._suite_inputs(train_tasks)
         after = self._suite_results(model, ref, suites, case_images)
         before = self._suite_results(base, base_mv.model, suites, case_images) if base is not None else None

@@ -38,7 +38,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
-from longtail import topics
+from longtail import metrics, topics
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.fleet.v1 import fleet_pb2
 from longtail.kafka import Producer
@@ -301,6 +301,7 @@ class Stage:
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 2_000,
         })
+        self.metrics = metrics.ConsumerMetrics(SERVICE, group_id, [topic])
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"fleet-{name}", daemon=True)
         self._stop = threading.Event()
@@ -327,8 +328,10 @@ class Stage:
 
     def poll_once(self) -> None:
         messages = self.consumer.consume(self.batch_size, 0.5)
+        self.metrics.polled(self.consumer)
         if not messages:
             return
+        self.metrics.consumed(self.topic, len(messages))
         for msg in messages:
             if msg.error() is not None:
                 if msg.error().fatal():
@@ -352,6 +355,7 @@ class Stage:
         letter = ops_events.DeadLetter(source_topic=topic, source_partition=partition, source_offset=offset, key=key or b"", value=value or b"", error=error[:4000], consumer_group=self.group_id)
         letter.failed_at.GetCurrentTime()
         log.warning("dead-lettered record", stage=self.name, topic=topic, partition=partition, offset=offset, error=error[:200])
+        self.metrics.dead_lettered(topic)
         self.producer.produce(topics.DEAD_LETTERS, f"{topic}/{partition}/{offset}", letter)
 
     def stop(self) -> None:
@@ -379,7 +383,7 @@ class FleetWorker:
         self.catalog_view, self.map_view, self.group_id = catalog_view, map_view, group_id
         self.telemetry_topic, self.candidates_topic = telemetry_topic, candidates_topic
         self.compiled = CompiledCatalog(catalog_view)
-        self.producer = Producer(bootstrap, f"{group_id}-fleet", **{"linger.ms": 5})
+        self.producer = Producer(bootstrap, SERVICE, **{"linger.ms": 5})
         self.car_states = ChangelogTable("car-trigger-states", bootstrap, group_id, self.producer)
         self.budgets = ChangelogTable("trigger-budgets", bootstrap, group_id, self.producer)
         self.car_states.ensure_topic(telemetry_topic, replication_factor)

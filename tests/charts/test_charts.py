@@ -6,9 +6,10 @@ one writer), Triton (the stock image on the S3 model repository, explicit model 
 label store (PostgreSQL from a Secret; SQLite only as one replica on a volume), inference (the
 Triton address) and the trainer (exactly one replica).
 
-helm comes from scripts/helm-tools (built once with `go install`, cached in ~/.cache/longtail/bin);
-the tests skip only if it cannot be installed. Renders are compared with tests/charts/golden/;
-after an intended change, regenerate them with
+helm comes from scripts/helm-tools (built once with `go install`, cached in ~/.cache/longtail/bin),
+kubectl (for the Secrets block of docs/deploy.md) from scripts/kubectl-tools (built once from
+scripts/kubectl/, cached there too); the tests skip only if they cannot be installed. Renders are
+compared with tests/charts/golden/; after an intended change, regenerate them with
 
     UPDATE_GOLDEN=1 ~/.cache/longtail/venv/bin/python -m pytest tests/charts -q
 
@@ -17,6 +18,7 @@ and review the diff like code.
 
 from __future__ import annotations
 
+import base64
 import difflib
 import functools
 import json
@@ -41,7 +43,7 @@ SERVICE_CHARTS = ["gateway", "trigger-evaluator", "map-vision", "triton", "label
 UMBRELLA = "longtail"
 APP_CHARTS = [*SERVICE_CHARTS, UMBRELLA]
 # Custom resources whose schemas kubernetes-validate does not ship: checked structurally instead.
-CUSTOM_KINDS = {"ServiceMonitor"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}  # Prometheus Operator CRDs: checked structurally
 SECRET_ENV = {"S3_ACCESS_KEY", "S3_SECRET_KEY", "FLEET_TOKEN_SECRET", "OPERATOR_TOKEN_SECRET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "DATABASE_URL"}
 # Partition count of fleet.telemetry.v1 (services/longtail/topics.py): the evaluator's replica bound.
 TELEMETRY_PARTITIONS = 6
@@ -77,6 +79,17 @@ def helm() -> str:
     proc = subprocess.run([str(ROOT / "scripts" / "helm-tools")], capture_output=True, text=True, timeout=1500)
     if proc.returncode != 0:
         pytest.skip(f"helm cannot be installed (scripts/helm-tools exited {proc.returncode}): {proc.stderr.strip()[-800:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> str:
+    """scripts/kubectl-tools prints the cached kubectl, building it the first time (~1-2 min)."""
+    if shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists() and not os.environ.get("GO"):
+        pytest.skip("kubectl cannot be installed: no Go toolchain to build it with (scripts/kubectl-tools)")
+    proc = subprocess.run([str(ROOT / "scripts" / "kubectl-tools")], capture_output=True, text=True, timeout=1500)
+    if proc.returncode != 0:
+        pytest.skip(f"kubectl cannot be installed (scripts/kubectl-tools exited {proc.returncode}): {proc.stderr.strip()[-800:]}")
     return proc.stdout.strip().splitlines()[-1]
 
 
@@ -148,6 +161,14 @@ def test_helm_tools_is_cached(helm: str) -> None:
     assert "v3.19.0" in _run([helm, "version", "--short"])
 
 
+def test_kubectl_tools_is_cached(kubectl: str) -> None:
+    started = time.monotonic()
+    out = subprocess.run([str(ROOT / "scripts" / "kubectl-tools")], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == kubectl and time.monotonic() - started < 5
+    version = json.loads(_run([kubectl, "version", "--client", "-o", "json"]))["clientVersion"]
+    assert version["gitVersion"] == "v1.34.2"
+
+
 def test_lint_library(helm: str, charts: Path) -> None:
     _run([helm, "lint", "--strict", charts / "longtail-lib"])
 
@@ -172,8 +193,11 @@ def test_render_is_valid_kubernetes(render: Renderer, chart: str, values: str) -
     docs = render.docs(chart, values)
     for doc in docs:
         name = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
-        if doc["kind"] in CUSTOM_KINDS:
+        if doc["kind"] == "ServiceMonitor":
             _check_service_monitor(doc, docs)
+            continue
+        if doc["kind"] == "PrometheusRule":
+            _check_prometheus_rule(doc)
             continue
         try:
             kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
@@ -443,6 +467,134 @@ def test_umbrella(render: Renderer) -> None:
     assert render.docs(UMBRELLA, "none") == []
 
 
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+SECRETS_SECTION = "## 2. Create the namespace and the Secrets"
+
+
+def _docs_bash_block(heading: str) -> str:
+    """The first ```bash block of a `## ` section of docs/deploy.md."""
+    text = DEPLOY_DOC.read_text()
+    assert heading in text, f"docs/deploy.md has no section {heading!r}"
+    section = re.split(r"^## ", text.split(heading, 1)[1], flags=re.M)[0]
+    match = re.search(r"^```bash\n(.*?)^```", section, re.S | re.M)
+    assert match, f"docs/deploy.md section {heading!r} has no ```bash block"
+    return match.group(1)
+
+
+def _run_docs_block(kubectl: str, block: str, workdir: Path) -> list[dict]:
+    """Runs a docs block with `kubectl` a shell function that appends --dry-run=client -o yaml to
+    every call (no cluster: no kubeconfig, HOME in the temp dir) and returns the objects it printed."""
+    script = workdir / "block.sh"
+    script.write_text(
+        "set -euo pipefail\n"
+        'kubectl() { "$LONGTAIL_KUBECTL" "$@" --dry-run=client -o yaml; echo ---; }\n'
+        + block
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(workdir),
+        "KUBECONFIG": str(workdir / "no-kubeconfig"),
+        "LONGTAIL_KUBECTL": kubectl,
+        "S3_ACCESS_KEY": "docs-access-key",
+        "S3_SECRET_KEY": "docs-secret-key",
+    }
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120, cwd=workdir, env=env)
+    assert proc.returncode == 0, f"the docs' block failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}\n--- block ---\n{block}"
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def _pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:
+    specs = []
+    for d in docs:
+        spec = d.get("spec") or {}
+        if d["kind"] == "Pod":
+            specs.append((f"Pod/{d['metadata']['name']}", spec))
+        elif d["kind"] == "CronJob":
+            specs.append((f"CronJob/{d['metadata']['name']}", spec["jobTemplate"]["spec"]["template"]["spec"]))
+        elif "template" in spec and "spec" in spec["template"]:
+            specs.append((f"{d['kind']}/{d['metadata']['name']}", spec["template"]["spec"]))
+    return specs
+
+
+def _external_references(docs: list[dict]) -> tuple[set[tuple[str, str | None, str]], set[tuple[str, str | None, str]]]:
+    """(name, key or None for the whole object, where) of every Secret and of every ConfigMap the
+    pods reference that the render does not contain. A volume mounted whole needs the keys the
+    container's environment points at under its mount path (TRAINER_TASKS_FILE=<mount>/tasks.yaml)."""
+    rendered_configmaps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+    secrets: set[tuple[str, str | None, str]] = set()
+    configmaps: set[tuple[str, str | None, str]] = set()
+    for where, pod in _pod_specs(docs):
+        mounts: dict[str, list[tuple[str, dict[str, str]]]] = {}  # volume -> [(mountPath, env of the container)]
+        for c in pod.get("initContainers", []) + pod.get("containers", []):
+            env_values = {e["name"]: e["value"] for e in c.get("env", []) if "value" in e}
+            for source in c.get("envFrom", []):
+                if "secretRef" in source:
+                    secrets.add((source["secretRef"]["name"], None, f"{where} envFrom"))
+                if "configMapRef" in source:
+                    name = source["configMapRef"]["name"]
+                    if name in rendered_configmaps:
+                        env_values.update(rendered_configmaps[name])
+                    else:
+                        configmaps.add((name, None, f"{where} envFrom"))
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {})
+                if "secretKeyRef" in ref:
+                    secrets.add((ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"], f"{where} env {e['name']}"))
+                if "configMapKeyRef" in ref and ref["configMapKeyRef"]["name"] not in rendered_configmaps:
+                    configmaps.add((ref["configMapKeyRef"]["name"], ref["configMapKeyRef"]["key"], f"{where} env {e['name']}"))
+            for mount in c.get("volumeMounts", []):
+                mounts.setdefault(mount["name"], []).append((mount["mountPath"], env_values))
+        for volume in pod.get("volumes", []):
+            for src in [volume, *volume.get("projected", {}).get("sources", [])]:
+                for kind, name_field, found in (("secret", "secretName", secrets), ("configMap", "name", configmaps)):
+                    if kind not in src or (kind == "configMap" and src[kind]["name"] in rendered_configmaps):
+                        continue
+                    name, label = src[kind][name_field], f"{where} volume {volume['name']}"
+                    if src[kind].get("items"):
+                        found.update((name, item["key"], label) for item in src[kind]["items"])
+                        continue
+                    keys = set()
+                    for mount_path, env_values in mounts.get(volume["name"], []):
+                        prefix = mount_path.rstrip("/") + "/"
+                        keys |= {v[len(prefix):].split("/", 1)[0] for v in env_values.values() if isinstance(v, str) and v.startswith(prefix)}
+                    found.update((name, key, label) for key in keys or {None})
+    return secrets, configmaps
+
+
+def test_docs_create_the_secrets_and_configmaps_the_charts_reference(kubectl: str, render: Renderer, tmp_path: Path) -> None:
+    """docs/deploy.md section 2, run with a kubectl that only prints (--dry-run=client -o yaml),
+    creates every Secret (and key) the pods of the umbrella with its default values reference, and
+    every ConfigMap they reference that the charts do not render (the trainer's tasks)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the docs' block generates keys with openssl, which is not installed")
+    shutil.copy(ROOT / "tasks.yaml", tmp_path / "tasks.yaml")
+    created = _run_docs_block(kubectl, _docs_bash_block(SECRETS_SECTION), tmp_path)
+    assert [d["metadata"]["name"] for d in created if d["kind"] == "Namespace"] == [NAMESPACE]
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in created if d["kind"] in ("Secret", "ConfigMap")}
+    for (kind, name), d in objects.items():
+        assert d["metadata"].get("namespace") == NAMESPACE, f"the docs create {kind} {name} outside the namespace {NAMESPACE}"
+    doc_keys = {(kind, name): set(d.get("data", {})) | set(d.get("stringData", {})) | set(d.get("binaryData", {})) for (kind, name), d in objects.items()}
+    # a sanity check of the dry-run output itself: values are the ones the block passed
+    assert objects["Secret", "longtail-s3"]["data"]["access-key"] == base64.b64encode(b"docs-access-key").decode()
+
+    secrets, configmaps = _external_references(render.docs(UMBRELLA, "defaults"))
+    assert {name for name, _, _ in secrets} >= {"longtail-s3", "longtail-fleet", "longtail-operator", "longtail-label-store-db"}
+    assert {name for name, _, _ in configmaps} == {"longtail-trainer-tasks"}, "the only ConfigMap the charts expect to exist is the trainer's tasks"
+    problems = []
+    for kind, refs in (("Secret", secrets), ("ConfigMap", configmaps)):
+        for name, key, where in sorted(refs, key=lambda r: (r[0], r[1] or "", r[2])):
+            if (kind, name) not in doc_keys:
+                problems.append(f"{where} references {kind} {name}, which docs/deploy.md does not create")
+            elif key is not None and key not in doc_keys[kind, name]:
+                problems.append(f"{where} references key {key!r} of {kind} {name}; docs/deploy.md creates it with {sorted(doc_keys[kind, name])}")
+    assert not problems, "docs/deploy.md section 2 and the charts disagree:\n" + "\n".join(problems)
+    # and the docs create nothing the charts do not use
+    referenced = {("Secret", n) for n, _, _ in secrets} | {("ConfigMap", n) for n, _, _ in configmaps}
+    assert set(doc_keys) <= referenced, f"docs/deploy.md creates objects no chart references: {sorted(set(doc_keys) - referenced)}"
+    assert doc_keys["ConfigMap", "longtail-trainer-tasks"] == {"tasks.yaml"}
+    assert objects["ConfigMap", "longtail-trainer-tasks"]["data"]["tasks.yaml"] == (ROOT / "tasks.yaml").read_text()
+
+
 @pytest.mark.parametrize("values", sorted(p.stem for p in (CHARTS / "gateway" / "ci").glob("*.yaml")))
 def test_gateway_environment_is_accepted_by_the_service(render: Renderer, monkeypatch: pytest.MonkeyPatch, values: str) -> None:
     """The rendered environment loads through the gateway's own settings classes (types, host:port
@@ -511,7 +663,7 @@ def test_trigger_evaluator_statefulset(render: Renderer) -> None:
     spec = sts["spec"]
     assert spec["replicas"] == 2 and spec["serviceName"] == "trigger-evaluator-headless"
     assert spec["podManagementPolicy"] == "Parallel"
-    assert "volumeClaimTemplates" not in spec, "the Faust tables are in memory: no volume by default"
+    assert "volumeClaimTemplates" not in spec, "the tables are in memory, rebuilt from changelog topics: no volume by default"
     services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
     assert services["trigger-evaluator-headless"]["spec"]["clusterIP"] == "None"
     c = container(docs, "StatefulSet")
@@ -525,10 +677,9 @@ def test_trigger_evaluator_statefulset(render: Renderer) -> None:
     data = env_configmap(docs, "StatefulSet")["data"]
     assert not SECRET_ENV & data.keys() and not [k for k in data if k.startswith("S3_")]
     assert data["TRIGGER_EVALUATOR_FLEET_WORKER"] == "1"
-    # Faust creates its data directory at start: it must be on a writable mount, not the read-only root
-    datadir = data["APP_DATADIR"]
-    mounts = [m["mountPath"] for m in c["volumeMounts"]]
-    assert any(datadir.startswith(m.rstrip("/") + "/") for m in mounts), f"APP_DATADIR {datadir} is not under a mount {mounts}"
+    # the fleet worker writes nothing to disk (no Faust data directory any more): no APP_* settings, only /tmp mounted
+    assert not [k for k in data if k.startswith("APP_")]
+    assert [m["mountPath"] for m in c["volumeMounts"]] == ["/tmp"]
     assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
 
 
@@ -538,7 +689,7 @@ def test_trigger_evaluator_autoscaling_is_bounded_by_partitions(render: Renderer
     hpa = one(docs, "HorizontalPodAutoscaler")["spec"]
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "trigger-evaluator"}
     assert hpa["maxReplicas"] <= TELEMETRY_PARTITIONS
-    # the default scale-down is slow: every step rebalances the Faust group
+    # the default scale-down is slow: every step is a consumer-group rebalance (tables rebuilt from changelogs)
     assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
     assert TELEMETRY_PARTITIONS == _telemetry_partitions(), "topics.py changed: update the schema bound and TELEMETRY_PARTITIONS"
     schema = json.loads((CHARTS / "trigger-evaluator" / "values.schema.json").read_text())["properties"]
@@ -555,10 +706,9 @@ def _telemetry_partitions() -> int:
 def test_trigger_evaluator_external(render: Renderer) -> None:
     docs = render.docs("trigger-evaluator", "external")
     sts = one(docs, "StatefulSet")
-    (claim,) = sts["spec"]["volumeClaimTemplates"]
-    assert claim["spec"]["storageClassName"] == "gp3" and claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert sts["spec"]["replicas"] == 3 and "volumeClaimTemplates" not in sts["spec"], "nothing on disk, even in production"
     c = container(docs, "StatefulSet")
-    assert {"name": "data", "mountPath": "/var/lib/longtail"} in c["volumeMounts"]
+    assert c["image"] == "registry.example.com/longtail/longtail:2026.11.1"
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
     assert refs == {
         "S3_ACCESS_KEY": {"name": "longtail-s3-prod", "key": "AWS_ACCESS_KEY_ID"},
@@ -567,7 +717,7 @@ def test_trigger_evaluator_external(render: Renderer) -> None:
     }
     data = env_configmap(docs, "StatefulSet")["data"]
     assert data["S3_ENDPOINT"] == "s3.eu-central-1.amazonaws.com:443" and data["S3_SECURE"] == "true"
-    assert data["APP_DATADIR"].startswith("/var/lib/longtail/")
+    assert data["KAFKA_REPLICATION_FACTOR"] == "3" and data["TZ"] == "UTC" and not [k for k in data if k.startswith("APP_")]
 
 
 def _evaluator_env_names() -> set[str]:
@@ -591,7 +741,7 @@ def test_trigger_evaluator_environment_is_accepted_by_the_service(render: Render
     c = container(docs, "StatefulSet")
     env = dict(env_configmap(docs, "StatefulSet")["data"])
     env.update({e["name"]: "x" * 40 for e in c["env"] if e["name"] in SECRET_ENV})
-    _load_env(monkeypatch, env, ("TRIGGER_EVALUATOR_", "KAFKA_", "S3_", "GRPC_", "METRICS_", "OPERATOR_", "APP_"))
+    _load_env(monkeypatch, env, ("TRIGGER_EVALUATOR_", "KAFKA_", "S3_", "GRPC_", "METRICS_", "OPERATOR_"))
 
     known = _evaluator_env_names()
     assert "TRIGGER_EVALUATOR_FLEET_WORKER" in known
@@ -1009,6 +1159,62 @@ def test_observability(render: Renderer) -> None:
 def test_every_service_chart_has_a_dashboard() -> None:
     for chart in SERVICE_CHARTS:
         assert list((CHARTS / chart / "dashboards").glob("*.json")), f"{chart} has no dashboards/*.json"
+
+
+def _check_prometheus_rule(doc: dict) -> None:
+    assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+    groups = doc["spec"]["groups"]
+    assert groups and all(g["name"] and g["rules"] for g in groups)
+    for rule in (r for g in groups for r in g["rules"]):
+        assert rule["expr"] and (rule.get("alert") or rule.get("record")), rule
+        assert not rule.get("alert") or rule["annotations"]["summary"], rule
+
+
+def _promtool() -> str:
+    found = shutil.which("promtool")
+    if not found:
+        message = "promtool not found: apt-get install prometheus (scripts/bootstrap does it as root)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    return found
+
+
+def test_alert_rules_are_valid_and_fire_as_their_unit_tests_say() -> None:
+    """promtool checks the rule file and runs tests/charts/rules_test.yaml: each alert fires on the
+    series it is meant for (after its `for:`), and stays quiet on the near misses."""
+    promtool = _promtool()
+    for args in (["check", "rules", *map(str, (CHARTS / "longtail" / "rules").glob("*.yaml"))], ["test", "rules", str(ROOT / "tests" / "charts" / "rules_test.yaml")]):
+        proc = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"promtool {' '.join(args[:2])}:\n{proc.stdout}{proc.stderr}"
+    defined = _defined_metrics()
+    for path in (CHARTS / "longtail" / "rules").glob("*.yaml"):
+        for rule in (r for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"]):
+            for metric in re.findall(r"longtail_[a-z0-9_]+", rule["expr"]):
+                assert re.sub(r"_(bucket|sum|count)$", "", metric) in defined, f"{rule['alert']} queries {metric}, which no service defines"
+
+
+def test_umbrella_ships_the_system_dashboards_and_the_alert_rules(render: Renderer) -> None:
+    docs = render.docs("longtail", "observability")
+    dashboards = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["labels"].get("grafana_dashboard") == "1"
+                  and d["metadata"]["labels"]["app.kubernetes.io/name"] == "longtail"}
+    assert set(dashboards) == {"longtail-dashboard-trigger-yield", "longtail-dashboard-pipeline", "longtail-dashboard-model-quality"}
+    assert {d["metadata"]["namespace"] for d in dashboards.values()} == {"monitoring"}
+    yield_panels = json.loads(dashboards["longtail-dashboard-trigger-yield"]["data"]["trigger-yield.json"])["panels"]
+    exprs = " ".join(t["expr"] for p in yield_panels for t in p["targets"])
+    for stage in ("fired", "uploaded", "labelled", "true_positive"):  # per trigger, every stage of the funnel
+        assert f'stage="{stage}"' in exprs
+    assert "longtail_trigger_yield_ratio" in exprs
+    # the per-task panel repeats over the task variable: a task declared in tasks.yaml gets its panel
+    quality = json.loads(dashboards["longtail-dashboard-model-quality"]["data"]["model-quality.json"])
+    assert [p["repeat"] for p in quality["panels"] if p.get("repeat")] == ["task"]
+    assert "task" in {v["name"] for v in quality["templating"]["list"]}
+    rule = one(docs, "PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    shipped = [yaml.safe_load(p.read_text())["groups"] for p in sorted((CHARTS / "longtail" / "rules").glob("*.yaml"))]
+    assert rule["spec"]["groups"] == [g for groups in shipped for g in groups]  # verbatim: the local Prometheus loads the same file
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"LongtailTriggerYieldLow", "LongtailConsumerLagGrowing", "LongtailModelRefused"} <= alerts
+    defaults = render.docs("longtail", "defaults")
+    assert not [d for d in defaults if d["kind"] == "PrometheusRule" or d["metadata"]["name"].startswith("longtail-dashboard-")]
 
 
 def test_dashboard_metrics_exist_in_the_code() -> None:

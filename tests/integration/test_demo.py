@@ -18,7 +18,7 @@ def test_demo_loop_writes_a_report_from_the_run(kafka, s3, triton, tmp_path):
     result, path, engine = loop.run(config, say=said.append)
 
     # every service ran as its own process and is gone now
-    assert set(engine.processes) == {"label-store", "gateway", "trigger-evaluator", "trainer", "inference"}
+    assert set(engine.processes) == {"label-store", "gateway", "trigger-evaluator", "trainer", "inference", "map-vision"}
     assert all(p.proc is not None and p.proc.poll() is not None for p in engine.processes.values())
 
     data = json.loads((tmp_path / "demo" / "results.json").read_text())

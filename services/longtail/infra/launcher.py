@@ -5,6 +5,8 @@ Installs what is missing (cached under ~/.cache/longtail, nothing in the reposit
   s3        versitygw (an S3 gateway over plain files), built with `go install`
   postgres  a private PostgreSQL cluster (Debian's server, initdb in a data directory)
   triton    NVIDIA Triton through PyTriton, on CPU (opt-in: it takes a few seconds and ~1 GB)
+  prometheus  Debian's Prometheus scraping every service started locally (opt-in), with the
+            alert rules the umbrella chart ships
 
 Each component is started in its own process group and recorded (pid + process start time) in
 the state directory; `down` stops exactly those processes. A second `up` reuses what is running.
@@ -411,12 +413,83 @@ class Triton(Component):
         except Exception:
             return False
 
+    def after_ready(self) -> None:
+        register_scrape_target("triton", f"127.0.0.1:{self.ports['metrics']}", str(self.ports["metrics"]))
+
     def env(self) -> dict[str, str]:
         return {"TRITON_GRPC_ADDR": f"127.0.0.1:{self.ports['grpc']}", "TRITON_METRICS_URL": f"http://127.0.0.1:{self.ports['metrics']}/metrics",
                 "TRITON_MODEL_REPOSITORY": self.model_repository}
 
 
-COMPONENTS: dict[str, Callable[[], Component]] = {"kafka": Kafka, "s3": S3, "postgres": Postgres, "triton": Triton}
+# -- Prometheus -----------------------------------------------------------------------------------
+# Services started locally (longtail.supervisor.ServiceProcess, Triton) announce their metrics
+# endpoint as a file_sd target file; Prometheus re-reads the directory, so targets come and go with
+# the processes. The labels mirror what the Prometheus Operator adds in a cluster (namespace, pod),
+# so the charts' dashboards and alert rules work unchanged on the local scrape.
+LOCAL_NAMESPACE = "local"
+RULES_DIR = Path(__file__).resolve().parents[3] / "charts" / "longtail" / "rules"
+
+
+def scrape_targets_dir() -> Path:
+    return state_dir() / "prometheus" / "targets"
+
+
+def register_scrape_target(job: str, address: str, instance_id: str) -> Path:
+    """Announce a metrics endpoint (host:port) to the local Prometheus; returns the target file."""
+    directory = scrape_targets_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{job}-{instance_id}.json"
+    tmp = path.with_suffix(".tmp")  # Prometheus only reads *.json: never a half-written file
+    tmp.write_text(json.dumps([{"targets": [address], "labels": {"job": job, "namespace": LOCAL_NAMESPACE, "pod": f"{job}-{instance_id}"}}]))
+    tmp.replace(path)
+    return path
+
+
+class Prometheus(Component):
+    def __init__(self) -> None:
+        super().__init__("prometheus", {"prometheus": _port("LONGTAIL_PROMETHEUS_PORT", 19090)})
+
+    def install(self, say: Callable[[str], None]) -> None:
+        self.binary = _need("prometheus", "for the local metrics scrape", "apt-get install prometheus (scripts/bootstrap does it when run as root)")
+
+    def _write_config(self) -> Path:
+        import yaml
+
+        scrape_targets_dir().mkdir(parents=True, exist_ok=True)
+        config = {
+            # Short intervals: the demo and the tests run for minutes, not days.
+            "global": {"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "5s"},
+            "rule_files": [str(RULES_DIR / "*.yaml")],
+            "scrape_configs": [{
+                "job_name": "longtail",
+                # Our metrics carry a `service` label; keep it (the charts' ServiceMonitors do the same).
+                "honor_labels": True,
+                "file_sd_configs": [{"files": [str(scrape_targets_dir() / "*.json")], "refresh_interval": "2s"}],
+            }],
+        }
+        path = self.home / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def command(self):
+        cmd = [self.binary, f"--config.file={self._write_config()}", f"--storage.tsdb.path={self.home / 'data'}",
+               f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}", "--storage.tsdb.retention.time=2d", "--web.enable-lifecycle"]
+        return cmd, {}, {"cwd": str(self.home)}
+
+    def ready(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['prometheus']}/-/ready", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def env(self) -> dict[str, str]:
+        return {"PROMETHEUS_URL": f"http://127.0.0.1:{self.ports['prometheus']}"}
+
+
+COMPONENTS: dict[str, Callable[[], Component]] = {"kafka": Kafka, "s3": S3, "postgres": Postgres, "triton": Triton, "prometheus": Prometheus}
 DEFAULT = ("kafka", "s3", "postgres")
 
 
