@@ -159,7 +159,9 @@ class Demo:
             "gateway": {"FLEET_TOKEN_SECRET": self.fleet_secret},
             "trigger-evaluator": dict(common),
             "inference": {"INFERENCE_MODEL_NAME": self.arms["triggered"], "INFERENCE_CONSUMER_GROUP": f"inference-{self.run_id}"},
-            "trainer": {**common, "TRAINER_MODEL_NAME": self.arms["triggered"], "TRAINER_LABEL_THRESHOLD": "0", "TRAINER_THREADS": "2",
+            # The demo starts every run itself; the label consumer runs as in production (its lag
+            # and progress are on the dashboards) with a threshold no demo reaches.
+            "trainer": {**common, "TRAINER_MODEL_NAME": self.arms["triggered"], "TRAINER_LABEL_THRESHOLD": "1000000", "TRAINER_THREADS": "2",
                         "TRAINER_CONSUMER_GROUP": f"trainer-{self.run_id}"},
             # Seeded with the simulator's deliberately imperfect map (missing and stale features).
             "map-vision": {**common, "MAP_VISION_SEED_FILE": str(self._seed_map(state)), "MAP_VISION_CONSUMER_GROUP": f"map-vision-{self.run_id}"},

@@ -91,13 +91,16 @@ class ObjectStore:
         if self.exists(key):
             metrics.OBJECTS_PUT.labels(self.service, "existing").inc()
             return PutResult(key, digest, len(data), created=False)
-        self.put_at(key, data, content_type, metadata={"sha256": digest})
-        metrics.OBJECTS_PUT.labels(self.service, "created").inc()
+        self._write(key, data, content_type, {"sha256": digest}, "created")
         return PutResult(key, digest, len(data), created=True)
 
     def put_at(self, key: str, data: bytes, content_type: str = "application/octet-stream", metadata: dict[str, str] | None = None) -> None:
         """Write at a chosen key (model repository files, whose paths Triton dictates)."""
+        self._write(key, data, content_type, metadata, "written")
+
+    def _write(self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None, outcome: str) -> None:
         self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type, metadata=metadata)
+        metrics.OBJECTS_PUT.labels(self.service, outcome).inc()  # created/existing: content-addressed; written: at a chosen key
         metrics.OBJECT_BYTES.labels(self.service).inc(len(data))
 
     def put_json(self, prefix: str, document: Any) -> PutResult:

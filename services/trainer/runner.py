@@ -41,7 +41,7 @@ log = get_logger(__name__)
 SERVICE = "trainer"
 # One series per declared task and metric: the model-quality dashboard repeats its task panel over
 # the `task` label, so a task declared in tasks.yaml gets its panel with no dashboard change.
-TASK_METRIC = Gauge("longtail_trainer_task_metric", "Validation metric of a trained model version, per declared task (val/<task>/<metric>)",
+TASK_METRIC = Gauge("longtail_trainer_task_metric", "Metric of a trained model version per declared task: val/<name>, test/<name> on the dataset splits, suite/<suite> pass rates",
                     ["service", "model", "version", "task", "metric"])
 TERMINAL = (T.RUN_STATUS_SUCCEEDED, T.RUN_STATUS_REFUSED, T.RUN_STATUS_FAILED)
 
@@ -275,6 +275,19 @@ class Trainer:
         cps = [L.CasePredictions(sample_id=sid, predictions=p) for sid, p in zip(ids, preds)]
         return self.labels.evaluate(ref, [s.name for s in suites], cps, record)
 
+    @staticmethod
+    def _export_task_metrics(ref: C.ModelRef, metrics: dict[str, float], suite_tasks: dict[str, str], results: Sequence[L.SuiteResult], declared: set[str]) -> None:
+        """Per declared task: its split metrics (val/<name>, test/<name>; a small dataset may have no
+        validation samples) and the pass rate of each of its suites (suite/<suite>)."""
+        for key, value in metrics.items():
+            split, task, metric = (key.split("/", 2) + ["", ""])[:3]
+            if split in ("val", "test") and metric and task in declared:
+                TASK_METRIC.labels(SERVICE, ref.name, str(ref.version), task, f"{split}/{metric}").set(value)
+        for r in results:
+            task = suite_tasks.get(r.suite, "")
+            if task in declared:
+                TASK_METRIC.labels(SERVICE, ref.name, str(ref.version), task, f"suite/{r.suite}").set(r.pass_rate)
+
     def _base(self, spec: T.RunSpec) -> tuple[T.ModelVersion | None, model_mod.MultiTaskNet | None]:
         name = spec.base_model.name or spec.model_name
         mv = self.registry.get(name, spec.base_model.version)
@@ -331,12 +344,9 @@ class Trainer:
         version = self.registry.allocate(spec.model_name)
         ref = C.ModelRef(name=spec.model_name, version=version)
         self._update(run_id, persist=True, metrics=metrics, model=ref)
-        for key, value in metrics.items():
-            split, task, metric = (key.split("/", 2) + ["", ""])[:3]
-            if split == "val" and metric and task in {t.name for t in tasks}:
-                TASK_METRIC.labels(SERVICE, spec.model_name, str(version), task, metric).set(value)
         suites, case_images = self._suite_inputs(train_tasks)
         after = self._suite_results(model, ref, suites, case_images)
+        self._export_task_metrics(ref, metrics, {s.name: s.task for s in suites}, after, {t.name for t in tasks})
         before = self._suite_results(base, base_mv.model, suites, case_images) if base is not None else None
         for r in after:
             metrics[f"suite/{r.suite}/pass_rate"] = r.pass_rate

@@ -57,6 +57,8 @@ MAX_REMEMBERED_FIRES = 100_000
 
 FRAMES = Counter("longtail_trigger_frames_evaluated_total", "Frames evaluated fleet-side", ["service"])
 DECISIONS = Counter("longtail_trigger_decisions_total", "Fire decisions by outcome", ["service", "trigger", "outcome"])
+DECISION_OUTCOMES = ("requested", "uploaded_by_car", "unknown_or_superseded_version", "trigger_not_active", "trigger_expired",
+                     "duplicate_event", "budget_exhausted", "per_car_rate_limit")
 
 
 def dedup_key(trigger_id: str, frame: fleet_pb2.Frame) -> str:
@@ -393,6 +395,7 @@ class FleetWorker:
             Stage("decide", bootstrap, f"{group_id}-decide", candidates_topic, self.budgets, self.decide, self.producer),
         ]
         self._frames = FRAMES.labels(SERVICE)
+        self._decided: set[str] = set()
 
     def start(self) -> FleetWorker:
         for stage in self.stages:
@@ -416,9 +419,9 @@ class FleetWorker:
         vehicle = batch.vehicle_id
         active = self.compiled.active()
         saved = self.car_states.get(partition, vehicle)
-        if not active and not saved:
+        if not active and not saved and not any(f.edge_fires for f in batch.frames):
             self._frames.inc(len(batch.frames))
-            return  # no changelog write for cars no trigger watches
+            return  # no changelog write for cars no trigger watches (edge fires still go to decide)
         states = {t.trigger_id: c.load_state(saved.get(t.trigger_id)) for t, c in active}
         map_needed = self.map_view is not None and any(uses_map(p) for _, p in active)
         for frame in sorted(batch.frames, key=lambda f: f.sequence):
@@ -432,7 +435,8 @@ class FleetWorker:
                     self._candidate(trigger.trigger_id, trigger.version, fire.fire_id, vehicle, frame, trigger_events.FIRE_SOURCE_FLEET, 1.0)
             for edge in frame.edge_fires:
                 self._candidate(edge.trigger_id, edge.trigger_version, edge.fire_id, vehicle, frame, trigger_events.FIRE_SOURCE_EDGE, edge.score)
-        self.car_states.set(partition, vehicle, {t.trigger_id: c.dump_state(states[t.trigger_id]) for t, c in active})
+        if active or saved:
+            self.car_states.set(partition, vehicle, {t.trigger_id: c.dump_state(states[t.trigger_id]) for t, c in active})
 
     def _candidate(self, trigger_id: str, version: int, fire_id: str, vehicle: str, frame, source, score: float) -> None:
         event = trigger_events.TriggerFired(
@@ -459,6 +463,10 @@ class FleetWorker:
             fired.upload_requested, fired.suppressed_reason = False, "uploaded_by_car" if granted else reason
         else:
             fired.upload_requested, fired.suppressed_reason = granted, reason
+        if fired.trigger_id not in self._decided:  # every outcome of a new trigger at 0: "none suppressed" is data too
+            self._decided.add(fired.trigger_id)
+            for outcome in DECISION_OUTCOMES:
+                DECISIONS.labels(SERVICE, fired.trigger_id, outcome)
         DECISIONS.labels(SERVICE, fired.trigger_id, "requested" if fired.upload_requested else (fired.suppressed_reason or "edge")).inc()
         self.producer.produce(topics.TRIGGERS_FIRED, fired.vehicle_id, fired)
         if fired.upload_requested:

@@ -51,6 +51,9 @@ class YieldLedger:
         if not trigger_id or not fire_id:
             return None
         key = (trigger_id, version)
+        if key not in self.counts:  # every stage of a new trigger version at 0: "nothing labelled yet" is data too
+            for each in STAGES:
+                STAGE.labels(SERVICE, trigger_id, str(version), each)
         counts = self.counts[key]
         if counts.add(stage, fire_id):
             STAGE.labels(SERVICE, trigger_id, str(version), stage).inc()

@@ -189,3 +189,35 @@ def test_map_disagreement_fires_fleet_side_where_the_map_expects_a_sign_vision_m
     assert len({f.fire_id for f in fired}) == 1  # rising edge: the first frame only
     letters = collect(kafka, topics.DEAD_LETTERS, lambda v: v.key == blind.encode() and v.consumer_group == "trigger-evaluator", lambda f: len(f) >= 1, timeout=30)
     assert letters and "cannot decode TelemetryBatchEvent" in letters[0].error
+
+
+def test_edge_fires_are_decided_even_when_no_fleet_side_trigger_is_active(kafka, s3):
+    """A fleet running only edge triggers (the demo's case): every fire the cars report reaches the
+    decide stage and triggers.fired (the yield ledger's "fired" stage), marked uploaded by the car."""
+    service = start()
+    try:
+        api = triggers_pb2_grpc.TriggerCatalogServiceStub(grpc.insecure_channel(service.address))
+        active = api.ListTriggers(S.ListTriggersRequest(states=[S.TRIGGER_STATE_ACTIVE], page_size=1000), timeout=10).triggers
+        for other in active:  # earlier tests' fleet-side triggers would hide the edge-only path
+            if other.spec.site != S.TRIGGER_SITE_EDGE:
+                api.RetireTrigger(S.RetireTriggerRequest(trigger_id=other.trigger_id, reason="edge-only test"), metadata=AUTH, timeout=10)
+        trigger_id = f"edge-{uuid.uuid4().hex[:8]}"
+        spec = S.TriggerSpec(name=trigger_id, expression="count(stop_sign) >= 1", site=S.TRIGGER_SITE_EDGE, task="stop_sign", upload_budget=1000, max_uploads_per_car_hour=1000)
+        api.CreateTrigger(S.CreateTriggerRequest(trigger_id=trigger_id, spec=spec), metadata=AUTH, timeout=10)
+        version = api.ActivateTrigger(S.ActivateTriggerRequest(trigger_id=trigger_id), metadata=AUTH, timeout=10).trigger.version
+        time.sleep(1.0)
+        vehicle = f"e-{uuid.uuid4().hex[:6]}"
+        batch = telemetry_batch(vehicle, 0, 6, detections=1)
+        for frame in batch.frames:  # far apart: three places, so the fleet-wide dedup keeps all three
+            frame.ego.x = frame.sequence * 100.0
+        for frame in batch.frames[::2]:  # the car's engine fired on frames 0, 2, 4
+            frame.edge_fires.add(trigger_id=trigger_id, trigger_version=version, fire_id=f"{vehicle}-{frame.sequence}", score=0.9)
+        producer = Producer(kafka, "test")
+        producer.produce(topics.TELEMETRY, vehicle, batch)
+        producer.flush()
+        producer.close()
+        fired = collect(kafka, topics.TRIGGERS_FIRED, lambda v: v.trigger_id == trigger_id, lambda f: len(f) >= 3)
+    finally:
+        service.stop()
+    assert {f.fire_id for f in fired} == {f"{vehicle}-0", f"{vehicle}-2", f"{vehicle}-4"}
+    assert all(not f.upload_requested and f.suppressed_reason == "uploaded_by_car" for f in fired)
