@@ -71,26 +71,25 @@ def _run(cmd: list[str], timeout: float = 120) -> str:
     return proc.stdout
 
 
+def _go_built_tool(name: str) -> str:
+    """scripts/<name>-tools prints the cached binary, building it with Go the first time."""
+    script = f"scripts/{name}-tools"
+    if shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists() and not os.environ.get("GO"):
+        pytest.skip(f"{name} cannot be installed: no Go toolchain to build it with ({script})")
+    proc = subprocess.run([str(ROOT / script)], capture_output=True, text=True, timeout=1500)
+    if proc.returncode != 0:
+        pytest.skip(f"{name} cannot be installed ({script} exited {proc.returncode}): {proc.stderr.strip()[-800:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
 @pytest.fixture(scope="session")
 def helm() -> str:
-    """scripts/helm-tools prints the cached helm, building it the first time (~1.5-3 min)."""
-    if shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists() and not os.environ.get("GO"):
-        pytest.skip("helm cannot be installed: no Go toolchain to build it with (scripts/helm-tools)")
-    proc = subprocess.run([str(ROOT / "scripts" / "helm-tools")], capture_output=True, text=True, timeout=1500)
-    if proc.returncode != 0:
-        pytest.skip(f"helm cannot be installed (scripts/helm-tools exited {proc.returncode}): {proc.stderr.strip()[-800:]}")
-    return proc.stdout.strip().splitlines()[-1]
+    return _go_built_tool("helm")  # ~1.5-3 min the first time
 
 
 @pytest.fixture(scope="session")
 def kubectl() -> str:
-    """scripts/kubectl-tools prints the cached kubectl, building it the first time (~1-2 min)."""
-    if shutil.which("go") is None and not Path("/usr/local/go/bin/go").exists() and not os.environ.get("GO"):
-        pytest.skip("kubectl cannot be installed: no Go toolchain to build it with (scripts/kubectl-tools)")
-    proc = subprocess.run([str(ROOT / "scripts" / "kubectl-tools")], capture_output=True, text=True, timeout=1500)
-    if proc.returncode != 0:
-        pytest.skip(f"kubectl cannot be installed (scripts/kubectl-tools exited {proc.returncode}): {proc.stderr.strip()[-800:]}")
-    return proc.stdout.strip().splitlines()[-1]
+    return _go_built_tool("kubectl")  # ~1-2 min the first time
 
 
 @pytest.fixture(scope="session")
