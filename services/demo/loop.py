@@ -26,7 +26,6 @@ import secrets
 import shutil
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

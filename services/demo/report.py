@@ -109,7 +109,7 @@ def markdown(result) -> str:
         ratio = f"{y / result.base_rate:.1f}x" if result.base_rate and y == y else "n/a"
         lines.append(f"| {t.trigger_id} | {t.arm} | `{t.expression}` | {t.backtest_fires} / {t.backtest_frames} | {t.fires} | {t.uploads} | {t.true_positive} | {pct(y)} | {ratio} |")
     lines += ["", "![triggers](triggers.png)", "", "## Labels", "",
-              f"Labels used for training: " + ", ".join(f"{arm} {n}" for arm, n in sorted(result.labels_spent.items())) +
+              "Labels used for training: " + ", ".join(f"{arm} {n}" for arm, n in sorted(result.labels_spent.items())) +
               f". The simulated labellers gave {result.labels_total} labels in all (suite cases and random-arm samples beyond the triggered arm's count included; "
               "those are not used for training).", "", "## Fleet", "", "| drive | frames | acked | fires | uploads | upload errors | wall s |", "|---|---|---|---|---|---|---|"]
     for f in result.fleet:

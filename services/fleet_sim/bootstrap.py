@@ -220,14 +220,6 @@ def train_bootstrap_model(seed: int = 0, samples: int = 6000, epochs: int = 8, c
 # ------------------------------------------------------------------------------------------
 
 
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def evaluate_on(model, config: WorldConfig, samples: int = 400, seed: int = 0, world_seed: int = EVAL_WORLD_SEED, min_box_px: float = 6.0,
                 threshold: float = 0.5, negatives: int | None = None, camera: Camera | None = None) -> dict[str, float]:
     """Measure `model` (anything with `.predict`) on a world built with `config`:
@@ -271,7 +263,7 @@ def evaluate_on(model, config: WorldConfig, samples: int = 400, seed: int = 0, w
             p = pred[task]
             if p["presence"] >= threshold:
                 hits += 1
-                ious.append(_iou(p["box"], best.box))
+                ious.append(model_mod.box_iou(p["box"], best.box))
             for k, v in best.attributes.items():
                 if k in p["attributes"]:
                     attr_n[k] = attr_n.get(k, 0) + 1

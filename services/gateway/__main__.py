@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from longtail import config, log
+from longtail import config
 from longtail.fleet.v1 import fleet_pb2_grpc
 from longtail.auth import FleetAuthSettings
 from longtail.grpc_server import GrpcServer, run_service

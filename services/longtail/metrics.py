@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 KAFKA_PRODUCED = Counter("longtail_kafka_produced_messages_total", "Messages acked by Kafka", ["service", "topic"])
@@ -52,8 +54,6 @@ class ConsumerMetrics:
 
     def polled(self, consumer) -> None:
         """After each poll: progress now, and the lag every lag_interval seconds."""
-        import time
-
         self._progress.set(time.time())
         if time.monotonic() >= self._next_lag:
             self._next_lag = time.monotonic() + self.lag_interval

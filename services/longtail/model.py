@@ -315,6 +315,15 @@ def postprocess(tasks: Sequence[TaskSpec], raw: Mapping[str, Mapping[str, torch.
     return per_image
 
 
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def to_detections(outputs: Mapping[str, Mapping[str, Any]], min_confidence: float = 0.25) -> list[common_pb2.Detection]:
     """One image's `postprocess` output -> `Detection`s for its detection tasks whose confidence
     is at least `min_confidence` (at most one per detection task: the most salient instance).

@@ -49,8 +49,6 @@ def _ref(text: str):
 
 
 def print_gate(report) -> None:
-    from longtail.models.v1 import trainer_pb2 as T  # noqa: F401
-
     table = Table("suite", "version", "before", "after", "cases", "regressed", "waived", "fixed", title="regression gate")
     for s in report.suites:
         drop = s.after_pass_rate + 1e-12 < s.before_pass_rate

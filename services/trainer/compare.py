@@ -25,14 +25,6 @@ class CompareError(Exception):
     pass
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def differences(tasks, prod: dict, cand: dict) -> list[tuple[str, str, str]]:
     """(kind, task, class) for every difference between two post-processed predictions of one image."""
     out = []
@@ -51,7 +43,7 @@ def differences(tasks, prod: dict, cand: dict) -> list[tuple[str, str, str]]:
                     out.append(("SHADOW_DIFFERENCE_KIND_CLASS_CHANGED", t.name, c["cls"]))
                 elif p["attributes"] != c["attributes"]:
                     out.append(("SHADOW_DIFFERENCE_KIND_ATTRIBUTE_CHANGED", t.name, c["cls"]))
-                elif _iou(p["box"], c["box"]) < MIN_IOU:
+                elif model_mod.box_iou(p["box"], c["box"]) < MIN_IOU:
                     out.append(("SHADOW_DIFFERENCE_KIND_LOCALIZATION", t.name, c["cls"]))
         elif t.prototype == "classification":
             if p["cls"] != c["cls"]:

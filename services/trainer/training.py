@@ -63,14 +63,6 @@ def train(model: MultiTaskNet, data: Split, *, epochs: int, batch_size: int, lr:
                          on_epoch=on_epoch, on_step=on_step)
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def evaluate(model: MultiTaskNet, data: Split, prefix: str = "val") -> dict[str, float]:
     """Metrics of `model` on a labelled split, `<prefix>/<task>/<metric>`:
 
@@ -115,7 +107,7 @@ def evaluate(model: MultiTaskNet, data: Split, prefix: str = "val") -> dict[str,
                 tn += not said and not present
                 if present and said:
                     best = max(objs, key=lambda o: (o["box"][2] - o["box"][0]) * (o["box"][3] - o["box"][1]))
-                    ious.append(_iou(p["box"], best["box"]))
+                    ious.append(model_mod.box_iou(p["box"], best["box"]))
                     for k, v in (best.get("attributes") or {}).items():
                         if k in t.attributes and v in t.attributes[k]:
                             attr_ok.setdefault(k, []).append(p["attributes"][k] == v)

@@ -14,7 +14,6 @@ import grpc
 import pytest
 
 from longtail import topics
-from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from longtail.auth import issue_token
 from longtail.kafka import BatchConsumer, Producer

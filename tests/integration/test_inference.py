@@ -15,12 +15,10 @@ import time
 import urllib.request
 import uuid
 
-import confluent_kafka
 import grpc
 import numpy as np
 import pytest
 import torch
-from confluent_kafka import TopicPartition
 from PIL import Image
 
 from longtail import model as model_mod
@@ -32,6 +30,7 @@ from longtail.inference.v1 import inference_pb2, inference_pb2_grpc
 from longtail.kafka import Producer
 from longtail.storage import SNAPSHOTS, ObjectStore
 from longtail.supervisor import ServiceProcess
+from kafka_probe import read_since
 
 SERVICE = "longtail.inference.v1.InferenceService"
 WEATHER = model_mod.TaskSpec("weather", "classification", ("dry", "wet"))
@@ -129,40 +128,6 @@ def _entropy(ps):
     return float(-(p * np.log(p)).sum()), None
 
 
-def read_since(bootstrap: str, topic: topics.Topic, since_ms: int, keep, want: int = 1, timeout: float = 60.0) -> list:
-    """Records of `topic` produced since `since_ms` that `keep(key, value)` accepts, polling until `want` are found."""
-    deadline = time.monotonic() + timeout
-    while True:
-        c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
-        try:
-            parts = c.offsets_for_times([TopicPartition(topic.name, p, since_ms) for p in range(topic.partitions)], timeout=10)
-            ends = {p: c.get_watermark_offsets(TopicPartition(topic.name, p), timeout=10)[1] for p in range(topic.partitions)}
-            assignment = [tp for tp in parts if 0 <= tp.offset < ends[tp.partition]]
-            out = []
-            if assignment:
-                c.assign(assignment)
-                remaining = {tp.partition for tp in assignment}
-                stop = time.monotonic() + 30
-                while remaining and time.monotonic() < stop:
-                    for msg in c.consume(500, 0.5):
-                        if msg.error():
-                            continue
-                        key = msg.key().decode() if msg.key() is not None else None
-                        try:
-                            value = topic.value_type.FromString(msg.value())
-                        except Exception:
-                            value = None
-                        if value is not None and keep(key, value):
-                            out.append((key, value))
-                        if msg.offset() + 1 >= ends[msg.partition()]:
-                            remaining.discard(msg.partition())
-        finally:
-            c.close()
-        if len(out) >= want or time.monotonic() > deadline:
-            return out
-        time.sleep(0.5)
-
-
 def test_serves_the_published_version_with_the_models_answers(service, run):
     assert serving_version(service) == 1
     img = image(11)
@@ -228,7 +193,7 @@ def test_a_corrupt_version_is_refused_and_the_old_one_keeps_answering(service, r
     run.store.put_at(pv.manifest_key, json.dumps(manifest).encode())
     run.announce(pv)
     refusals = read_since(run.kafka, topics.MODELS_REFUSED, run.since_ms,
-                          lambda k, v: k == run.name and v.model.version == 4 and v.refused_by == "inference")
+                          lambda k, v: k == run.name and v.model.version == 4 and v.refused_by == "inference", want=1)
     assert refusals and "TorchScript" in refusals[0][1].reason
     assert serving_version(service) == 3
     got = stub(service).Infer(inference_pb2.InferRequest(image=png(image(14))), timeout=30)
@@ -245,7 +210,7 @@ def test_a_snapshot_event_yields_an_inference_result(service, run):
                                           bucket=run.store.bucket, size_bytes=put.size, content_type="image/png")
     run.producer.produce(topics.SNAPSHOTS, put.sha256, event)
     run.producer.flush()
-    results = read_since(run.kafka, topics.INFERENCE_RESULTS, run.since_ms, lambda k, v: k == put.sha256 and v.model.name == run.name)
+    results = read_since(run.kafka, topics.INFERENCE_RESULTS, run.since_ms, lambda k, v: k == put.sha256 and v.model.name == run.name, want=1)
     assert results, "no InferenceResult for the snapshot"
     key, result = results[0]
     assert result.snapshot_id == put.sha256 and result.model.version == 3 and result.latency.ToNanoseconds() > 0

@@ -12,11 +12,9 @@ import time
 import uuid
 from contextlib import contextmanager
 
-import confluent_kafka
 import grpc
 import pytest
 import sqlalchemy as sa
-from confluent_kafka import TopicPartition
 
 from label_store import db, schema
 from label_store.store import LabelStore, StoreError
@@ -26,12 +24,11 @@ from longtail.common.v1 import common_pb2 as C
 from longtail.config import S3Settings, load
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.kafka import Producer
-from longtail.labels.v1 import events_pb2 as label_events
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
-from longtail.ops.v1 import events_pb2 as ops_events
 from longtail.storage import ObjectStore
 from longtail.supervisor import ServiceProcess
+from kafka_probe import read_since
 
 SERVICE = "longtail.labels.v1.LabelStoreService"
 SECRET = "label-store-test-operator-secret-0123456789"
@@ -248,30 +245,6 @@ def wait_for(predicate, timeout=60.0, what=""):
         time.sleep(0.3)
 
 
-def read_topic(bootstrap: str, topic: topics.Topic, since_ms: int) -> list:
-    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
-    try:
-        wanted = c.offsets_for_times([TopicPartition(topic.name, p, since_ms) for p in range(topic.partitions)], timeout=10)
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic.name, p), timeout=10)[1] for p in range(topic.partitions)}
-        assignment = [tp for tp in wanted if 0 <= tp.offset < ends[tp.partition]]
-        out = []
-        if not assignment:
-            return out
-        c.assign(assignment)
-        remaining = {tp.partition: ends[tp.partition] for tp in assignment}
-        deadline = time.monotonic() + 30
-        while remaining and time.monotonic() < deadline:
-            for msg in c.consume(500, 0.5):
-                if msg.error():
-                    continue
-                out.append(msg)
-                if msg.offset() + 1 >= remaining.get(msg.partition(), 0):
-                    remaining.pop(msg.partition(), None)
-        return out
-    finally:
-        c.close()
-
-
 def test_service_registers_snapshots_idempotently_and_survives_kill(database_url, kafka, s3):
     run, group = uuid.uuid4().hex[:8], f"label-store-it-{uuid.uuid4().hex[:6]}"
     since = int(time.time() * 1000) - 1000
@@ -330,21 +303,20 @@ def test_service_registers_snapshots_idempotently_and_survives_kill(database_url
         assert set(acknowledged) <= stored
 
         def events():
-            registered = {m.key().decode() for m in read_topic(kafka, topics.SAMPLES_REGISTERED, since)
-                          if label_events.SampleRegistered.FromString(m.value()).sample.provenance.vehicle_id == f"ls-{run}"}
-            labelled = {label_events.LabelCreated.FromString(m.value()).label.label_id for m in read_topic(kafka, topics.LABELS_CREATED, since)}
+            registered = {k for k, v in read_since(kafka, topics.SAMPLES_REGISTERED, since) if v.sample.provenance.vehicle_id == f"ls-{run}"}
+            labelled = {v.label.label_id for _, v in read_since(kafka, topics.LABELS_CREATED, since)}
             return (registered, labelled) if len(registered) == 25 and set(acknowledged) <= labelled else None
 
         registered, labelled = wait_for(events, what="SampleRegistered and LabelCreated events")
         assert registered == {sid(run, i) for i in range(25)}
-        created = [label_events.LabelCreated.FromString(m.value()) for m in read_topic(kafka, topics.LABELS_CREATED, since)]
+        created = [v for _, v in read_since(kafka, topics.LABELS_CREATED, since)]
         ours = {sid(run, i) for i in range(25)}  # the queue may also hand out other tests' samples
         provenance = {c.provenance.trigger_id for c in created if c.label.label_id in acknowledged and c.label.sample_id in ours}
         assert provenance <= {"occluded-stop"}
         assert all(c.provenance.vehicle_id == f"ls-{run}" for c in created if c.label.sample_id in ours)
 
         def dead():
-            letters = [ops_events.DeadLetter.FromString(m.value()) for m in read_topic(kafka, topics.DEAD_LETTERS, since)]
+            letters = [v for _, v in read_since(kafka, topics.DEAD_LETTERS, since)]
             return [d for d in letters if d.consumer_group == group and d.key in (bad_key.encode(), b"NOT-A-HASH")]
 
         letters = wait_for(lambda: len(dead()) >= 2 and dead(), what="two dead letters")

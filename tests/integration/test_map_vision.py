@@ -32,6 +32,7 @@ from longtail.mapvision.v1 import events_pb2, map_pb2, mapvision_pb2, mapvision_
 from longtail.supervisor import ServiceProcess
 from map_vision.seed import simulator_world, write_seed_file
 from map_vision.synthetic import Perception, batches, drive_frames, shift_pose, shifted
+from kafka_probe import read_since
 
 SERVICE = "longtail.mapvision.v1.MapVisionService"
 SECRET = "map-vision-test-operator-secret-0123456789"
@@ -129,38 +130,6 @@ def wait_consumed(bootstrap: str, targets: dict[int, int], timeout: float = 120.
                 return
             assert time.monotonic() < deadline, f"map-vision did not consume telemetry: {committed} < {targets}"
             time.sleep(0.5)
-    finally:
-        c.close()
-
-
-def read_since(bootstrap: str, topic: topics.Topic, since_ms: int, keep) -> list[tuple[str | None, object]]:
-    """Every record of `topic` from `since_ms` to the current end whose (key, value) `keep` accepts."""
-    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:6]}",
-                                  "enable.auto.commit": False, "enable.partition.eof": True})
-    try:
-        wanted = [TopicPartition(topic.name, p, since_ms) for p in range(topic.partitions)]
-        offsets = c.offsets_for_times(wanted, timeout=10)
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic.name, p), timeout=10)[1] for p in range(topic.partitions)}
-        assignment = [tp for tp in offsets if tp.offset >= 0 and tp.offset < ends[tp.partition]]
-        out: list = []
-        if not assignment:
-            return out
-        c.assign(assignment)
-        remaining = {tp.partition for tp in assignment}
-        deadline = time.monotonic() + 60
-        while remaining and time.monotonic() < deadline:
-            for msg in c.consume(1000, 1.0):
-                if msg.error():
-                    if msg.error().code() == confluent_kafka.KafkaError._PARTITION_EOF:
-                        remaining.discard(msg.partition())
-                    continue
-                key = msg.key().decode() if msg.key() is not None else None
-                value = topic.value_type.FromString(msg.value())
-                if keep(key, value):
-                    out.append((key, value))
-                if msg.offset() + 1 >= ends[msg.partition()]:
-                    remaining.discard(msg.partition())
-        return out
     finally:
         c.close()
 

@@ -34,6 +34,7 @@ from longtail.supervisor import ServiceProcess
 
 from trainer import data as data_mod
 from trainer import detector
+from kafka_probe import read_since
 
 SECRET = "trainer-test-operator-secret-0123456789abcdef"
 AUTH = [("authorization", f"Bearer {issue_token('alice', SECRET, audience=OPERATOR_AUDIENCE)}")]
@@ -51,33 +52,6 @@ OCCLUDED_POSITIVE = "any(d.cls == stop_sign and d.attr.occlusion == foliage)"
 
 def big_stop(target, gt):
     return any(o.cls == "stop_sign" and o.box_px >= 12 and not o.truncated for o in gt)
-
-
-def read_topic(bootstrap: str, topic: topics.Topic, since_ms: int) -> list:
-    import confluent_kafka
-    from confluent_kafka import TopicPartition
-
-    c = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False})
-    try:
-        wanted = c.offsets_for_times([TopicPartition(topic.name, p, since_ms) for p in range(topic.partitions)], timeout=10)
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic.name, p), timeout=10)[1] for p in range(topic.partitions)}
-        assignment = [tp for tp in wanted if 0 <= tp.offset < ends[tp.partition]]
-        out = []
-        if not assignment:
-            return out
-        c.assign(assignment)
-        remaining = {tp.partition: ends[tp.partition] for tp in assignment}
-        deadline = time.monotonic() + 30
-        while remaining and time.monotonic() < deadline:
-            for msg in c.consume(500, 0.5):
-                if msg.error():
-                    continue
-                out.append(topic.value_type.FromString(msg.value()))
-                if msg.offset() + 1 >= remaining.get(msg.partition(), 0):
-                    remaining.pop(msg.partition(), None)
-        return out
-    finally:
-        c.close()
 
 
 class World_:
@@ -295,11 +269,11 @@ def test_trainer_declares_tasks_trains_gates_publishes_and_trains_a_detector(ser
     assert cmp.frames_compared == 8 and cmp.frames_disagreeing >= 1 and cmp.by_task["stop_sign"] >= 1
 
     # on Kafka: publications (PRODUCTION v1, CANDIDATE waived, PRODUCTION good, detector, rollback) and the refusal
-    published = [e for e in read_topic(kafka, topics.MODELS_PUBLISHED, since_ms) if e.model.name in (name, det_name)]
+    published = [e for _, e in read_since(kafka, topics.MODELS_PUBLISHED, since_ms) if e.model.name in (name, det_name)]
     seen = [(e.model.version, e.role) for e in published]
     assert seen == [(v1, C.MODEL_ROLE_PRODUCTION), (waived.model.version, C.MODEL_ROLE_CANDIDATE), (good.model.version, C.MODEL_ROLE_PRODUCTION),
                     (d.model.version, C.MODEL_ROLE_TRIGGER_DETECTOR), (v1, C.MODEL_ROLE_PRODUCTION)], seen
     assert published[3].detector_name == det_name and published[2].sha256 == version.sha256
-    refusals = [e for e in read_topic(kafka, topics.MODELS_REFUSED, since_ms) if e.model.name == name]
+    refusals = [e for _, e in read_since(kafka, topics.MODELS_REFUSED, since_ms) if e.model.name == name]
     assert [(e.model.version, e.refused_by) for e in refusals] == [(bad.model.version, "trainer")]
     assert isinstance(refusals[0], E.ModelRefused) and not refusals[0].gate_report.accepted

@@ -4,12 +4,10 @@ candidate accepted with a recorded waiver, an improved candidate published."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from fleet_sim.bootstrap import occluded_only, sample_frames
 from fleet_sim.world import STOP_SIGN, World, WorldConfig
-from longtail import model as model_mod
 from longtail import model_repo, topics
 from longtail.common.v1 import common_pb2 as C
 from longtail.models.v1 import trainer_pb2 as T
