@@ -155,7 +155,7 @@ class Demo:
         env = {
             "label-store": {**common, "DATABASE_URL": f"sqlite:///{state / 'labels.db'}", "LABEL_STORE_CONSUMER_GROUP": f"label-store-{self.run_id}",
                             "LABEL_STORE_DATA_DIR": str(state)},
-            "gateway": {"FLEET_TOKEN_SECRET": self.fleet_secret},
+            "gateway": {"FLEET_TOKEN_SECRET": self.fleet_secret, "GATEWAY_FLEET_MODEL": self.arms["triggered"]},
             "trigger-evaluator": dict(common),
             "inference": {"INFERENCE_MODEL_NAME": self.arms["triggered"], "INFERENCE_CONSUMER_GROUP": f"inference-{self.run_id}"},
             # The demo starts every run itself; the label consumer runs as in production (its lag
@@ -374,12 +374,9 @@ class Demo:
         # (content-addressed: the gateway would store nothing new and no sample would appear).
         sim = SimConfig(cars=self.config.cars, duration_s=duration_s, seed=(int(self.run_id, 16) % 100_000) * 1000 + self.config.seed * 100 + iteration, vehicle_prefix=f"{self.run_id}-{label}")
         world = World(WorldConfig(), seed=self.config.seed)
-
-        def perception(images):
-            with torch.no_grad():
-                return self.model.detect(images)
-
-        fleet = SimulatedFleet(sim, world, perception, store=self.objects, gateway_address=self.processes["gateway"].address, token_secret=self.fleet_secret)
+        # The cars start with the bootstrap model and install what the gateway beams down: the
+        # triggered arm's PRODUCTION (GATEWAY_FLEET_MODEL), its shadow CANDIDATE and trigger detectors.
+        fleet = SimulatedFleet(sim, world, self.model, store=self.objects, gateway_address=self.processes["gateway"].address, token_secret=self.fleet_secret)
         t0 = time.perf_counter()
         last = [0.0]
 

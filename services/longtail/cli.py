@@ -179,6 +179,11 @@ def sim(
     Console().print(table)
     for trigger_id, fires in sorted(report.fires.items()):
         Console().print(f"  {trigger_id}: {fires} fires")
+    for model, frames in sorted(report.models.items()):
+        Console().print(f"  production model {model}: {frames:,} frames")
+    if report.shadow_frames:
+        Console().print(f"  shadow mode: {report.shadow_frames:,} frames compared with the candidate, "
+                        f"{report.shadow_disagreements:,} disagreement reports")
 
 
 @app.command("demo")

@@ -9,14 +9,9 @@ production, so the expected upload rate is what the budget will really see.
 from __future__ import annotations
 
 import struct
-import uuid
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 
-import confluent_kafka
-from confluent_kafka import TopicPartition
-
-from longtail import topics
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.triggerlang import CompiledTrigger
 from longtail.triggers.v1 import triggers_pb2
@@ -43,45 +38,6 @@ def read_segment(data: bytes) -> Iterator[fleet_events.TelemetryBatchEvent]:
             raise ValueError(f"segment record at byte {offset - 4} claims {size} bytes, only {len(data) - offset} left")
         yield fleet_events.TelemetryBatchEvent.FromString(data[offset : offset + size])
         offset += size
-
-
-def read_topic_range(bootstrap: str, since_ms: int, until_ms: int, max_batches: int = 0) -> Iterator[fleet_events.TelemetryBatchEvent]:
-    """TelemetryBatchEvents whose Kafka timestamp lies in [since_ms, until_ms)."""
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"backtest-{uuid.uuid4().hex}", "enable.auto.commit": False, "enable.partition.eof": True})
-    try:
-        partitions = consumer.list_topics(topics.TELEMETRY.name, timeout=10).topics[topics.TELEMETRY.name].partitions
-        starts = consumer.offsets_for_times([TopicPartition(topics.TELEMETRY.name, p, since_ms) for p in partitions], timeout=10)
-        assignment = []
-        for tp in starts:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
-            if 0 <= tp.offset < high:
-                assignment.append(tp)
-        if not assignment:
-            return
-        remaining = {tp.partition for tp in assignment}
-        consumer.assign(assignment)
-        seen = 0
-        while remaining:
-            for msg in consumer.consume(500, 1.0):
-                if msg.error() is not None:
-                    if msg.error().code() == confluent_kafka.KafkaError._PARTITION_EOF:
-                        remaining.discard(msg.partition())
-                    continue
-                if msg.partition() not in remaining:
-                    continue
-                if msg.timestamp()[1] >= until_ms:
-                    remaining.discard(msg.partition())
-                    continue
-                try:
-                    event = fleet_events.TelemetryBatchEvent.FromString(msg.value())
-                except Exception:
-                    continue  # malformed records are the consumers' dead letters, not the backtest's
-                yield event
-                seen += 1
-                if max_batches and seen >= max_batches:
-                    return
-    finally:
-        consumer.close()
 
 
 def run_backtest(trigger: CompiledTrigger, spec: triggers_pb2.TriggerSpec, batches: Iterable[fleet_events.TelemetryBatchEvent], sample_limit: int = 0, max_frames: int = 0) -> triggers_pb2.BacktestTriggerResponse:

@@ -9,7 +9,7 @@ import grpc
 
 from longtail import topics
 from longtail.auth import OPERATOR_AUDIENCE, AuthError, bearer, verify_token
-from longtail.kafka import DeliveryError, Producer
+from longtail.kafka import DeliveryError, Producer, read_time_range
 from longtail.log import get_logger
 from longtail.storage import ObjectStore
 from longtail.triggerlang import FiringOptions, TriggerSyntaxError, compile_trigger
@@ -17,7 +17,7 @@ from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2 as S
 from longtail.triggers.v1 import triggers_pb2_grpc
 
-from trigger_evaluator.backtest import read_segment, read_topic_range, run_backtest
+from trigger_evaluator.backtest import read_segment, run_backtest
 from trigger_evaluator.catalog import Catalog, CatalogError, validate_spec
 from trigger_evaluator.ledger import YieldLedger
 
@@ -162,7 +162,7 @@ class TriggerCatalog(triggers_pb2_grpc.TriggerCatalogServiceServicer):
             until = request.time_range.until.ToMilliseconds() if request.time_range.HasField("until") else int(time.time() * 1000) + 1
             if until <= since:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "time_range.until must be after time_range.since")
-            batches = lambda: read_topic_range(self.bootstrap, since, until)  # noqa: E731
+            batches = lambda: read_time_range(self.bootstrap, topics.TELEMETRY, since, until)  # noqa: E731
         elif source == "segment_key":
             if self.store is None:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no object store configured")
