@@ -60,11 +60,13 @@ class SimReport:
     fires: dict[str, int] = field(default_factory=dict)
     uploads: int = 0
     uploads_existing: int = 0
+    uploads_by_trigger: dict[str, int] = field(default_factory=dict)  # new content only (not already stored)
     upload_errors: int = 0
     skipped_rate_limited: int = 0
     wall_seconds: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
     models: dict[str, int] = field(default_factory=dict)  # "name@version" -> frames it ran on as production
+    truth_frames: dict[str, int] = field(default_factory=dict)  # SimulatedFleet.truth_tags name -> frames whose ground truth matched
     shadow_frames: int = 0  # frames compared with a candidate in shadow mode
     shadow_disagreements: int = 0  # reports of a frame where they disagreed (one per task)
 
@@ -131,10 +133,12 @@ def encode_clip(images: list[np.ndarray]) -> bytes:
 
 class SimulatedFleet:
     def __init__(self, config: SimConfig, world, model, store=None, gateway_address: str | None = None, token_secret: str | None = None,
-                 model_ref: common_pb2.ModelRef | None = None) -> None:
+                 model_ref: common_pb2.ModelRef | None = None, truth_tags: dict[str, Callable[[list], bool]] | None = None) -> None:
         """`model` (a `MultiTaskNet` or `load_scripted` model: `.predict`, `.tasks`) is what the cars
         run until the gateway sends a production model; `store` (an ObjectStore) receives ground
-        truth and serves beamed-down weights; without a gateway the fleet runs offline."""
+        truth and serves beamed-down weights; without a gateway the fleet runs offline.
+        `truth_tags` name predicates over a frame's ground truth whose matches are counted
+        (`SimReport.truth_frames`), e.g. the base rate of a long-tail case."""
         from fleet_sim.world import Car
 
         self.config = config
@@ -147,6 +151,7 @@ class SimulatedFleet:
         self.report = SimReport()
         self.cars = [SimCar(f"{config.vehicle_prefix}-{i:05d}", Car(world, seed=config.seed * 100_003 + i), CarModels(initial)) for i in range(config.cars)]
         self._applying = 0  # model commands being fetched and loaded
+        self.truth_tags = dict(truth_tags or {})
         self._uploads: set[asyncio.Task] = set()
         self._upload_slots: asyncio.Semaphore | None = None
 
@@ -255,6 +260,9 @@ class SimulatedFleet:
                     car.pending_uploads.append(PendingUpload(car.sequence + fire.frames_after, frame, active.trigger, fire.fire_id, fire.frames_before, fire.frames_after))
                 else:
                     self.report.skipped_rate_limited += 1
+            for tag, matches in self.truth_tags.items():
+                if matches(truth):
+                    self.report.truth_frames[tag] = self.report.truth_frames.get(tag, 0) + 1
             car.ring.append((frame, image, truth))
             while len(car.ring) > self.config.ring_frames:
                 car.ring.popleft()
@@ -316,6 +324,9 @@ class SimulatedFleet:
                 return
         self.report.uploads += 1
         self.report.uploads_existing += receipt.already_existed
+        if not receipt.already_existed:
+            tid = pending.trigger.trigger_id
+            self.report.uploads_by_trigger[tid] = self.report.uploads_by_trigger.get(tid, 0) + 1
         if self.store is not None:
             truth = {
                 "snapshot_id": receipt.snapshot_id,

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 from demo import loop, report
+from kafka_probe import read_since
+from longtail import topics
+from longtail.common.v1 import common_pb2 as C
 
 
 def test_demo_loop_writes_a_report_from_the_run(kafka, s3, triton, tmp_path):
     config = loop.DemoConfig(cars=6, iterations=1, budget=36, duration_s=60.0, suite_cases=10, epochs=3, out=tmp_path / "demo",
                              manage_infra=False)
     said: list[str] = []
+    since_ms = int(time.time() * 1000)
     result, path, engine = loop.run(config, say=said.append)
 
     # every service ran as its own process and is gone now
@@ -48,6 +53,21 @@ def test_demo_loop_writes_a_report_from_the_run(kafka, s3, triton, tmp_path):
     assert sum(t["uploads"] for t in triggers.values() if t["arm"] == "triggered") == data["labels_spent"]["triggered"] or data["labels_spent"]["triggered"] > 0
     assert all(t["fires"] >= t["uploads"] for t in triggers.values())
     assert sum(f["frames"] for f in data["fleet"] if f["label"] == "i1") == 6 * 600
+    # the cars ran what the gateway beamed down: the triggered arm's PRODUCTION and the trigger detector
+    drive = next(f for f in data["fleet"] if f["label"] == "i1")
+    assert drive["models"] == {f"demo-{result.run}@1": 6 * 600}, drive
+    detector = data["detector"]
+    assert detector["seed_samples"] == 3 * config.seed_examples and detector["status"] in ("SUCCEEDED", "REFUSED"), detector
+    if detector["status"] == "SUCCEEDED":
+        assert triggers[f"detector-stop-{result.run}"]["expression"] == f'score("{detector["name"]}") > 0.7'
+    triggered = by_arm[("triggered", 1)]
+    if triggered["accepted"]:  # shadow mode on the whole fleet, then PRODUCTION
+        shadow_drive = next(f for f in data["fleet"] if f["label"] == "i1-shadow")
+        assert shadow_drive["shadow_frames"] == 6 * 100 and triggered["shadow"]["frames_compared"] == 6 * 100, (shadow_drive, triggered)
+        assert triggered["shadow"]["cars"] == 6 and triggered["shadow"]["frames_disagreeing"] <= shadow_drive["shadow_disagreements"]
+        published = read_since(kafka, topics.MODELS_PUBLISHED, since_ms, keep=lambda k, e: e.model.name == f"demo-{result.run}")
+        roles = [(e.model.version, C.ModelRole.Name(e.role)) for _, e in published]
+        assert roles == [(1, "MODEL_ROLE_PRODUCTION"), (triggered["version"], "MODEL_ROLE_CANDIDATE"), (triggered["version"], "MODEL_ROLE_PRODUCTION")], roles
     assert all(f["upload_errors"] == 0 for f in data["fleet"])
 
     md = path.read_text()
