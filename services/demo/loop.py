@@ -81,6 +81,7 @@ class TriggerStats:
     fires: int = 0
     uploads: int = 0  # distinct samples registered with this trigger's provenance
     true_positive: int = 0  # uploads whose firing frame holds an occluded stop sign (ground truth)
+    site: str = "edge"  # edge: fires counted by the cars; fleet: by the trigger evaluator (GetYield)
 
 
 @dataclass
@@ -109,9 +110,9 @@ class DemoResult:
     triggers: list[TriggerStats] = field(default_factory=list)
     iterations: list[ArmIteration] = field(default_factory=list)
     fleet: list[dict] = field(default_factory=list)
-    labels_spent: dict[str, int] = field(default_factory=dict)  # arm -> labels spent (training data + the detector's seed set)
+    labels_spent: dict[str, int] = field(default_factory=dict)  # arm -> labels in its training data (triggered: with the detector's seed set)
     labels_total: int = 0  # every label the simulated labellers gave (including suite samples)
-    detector: dict = field(default_factory=dict)  # the trigger detector: name, version, seed set, gate
+    detectors: list[dict] = field(default_factory=list)  # the trigger detector's versions: iteration, samples, gate
     base_rate: float = 0.0  # share of all fleet frames with an occluded stop sign (ground truth)
     base_rate_random_uploads: float = 0.0  # the same share among the random arm's uploads
     wall_seconds: float = 0.0
@@ -253,7 +254,7 @@ class Demo:
                 time.sleep(0.3)
         self.say(f"[blue]baseline[/] published {', '.join(f'{n} v1' for n in self.arms.values())} as PRODUCTION")
 
-    def register_frames(self, frames, vehicle: str) -> list[str]:
+    def register_frames(self, frames, vehicle: str, trigger_id: str = "") -> list[str]:
         from longtail.labels.v1 import labels_pb2 as L
         from longtail.storage import SNAPSHOTS
         from trainer import data as data_mod
@@ -264,7 +265,7 @@ class Demo:
             truth = {"snapshot_id": put.sha256, "vehicle_id": vehicle, "firing_frame_id": "f", "frames": [{"frame_id": "f", "objects": [o.to_dict() for o in gt]}]}
             self.objects.put_at(f"groundtruth/{put.sha256}.json", json.dumps(truth).encode(), "application/json")
             sample = L.Sample(sample_id=put.sha256, bucket=self.objects.bucket, object_key=put.key, content_type="image/png",
-                              provenance=L.Provenance(vehicle_id=vehicle, frame_id=put.sha256[:12]))
+                              provenance=L.Provenance(vehicle_id=vehicle, frame_id=put.sha256[:12], trigger_id=trigger_id))
             self.labels.RegisterSample(L.RegisterSampleRequest(sample=sample), metadata=self.auth, timeout=10)
             if put.sha256 not in ids:
                 ids.append(put.sha256)
@@ -309,17 +310,22 @@ class Demo:
         self.say(f"[blue]suites[/] {', '.join(f'{s} ({c} cases)' for s, c in self.result.suites.items())}")
 
     # ------------------------------------------------------------------ trigger detector
+    @property
+    def seed_trigger(self) -> str:
+        """Provenance of the detector's seed set: labels the triggered arm spent (and trains on)."""
+        return f"seed-{self.run_id}"
+
+    @property
+    def detector_trigger(self) -> str:
+        return f"detector-stop-{self.run_id}"
+
     def seed_detector(self) -> None:
         """The operator labels a small seed set (occluded stop signs and other frames) and the trainer
         fits a trigger detector on it; the gateway beams it to the cars with the triggers."""
         from fleet_sim.bootstrap import occluded_only, sample_frames
         from fleet_sim.world import OTHER_SIGN, RED_ROUND_SIGN, STOP_SIGN, TRAFFIC_LIGHT, World, WorldConfig
-        from longtail.common.v1 import common_pb2 as C
-        from longtail.labels.v1 import labels_pb2 as L
-        from longtail.models.v1 import trainer_pb2 as T
 
         n = self.config.seed_examples
-        vehicle = f"seed-{self.run_id}"
         positives = sample_frames(World(occluded_only(), seed=20_011), n, seed=71, mix={STOP_SIGN: 1.0}, distance=(4.0, 20.0),
                                   accept=lambda target, gt: any(o.cls == STOP_SIGN and o.box_px >= 8 for o in gt), max_tries=50)
         # Negatives look like fleet frames (road, plain stop signs, look-alikes): a detector that only
@@ -327,48 +333,72 @@ class Demo:
         # false fires with these, see docs/demo.md).
         negatives = sample_frames(World(WorldConfig().common_only(), seed=20_012), 2 * n, seed=72,
                                   mix={"road": 0.4, STOP_SIGN: 0.3, RED_ROUND_SIGN: 0.1, OTHER_SIGN: 0.1, TRAFFIC_LIGHT: 0.1}, distance=(4.0, 30.0))
-        ids = self.register_frames(positives, vehicle) + self.register_frames(negatives, vehicle)
-        labelled = self.label_queue()
-        seed = self.labels.CreateDataset(L.CreateDatasetRequest(name=f"demo-{self.run_id}-detector-seed", tasks=["stop_sign"],
-                                                                filter=L.SampleFilter(vehicle_ids=[vehicle]), split=L.SplitSpec(val_fraction=0.25),
-                                                                description="occluded stop sign detector: operator's seed set"),
-                                         metadata=self.auth, timeout=120).dataset
-        self.detector_name = f"occluded_stop_{self.run_id}"
-        spec = T.RunSpec(kind=T.RUN_KIND_TRIGGER_DETECTOR, model_name=self.detector_name, detector_name=self.detector_name, tasks=["stop_sign"],
-                         positive_predicate=OCCLUDED, seed=self.config.seed, epochs=16, datasets=[C.DatasetRef(name=seed.name, version=seed.version)])
-        run = self.wait_run(self.trainer.StartRun(T.StartRunRequest(spec=spec), metadata=self.auth, timeout=10).run.run_id, "detector")
-        accepted = run.status == T.RUN_STATUS_SUCCEEDED
-        self.result.detector = {"name": self.detector_name, "version": int(run.model.version) if accepted else 0, "seed_samples": len(ids),
-                                "seed_labels": labelled, "status": T.RunStatus.Name(run.status).removeprefix("RUN_STATUS_"),
-                                "gate": "; ".join(run.gate_report.reasons) or run.error}
+        vehicle = f"seed-{self.run_id}"
+        ids = self.register_frames(positives, vehicle, self.seed_trigger) + self.register_frames(negatives, vehicle, self.seed_trigger)
+        self.label_queue()
         self.seed_labels = len(ids)
-        self.say(f"[blue]detector[/] {self.detector_name} v{run.model.version} from {len(ids)} labelled seed frames: "
-                 f"{self.result.detector['status'].lower()} ({self.result.detector['gate']})")
-        if not accepted:
+        self.detector_name = f"occluded_stop_{self.run_id}"
+        if not self.train_detector(0, [self.seed_trigger], f"{len(ids)} labelled seed frames"):
             self.detector_name = ""
-            self.result.notes.append(f"the trigger detector was not published ({self.result.detector['gate']}): no detector trigger this run")
+            self.result.notes.append(f"the trigger detector was not published ({self.result.detectors[-1]['gate']}): no detector trigger this run")
+
+    def train_detector(self, iteration: int, trigger_ids: list[str], what: str) -> bool:
+        """A detector run on the labelled samples of `trigger_ids`; True when published (beamed to the cars)."""
+        from longtail.common.v1 import common_pb2 as C
+        from longtail.labels.v1 import labels_pb2 as L
+        from longtail.models.v1 import trainer_pb2 as T
+
+        ds = self.labels.CreateDataset(L.CreateDatasetRequest(name=f"demo-{self.run_id}-detector", tasks=["stop_sign"],
+                                                              filter=L.SampleFilter(trigger_ids=trigger_ids), split=L.SplitSpec(val_fraction=0.25),
+                                                              description=f"occluded stop sign detector, iteration {iteration}: {what}"),
+                                       metadata=self.auth, timeout=120).dataset
+        spec = T.RunSpec(kind=T.RUN_KIND_TRIGGER_DETECTOR, model_name=self.detector_name, detector_name=self.detector_name, tasks=["stop_sign"],
+                         positive_predicate=OCCLUDED, seed=self.config.seed + iteration, epochs=16,
+                         datasets=[C.DatasetRef(name=ds.name, version=ds.version)])
+        run = self.wait_run(self.trainer.StartRun(T.StartRunRequest(spec=spec), metadata=self.auth, timeout=10).run.run_id, f"detector i{iteration}")
+        accepted = run.status == T.RUN_STATUS_SUCCEEDED
+        samples = ds.split_counts.train + ds.split_counts.val + ds.split_counts.test
+        entry = {"name": self.detector_name, "iteration": iteration, "version": int(run.model.version) if accepted else 0, "samples": samples,
+                 "dataset": f"{ds.name}@{ds.version}", "status": T.RunStatus.Name(run.status).removeprefix("RUN_STATUS_"),
+                 "gate": "; ".join(run.gate_report.reasons) or run.error}
+        self.result.detectors.append(entry)
+        self.say(f"[blue]detector[/] {self.detector_name} v{run.model.version} from {what} ({samples} samples): "
+                 f"{entry['status'].lower()} ({entry['gate']})")
+        return accepted
+
+    def retrain_detector(self, iteration: int) -> None:
+        """The detector's own labelled uploads (mostly its false alarms) join the seed set: the next
+        version, beamed to the cars under the same name, fires less on what it confused."""
+        stats = self.triggers.get(self.detector_trigger)
+        if not self.detector_name or stats is None or stats.uploads == 0:
+            return
+        self.train_detector(iteration, [self.seed_trigger, self.detector_trigger],
+                            f"the seed set and its {stats.uploads} labelled uploads ({stats.true_positive} true)")
 
     # ------------------------------------------------------------------ triggers
     def trigger_specs(self) -> list[tuple[str, str, dict]]:
         """(trigger id, arm, spec fields). Per-car limits spread the label budget over the cars."""
         c = self.config
         per_car = max(1, math.ceil(c.budget / c.cars))
-        detector = max(1, math.ceil(per_car * 0.4)) if self.detector_name else 0
-        unsure = max(1, math.ceil((per_car - detector) * 0.6))
+        share = max(1, math.ceil(per_car * 0.3))
         specs = []
         if self.detector_name:
             # The beamed-down detector: its score for the frame (the newest version under its bare name).
-            specs.append((f"detector-stop-{self.run_id}", "triggered",
-                          {"expression": f'score("{self.detector_name}") > 0.7', "min_interval_s": 1.0, "per_car": detector}))
+            specs.append((self.detector_trigger, "triggered",
+                          {"expression": f'score("{self.detector_name}") > 0.7', "min_interval_s": 1.0, "per_car": share}))
         return specs + [
+            # Map-vision disagreement, fleet-side: the map has a stop sign the car should see and
+            # the car's model does not (occluded signs look like that; so do stale map features).
+            (f"map-stop-{self.run_id}", "triggered",
+             {"expression": "map_disagrees(stop_sign, kind=missing)", "fleet": True, "min_interval_s": 2.0, "per_car": share}),
             # Uncertainty: a stop sign the shadow model sees, but without confidence (occluded
             # signs look like that to a model that never saw foliage).
             (f"unsure-stop-{self.run_id}", "triggered",
-             {"expression": "any(d.cls == stop_sign and d.conf < 0.6)", "min_interval_s": 1.0, "per_car": unsure}),
+             {"expression": "any(d.cls == stop_sign and d.conf < 0.6)", "min_interval_s": 1.0, "per_car": share}),
             # Flicker: a stop sign that comes and goes between frames (the model cannot make up its mind).
             (f"flicker-stop-{self.run_id}", "triggered",
              {"expression": "any(d.cls == stop_sign and d.conf >= 0.25) and not sustained(any(d.cls == stop_sign and d.conf >= 0.25), frames=3)",
-              "min_interval_s": 2.0, "per_car": max(1, per_car - detector - unsure)}),
+              "min_interval_s": 2.0, "per_car": max(1, per_car - 3 * share)}),
             # Random sampling baseline: content-blind periodic sampling of fleet frames.
             (f"random-{self.run_id}", "random",
              {"expression": "true", "every_frame": True, "min_interval_s": max(0.5, c.duration_s / per_car * 0.95), "per_car": per_car}),
@@ -380,7 +410,7 @@ class Demo:
         from longtail.triggers.v1 import triggers_pb2 as S
 
         for trigger_id, arm, f in self.trigger_specs():
-            spec = S.TriggerSpec(name=trigger_id, expression=f["expression"], site=S.TRIGGER_SITE_EDGE, task="stop_sign",
+            spec = S.TriggerSpec(name=trigger_id, expression=f["expression"], site=S.TRIGGER_SITE_FLEET if f.get("fleet") else S.TRIGGER_SITE_EDGE, task="stop_sign",
                                  firing_mode=S.FIRING_MODE_EVERY_FRAME if f.get("every_frame") else S.FIRING_MODE_RISING_EDGE,
                                  min_interval=duration_pb2.Duration(seconds=int(f["min_interval_s"]), nanos=int((f["min_interval_s"] % 1) * 1e9)),
                                  upload_budget=100_000, max_uploads_per_car_hour=f["per_car"],
@@ -389,7 +419,7 @@ class Demo:
             if not check.ok:
                 raise RuntimeError(f"trigger {trigger_id} does not validate: {check.errors}")
             self.catalog.CreateTrigger(S.CreateTriggerRequest(trigger_id=trigger_id, spec=spec), metadata=self.auth, timeout=10)
-            self.triggers[trigger_id] = TriggerStats(trigger_id, arm, f["expression"])
+            self.triggers[trigger_id] = TriggerStats(trigger_id, arm, f["expression"], site="fleet" if f.get("fleet") else "edge")
         self.result.triggers = list(self.triggers.values())
         self.say(f"[magenta]operator[/] created triggers {', '.join(self.triggers)}")
 
@@ -434,7 +464,10 @@ class Demo:
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
         # Cars start per run (run id) and iteration: a repeated run must not upload byte-identical frames
         # (content-addressed: the gateway would store nothing new and no sample would appear).
-        sim = SimConfig(cars=self.config.cars, duration_s=duration_s, seed=(int(self.run_id, 16) % 100_000) * 1000 + self.config.seed * 100 + iteration, vehicle_prefix=f"{self.run_id}-{label}")
+        # Fleet-side fires come back as upload requests after the (faster than real time) drive moved
+        # on: the cars keep the whole drive and wait a little for late requests.
+        sim = SimConfig(cars=self.config.cars, duration_s=duration_s, seed=(int(self.run_id, 16) % 100_000) * 1000 + self.config.seed * 100 + iteration,
+                        vehicle_prefix=f"{self.run_id}-{label}", ring_frames=min(300, int(duration_s * 10) + 1), request_grace_s=3.0)
         world = World(WorldConfig(), seed=self.config.seed)
         # The cars start with the bootstrap model and install what the gateway beams down: the
         # triggered arm's PRODUCTION (GATEWAY_FLEET_MODEL), its shadow CANDIDATE and trigger detectors.
@@ -531,7 +564,7 @@ class Demo:
         from longtail.common.v1 import common_pb2 as C
         from longtail.labels.v1 import labels_pb2 as L
 
-        ids = [t for t, s in self.triggers.items() if s.arm == arm]
+        ids = [t for t, s in self.triggers.items() if s.arm == arm] + ([self.seed_trigger] if arm == "triggered" and self.seed_labels else [])
         name = f"demo-{self.run_id}-{arm}"
         flt = L.SampleFilter(trigger_ids=ids)
         if until_ns is not None:
@@ -584,6 +617,12 @@ class Demo:
         samples = self.wait_for_samples(len(self.counted) + self.pending_uploads)
         self.account(samples)
         self.pending_uploads = 0
+        from longtail.triggers.v1 import triggers_pb2 as S
+
+        for stats in self.triggers.values():
+            if stats.site == "fleet":  # fired on the server: the evaluator's yield ledger counts them
+                yields = self.catalog.GetYield(S.GetYieldRequest(trigger_id=stats.trigger_id), timeout=30).yields
+                stats.fires = sum(int(y.fired) for y in yields)
         return samples
 
     def account(self, samples) -> None:
@@ -604,10 +643,10 @@ class Demo:
         self.say(f"[green]label-store[/] {len(samples)} fleet samples registered so far")
         labelled = self.label_queue()
         self.say(f"[green]labellers[/] {labelled} labels given (simulated, error rate {ERROR_RATE})")
+        self.retrain_detector(iteration)
 
         triggered = self.dataset("triggered", iteration)
-        # The detector's seed labels were spent by the triggered arm too (they train the detector, not the model).
-        n_trig = triggered.split_counts.train + triggered.split_counts.val + triggered.split_counts.test + self.seed_labels
+        n_trig = triggered.split_counts.train + triggered.split_counts.val + triggered.split_counts.test  # the seed set included
         # The random arm gets at most the triggered arm's label count: its earliest samples, cut by
         # capture time (cars sample in lockstep, so the cut may round down to fewer).
         stamps = sorted(s.provenance.captured_at.ToNanoseconds() for s in samples

@@ -134,16 +134,18 @@ def markdown(result) -> str:
               f"Base rate of occluded stop signs: **{pct(result.base_rate)}** of all {sum(f['frames'] for f in result.fleet):,} fleet frames "
               f"(simulator ground truth); {pct(result.base_rate_random_uploads)} of the random arm's uploads.", "",
               "| trigger | arm | expression | backtest fires / frames | fired | uploaded | occluded stop sign | yield | yield / base rate |", "|---|---|---|---|---|---|---|---|---|"]
-    d = result.detector
-    if d:
-        lines[-2:-2] = [f"Trigger detector `{d['name']}` v{d['version']}: trained from {d['seed_samples']} labelled seed frames, "
-                        f"{d['status'].lower()} ({d['gate']}); the gateway beamed it to every car, which scored each frame with it.", ""]
+    if result.detectors:
+        rows = ["Trigger detector versions (the gateway beams each accepted one to every car, which scores every frame with it; "
+                "after iteration 0, the seed set plus the detector trigger's own labelled uploads):", "",
+                "| iteration | version | dataset | samples | status | gate |", "|---|---|---|---|---|---|"]
+        rows += [f"| {d['iteration']} | v{d['version']} | {d['dataset']} | {d['samples']} | {d['status']} | {d['gate']} |" for d in result.detectors]
+        lines[-2:-2] = rows + [""]
     for t in result.triggers:
         y = t.true_positive / t.uploads if t.uploads else float("nan")
         ratio = f"{y / result.base_rate:.1f}x" if result.base_rate and y == y else "n/a"
         lines.append(f"| {t.trigger_id} | {t.arm} | `{t.expression}` | {t.backtest_fires} / {t.backtest_frames} | {t.fires} | {t.uploads} | {t.true_positive} | {pct(y)} | {ratio} |")
     lines += ["", "![triggers](triggers.png)", "", "## Labels", "",
-              "Labels spent (training data; for the triggered arm also the detector's seed set): " + ", ".join(f"{arm} {n}" for arm, n in sorted(result.labels_spent.items())) +
+              "Labels spent (the triggered arm's include the detector's seed set, which it trains on too): " + ", ".join(f"{arm} {n}" for arm, n in sorted(result.labels_spent.items())) +
               f". The simulated labellers gave {result.labels_total} labels in all (suite cases and random-arm samples beyond the triggered arm's count included; "
               "those are not used for training).", "", "## Fleet", "",
               "| drive | production model (frames) | frames | acked | fires | uploads | upload errors | shadow frames / disagreements | wall s |",

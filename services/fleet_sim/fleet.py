@@ -48,6 +48,10 @@ class SimConfig:
     seed: int = 0
     realtime: bool = False  # pace the simulated clock to the wall clock
     ring_frames: int = 64  # recent frames a car keeps for uploads
+    # After the last frame, how long the cars stay connected for upload requests of fleet-side
+    # triggers (decided on the server, so they arrive after the frame; the simulated clock runs
+    # faster than real time). Requested clips then end with the last frame the car has.
+    request_grace_s: float = 0.0
     max_concurrent_uploads: int = 8
     vehicle_prefix: str = "sim"
 
@@ -278,6 +282,22 @@ class SimulatedFleet:
                 for pending in due:
                     self._start_upload(car, pending)
 
+    async def _serve_late_requests(self, grace_s: float) -> None:
+        """Stay connected until no upload request came for `grace_s` (at most 10 x `grace_s`; telemetry
+        acked first), then upload every requested clip with the frames the car has."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(car.link.drain(30) for car in self.cars if car.link is not None))
+        quiet_since, seen, deadline = loop.time(), -1, loop.time() + 10 * grace_s
+        while loop.time() - quiet_since < grace_s and loop.time() < deadline:
+            waiting = sum(len(car.pending_uploads) for car in self.cars) + self.report.uploads
+            if waiting != seen:
+                seen, quiet_since = waiting, loop.time()
+            await asyncio.sleep(0.1)
+        for car in self.cars:
+            due, car.pending_uploads = car.pending_uploads, []
+            for pending in due:
+                self._start_upload(car, pending)
+
     def _may_upload(self, active: ActiveTrigger, clock: float) -> bool:
         """The trigger's per-car limit (uploads per hour), on the simulated clock."""
         limit = active.trigger.spec.max_uploads_per_car_hour
@@ -370,6 +390,8 @@ class SimulatedFleet:
             if car.outgoing and car.link is not None:
                 car.link.submit(car.outgoing)
                 car.outgoing = []
+        if self.gateway_address and self.config.request_grace_s > 0:
+            await self._serve_late_requests(self.config.request_grace_s)
         if self._uploads:
             await asyncio.gather(*self._uploads, return_exceptions=True)
         for car in self.cars:

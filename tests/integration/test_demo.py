@@ -16,7 +16,7 @@ from longtail.common.v1 import common_pb2 as C
 
 
 def test_demo_loop_writes_a_report_from_the_run(kafka, s3, triton, tmp_path):
-    config = loop.DemoConfig(cars=6, iterations=1, budget=36, duration_s=60.0, suite_cases=10, epochs=3, out=tmp_path / "demo",
+    config = loop.DemoConfig(cars=6, iterations=1, budget=36, duration_s=60.0, suite_cases=10, epochs=3, seed_examples=12, out=tmp_path / "demo",
                              manage_infra=False)
     said: list[str] = []
     since_ms = int(time.time() * 1000)
@@ -56,10 +56,12 @@ def test_demo_loop_writes_a_report_from_the_run(kafka, s3, triton, tmp_path):
     # the cars ran what the gateway beamed down: the triggered arm's PRODUCTION and the trigger detector
     drive = next(f for f in data["fleet"] if f["label"] == "i1")
     assert drive["models"] == {f"demo-{result.run}@1": 6 * 600}, drive
-    detector = data["detector"]
-    assert detector["seed_samples"] == 3 * config.seed_examples and detector["status"] in ("SUCCEEDED", "REFUSED"), detector
-    if detector["status"] == "SUCCEEDED":
-        assert triggers[f"detector-stop-{result.run}"]["expression"] == f'score("{detector["name"]}") > 0.7'
+    seed = data["detectors"][0]  # trained on the operator's seed set, then on it and the detector trigger's own uploads
+    assert seed["iteration"] == 0 and seed["samples"] == 3 * config.seed_examples and seed["status"] in ("SUCCEEDED", "REFUSED"), seed
+    if seed["status"] == "SUCCEEDED":
+        assert triggers[f"detector-stop-{result.run}"]["expression"] == f'score("{seed["name"]}") > 0.7'
+        retrained = [d for d in data["detectors"] if d["iteration"] == 1]
+        assert len(retrained) == (triggers[f"detector-stop-{result.run}"]["uploads"] > 0), data["detectors"]
     triggered = by_arm[("triggered", 1)]
     if triggered["accepted"]:  # shadow mode on the whole fleet, then PRODUCTION
         shadow_drive = next(f for f in data["fleet"] if f["label"] == "i1-shadow")
