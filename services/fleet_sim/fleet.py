@@ -283,11 +283,11 @@ class SimulatedFleet:
                     self._start_upload(car, pending)
 
     async def _serve_late_requests(self, grace_s: float) -> None:
-        """Stay connected until no upload request came for `grace_s` (at most 10 x `grace_s`; telemetry
+        """Stay connected until no upload request came for `grace_s` (at most 5 x `grace_s`; telemetry
         acked first), then upload every requested clip with the frames the car has."""
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(car.link.drain(30) for car in self.cars if car.link is not None))
-        quiet_since, seen, deadline = loop.time(), -1, loop.time() + 10 * grace_s
+        quiet_since, seen, deadline = loop.time(), -1, loop.time() + 5 * grace_s
         while loop.time() - quiet_since < grace_s and loop.time() < deadline:
             waiting = sum(len(car.pending_uploads) for car in self.cars) + self.report.uploads
             if waiting != seen:
