@@ -62,6 +62,7 @@ class DemoConfig:
     suite_cases: int = 20  # cases per suite
     seed_examples: int = 20  # labelled positives (and twice as many negatives) the trigger detector learns from
     shadow_s: float = 10.0  # simulated seconds the fleet runs a candidate in shadow mode before promotion
+    replay_samples: int = 400  # synthetic common-case frames each run rehearses (against forgetting; no labels)
     epochs: int = 6
     seed: int = 0
     out: Path = Path("out/demo")
@@ -584,7 +585,8 @@ class Demo:
         from longtail.models.v1 import trainer_pb2 as T
 
         hp = struct_pb2.Struct()
-        hp.update({"lr": 0.001})
+        # Both arms rehearse the common case with the same synthetic frames (no labels spent).
+        hp.update({"lr": 0.001, "replay_samples": self.config.replay_samples})
         # The triggered arm's accepted versions become CANDIDATEs (shadow mode first), the random arm's PRODUCTION.
         spec = T.RunSpec(model_name=self.arms[arm], promote=arm == "random", seed=self.config.seed + iteration, epochs=self.config.epochs, hyperparameters=hp,
                          datasets=[C.DatasetRef(name=dataset.name, version=dataset.version)])

@@ -19,14 +19,17 @@ from longtail.triggers.v1 import triggers_pb2_grpc
 
 from trigger_evaluator.backtest import read_segment, run_backtest
 from trigger_evaluator.catalog import Catalog, CatalogError, validate_spec
+from trigger_evaluator.fleet_worker import uses_map
 from trigger_evaluator.ledger import YieldLedger
 
 log = get_logger(__name__)
 
 
 class TriggerCatalog(triggers_pb2_grpc.TriggerCatalogServiceServicer):
-    def __init__(self, catalog: Catalog, ledger: YieldLedger, producer: Producer, operator_secret: str, bootstrap: str, store: ObjectStore | None) -> None:
+    def __init__(self, catalog: Catalog, ledger: YieldLedger, producer: Producer, operator_secret: str, bootstrap: str, store: ObjectStore | None,
+                 map_view=None) -> None:
         self.catalog = catalog
+        self.map_view = map_view  # fleet_worker.MapView: backtests of map_disagreement() see the current map
         self.ledger = ledger
         self.producer = producer
         self.operator_secret = operator_secret
@@ -174,6 +177,7 @@ class TriggerCatalog(triggers_pb2_grpc.TriggerCatalogServiceServicer):
         else:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a time_range or a segment_key")
         try:
-            return await asyncio.to_thread(lambda: run_backtest(compiled, spec, batches(), request.sample_limit, request.max_frames))
+            map_context = self.map_view.context if self.map_view is not None and uses_map(compiled) else None
+            return await asyncio.to_thread(lambda: run_backtest(compiled, spec, batches(), request.sample_limit, request.max_frames, map_context))
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))

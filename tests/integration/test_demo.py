@@ -44,6 +44,7 @@ def test_demo_loop_writes_a_report_from_the_run(kafka, s3, triton, tmp_path):
         assert set(it["pass_rates"]) == suites and all(0.0 <= v <= 1.0 for v in it["pass_rates"].values())
         assert set(it["candidate_pass_rates"]) == suites
         assert it["datasets_used"] and not any(d.startswith("generator:") for d in it["datasets_used"]), it  # trained on fleet labels
+        assert "replay:common" in it["datasets_used"], it  # plus rehearsal of the common case (synthetic, no labels)
         if not it["accepted"]:  # a refused candidate leaves production as it was
             assert it["pass_rates"] == data["baseline"] and it["reasons"]
     assert data["labels_spent"]["triggered"] > 0
