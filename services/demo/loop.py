@@ -32,6 +32,7 @@ import secrets
 import shutil
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -463,11 +464,11 @@ class Demo:
         from fleet_sim.world import World, WorldConfig
 
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-        # Cars start per run (run id) and iteration: a repeated run must not upload byte-identical frames
+        # Cars start per run (run id) and drive (label): a repeated run must not upload byte-identical frames
         # (content-addressed: the gateway would store nothing new and no sample would appear).
         # Fleet-side fires come back as upload requests after the (faster than real time) drive moved
         # on: the cars keep the whole drive and wait a little for late requests.
-        sim = SimConfig(cars=self.config.cars, duration_s=duration_s, seed=(int(self.run_id, 16) % 100_000) * 1000 + self.config.seed * 100 + iteration,
+        sim = SimConfig(cars=self.config.cars, duration_s=duration_s, seed=(int(self.run_id, 16) % 100_000) * 1000 + self.config.seed * 100 + zlib.crc32(label.encode()) % 100,
                         vehicle_prefix=f"{self.run_id}-{label}", ring_frames=min(300, int(duration_s * 10) + 1), request_grace_s=3.0)
         world = World(WorldConfig(), seed=self.config.seed)
         # The cars start with the bootstrap model and install what the gateway beams down: the
