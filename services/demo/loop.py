@@ -14,11 +14,13 @@
      it for the next drive); suite pass rates recorded
   -> report (Markdown + PNG) in --out.
 
-Two arms share the fleet, the label store and the suites:
-  * triggered: the operator's triggers (what the data engine does); its labels include the
-               detector's seed set;
-  * random:    a periodic sampling trigger (content-blind, i.e. random fleet frames), restricted
-               to at most the same number of labels as the triggered arm (same label budget).
+Three arms share the fleet, the label store and the suites, each with its own model line:
+  * triggered:   the operator's triggers (what the data engine does); its labels include the
+                 detector's seed set;
+  * random:      a periodic sampling trigger (content-blind, i.e. random fleet frames), restricted
+                 to at most the same number of labels as the triggered arm (same label budget);
+  * uncertainty: plain uncertainty sampling: of the same random fleet frames, the ones its own
+                 PRODUCTION model is least sure about, same label budget.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import grpc
+import numpy as np
 
 SUITE_DIR = Path(__file__).resolve().parents[2] / "suites"
 BOOTSTRAP_SEED = 3  # the fleet's shadow model and the baseline (cached by fleet_sim.bootstrap)
@@ -136,7 +139,7 @@ class Demo:
         self.processes: dict[str, object] = {}
         self.launcher = None
         self.result = DemoResult(run=self.run_id, config=asdict(config))
-        self.arms = {"triggered": f"demo-{self.run_id}", "random": f"demo-{self.run_id}-random"}
+        self.arms = {"triggered": f"demo-{self.run_id}", "random": f"demo-{self.run_id}-random", "uncertainty": f"demo-{self.run_id}-uncertainty"}
         self.truth: dict[str, dict] = {}
         self.counted: set[str] = set()
         self.triggers: dict[str, TriggerStats] = {}
@@ -401,9 +404,10 @@ class Demo:
             (f"flicker-stop-{self.run_id}", "triggered",
              {"expression": "any(d.cls == stop_sign and d.conf >= 0.25) and not sustained(any(d.cls == stop_sign and d.conf >= 0.25), frames=3)",
               "min_interval_s": 2.0, "per_car": max(1, per_car - 3 * share)}),
-            # Random sampling baseline: content-blind periodic sampling of fleet frames.
+            # Random sampling baseline: content-blind periodic sampling of fleet frames. Twice the
+            # budget: the random arm takes the earliest, the uncertainty arm the most uncertain half.
             (f"random-{self.run_id}", "random",
-             {"expression": "true", "every_frame": True, "min_interval_s": max(0.5, c.duration_s / per_car * 0.95), "per_car": per_car}),
+             {"expression": "true", "every_frame": True, "min_interval_s": max(0.5, c.duration_s / (2 * per_car) * 0.95), "per_car": 2 * per_car}),
         ]
 
     def create_triggers(self) -> None:
@@ -560,7 +564,30 @@ class Demo:
         return done
 
     # ------------------------------------------------------------------ training
-    def dataset(self, arm: str, iteration: int, until_ns: int | None = None):
+    def most_uncertain(self, pool: list, n: int) -> list[str]:
+        """Plain uncertainty sampling: the `n` pool samples whose stop-sign output has the highest
+        entropy under the uncertainty arm's current PRODUCTION model."""
+        from longtail import model as model_mod
+        from longtail.common.v1 import common_pb2 as C
+        from longtail.models.v1 import trainer_pb2 as T
+        from trainer import data as data_mod
+
+        if not pool or n <= 0:
+            return []
+        mv = self.trainer.GetModel(T.GetModelRequest(model=C.ModelRef(name=self.arms["uncertainty"])), timeout=10).model
+        model = model_mod.from_bytes(self.objects.get(mv.weights_key))
+        images = data_mod.fetch_images(lambda bucket, key: self.objects.get(key),
+                                       [data_mod.Example(s.sample_id, "", s.bucket, s.object_key, s.content_type) for s in pool])
+
+        def entropy(prediction: dict) -> float:
+            p = np.array([v for v in prediction["stop_sign"]["class_scores"].values() if v > 0.0])
+            return float(-(p * np.log(p)).sum())
+
+        scores = [entropy(p) for p in model.predict(images)]
+        ranked = sorted(range(len(pool)), key=lambda i: -scores[i])
+        return [pool[i].sample_id for i in ranked[:n]]
+
+    def dataset(self, arm: str, iteration: int, until_ns: int | None = None, sample_ids: list[str] | None = None):
         from google.protobuf import timestamp_pb2
 
         from longtail.common.v1 import common_pb2 as C
@@ -568,7 +595,7 @@ class Demo:
 
         ids = [t for t, s in self.triggers.items() if s.arm == arm] + ([self.seed_trigger] if arm == "triggered" and self.seed_labels else [])
         name = f"demo-{self.run_id}-{arm}"
-        flt = L.SampleFilter(trigger_ids=ids)
+        flt = L.SampleFilter(trigger_ids=ids) if sample_ids is None else L.SampleFilter(sample_ids=sample_ids or ["none"])
         if until_ns is not None:
             since, until = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
             since.FromNanoseconds(1)
@@ -588,8 +615,8 @@ class Demo:
         hp = struct_pb2.Struct()
         # Both arms rehearse the common case with the same synthetic frames (no labels spent).
         hp.update({"lr": 0.001, "replay_samples": self.config.replay_samples})
-        # The triggered arm's accepted versions become CANDIDATEs (shadow mode first), the random arm's PRODUCTION.
-        spec = T.RunSpec(model_name=self.arms[arm], promote=arm == "random", seed=self.config.seed + iteration, epochs=self.config.epochs, hyperparameters=hp,
+        # The triggered arm's accepted versions become CANDIDATEs (shadow mode first), the baselines' PRODUCTION.
+        spec = T.RunSpec(model_name=self.arms[arm], promote=arm != "triggered", seed=self.config.seed + iteration, epochs=self.config.epochs, hyperparameters=hp,
                          datasets=[C.DatasetRef(name=dataset.name, version=dataset.version)])
         return self.trainer.StartRun(T.StartRunRequest(spec=spec), metadata=self.auth, timeout=10).run.run_id
 
@@ -662,11 +689,14 @@ class Demo:
             until = (stamps[k - 1] + stamps[k]) // 2 if k > 0 else stamps[0] - 1
         rnd = self.dataset("random", iteration, until_ns=until)
         n_rnd = rnd.split_counts.train + rnd.split_counts.val + rnd.split_counts.test
+        pool = [s for s in samples if s.provenance.trigger_id in self.triggers and self.triggers[s.provenance.trigger_id].arm == "random"]
+        unc = self.dataset("uncertainty", iteration, sample_ids=self.most_uncertain(pool, n_trig))
+        n_unc = unc.split_counts.train + unc.split_counts.val + unc.split_counts.test
         self.say(f"[green]datasets[/] triggered v{triggered.version}: {n_trig} labels ({self.seed_labels} of them the detector's seed set); "
-                 f"random v{rnd.version}: {n_rnd}")
+                 f"random v{rnd.version}: {n_rnd}; uncertainty v{unc.version}: {n_unc} (the most uncertain of {len(pool)} random fleet frames)")
 
         runs = {}
-        for arm, ds, n in (("triggered", triggered, n_trig), ("random", rnd, n_rnd)):
+        for arm, ds, n in (("triggered", triggered, n_trig), ("random", rnd, n_rnd), ("uncertainty", unc, n_unc)):
             if ds.split_counts.train == 0:
                 # The trainer would fall back to the simulator's generator: not a fleet-learning result.
                 previous = [i for i in self.result.iterations if i.arm == arm]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ARMS = ("triggered", "random")
+ARMS = ("triggered", "random", "uncertainty")
 
 
 def pass_rate_series(result, arm: str, suite: str) -> list[float]:
@@ -26,17 +26,17 @@ def plots(result, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for i, suite in enumerate(suites):
         color = f"C{i}"
-        for arm, style in zip(ARMS, ("-o", "--s")):
+        for k, (arm, style) in enumerate(zip(ARMS, ("-o", "--s", ":^"))):
             ys = pass_rate_series(result, arm, suite)
             ax.plot(range(len(ys)), [y * 100 for y in ys], style, color=color, label=f"{suite} ({arm})")
             cands = [(i.iteration, i.candidate_pass_rates[suite]) for i in result.iterations if i.arm == arm and suite in i.candidate_pass_rates]
             if cands:  # what the candidates scored (refused ones included)
-                ax.plot([c[0] + (0.04 if arm == "random" else -0.04) for c in cands], [c[1] * 100 for c in cands], "x", color=color, alpha=0.6)
+                ax.plot([c[0] + (k - 1) * 0.04 for c in cands], [c[1] * 100 for c in cands], "x", color=color, alpha=0.6)
     ax.set_xlabel("iteration (0 = baseline; x = candidate, gated)")
     ax.set_xticks(range(1 + max((i.iteration for i in result.iterations), default=0)))
     ax.set_ylabel("suite pass rate, %")
     ax.set_ylim(-5, 105)
-    ax.set_title("Suite pass rate of the PRODUCTION model: triggers (solid) vs random sampling (dashed)")
+    ax.set_title("Suite pass rate of PRODUCTION: triggers (solid), random (dashed), uncertainty (dotted)", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -45,11 +45,11 @@ def plots(result, out: Path) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    width = 0.38
+    width = 0.8 / len(ARMS)
     iterations = sorted({i.iteration for i in result.iterations})
     for k, arm in enumerate(ARMS):
         counts = [next((i.labels for i in result.iterations if i.arm == arm and i.iteration == n), 0) for n in iterations]
-        ax.bar([n + (k - 0.5) * width for n in iterations], counts, width, label=arm)
+        ax.bar([n + (k - (len(ARMS) - 1) / 2) * width for n in iterations], counts, width, label=arm)
     ax.set_xlabel("iteration")
     ax.set_ylabel("labels in the training dataset (cumulative)")
     ax.set_xticks(iterations)
@@ -85,7 +85,8 @@ def pct(x: float) -> str:
 
 
 def label_efficiency(result, suite: str) -> str:
-    """Labels each arm had spent when its PRODUCTION first reached the triggered arm's best pass rate on `suite`."""
+    """Labels each baseline arm had spent when its PRODUCTION first reached the triggered arm's best
+    pass rate on `suite`, against what the triggered arm spent to get there."""
     def first_reaching(arm: str, target: float):
         for it in sorted((i for i in result.iterations if i.arm == arm), key=lambda i: i.iteration):
             if it.pass_rates.get(suite, 0.0) >= target - 1e-9:
@@ -95,13 +96,17 @@ def label_efficiency(result, suite: str) -> str:
     best = max((i.pass_rates.get(suite, 0.0) for i in result.iterations if i.arm == "triggered"), default=0.0)
     if best <= result.baseline.get(suite, 0.0):
         return f"not measurable: the triggered arm did not improve on the baseline ({pct(best)})."
-    trig, rnd = first_reaching("triggered", best), first_reaching("random", best)
-    spent = max((i.labels for i in result.iterations if i.arm == "random"), default=0)
-    if rnd is None:
-        return (f"the triggered arm reached {pct(best)} with {trig} labels; the random arm did not reach it with {spent}, so it needs "
-                f"more than {spent / trig:.1f}× the labels. Both arms get the same budget per iteration, so this run can only bound "
-                "the ratio from below; more iterations (or a larger budget for the random arm) would measure it.")
-    return f"both arms reached {pct(best)}: triggered with {trig} labels, random with {rnd} ({rnd / trig:.1f}×)."
+    trig = first_reaching("triggered", best)
+    parts = [f"the triggered arm reached {pct(best)} with {trig} labels"]
+    for arm in ARMS[1:]:
+        reached = first_reaching(arm, best)
+        spent = max((i.labels for i in result.iterations if i.arm == arm), default=0)
+        if reached is None:
+            parts.append(f"the {arm} arm did not reach it with {spent} (needs more than {spent / trig:.1f}×)")
+        else:
+            parts.append(f"the {arm} arm with {reached} ({reached / trig:.1f}×)")
+    return ("; ".join(parts) + ". Every arm gets the same budget per iteration, so a baseline that does not reach the pass rate "
+            "only bounds the ratio from below; more iterations would measure it.")
 
 
 def markdown(result) -> str:
@@ -158,8 +163,8 @@ def markdown(result) -> str:
     occl = "stop_sign.occluded"
     if occl in result.suites:
         final = pass_rate_series(result, "triggered", occl)[-1]
-        final_r = pass_rate_series(result, "random", occl)[-1]
-        lines.append(f"- occluded stop sign suite ≥ 95%: triggered arm reaches {pct(final)}, random arm {pct(final_r)} (baseline {pct(result.baseline.get(occl, float('nan')))}).")
+        others = ", ".join(f"{arm} arm {pct(pass_rate_series(result, arm, occl)[-1])}" for arm in ARMS[1:])
+        lines.append(f"- occluded stop sign suite ≥ 95%: triggered arm reaches {pct(final)}, {others} (baseline {pct(result.baseline.get(occl, float('nan')))}).")
     regress = [f"{s} ({arm})" for s in suites for arm in ARMS if any(b < a - 1e-9 for a, b in zip(pass_rate_series(result, arm, s), pass_rate_series(result, arm, s)[1:]))]
     lines.append(f"- no suite regresses: {'yes' if not regress else 'NO: ' + ', '.join(regress)} (the gate refuses regressing candidates, so PRODUCTION cannot regress).")
     best = max((t.true_positive / t.uploads / result.base_rate for t in result.triggers if t.arm == "triggered" and t.uploads and result.base_rate), default=0.0)

@@ -35,9 +35,9 @@ def test_demo_loop_writes_a_report_from_the_run(kafka, s3, triton, tmp_path):
     assert set(data["baseline"]) == suites
     assert data["baseline"]["stop_sign.occluded"] < data["baseline"]["stop_sign.regressions"]
     by_arm = {(i["arm"], i["iteration"]): i for i in data["iterations"]}
-    assert set(by_arm) == {("triggered", 1), ("random", 1)}
+    assert set(by_arm) == {("triggered", 1), ("random", 1), ("uncertainty", 1)}
     for it in by_arm.values():
-        if it["arm"] == "random" and it["status"] == "SKIPPED":  # no random sample fitted the budget
+        if it["arm"] != "triggered" and it["status"] == "SKIPPED":  # no random fleet frame fitted the budget
             assert it["labels"] == 0 or it["reasons"], it
             continue
         assert it["run_id"] and it["status"] in ("SUCCEEDED", "REFUSED"), it
@@ -48,7 +48,8 @@ def test_demo_loop_writes_a_report_from_the_run(kafka, s3, triton, tmp_path):
         if not it["accepted"]:  # a refused candidate leaves production as it was
             assert it["pass_rates"] == data["baseline"] and it["reasons"]
     assert data["labels_spent"]["triggered"] > 0
-    assert data["labels_spent"]["random"] <= data["labels_spent"]["triggered"]  # the same label budget at most
+    for arm in ("random", "uncertainty"):
+        assert data["labels_spent"][arm] <= data["labels_spent"]["triggered"]  # the same label budget at most
     assert data["labels_total"] >= data["labels_spent"]["triggered"]
     triggers = {t["trigger_id"]: t for t in data["triggers"]}
     assert sum(t["uploads"] for t in triggers.values() if t["arm"] == "triggered") == data["labels_spent"]["triggered"] or data["labels_spent"]["triggered"] > 0
@@ -78,6 +79,7 @@ def test_demo_loop_writes_a_report_from_the_run(kafka, s3, triton, tmp_path):
         base = report.pct(data["baseline"][suite])
         assert f"| {suite} | 10 | triggered | {base} | {report.pct(by_arm[('triggered', 1)]['pass_rates'][suite])} |" in md
         assert f"| {suite} | 10 | random | {base} | {report.pct(by_arm[('random', 1)]['pass_rates'][suite])} |" in md
+        assert f"| {suite} | 10 | uncertainty | {base} | {report.pct(by_arm[('uncertainty', 1)]['pass_rates'][suite])} |" in md
     for png in ("pass_rates.png", "labels.png", "triggers.png"):
         assert (tmp_path / "demo" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not any(math.isnan(v) for v in data["baseline"].values())
