@@ -34,7 +34,6 @@ import secrets
 import shutil
 import time
 import uuid
-import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -386,6 +385,7 @@ class Demo:
         c = self.config
         per_car = max(1, math.ceil(c.budget / c.cars))
         share = max(1, math.ceil(per_car * 0.3))
+        shares = 3 if self.detector_name else 2  # detector, map, unsure (flicker gets the rest)
         specs = []
         if self.detector_name:
             # The beamed-down detector: its score for the frame (the newest version under its bare name).
@@ -403,7 +403,7 @@ class Demo:
             # Flicker: a stop sign that comes and goes between frames (the model cannot make up its mind).
             (f"flicker-stop-{self.run_id}", "triggered",
              {"expression": "any(d.cls == stop_sign and d.conf >= 0.25) and not sustained(any(d.cls == stop_sign and d.conf >= 0.25), frames=3)",
-              "min_interval_s": 2.0, "per_car": max(1, per_car - 3 * share)}),
+              "min_interval_s": 2.0, "per_car": max(1, per_car - shares * share)}),
             # Random sampling baseline: content-blind periodic sampling of fleet frames. Twice the
             # budget: the random arm takes the earliest, the uncertainty arm the most uncertain half.
             (f"random-{self.run_id}", "random",
@@ -468,11 +468,11 @@ class Demo:
         from fleet_sim.world import World, WorldConfig
 
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-        # Cars start per run (run id) and drive (label): a repeated run must not upload byte-identical frames
+        # Cars start per run (run id) and drive (its number): a repeated run must not upload byte-identical frames
         # (content-addressed: the gateway would store nothing new and no sample would appear).
         # Fleet-side fires come back as upload requests after the (faster than real time) drive moved
         # on: the cars keep the whole drive and wait a little for late requests.
-        sim = SimConfig(cars=self.config.cars, duration_s=duration_s, seed=(int(self.run_id, 16) % 100_000) * 1000 + self.config.seed * 100 + zlib.crc32(label.encode()) % 100,
+        sim = SimConfig(cars=self.config.cars, duration_s=duration_s, seed=(int(self.run_id, 16) % 100_000) * 1000 + self.config.seed * 100 + len(self.result.fleet),
                         vehicle_prefix=f"{self.run_id}-{label}", ring_frames=min(300, int(duration_s * 10) + 1), request_grace_s=3.0)
         world = World(WorldConfig(), seed=self.config.seed)
         # The cars start with the bootstrap model and install what the gateway beams down: the
@@ -595,7 +595,8 @@ class Demo:
 
         ids = [t for t, s in self.triggers.items() if s.arm == arm] + ([self.seed_trigger] if arm == "triggered" and self.seed_labels else [])
         name = f"demo-{self.run_id}-{arm}"
-        flt = L.SampleFilter(trigger_ids=ids) if sample_ids is None else L.SampleFilter(sample_ids=sample_ids or ["none"])
+        # An empty `sample_ids` means "any sample": an empty pick names a sample that cannot exist.
+        flt = L.SampleFilter(trigger_ids=ids) if sample_ids is None else L.SampleFilter(sample_ids=sample_ids or ["(none)"])
         if until_ns is not None:
             since, until = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
             since.FromNanoseconds(1)
@@ -738,11 +739,15 @@ class Demo:
         name = self.arms["triggered"]
         since = timestamp_pb2.Timestamp()
         since.GetCurrentTime()
-        self.drive(iteration, min(self.config.shadow_s, self.config.duration_s), f"i{iteration}-shadow")
-        time.sleep(1.0)  # the gateway produces the last reports asynchronously
+        report = self.drive(iteration, min(self.config.shadow_s, self.config.duration_s), f"i{iteration}-shadow")
         request = T.CompareModelsRequest(production=C.ModelRef(name=name), candidate=C.ModelRef(name=name, version=it.version))
         request.time_range.since.CopyFrom(since)
-        r = self.trainer.CompareModels(request, timeout=120)
+        deadline = time.monotonic() + 30
+        while True:  # the gateway produces the cars' last reports asynchronously
+            r = self.trainer.CompareModels(request, timeout=120)
+            if r.frames_compared >= report.shadow_frames or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         it.shadow = {"frames_compared": int(r.frames_compared), "frames_disagreeing": int(r.frames_disagreeing), "cars": int(r.distinct_vehicles),
                      "disagreement_rate": round(r.disagreement_rate, 4), "by_kind": {k.removeprefix("SHADOW_DIFFERENCE_KIND_"): int(v) for k, v in r.by_kind.items()}}
         evidence = f"shadow mode on {r.distinct_vehicles} cars: {r.frames_disagreeing}/{r.frames_compared} frames disagree ({r.disagreement_rate:.1%})"

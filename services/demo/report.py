@@ -96,7 +96,7 @@ def label_efficiency(result, suite: str) -> str:
     best = max((i.pass_rates.get(suite, 0.0) for i in result.iterations if i.arm == "triggered"), default=0.0)
     if best <= result.baseline.get(suite, 0.0):
         return f"not measurable: the triggered arm did not improve on the baseline ({pct(best)})."
-    trig = first_reaching("triggered", best)
+    trig = max(1, first_reaching("triggered", best) or 0)
     parts = [f"the triggered arm reached {pct(best)} with {trig} labels"]
     for arm in ARMS[1:]:
         reached = first_reaching(arm, best)

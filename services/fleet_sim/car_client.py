@@ -110,7 +110,7 @@ class CarLink:
         deadline = loop.time() + timeout
         while (self.pending or self.shadow_reports) and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        return not self.pending
+        return not (self.pending or self.shadow_reports)
 
     async def upload(self, header: fleet_pb2.SnapshotHeader, data: bytes) -> fleet_pb2.UploadSnapshotResponse:
         header.auth_token = self.token

@@ -200,8 +200,7 @@ class SimulatedFleet:
             models.detectors[update.detector_name or ref.name] = installed
             return True, f"detector {update.detector_name or ref.name} at {ref.name}@{ref.version}"
         promoted = models.candidate is not None and (models.candidate.ref.name, models.candidate.ref.version) == (ref.name, ref.version)
-        if update.role == common_pb2.MODEL_ROLE_CANDIDATE or promoted:
-            self._send_reports(car, [models.flush()])  # the old pair's count, before the pair changes
+        self._send_reports(car, [models.flush()])  # the old pair's count, before the pair changes
         if update.role == common_pb2.MODEL_ROLE_CANDIDATE:
             models.candidate = installed
             return True, f"candidate {ref.name}@{ref.version} in shadow mode"
@@ -370,8 +369,11 @@ class SimulatedFleet:
                 link_tasks.append(asyncio.create_task(car.link.run()))
             await asyncio.wait_for(asyncio.gather(*(c.link.connected.wait() for c in self.cars)), 60)
             await asyncio.sleep(0.2)  # let welcome commands (active triggers, models) arrive
-            deadline = time.monotonic() + 120
-            while self._applying and time.monotonic() < deadline:  # models being fetched and loaded
+            # Models being fetched and loaded; a car applies its commands one by one, so wait until
+            # nothing was applying for a few polls in a row.
+            deadline, idle = time.monotonic() + 120, 0
+            while idle < 6 and time.monotonic() < deadline:
+                idle = 0 if self._applying else idle + 1
                 await asyncio.sleep(0.05)
         ticks = int(self.config.duration_s * self.config.fps)
         clock = time.time()
@@ -398,6 +400,8 @@ class SimulatedFleet:
             if car.link is not None:
                 await car.link.drain(30)
                 car.link.stop()
+        if link_tasks:  # goodbye sent after everything queued; the gateway then ends each session
+            await asyncio.wait(link_tasks, timeout=10)
         for task in link_tasks:
             task.cancel()
         await asyncio.gather(*link_tasks, return_exceptions=True)

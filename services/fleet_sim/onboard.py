@@ -40,18 +40,15 @@ def ref_key(ref: common_pb2.ModelRef) -> tuple[str, int]:
 
 
 class ModelShelf:
-    """Loaded model versions by (name, version), shared by the cars of one process."""
+    """Loaded model versions by (name, version, sha256), shared by the cars of one process."""
 
     def __init__(self, store=None) -> None:
         self.store = store  # longtail.storage.ObjectStore, for s3:// URIs
-        self.models: dict[tuple[str, int], object] = {}
-        self._loading: dict[tuple[str, int], asyncio.Task] = {}
-
-    def put(self, ref: common_pb2.ModelRef, model) -> None:
-        self.models[ref_key(ref)] = model
+        self.models: dict[tuple[str, int, str], object] = {}
+        self._loading: dict[tuple[str, int, str], asyncio.Task] = {}
 
     async def get(self, ref: common_pb2.ModelRef, uri: str, sha256: str, size_bytes: int, weights: bytes = b""):
-        key = ref_key(ref)
+        key = (*ref_key(ref), sha256)
         if key in self.models:
             return self.models[key]
         task = self._loading.get(key)
@@ -84,14 +81,7 @@ class ModelShelf:
         if self.store is None:
             raise ModelRejected("no object store configured to fetch " + uri)
         bucket, _, key = uri.removeprefix("s3://").partition("/")
-        if bucket == self.store.bucket:
-            return self.store.get(key)
-        response = self.store.client.get_object(bucket, key)
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
+        return self.store.get(key, bucket)
 
 
 @dataclass
@@ -118,7 +108,7 @@ class CarModels:
     def compare(self, frame: fleet_pb2.Frame, prod: dict, cand: dict) -> list[fleet_pb2.ShadowDisagreement]:
         """Reports for one frame: one per task the models disagree on, or a periodic count."""
         self.compared += 1
-        shared = [t for t in self.candidate.model.tasks if t.name in {p.name for p in self.production.model.tasks}]
+        shared = shadow.shared_tasks(self.production.model.tasks, self.candidate.model.tasks)
         by_task: dict[str, list[fleet_pb2.ShadowDifference]] = {}
         for task, diff in shadow.differences(shared, prod, cand):
             by_task.setdefault(task, []).append(diff)
@@ -148,5 +138,6 @@ def run_grouped(images: np.ndarray, installed: list[Installed | None]) -> list[d
 
 
 def detector_score(model, prediction: dict) -> float:
-    """P(present) of a trigger detector (a one-task classifier with classes absent/present)."""
+    """P(present) of a trigger detector (a one-task classifier with classes absent/present, see
+    trainer.detector)."""
     return float(prediction[model.tasks[0].name]["probabilities"]["present"])

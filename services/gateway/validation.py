@@ -79,8 +79,9 @@ def validate_shadow_disagreement(d: fleet_pb2.ShadowDisagreement, vehicle_id: st
     differences only counts agreeing frames (then frame_id may be empty)."""
     for name in ("production", "candidate"):
         ref = getattr(d, name)
-        if not ref.name or len(ref.name) > MAX_NAME or ref.version <= 0:
-            raise InvalidFrame(f"{prefix}.{name}", "must name a published model version (name and version > 0)")
+        # production may be a car's unpublished bootstrap model (version 0); the candidate is published
+        if not ref.name or len(ref.name) > MAX_NAME or ref.version < 0 or (name == "candidate" and ref.version == 0):
+            raise InvalidFrame(f"{prefix}.{name}", "must name a model version (a published candidate: version > 0)")
     if d.differences:
         if not d.frame_id.startswith(f"{vehicle_id}:"):
             raise InvalidFrame(f"{prefix}.frame_id", f"must be one of the session vehicle's frames ({vehicle_id}:<sequence>)")

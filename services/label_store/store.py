@@ -52,6 +52,7 @@ LABEL, REVIEW, DONE = "label", "review", "done"
 MIN_LEASE_S, MAX_LEASE_S = 0.05, 24 * 3600.0
 MAX_ID = 200
 CANDIDATES = 8
+MAX_FILTER_IDS = 10_000  # sample ids one filter may name (one SQL IN list)
 
 
 class StoreError(Exception):
@@ -298,6 +299,8 @@ class LabelStore:
         if f.vehicle_ids:
             where.append(s.vehicle_id.in_(list(f.vehicle_ids)))
         if f.sample_ids:
+            if len(f.sample_ids) > MAX_FILTER_IDS:
+                raise StoreError("INVALID_ARGUMENT", f"filter.sample_ids: {len(f.sample_ids)} ids, at most {MAX_FILTER_IDS}")
             where.append(s.sample_id.in_(list(f.sample_ids)))
         if f.captured.HasField("since"):
             where.append(s.captured_at_us >= f.captured.since.ToMicroseconds())

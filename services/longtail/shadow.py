@@ -20,6 +20,12 @@ MIN_IOU = 0.5
 K = fleet_pb2
 
 
+def shared_tasks(production: Iterable[model_mod.TaskSpec], candidate: Iterable[model_mod.TaskSpec]) -> list[model_mod.TaskSpec]:
+    """The candidate's tasks that production has too (same name and prototype): the ones compared."""
+    prototypes = {t.name: t.prototype for t in production}
+    return [t for t in candidate if prototypes.get(t.name) == t.prototype]
+
+
 def differences(tasks: Iterable[model_mod.TaskSpec], production: Mapping[str, Mapping[str, Any]],
                 candidate: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, fleet_pb2.ShadowDifference]]:
     """(task, difference) for every task both models have (two `postprocess` outputs of one image)."""
@@ -36,7 +42,7 @@ def differences(tasks: Iterable[model_mod.TaskSpec], production: Mapping[str, Ma
         elif seen_c and not seen_p:
             diff.kind = K.SHADOW_DIFFERENCE_KIND_EXTRA_IN_CANDIDATE
         elif seen_p and seen_c:
-            changed = sorted(k for k in p["attributes"] if p["attributes"][k] != c["attributes"].get(k))
+            changed = sorted(k for k in {*p["attributes"], *c["attributes"]} if p["attributes"].get(k) != c["attributes"].get(k))
             if t.prototype == "detection":
                 diff.iou = model_mod.box_iou(p["box"], c["box"])
             if p["cls"] != c["cls"]:

@@ -108,8 +108,9 @@ class ObjectStore:
         data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
         return self.put_content(data, prefix, ".json", "application/json")
 
-    def get(self, key: str) -> bytes:
-        response = self.client.get_object(self.bucket, key)
+    def get(self, key: str, bucket: str = "") -> bytes:
+        """The object's bytes; `bucket` defaults to this store's (events may name another)."""
+        response = self.client.get_object(bucket or self.bucket, key)
         try:
             return response.read()
         finally:

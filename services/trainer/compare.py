@@ -38,7 +38,7 @@ def differences(tasks, prod: dict, cand: dict) -> list[tuple[str, str, str]]:
 
 
 def compare_on(prod_model, cand_model, images: np.ndarray, ids: list[str], limit: int = DEFAULT_SAMPLE) -> T.CompareModelsResponse:
-    shared = [t for t in cand_model.tasks if t in prod_model.tasks]
+    shared = shadow.shared_tasks(prod_model.tasks, cand_model.tasks)
     resp = T.CompareModelsResponse(frames_compared=len(ids))
     if not ids:
         return resp
@@ -60,17 +60,18 @@ def compare_on(prod_model, cand_model, images: np.ndarray, ids: list[str], limit
 
 def compare(trainer, request: T.CompareModelsRequest, read_evidence: EvidenceReader | None = None) -> T.CompareModelsResponse:
     reg = trainer.registry
-    prod = reg.get(request.production.name or request.candidate.name, request.production.version)
     cand = reg.get(request.candidate.name, request.candidate.version)
-    for what, mv, ref in (("production", prod, request.production), ("candidate", cand, request.candidate)):
-        if mv is None:
-            raise CompareError(f"{what}: {ref.name}@{ref.version or 'production'} does not exist")
+    if cand is None:
+        raise CompareError(f"candidate: {request.candidate.name}@{request.candidate.version or 'production'} does not exist")
     if request.HasField("time_range"):
         if read_evidence is None:
             raise CompareError("time_range: this trainer has no access to fleet.shadow-disagreements.v1")
         if request.dataset.name or request.suites:
             raise CompareError("give either time_range (fleet evidence) or a dataset/suites (offline), not both")
         return fleet_compare(request.production, cand.model, request, read_evidence)
+    prod = reg.get(request.production.name or request.candidate.name, request.production.version)
+    if prod is None:
+        raise CompareError(f"production: {request.production.name or request.candidate.name}@{request.production.version or 'production'} does not exist")
     models = [model_mod.from_bytes(trainer._get_object("", mv.weights_key)) for mv in (prod, cand)]
     ids: list[str] = []
     images = []

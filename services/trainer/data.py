@@ -144,7 +144,7 @@ def generated(tasks: Sequence[TaskSpec], n: int, seed: int, world: str = "defaul
     config = worlds[world]
     frames = sample_frames(World(config, seed=TRAIN_WORLD_SEED + 1000 + seed), n, seed=seed)
     anns = annotations_from_truth(tasks, frames.truths)
-    n_val = max(1, int(n * val_fraction)) if n > 1 else 0
+    n_val = max(1, int(n * val_fraction)) if n > 1 and val_fraction > 0 else 0
     ids = [f"generated:{world}:{seed}:{i}" for i in range(n)]
     return {
         "train": Split(frames.images[n_val:], anns[n_val:], ids[n_val:]),

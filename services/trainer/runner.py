@@ -233,14 +233,7 @@ class Trainer:
 
     # -- data ---------------------------------------------------------------------------------------
     def _get_object(self, bucket: str, key: str) -> bytes:
-        if not bucket or bucket == self.store.bucket:
-            return self.store.get(key)
-        response = self.store.client.get_object(bucket, key)
-        try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
+        return self.store.get(key, bucket)
 
     def _load_datasets(self, refs: Sequence[C.DatasetRef]) -> tuple[list[data_mod.Example], list[dict]]:
         examples, used = [], []

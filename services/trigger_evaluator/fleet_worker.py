@@ -77,11 +77,17 @@ class MapView:
     def __init__(self) -> None:
         self._features: dict[str, map_pb2.MapFeature] = {}
         self._cells: dict[tuple[int, int], dict[str, map_pb2.MapFeature]] = {}
+        # Updated on the event loop (topic follower), read by the worker and backtest threads.
+        self._lock = threading.Lock()
 
     def _cell(self, x: float, y: float) -> tuple[int, int]:
         return int(math.floor(x / self.CELL_M)), int(math.floor(y / self.CELL_M))
 
     def apply(self, feature_id: str | None, update) -> None:
+        with self._lock:
+            self._apply(feature_id, update)
+
+    def _apply(self, feature_id: str | None, update) -> None:
         old = self._features.pop(feature_id, None) if feature_id else None
         if old is not None:
             self._cells.get(self._cell(old.x, old.y), {}).pop(feature_id, None)
@@ -98,7 +104,8 @@ class MapView:
         if not (math.isfinite(ego.x) and math.isfinite(ego.y) and math.isfinite(ego.heading)):
             return EvalContext(map_features=None)  # no usable pose: no map knowledge
         cx, cy = self._cell(ego.x, ego.y)
-        near = [f for dx in (-1, 0, 1) for dy in (-1, 0, 1) for f in self._cells.get((cx + dx, cy + dy), {}).values()]
+        with self._lock:
+            near = [f for dx in (-1, 0, 1) for dy in (-1, 0, 1) for f in self._cells.get((cx + dx, cy + dy), {}).values()]
         return EvalContext(map_features=map_expectations(near, ego))
 
 

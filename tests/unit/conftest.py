@@ -15,7 +15,7 @@ class MemoryStore:
     def put_at(self, key, data, content_type="application/octet-stream", metadata=None):
         self.objects[key] = bytes(data)
 
-    def get(self, key):
+    def get(self, key, bucket=""):
         if key not in self.objects:
             raise S3Error(None, "NoSuchKey", "missing", key, "", "")
         return self.objects[key]

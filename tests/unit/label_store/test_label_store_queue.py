@@ -191,3 +191,6 @@ def test_a_filter_can_name_the_samples(store):
     assert sorted(s.sample_id for s in picked) == sorted([sid(1), sid(3)])
     everything, _ = store.list_samples(L.SampleFilter())
     assert len(everything) == 5
+    with pytest.raises(StoreError) as too_many:
+        store.list_samples(L.SampleFilter(sample_ids=[str(i) for i in range(10_001)]))
+    assert too_many.value.code == "INVALID_ARGUMENT" and "sample_ids" in str(too_many.value)
