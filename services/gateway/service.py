@@ -330,7 +330,6 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
         return fleet_pb2.UploadSnapshotResponse(snapshot_id=put.sha256, object_key=put.key, bucket=self.store.bucket, size_bytes=put.size, already_existed=not put.created)
 
 
-
 def add_to_server(gateway: FleetGateway, server: grpc.aio.Server) -> None:
     """What the generated fleet_pb2_grpc.add_FleetGatewayServiceServicer_to_server does, except
     that Session has no response serializer: it writes ServerMessage bytes, so a broadcast is
