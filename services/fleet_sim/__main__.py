@@ -31,12 +31,7 @@ def build_fleet(sim: SimConfig, gateway_address: str | None, secret: str | None,
     model = train_bootstrap_model(seed=sim.seed)
     say(f"shadow model ready in {time.perf_counter() - started:.1f}s (bootstrap, trained on common cases only)")
     model.eval()
-
-    def perception(images):
-        with torch.no_grad():
-            return model.detect(images)
-
-    return SimulatedFleet(sim, world, perception, store=store, gateway_address=gateway_address, token_secret=secret)
+    return SimulatedFleet(sim, world, model, store=store, gateway_address=gateway_address, token_secret=secret)
 
 
 def run(cars: int, duration: float, seed: int = 0, realtime: bool = False, console: Console | None = None) -> SimReport:

@@ -5,6 +5,8 @@
   reconnect resends whatever was not acked (at-least-once; frame ids make duplicates harmless).
 - Commands (activate/retire trigger, model updates, upload requests) go to a handler; results
   are reported back so the gateway stops redelivering them.
+- Shadow-mode reports (`ShadowDisagreement`) are sent as soon as a session is open; they are
+  statistics, not data: at most `max_reports` wait, the oldest are dropped (and counted).
 - Reconnects with jittered exponential backoff; memory is bounded (oldest unacked batches are
   dropped past `max_pending`, and counted).
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +43,8 @@ class LinkStats:
     errors: dict[str, int] = field(default_factory=dict)
     uploads: int = 0
     uploads_existing: int = 0
+    shadow_reports: int = 0
+    shadow_reports_dropped: int = 0
 
 
 class CarLink:
@@ -54,6 +58,7 @@ class CarLink:
         software_version: str = "sim-1",
         max_pending: int = 512,
         max_inflight: int = 8,
+        max_reports: int = 1000,
     ) -> None:
         self.stub = fleet_pb2_grpc.FleetGatewayServiceStub(channel)
         self.vehicle_id = vehicle_id
@@ -70,6 +75,9 @@ class CarLink:
         self.limits = fleet_pb2.SessionLimits()
         self.stats = LinkStats()
         self.shadow_model = common_pb2.ModelRef()
+        self.candidate_model = common_pb2.ModelRef()
+        self.shadow_reports: deque[fleet_pb2.ShadowDisagreement] = deque()
+        self.max_reports = max_reports
         self.active_triggers: dict[str, triggers_pb2.Trigger] = {}
         self.detectors: dict[str, common_pb2.ModelRef] = {}
         self.seen_commands: OrderedDict[str, None] = OrderedDict()
@@ -85,15 +93,22 @@ class CarLink:
             self.stats.batches_dropped += 1
         self._wakeup.set()
 
+    def report_shadow(self, report: fleet_pb2.ShadowDisagreement) -> None:
+        self.shadow_reports.append(report)
+        while len(self.shadow_reports) > self.max_reports:
+            self.shadow_reports.popleft()
+            self.stats.shadow_reports_dropped += 1
+        self._wakeup.set()
+
     def stop(self) -> None:
         self._stopped.set()
         self._wakeup.set()
 
     async def drain(self, timeout: float) -> bool:
-        """Wait until every submitted batch was acked (or the timeout)."""
+        """Wait until every submitted batch was acked and every report sent (or the timeout)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.pending and loop.time() < deadline:
+        while (self.pending or self.shadow_reports) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         return not self.pending
 
@@ -140,7 +155,8 @@ class CarLink:
         self.stats.errors[reason] = self.stats.errors.get(reason, 0) + 1
 
     def _hello(self) -> fleet_pb2.CarMessage:
-        hello = fleet_pb2.Hello(vehicle_id=self.vehicle_id, auth_token=self.token, software_version=self.software_version, shadow_model=self.shadow_model)
+        hello = fleet_pb2.Hello(vehicle_id=self.vehicle_id, auth_token=self.token, software_version=self.software_version, shadow_model=self.shadow_model,
+                                candidate_model=self.candidate_model)
         for trigger in self.active_triggers.values():
             hello.active_triggers.add(trigger_id=trigger.trigger_id, version=trigger.version)
         hello.trigger_detectors.extend(self.detectors.values())
@@ -167,6 +183,9 @@ class CarLink:
             seq = 0
             await self.connected.wait()
             while not self._stopped.is_set():
+                while self.shadow_reports:
+                    outbox.put_nowait(fleet_pb2.CarMessage(shadow_disagreement=self.shadow_reports.popleft()))
+                    self.stats.shadow_reports += 1
                 todo = [local for local in list(self.pending) if local not in sent_local]
                 if not todo:
                     self._wakeup.clear()
@@ -239,8 +258,14 @@ class CarLink:
         except Exception as exc:
             ok, text = False, f"{type(exc).__name__}: {exc}"
         if ok:
-            if action == "update_shadow_model" and command.update_shadow_model.role == common_pb2.MODEL_ROLE_PRODUCTION:
-                self.shadow_model = command.update_shadow_model.model
+            if action == "update_shadow_model":
+                update = command.update_shadow_model
+                if update.role == common_pb2.MODEL_ROLE_CANDIDATE:
+                    self.candidate_model = update.model
+                else:
+                    self.shadow_model = update.model
+                    if (self.candidate_model.name, self.candidate_model.version) == (update.model.name, update.model.version):
+                        self.candidate_model = common_pb2.ModelRef()  # promoted
             elif action == "update_trigger_model":
                 self.detectors[command.update_trigger_model.detector_name] = command.update_trigger_model.model
             self.seen_commands[command.command_id] = None

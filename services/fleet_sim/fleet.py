@@ -1,6 +1,8 @@
 """A simulated fleet: N cars drive the procedural world in lockstep, render their camera, run the
-shadow model (one batched forward pass for all cars per tick), evaluate their beamed-down
-triggers, stream telemetry through real gRPC sessions and upload the frames that fire.
+models the gateway beamed down (production, a shadow-mode candidate, trigger detectors; one
+batched forward pass per model version per tick, see `fleet_sim.onboard`), evaluate their
+triggers, stream telemetry through real gRPC sessions, report where the candidate disagrees with
+production, and upload the frames that fire.
 
 Ground truth never travels with telemetry or snapshots: after an upload the simulator writes it
 to `groundtruth/<snapshot_id>.json` in the object store, where only simulated labellers read it.
@@ -22,6 +24,8 @@ import numpy as np
 from PIL import Image
 
 from fleet_sim.car_client import CarLink
+from fleet_sim.onboard import CarModels, Installed, ModelRejected, ModelShelf, detector_score, run_grouped
+from longtail import model as model_mod
 from longtail.common.v1 import common_pb2
 from longtail.fleet.v1 import fleet_pb2
 from longtail.auth import issue_token
@@ -44,6 +48,10 @@ class SimConfig:
     seed: int = 0
     realtime: bool = False  # pace the simulated clock to the wall clock
     ring_frames: int = 64  # recent frames a car keeps for uploads
+    # After the last frame, how long the cars stay connected for upload requests of fleet-side
+    # triggers (decided on the server, so they arrive after the frame; the simulated clock runs
+    # faster than real time). Requested clips then end with the last frame the car has.
+    request_grace_s: float = 0.0
     max_concurrent_uploads: int = 8
     vehicle_prefix: str = "sim"
 
@@ -56,10 +64,15 @@ class SimReport:
     fires: dict[str, int] = field(default_factory=dict)
     uploads: int = 0
     uploads_existing: int = 0
+    uploads_by_trigger: dict[str, int] = field(default_factory=dict)  # new content only (not already stored)
     upload_errors: int = 0
     skipped_rate_limited: int = 0
     wall_seconds: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+    models: dict[str, int] = field(default_factory=dict)  # "name@version" -> frames it ran on as production
+    truth_frames: dict[str, int] = field(default_factory=dict)  # SimulatedFleet.truth_tags name -> frames whose ground truth matched
+    shadow_frames: int = 0  # frames compared with a candidate in shadow mode
+    shadow_disagreements: int = 0  # reports of a frame where they disagreed (one per task)
 
 
 @dataclass
@@ -83,9 +96,10 @@ class PendingUpload:
 class SimCar:
     """A car's perception, triggers and buffers; its network side is `link`."""
 
-    def __init__(self, vehicle_id: str, body, link: CarLink | None = None) -> None:
+    def __init__(self, vehicle_id: str, body, models: CarModels, link: CarLink | None = None) -> None:
         self.vehicle_id = vehicle_id
         self.body = body  # fleet_sim.world.Car: pose over time
+        self.models = models
         self.link = link
         self.sequence = 0
         self.triggers: dict[str, ActiveTrigger] = {}
@@ -122,20 +136,26 @@ def encode_clip(images: list[np.ndarray]) -> bytes:
 
 
 class SimulatedFleet:
-    def __init__(self, config: SimConfig, world, perception, store=None, gateway_address: str | None = None, token_secret: str | None = None) -> None:
-        """`perception(images[N,H,W,3] uint8) -> list[list[Detection]]` runs the shadow model;
-        `store` (an ObjectStore) receives ground truth; without a gateway the fleet runs offline."""
+    def __init__(self, config: SimConfig, world, model, store=None, gateway_address: str | None = None, token_secret: str | None = None,
+                 model_ref: common_pb2.ModelRef | None = None, truth_tags: dict[str, Callable[[list], bool]] | None = None) -> None:
+        """`model` (a `MultiTaskNet` or `load_scripted` model: `.predict`, `.tasks`) is what the cars
+        run until the gateway sends a production model; `store` (an ObjectStore) receives ground
+        truth and serves beamed-down weights; without a gateway the fleet runs offline.
+        `truth_tags` name predicates over a frame's ground truth whose matches are counted
+        (`SimReport.truth_frames`), e.g. the base rate of a long-tail case."""
         from fleet_sim.world import Car
 
         self.config = config
         self.world = world
-        self.perception = perception
         self.store = store
         self.gateway_address = gateway_address
         self.token_secret = token_secret
-        self.model_ref = common_pb2.ModelRef(name="bootstrap", version=0)
+        self.shelf = ModelShelf(store)
+        initial = Installed(model_ref or common_pb2.ModelRef(name="bootstrap", version=0), model)
         self.report = SimReport()
-        self.cars = [SimCar(f"{config.vehicle_prefix}-{i:05d}", Car(world, seed=config.seed * 100_003 + i)) for i in range(config.cars)]
+        self.cars = [SimCar(f"{config.vehicle_prefix}-{i:05d}", Car(world, seed=config.seed * 100_003 + i), CarModels(initial)) for i in range(config.cars)]
+        self._applying = 0  # model commands being fetched and loaded
+        self.truth_tags = dict(truth_tags or {})
         self._uploads: set[asyncio.Task] = set()
         self._upload_slots: asyncio.Semaphore | None = None
 
@@ -159,8 +179,44 @@ class SimulatedFleet:
                     car.pending_uploads.append(PendingUpload(frame.sequence + request.capture_window.frames_after, frame, trigger, request.fire_id, request.capture_window.frames_before, request.capture_window.frames_after))
                     return True, "queued"
             return False, "frame no longer in the buffer"
-        # Model updates are applied fleet-wide by the simulation (one model per version).
-        return True, "noted"
+        if action in ("update_shadow_model", "update_trigger_model"):
+            self._applying += 1
+            try:
+                return await self._install(car, command)
+            finally:
+                self._applying -= 1
+        return False, f"unknown command {action!r}"
+
+    async def _install(self, car: SimCar, command: fleet_pb2.Command) -> tuple[bool, str]:
+        update = getattr(command, command.WhichOneof("action"))
+        ref = update.model
+        try:
+            installed = Installed(ref, await self.shelf.get(ref, update.uri, update.sha256, update.size_bytes, update.weights))
+        except ModelRejected as exc:
+            log.warning("model refused by the car", vehicle=car.vehicle_id, model=f"{ref.name}@{ref.version}", reason=str(exc))
+            return False, f"refused {ref.name}@{ref.version}: {exc}"
+        models = car.models
+        if isinstance(update, fleet_pb2.UpdateTriggerModel):
+            models.detectors[update.detector_name or ref.name] = installed
+            return True, f"detector {update.detector_name or ref.name} at {ref.name}@{ref.version}"
+        promoted = models.candidate is not None and (models.candidate.ref.name, models.candidate.ref.version) == (ref.name, ref.version)
+        if update.role == common_pb2.MODEL_ROLE_CANDIDATE or promoted:
+            self._send_reports(car, [models.flush()])  # the old pair's count, before the pair changes
+        if update.role == common_pb2.MODEL_ROLE_CANDIDATE:
+            models.candidate = installed
+            return True, f"candidate {ref.name}@{ref.version} in shadow mode"
+        models.production = installed
+        if promoted:
+            models.candidate = None
+        return True, f"production {ref.name}@{ref.version}"
+
+    def _send_reports(self, car: SimCar, reports: list) -> None:
+        for report in reports:
+            if report is None:
+                continue
+            self.report.shadow_disagreements += bool(report.differences)
+            if car.link is not None:
+                car.link.report_shadow(report)
 
     def _tick(self, clock: float) -> None:
         images, truths, poses = [], [], []
@@ -173,15 +229,31 @@ class SimulatedFleet:
             images.append(image)
             truths.append(truth)
             poses.append(pose)
-        detections = self.perception(np.stack(images))
+        batch = np.stack(images)
+        production = run_grouped(batch, [car.models.production for car in self.cars])
+        candidate = run_grouped(batch, [car.models.candidate for car in self.cars])
+        detector_names = sorted({name for car in self.cars for name in car.models.detectors})
+        detectors = {name: run_grouped(batch, [car.models.detectors.get(name) for car in self.cars]) for name in detector_names}
         seconds = int(clock)
         nanos = int((clock - seconds) * 1e9)
-        for car, image, truth, pose, dets in zip(self.cars, images, truths, poses, detections):
+        for i, (car, image, truth, pose) in enumerate(zip(self.cars, images, truths, poses)):
             car.sequence += 1
-            frame = fleet_pb2.Frame(frame_id=f"{car.vehicle_id}:{car.sequence}", vehicle_id=car.vehicle_id, sequence=car.sequence, model=self.model_ref)
+            models = car.models
+            frame = fleet_pb2.Frame(frame_id=f"{car.vehicle_id}:{car.sequence}", vehicle_id=car.vehicle_id, sequence=car.sequence, model=models.production.ref)
             frame.captured_at.seconds, frame.captured_at.nanos = seconds, nanos
             frame.ego.CopyFrom(pose)
-            frame.detections.extend(dets)
+            frame.detections.extend(model_mod.to_detections(production[i]))
+            running = f"{models.production.ref.name}@{models.production.ref.version}"
+            self.report.models[running] = self.report.models.get(running, 0) + 1
+            for name, installed in models.detectors.items():
+                score = detector_score(installed.model, detectors[name][i])
+                frame.trigger_scores[f"{name}@{installed.ref.version}"] = score
+                frame.trigger_scores[name] = score  # the newest version under its bare name
+            if models.candidate is not None:
+                frame.shadow_model.CopyFrom(models.candidate.ref)
+                frame.shadow_detections.extend(model_mod.to_detections(candidate[i]))
+                self.report.shadow_frames += 1
+                self._send_reports(car, models.compare(frame, production[i], candidate[i]))
             for active in car.triggers.values():
                 fire = active.compiled.evaluate(active.state, frame)
                 if fire is None:
@@ -192,6 +264,9 @@ class SimulatedFleet:
                     car.pending_uploads.append(PendingUpload(car.sequence + fire.frames_after, frame, active.trigger, fire.fire_id, fire.frames_before, fire.frames_after))
                 else:
                     self.report.skipped_rate_limited += 1
+            for tag, matches in self.truth_tags.items():
+                if matches(truth):
+                    self.report.truth_frames[tag] = self.report.truth_frames.get(tag, 0) + 1
             car.ring.append((frame, image, truth))
             while len(car.ring) > self.config.ring_frames:
                 car.ring.popleft()
@@ -206,6 +281,22 @@ class SimulatedFleet:
                 car.pending_uploads = [p for p in car.pending_uploads if p.due_sequence > car.sequence]
                 for pending in due:
                     self._start_upload(car, pending)
+
+    async def _serve_late_requests(self, grace_s: float) -> None:
+        """Stay connected until no upload request came for `grace_s` (at most 5 x `grace_s`; telemetry
+        acked first), then upload every requested clip with the frames the car has."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(car.link.drain(30) for car in self.cars if car.link is not None))
+        quiet_since, seen, deadline = loop.time(), -1, loop.time() + 5 * grace_s
+        while loop.time() - quiet_since < grace_s and loop.time() < deadline:
+            waiting = sum(len(car.pending_uploads) for car in self.cars) + self.report.uploads
+            if waiting != seen:
+                seen, quiet_since = waiting, loop.time()
+            await asyncio.sleep(0.1)
+        for car in self.cars:
+            due, car.pending_uploads = car.pending_uploads, []
+            for pending in due:
+                self._start_upload(car, pending)
 
     def _may_upload(self, active: ActiveTrigger, clock: float) -> bool:
         """The trigger's per-car limit (uploads per hour), on the simulated clock."""
@@ -240,6 +331,8 @@ class SimulatedFleet:
         meta.ego.CopyFrom(fire.ego)
         meta.detections.extend(fire.detections)
         meta.model.CopyFrom(fire.model)
+        for name, score in fire.trigger_scores.items():
+            meta.trigger_scores[name] = score
         meta.clip_frame_ids.extend(f.frame_id for f, _img, _gt in clip)
         meta.image_height, meta.image_width = clip[0][1].shape[:2]
         async with self._upload_slots:
@@ -251,6 +344,9 @@ class SimulatedFleet:
                 return
         self.report.uploads += 1
         self.report.uploads_existing += receipt.already_existed
+        if not receipt.already_existed:
+            tid = pending.trigger.trigger_id
+            self.report.uploads_by_trigger[tid] = self.report.uploads_by_trigger.get(tid, 0) + 1
         if self.store is not None:
             truth = {
                 "snapshot_id": receipt.snapshot_id,
@@ -273,7 +369,10 @@ class SimulatedFleet:
                 car.link = CarLink(channels[-1], car.vehicle_id, token, lambda command, car=car: self._on_command(car, command))
                 link_tasks.append(asyncio.create_task(car.link.run()))
             await asyncio.wait_for(asyncio.gather(*(c.link.connected.wait() for c in self.cars)), 60)
-            await asyncio.sleep(0.2)  # let welcome commands (active triggers) arrive
+            await asyncio.sleep(0.2)  # let welcome commands (active triggers, models) arrive
+            deadline = time.monotonic() + 120
+            while self._applying and time.monotonic() < deadline:  # models being fetched and loaded
+                await asyncio.sleep(0.05)
         ticks = int(self.config.duration_s * self.config.fps)
         clock = time.time()
         for tick in range(ticks):
@@ -287,9 +386,12 @@ class SimulatedFleet:
             else:
                 await asyncio.sleep(0)
         for car in self.cars:
+            self._send_reports(car, [car.models.flush()])
             if car.outgoing and car.link is not None:
                 car.link.submit(car.outgoing)
                 car.outgoing = []
+        if self.gateway_address and self.config.request_grace_s > 0:
+            await self._serve_late_requests(self.config.request_grace_s)
         if self._uploads:
             await asyncio.gather(*self._uploads, return_exceptions=True)
         for car in self.cars:

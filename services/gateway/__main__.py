@@ -46,7 +46,7 @@ async def serve(service_settings: config.ServiceSettings | None = None, ready: a
     await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, all_topics(), kafka.replication_factor)
 
     producer = Producer(kafka.bootstrap_servers, SERVICE)
-    state = FleetState(SERVICE, settings.max_pending_commands)
+    state = FleetState(SERVICE, settings.max_pending_commands, settings.fleet_model)
     follower = TopicFollower(kafka.bootstrap_servers, follower_handlers(state), asyncio.get_running_loop(), name=SERVICE)
     follower.start()
     await follower.caught_up.wait()  # serve cars only once the current triggers and models are known

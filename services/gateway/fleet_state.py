@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections import OrderedDict
@@ -65,6 +66,16 @@ def model_command(event: model_events.ModelPublished) -> fleet_pb2.Command:
     return cmd
 
 
+def in_shadow_cohort(vehicle_id: str, event: model_events.ModelPublished) -> bool:
+    """Whether this car runs the candidate `event` in shadow mode: a stable hash of car and model
+    version below `shadow_fraction` (0 = every car), so a reconnecting car stays in its cohort."""
+    fraction = event.shadow_fraction
+    if fraction <= 0.0 or fraction >= 1.0:
+        return True
+    digest = hashlib.sha256(f"{vehicle_id}/{event.model.name}/{event.model.version}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
 class CarSession:
     """One connected car. Outbound messages wait, serialized, in a bounded outbox for the session's
     writer: a car that stops reading is disconnected (it reconnects and gets the current state)
@@ -119,10 +130,12 @@ class CarSession:
 
 
 class FleetState:
-    def __init__(self, service: str, max_pending_commands: int) -> None:
+    def __init__(self, service: str, max_pending_commands: int, fleet_model: str = "") -> None:
         self.service = service
+        self.fleet_model = fleet_model  # the model line the cars run; "" = any (the last published)
         self.triggers: dict[str, triggers_pb2.Trigger] = {}
         self.production_model: model_events.ModelPublished | None = None
+        self.candidate_model: model_events.ModelPublished | None = None  # in shadow mode beside production
         self.detectors: dict[str, model_events.ModelPublished] = {}
         self.pending: dict[str, OrderedDict[str, fleet_events.VehicleCommand]] = {}
         self.max_pending = max_pending_commands
@@ -161,6 +174,10 @@ class FleetState:
         prod = self.production_model
         if prod is not None and (hello.shadow_model.name, hello.shadow_model.version) != (prod.model.name, prod.model.version):
             commands.append(model_command(prod))
+        cand = self.candidate_model
+        if cand is not None and in_shadow_cohort(hello.vehicle_id, cand) and \
+                (hello.candidate_model.name, hello.candidate_model.version) != (cand.model.name, cand.model.version):
+            commands.append(model_command(cand))
         car_detectors = {(m.name, m.version) for m in hello.trigger_detectors}
         for event in self.detectors.values():
             if (event.model.name, event.model.version) not in car_detectors:
@@ -194,10 +211,16 @@ class FleetState:
     def on_model(self, _key: str | None, event: model_events.ModelPublished | None) -> None:
         if event is None:
             return
+        perception = event.role in (common_pb2.MODEL_ROLE_PRODUCTION, common_pb2.MODEL_ROLE_CANDIDATE)
+        if perception and self.fleet_model and event.model.name != self.fleet_model:
+            return  # another model line (e.g. an experiment): not for this fleet
         if event.role == common_pb2.MODEL_ROLE_PRODUCTION:
             current = self.production_model
             if current is None or current.model.name != event.model.name or current.model.version != event.model.version:
                 self.production_model = event
+                cand = self.candidate_model
+                if cand is not None and (cand.model.name, cand.model.version) == (event.model.name, event.model.version):
+                    self.candidate_model = None  # promoted: the cars stop comparing it with itself
                 self.broadcast(model_command(event))
         elif event.role == common_pb2.MODEL_ROLE_TRIGGER_DETECTOR:
             name = event.detector_name or event.model.name
@@ -206,7 +229,13 @@ class FleetState:
                 self.detectors[name] = event
                 self.broadcast(model_command(event))
         elif event.role == common_pb2.MODEL_ROLE_CANDIDATE:
-            self.broadcast(model_command(event))
+            current = self.candidate_model
+            if current is None or (current.model.name, current.model.version) != (event.model.name, event.model.version):
+                self.candidate_model = event
+                message = fleet_pb2.ServerMessage(command=model_command(event))
+                for session in list(self.sessions.values()):
+                    if in_shadow_cohort(session.vehicle_id, event):
+                        session.offer(message)
 
     def on_vehicle_command(self, _key: str | None, vc: fleet_events.VehicleCommand | None) -> None:
         if vc is None or not vc.vehicle_id:

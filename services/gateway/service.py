@@ -22,7 +22,7 @@ from longtail.storage import SNAPSHOTS, ObjectStore
 
 from gateway.fleet_state import CarSession, FleetState
 from gateway.settings import GatewaySettings
-from gateway.validation import InvalidFrame, validate_frame
+from gateway.validation import InvalidFrame, validate_frame, validate_shadow_disagreement
 
 log = get_logger(__name__)
 
@@ -172,6 +172,12 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
                     self.state.on_command_result(session.vehicle_id, message.command_result)
                 elif kind == "shadow_disagreement":
                     d = message.shadow_disagreement
+                    try:
+                        validate_shadow_disagreement(d, session.vehicle_id)
+                    except InvalidFrame as exc:
+                        self._reject("invalid_argument")
+                        session.offer(_error(fleet_pb2.ERROR_CODE_INVALID_ARGUMENT, exc.problem, field=exc.field))
+                        continue
                     event = fleet_events.ShadowDisagreementEvent(
                         vehicle_id=session.vehicle_id, frame_id=d.frame_id, captured_at=d.captured_at, production=d.production,
                         candidate=d.candidate, task=d.task, differences=d.differences, frames_compared=d.frames_compared,

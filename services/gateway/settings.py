@@ -20,3 +20,4 @@ class GatewaySettings(BaseSettings):
     hello_timeout_seconds: float = Field(10.0, gt=0)
     heartbeat_seconds: float = Field(30.0, gt=0)
     max_pending_commands: int = Field(100, ge=1, description="undelivered commands kept per offline car")
+    fleet_model: str = Field("", description="model line (name) the cars run; empty = whichever PRODUCTION was published last")

@@ -72,3 +72,25 @@ def validate_frame(frame: fleet_pb2.Frame, vehicle_id: str, prefix: str = "frame
     _detections(frame.shadow_detections, f"{prefix}.shadow_detections")
     for key, score in frame.trigger_scores.items():
         _finite(score, f"{prefix}.trigger_scores[{key}]")
+
+
+def validate_shadow_disagreement(d: fleet_pb2.ShadowDisagreement, vehicle_id: str, prefix: str = "shadow_disagreement") -> None:
+    """A car's shadow-mode report: which two models, and well-formed differences. A report with no
+    differences only counts agreeing frames (then frame_id may be empty)."""
+    for name in ("production", "candidate"):
+        ref = getattr(d, name)
+        if not ref.name or len(ref.name) > MAX_NAME or ref.version <= 0:
+            raise InvalidFrame(f"{prefix}.{name}", "must name a published model version (name and version > 0)")
+    if d.differences:
+        if not d.frame_id.startswith(f"{vehicle_id}:"):
+            raise InvalidFrame(f"{prefix}.frame_id", f"must be one of the session vehicle's frames ({vehicle_id}:<sequence>)")
+        if not d.task or len(d.task) > MAX_NAME:
+            raise InvalidFrame(f"{prefix}.task", "must name the task the models disagree on")
+    if len(d.differences) > MAX_DETECTIONS:
+        raise InvalidFrame(f"{prefix}.differences", f"{len(d.differences)} differences, at most {MAX_DETECTIONS}")
+    for j, diff in enumerate(d.differences):
+        here = f"{prefix}.differences[{j}]"
+        if diff.kind == fleet_pb2.SHADOW_DIFFERENCE_KIND_UNSPECIFIED:
+            raise InvalidFrame(f"{here}.kind", "must be set")
+        _unit(diff.iou, f"{here}.iou")
+        _detections([x for x in (diff.production, diff.candidate) if x.ByteSize()], here)

@@ -297,6 +297,8 @@ class LabelStore:
             where.append(s.trigger_id.in_(list(f.trigger_ids)))
         if f.vehicle_ids:
             where.append(s.vehicle_id.in_(list(f.vehicle_ids)))
+        if f.sample_ids:
+            where.append(s.sample_id.in_(list(f.sample_ids)))
         if f.captured.HasField("since"):
             where.append(s.captured_at_us >= f.captured.since.ToMicroseconds())
         if f.captured.HasField("until"):

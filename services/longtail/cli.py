@@ -179,6 +179,11 @@ def sim(
     Console().print(table)
     for trigger_id, fires in sorted(report.fires.items()):
         Console().print(f"  {trigger_id}: {fires} fires")
+    for model, frames in sorted(report.models.items()):
+        Console().print(f"  production model {model}: {frames:,} frames")
+    if report.shadow_frames:
+        Console().print(f"  shadow mode: {report.shadow_frames:,} frames compared with the candidate, "
+                        f"{report.shadow_disagreements:,} disagreement reports")
 
 
 @app.command("demo")
@@ -191,6 +196,8 @@ def demo(
     budget: int = typer.Option(60, help="Labels per arm per iteration (spread over the cars' upload limits)."),
     duration: float = typer.Option(60.0, help="Simulated seconds the fleet drives per iteration."),
     epochs: int = typer.Option(6, help="Training epochs per run."),
+    seed_examples: int = typer.Option(20, "--seed-examples", help="Labelled occluded stop signs (and twice as many other frames) the trigger detector learns from."),
+    shadow_s: float = typer.Option(10.0, "--shadow-s", help="Simulated seconds the fleet runs an accepted candidate in shadow mode before promotion."),
     out: str = typer.Option("out/demo", help="Report directory (report.md, results.json, PNG plots)."),
     smoke: bool = typer.Option(False, "--smoke", help="Only the infrastructure smoke pass (one batch, one snapshot, one inference)."),
 ) -> None:
@@ -205,9 +212,10 @@ def demo(
     from demo import loop, report
     from longtail.infra import InfraError
 
-    if cars < 1 or iterations < 1 or budget < 1 or duration <= 0:
-        fail("--cars, --iterations and --budget must be >= 1 and --duration > 0")
+    if cars < 1 or iterations < 1 or budget < 1 or seed_examples < 2 or duration <= 0 or shadow_s <= 0:
+        fail("--cars, --iterations and --budget must be >= 1, --seed-examples >= 2, --duration and --shadow-s > 0")
     config = loop.DemoConfig(cars=cars, iterations=iterations, budget=budget, duration_s=duration, epochs=epochs, out=Path(out),
+                             seed_examples=seed_examples, shadow_s=shadow_s,
                              triton=triton, prometheus=prometheus, keep_running=keep_running)
     try:
         result, path, engine = loop.run(config, say=lambda m: console.print(m))

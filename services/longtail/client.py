@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -45,3 +46,11 @@ def call(method: Callable[..., Any], request: Any, metadata: list[tuple[str, str
     except grpc.RpcError as exc:
         err.print(f"[red]error:[/] {exc.code().name}: {exc.details()}")
         raise typer.Exit(1) from None
+
+
+def duration_seconds(text: str) -> float:
+    """'90s', '15m', '1h', '2d' (or plain seconds) -> seconds, for CLI options."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?", text.strip())
+    if not match:
+        raise typer.BadParameter(f"{text!r}: use e.g. 90s, 15m, 1h, 2d")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}[match.group(2)]

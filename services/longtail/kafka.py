@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -417,3 +417,46 @@ def _safe(handler: Callable, key, value) -> None:
         handler(key, value)
     except Exception:
         log.exception("follower handler failed", key=key)
+
+
+def read_time_range(bootstrap: str, topic: Topic, since_ms: int, until_ms: int, max_records: int = 0) -> Iterator[Any]:
+    """The decoded values of `topic` whose Kafka timestamp lies in [since_ms, until_ms), partition
+    by partition in offset order, without a consumer group's side effects (backtests, fleet
+    evidence). Malformed records are skipped: dead-lettering them is the live consumers' job."""
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"range-{uuid.uuid4().hex}", "enable.auto.commit": False, "enable.partition.eof": True})
+    try:
+        metadata = consumer.list_topics(topic.name, timeout=10).topics[topic.name]
+        if metadata.error is not None:
+            return
+        starts = consumer.offsets_for_times([TopicPartition(topic.name, p, since_ms) for p in metadata.partitions], timeout=10)
+        assignment = []
+        for tp in starts:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
+            if 0 <= tp.offset < high:
+                assignment.append(tp)
+        if not assignment:
+            return
+        remaining = {tp.partition for tp in assignment}
+        consumer.assign(assignment)
+        seen = 0
+        while remaining:
+            for msg in consumer.consume(500, 1.0):
+                if msg.error() is not None:
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        remaining.discard(msg.partition())
+                    continue
+                if msg.partition() not in remaining:
+                    continue
+                if msg.timestamp()[1] >= until_ms:
+                    remaining.discard(msg.partition())
+                    continue
+                try:
+                    value = topic.value_type.FromString(msg.value())
+                except (DecodeError, TypeError):
+                    continue
+                yield value
+                seen += 1
+                if max_records and seen >= max_records:
+                    return
+    finally:
+        consumer.close()

@@ -329,25 +329,25 @@ def to_detections(outputs: Mapping[str, Mapping[str, Any]], min_confidence: floa
     is at least `min_confidence` (at most one per detection task: the most salient instance).
     Low-confidence detections are kept on purpose (default 0.25) so that uncertainty triggers
     see them; treat confidence >= 0.5 as "detected"."""
-    dets = []
-    for out in outputs.values():
-        if "presence" not in out or out["confidence"] < min_confidence:
-            continue
+    return [detection(out) for out in outputs.values() if "presence" in out and out["confidence"] >= min_confidence]
+
+
+def detection(out: Mapping[str, Any]) -> common_pb2.Detection:
+    """One task's `postprocess` output as a `Detection` (a classification output has no box)."""
+    det = common_pb2.Detection(cls=out["cls"], confidence=float(out["confidence"]))
+    if "box" in out:
         b = out["box"]
-        det = common_pb2.Detection(
-            cls=out["cls"], confidence=float(out["confidence"]),
-            box=common_pb2.BoundingBox(x_min=b[0], y_min=b[1], x_max=b[2], y_max=b[3]),
-        )
-        for k, v in out["attributes"].items():
-            det.attributes[k] = v
-            det.attribute_scores[k] = float(out["attribute_scores"][k])
-        for c, p in out["class_scores"].items():
-            det.class_scores[c] = float(p)
-        if out.get("range_m") is not None:
-            det.range_m = float(out["range_m"])
+        det.box.CopyFrom(common_pb2.BoundingBox(x_min=b[0], y_min=b[1], x_max=b[2], y_max=b[3]))
+    for k, v in out["attributes"].items():
+        det.attributes[k] = v
+        det.attribute_scores[k] = float(out["attribute_scores"][k])
+    for c, p in (out.get("class_scores") or out.get("probabilities") or {}).items():
+        det.class_scores[c] = float(p)
+    if out.get("range_m") is not None:
+        det.range_m = float(out["range_m"])
+    if "bearing_rad" in out:
         det.bearing_rad = float(out["bearing_rad"])
-        dets.append(det)
-    return dets
+    return det
 
 
 # ------------------------------------------------------------------------------------------

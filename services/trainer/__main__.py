@@ -24,7 +24,7 @@ from prometheus_client import Counter, Gauge
 from longtail import config, topics
 from longtail.auth import OperatorAuthSettings
 from longtail.grpc_server import GrpcServer, run_service
-from longtail.kafka import BatchConsumer, Producer, TopicFollower
+from longtail.kafka import BatchConsumer, Producer, TopicFollower, read_time_range
 from longtail.log import get_logger
 from longtail.models.v1 import trainer_pb2 as T
 from longtail.models.v1 import trainer_pb2_grpc
@@ -126,7 +126,7 @@ async def serve() -> None:
         consumer_thread = _label_consumer(kafka.bootstrap_servers, settings.consumer_group, trigger, producer, stop)
 
     server = GrpcServer(SERVICE, service_settings)
-    server.add(trainer_pb2_grpc.add_TrainerServiceServicer_to_server, TrainerServicer(trainer, operator_secret), SERVICE_NAME)
+    server.add(trainer_pb2_grpc.add_TrainerServiceServicer_to_server, TrainerServicer(trainer, operator_secret, lambda since, until: read_time_range(kafka.bootstrap_servers, topics.SHADOW_DISAGREEMENTS, since, until)), SERVICE_NAME)
     await server.start()
 
     finished = (T.RUN_STATUS_SUCCEEDED, T.RUN_STATUS_REFUSED, T.RUN_STATUS_FAILED)

@@ -187,13 +187,14 @@ def models_get(ref: str = typer.Argument(..., help="NAME@VERSION (NAME = product
 
 @models_app.command("promote")
 def models_promote(ref: str = typer.Argument(..., help="NAME@VERSION"), candidate: bool = typer.Option(False, "--candidate", help="Shadow mode only."),
+                   fraction: float = typer.Option(0.0, "--fraction", min=0.0, max=1.0, help="With --candidate: share of the fleet that runs it (0 = all)."),
                    reason: str = typer.Option("", help="Why (logged).")) -> None:
     """Make a published version PRODUCTION (or beam it as a shadow CANDIDATE). Refused versions cannot be promoted."""
     from longtail.common.v1 import common_pb2 as C
     from longtail.models.v1 import trainer_pb2 as T
 
     role = C.MODEL_ROLE_CANDIDATE if candidate else C.MODEL_ROLE_PRODUCTION
-    m = _call(_stub().PromoteModel, T.PromoteModelRequest(model=_ref(ref), role=role, reason=reason), metadata=_auth()).model
+    m = _call(_stub().PromoteModel, T.PromoteModelRequest(model=_ref(ref), role=role, reason=reason, shadow_fraction=fraction), metadata=_auth()).model
     out.print(f"{m.model.name}@{m.model.version} is now {T.ModelState.Name(m.state).removeprefix('MODEL_STATE_')}")
 
 
@@ -210,8 +211,11 @@ def models_rollback(name: str = typer.Argument(...), to: int = typer.Option(0, h
 @models_app.command("compare")
 def models_compare(candidate: str = typer.Argument(..., help="NAME@VERSION"), production: str = typer.Option("", help="NAME@VERSION (default: current PRODUCTION)."),
                    dataset: str = typer.Option("", help="NAME[@VERSION]: compare on its samples."), split: str = typer.Option("", help="train, val or test."),
-                   suite: list[str] = typer.Option([], "--suite", help="Compare on these suites' cases (default with no dataset: all).")) -> None:
-    """Where two versions disagree, frame by frame (offline, on a dataset and/or suite cases)."""
+                   suite: list[str] = typer.Option([], "--suite", help="Compare on these suites' cases (default with no dataset: all)."),
+                   fleet: bool = typer.Option(False, "--fleet", help="The fleet's shadow-mode reports instead of an offline run."),
+                   since: str = typer.Option("", help="With --fleet: how far back, e.g. 30m, 2h, 1d (default: everything retained).")) -> None:
+    """Where two versions disagree, frame by frame: offline (a dataset and/or suite cases) or, with
+    --fleet, what the cars running the candidate in shadow mode reported."""
     from longtail.common.v1 import common_pb2 as C
     from longtail.models.v1 import trainer_pb2 as T
 
@@ -221,8 +225,13 @@ def models_compare(candidate: str = typer.Argument(..., help="NAME@VERSION"), pr
     if dataset:
         n, _, v = dataset.partition("@")
         req.dataset.CopyFrom(C.DatasetRef(name=n, version=int(v or 0)))
+    if fleet or since:
+        req.time_range.SetInParent()
+        if since:
+            req.time_range.since.FromNanoseconds(int((time.time() - client.duration_seconds(since)) * 1e9))
     r = _call(_stub().CompareModels, req)
-    out.print(f"{r.source}: {r.frames_disagreeing}/{r.frames_compared} frames disagree ({r.disagreement_rate:.1%})")
+    cars = f", {r.distinct_vehicles} cars" if req.HasField("time_range") else ""
+    out.print(f"{r.source}: {r.frames_disagreeing}/{r.frames_compared} frames disagree ({r.disagreement_rate:.1%}){cars}")
     table = Table("difference", "frames")
     for k, v in sorted(r.by_kind.items()):
         table.add_row(k.removeprefix("SHADOW_DIFFERENCE_KIND_"), str(v))

@@ -1,24 +1,31 @@
-"""Offline comparison of two model versions (`longtail models compare`, CompareModels).
+"""Comparing two model versions (`longtail models compare`, CompareModels), on two kinds of evidence:
 
-Both versions run on the same frames — the samples of a dataset version (one split or all) and/or
-the cases of unit-test suites — and every detection task's outputs are compared the way the cars
-compare production and candidate in shadow mode (`ShadowDifferenceKind`): detected by one and not
-the other (confidence >= 0.5), class changed, attribute changed, or boxes with IoU < 0.5.
-Classification tasks count CLASS_CHANGED / ATTRIBUTE_CHANGED. What is not implemented yet: the
-aggregation of the fleet's own shadow disagreements (fleet.shadow-disagreements.v1, `time_range`).
+- offline: both versions run on the same frames -- the samples of a dataset version (one split or
+  all) and/or the cases of unit-test suites;
+- fleet: what the cars running the candidate in shadow mode reported on
+  fleet.shadow-disagreements.v1 over a time range (`time_range`).
+
+Both count differences with one definition (`longtail.shadow.differences`): detected by one and
+not the other (confidence >= 0.5), class changed, attribute changed, or boxes with IoU < 0.5.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import numpy as np
 
 from longtail import model as model_mod
+from longtail import shadow
+from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.models.v1 import trainer_pb2 as T
 
 from trainer import data as data_mod
 
-THRESHOLD = 0.5
-MIN_IOU = 0.5
+DEFAULT_SAMPLE = 20
+
+# (since_ms, until_ms) -> the ShadowDisagreementEvents recorded in that range
+EvidenceReader = Callable[[int, int], Iterable[fleet_events.ShadowDisagreementEvent]]
 
 
 class CompareError(Exception):
@@ -27,33 +34,10 @@ class CompareError(Exception):
 
 def differences(tasks, prod: dict, cand: dict) -> list[tuple[str, str, str]]:
     """(kind, task, class) for every difference between two post-processed predictions of one image."""
-    out = []
-    for t in tasks:
-        p, c = prod.get(t.name), cand.get(t.name)
-        if p is None or c is None:
-            continue
-        if t.prototype == "detection":
-            dp, dc = p["confidence"] >= THRESHOLD, c["confidence"] >= THRESHOLD
-            if dp and not dc:
-                out.append(("SHADOW_DIFFERENCE_KIND_MISSED_BY_CANDIDATE", t.name, p["cls"]))
-            elif dc and not dp:
-                out.append(("SHADOW_DIFFERENCE_KIND_EXTRA_IN_CANDIDATE", t.name, c["cls"]))
-            elif dp and dc:
-                if p["cls"] != c["cls"]:
-                    out.append(("SHADOW_DIFFERENCE_KIND_CLASS_CHANGED", t.name, c["cls"]))
-                elif p["attributes"] != c["attributes"]:
-                    out.append(("SHADOW_DIFFERENCE_KIND_ATTRIBUTE_CHANGED", t.name, c["cls"]))
-                elif model_mod.box_iou(p["box"], c["box"]) < MIN_IOU:
-                    out.append(("SHADOW_DIFFERENCE_KIND_LOCALIZATION", t.name, c["cls"]))
-        elif t.prototype == "classification":
-            if p["cls"] != c["cls"]:
-                out.append(("SHADOW_DIFFERENCE_KIND_CLASS_CHANGED", t.name, c["cls"]))
-            elif p["attributes"] != c["attributes"]:
-                out.append(("SHADOW_DIFFERENCE_KIND_ATTRIBUTE_CHANGED", t.name, c["cls"]))
-    return out
+    return [(shadow.kind_name(d), task, shadow.difference_class(d)) for task, d in shadow.differences(tasks, prod, cand)]
 
 
-def compare_on(prod_model, cand_model, images: np.ndarray, ids: list[str], limit: int = 20) -> T.CompareModelsResponse:
+def compare_on(prod_model, cand_model, images: np.ndarray, ids: list[str], limit: int = DEFAULT_SAMPLE) -> T.CompareModelsResponse:
     shared = [t for t in cand_model.tasks if t in prod_model.tasks]
     resp = T.CompareModelsResponse(frames_compared=len(ids))
     if not ids:
@@ -74,17 +58,20 @@ def compare_on(prod_model, cand_model, images: np.ndarray, ids: list[str], limit
     return resp
 
 
-def compare(trainer, request: T.CompareModelsRequest) -> T.CompareModelsResponse:
+def compare(trainer, request: T.CompareModelsRequest, read_evidence: EvidenceReader | None = None) -> T.CompareModelsResponse:
     reg = trainer.registry
     prod = reg.get(request.production.name or request.candidate.name, request.production.version)
     cand = reg.get(request.candidate.name, request.candidate.version)
     for what, mv, ref in (("production", prod, request.production), ("candidate", cand, request.candidate)):
         if mv is None:
             raise CompareError(f"{what}: {ref.name}@{ref.version or 'production'} does not exist")
-    models = [model_mod.from_bytes(trainer._get_object("", mv.weights_key)) for mv in (prod, cand)]
     if request.HasField("time_range"):
-        raise CompareError("time_range: comparing fleet shadow-mode disagreements is not implemented yet; "
-                           "give a dataset or suites for an offline comparison")
+        if read_evidence is None:
+            raise CompareError("time_range: this trainer has no access to fleet.shadow-disagreements.v1")
+        if request.dataset.name or request.suites:
+            raise CompareError("give either time_range (fleet evidence) or a dataset/suites (offline), not both")
+        return fleet_compare(request.production, cand.model, request, read_evidence)
+    models = [model_mod.from_bytes(trainer._get_object("", mv.weights_key)) for mv in (prod, cand)]
     ids: list[str] = []
     images = []
     sources = []
@@ -107,6 +94,44 @@ def compare(trainer, request: T.CompareModelsRequest) -> T.CompareModelsResponse
             ids += new
         sources.append("suites:" + (",".join(request.suites) or "all"))
     resp = compare_on(models[0], models[1], np.concatenate(images) if images else np.zeros((0, 64, 64, 3), np.uint8), ids,
-                      request.sample_limit or 20)
+                      request.sample_limit or DEFAULT_SAMPLE)
     resp.source = "; ".join(sources)
+    return resp
+
+
+def fleet_compare(production, candidate, request: T.CompareModelsRequest, read_evidence: EvidenceReader) -> T.CompareModelsResponse:
+    """Aggregate the cars' shadow-mode reports of `candidate` next to `production` (ModelRefs; a
+    production version 0 matches whatever version of that line the cars ran beside the candidate)."""
+    r = request.time_range
+    since = r.since.ToMilliseconds() if r.HasField("since") else 0
+    until = r.until.ToMilliseconds() if r.HasField("until") else 2**62
+    if until <= since:
+        raise CompareError("time_range.until must be after time_range.since")
+    limit = request.sample_limit or DEFAULT_SAMPLE
+    resp = T.CompareModelsResponse()
+    vehicles: set[str] = set()
+    disagreeing: set[tuple[str, str]] = set()
+    for e in read_evidence(since, until):
+        if (e.candidate.name, e.candidate.version) != (candidate.name, candidate.version):
+            continue
+        if production.name and e.production.name != production.name or production.version and e.production.version != production.version:
+            continue
+        vehicles.add(e.vehicle_id)
+        resp.frames_compared += e.frames_compared
+        if not e.differences:
+            continue
+        frame = (e.vehicle_id, e.frame_id)
+        if frame not in disagreeing:
+            disagreeing.add(frame)
+            if len(resp.sample_frame_ids) < limit:
+                resp.sample_frame_ids.append(e.frame_id)
+        for d in e.differences:
+            resp.by_kind[shadow.kind_name(d)] += 1
+            resp.by_task[e.task] += 1
+            resp.by_class[shadow.difference_class(d)] += 1
+    resp.frames_disagreeing = len(disagreeing)
+    resp.distinct_vehicles = len(vehicles)
+    resp.disagreement_rate = resp.frames_disagreeing / resp.frames_compared if resp.frames_compared else 0.0
+    beside = f"{production.name or 'production'}@{production.version or 'any'}"
+    resp.source = f"fleet shadow mode: {candidate.name}@{candidate.version} beside {beside}, {len(vehicles)} cars"
     return resp

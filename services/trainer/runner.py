@@ -315,6 +315,14 @@ class Trainer:
             world = str(_hp(spec, "fallback_world", "default"))
             splits = data_mod.generated(tasks, n, seed, world)
             used.append({"name": f"generator:{world}", "version": 0, "samples": n, "seed": seed})
+        replay = int(_hp(spec, "replay_samples", 0))
+        if replay > 0 and used and not used[-1]["name"].startswith("generator:"):
+            # Rehearsal: fine-tuning on a few dozen new labels alone makes the model forget the common
+            # case it was trained on (the gate then refuses it); mixing in frames of that distribution
+            # keeps it. Synthetic (simulator ground truth), so no label budget is spent on them.
+            world = str(_hp(spec, "replay_world", "common"))
+            splits["train"] = data_mod.concat(splits["train"], data_mod.generated(tasks, replay, seed, world, val_fraction=0.0)["train"])
+            used.append({"name": f"replay:{world}", "version": 0, "samples": replay, "seed": seed})
         for split in splits.values():  # only the requested tasks' labels drive the loss
             split.annotations = [{k: v for k, v in a.items() if k in train_tasks} for a in split.annotations]
         base_mv, base = self._base(spec)

@@ -29,8 +29,9 @@ def _page(items: list, page_size: int, token: str) -> tuple[list, str]:
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
-    def __init__(self, trainer: Trainer, operator_secret: str) -> None:
+    def __init__(self, trainer: Trainer, operator_secret: str, read_evidence: compare.EvidenceReader | None = None) -> None:
         self.trainer = trainer
+        self.read_evidence = read_evidence
         self.registry = trainer.registry
         self.operator_secret = operator_secret
 
@@ -73,7 +74,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model.name}@{request.model.version or 'production'} does not exist")
         return T.GetModelResponse(model=mv)
 
-    async def _announce(self, context, name: str, version: int, role: int) -> T.ModelVersion:
+    async def _announce(self, context, name: str, version: int, role: int, shadow_fraction: float = 0.0) -> T.ModelVersion:
         mv = await asyncio.to_thread(self.registry.get, name, version)
         if mv is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model {name}@{version} does not exist")
@@ -84,6 +85,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{name}@{version} is a trigger detector, not a perception model")
         pv = await asyncio.to_thread(self.registry.published_version, name, version)
         event = model_repo.published_event(pv, role, self.trainer.store.bucket)
+        event.shadow_fraction = shadow_fraction
         await asyncio.to_thread(self.trainer.publish_event, topics.MODELS_PUBLISHED, name, event)
         self.registry.on_published(name, event)
         return await asyncio.to_thread(self.registry.get, name, version)
@@ -95,7 +97,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "role: PRODUCTION or CANDIDATE")
         if request.model.version <= 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "model.version: a positive version is required")
-        mv = await self._announce(context, request.model.name, request.model.version, role)
+        if not 0.0 <= request.shadow_fraction <= 1.0 or (request.shadow_fraction and role != C.MODEL_ROLE_CANDIDATE):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "shadow_fraction: in (0, 1], and only for a CANDIDATE")
+        mv = await self._announce(context, request.model.name, request.model.version, role, request.shadow_fraction)
         log.info("model promoted", model=f"{request.model.name}@{request.model.version}", role=C.ModelRole.Name(role), operator=operator, reason=request.reason)
         return T.PromoteModelResponse(model=mv)
 
@@ -115,6 +119,6 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     async def CompareModels(self, request, context):
         try:
-            return await asyncio.to_thread(compare.compare, self.trainer, request)
+            return await asyncio.to_thread(compare.compare, self.trainer, request, self.read_evidence)
         except compare.CompareError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))

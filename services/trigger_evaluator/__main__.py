@@ -63,14 +63,14 @@ async def serve() -> None:
 
     producer = Producer(kafka.bootstrap_servers, SERVICE)
     catalog, ledger = Catalog(), YieldLedger()
-    api = TriggerCatalog(catalog, ledger, producer, operator_secret, kafka.bootstrap_servers, store)
+    map_view = MapView()
+    api = TriggerCatalog(catalog, ledger, producer, operator_secret, kafka.bootstrap_servers, store, map_view)
 
     def on_catalog(key, record) -> None:
         catalog.apply(key, None if record is None else record.trigger)
         if record is not None:
             enforce_rules(api, (record.trigger.trigger_id, record.trigger.version))
 
-    map_view = MapView()
     follower = TopicFollower(
         kafka.bootstrap_servers,
         {

@@ -9,16 +9,11 @@ production, so the expected upload rate is what the budget will really see.
 from __future__ import annotations
 
 import struct
-import uuid
 from collections import defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-import confluent_kafka
-from confluent_kafka import TopicPartition
-
-from longtail import topics
 from longtail.fleet.v1 import events_pb2 as fleet_events
-from longtail.triggerlang import CompiledTrigger
+from longtail.triggerlang import CompiledTrigger, EvalContext
 from longtail.triggers.v1 import triggers_pb2
 
 DEFAULT_SAMPLE = 50
@@ -45,46 +40,10 @@ def read_segment(data: bytes) -> Iterator[fleet_events.TelemetryBatchEvent]:
         offset += size
 
 
-def read_topic_range(bootstrap: str, since_ms: int, until_ms: int, max_batches: int = 0) -> Iterator[fleet_events.TelemetryBatchEvent]:
-    """TelemetryBatchEvents whose Kafka timestamp lies in [since_ms, until_ms)."""
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"backtest-{uuid.uuid4().hex}", "enable.auto.commit": False, "enable.partition.eof": True})
-    try:
-        partitions = consumer.list_topics(topics.TELEMETRY.name, timeout=10).topics[topics.TELEMETRY.name].partitions
-        starts = consumer.offsets_for_times([TopicPartition(topics.TELEMETRY.name, p, since_ms) for p in partitions], timeout=10)
-        assignment = []
-        for tp in starts:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10)
-            if 0 <= tp.offset < high:
-                assignment.append(tp)
-        if not assignment:
-            return
-        remaining = {tp.partition for tp in assignment}
-        consumer.assign(assignment)
-        seen = 0
-        while remaining:
-            for msg in consumer.consume(500, 1.0):
-                if msg.error() is not None:
-                    if msg.error().code() == confluent_kafka.KafkaError._PARTITION_EOF:
-                        remaining.discard(msg.partition())
-                    continue
-                if msg.partition() not in remaining:
-                    continue
-                if msg.timestamp()[1] >= until_ms:
-                    remaining.discard(msg.partition())
-                    continue
-                try:
-                    event = fleet_events.TelemetryBatchEvent.FromString(msg.value())
-                except Exception:
-                    continue  # malformed records are the consumers' dead letters, not the backtest's
-                yield event
-                seen += 1
-                if max_batches and seen >= max_batches:
-                    return
-    finally:
-        consumer.close()
-
-
-def run_backtest(trigger: CompiledTrigger, spec: triggers_pb2.TriggerSpec, batches: Iterable[fleet_events.TelemetryBatchEvent], sample_limit: int = 0, max_frames: int = 0) -> triggers_pb2.BacktestTriggerResponse:
+def run_backtest(trigger: CompiledTrigger, spec: triggers_pb2.TriggerSpec, batches: Iterable[fleet_events.TelemetryBatchEvent], sample_limit: int = 0, max_frames: int = 0,
+                 map_context: Callable[[object], EvalContext] | None = None) -> triggers_pb2.BacktestTriggerResponse:
+    """`map_context(ego)` gives map_disagreement() the map as it is now (the fleet worker's view);
+    without it that built-in never fires."""
     sample_limit = sample_limit or DEFAULT_SAMPLE
     states: dict[str, object] = {}
     first_seen: dict[str, float] = {}
@@ -107,7 +66,7 @@ def run_backtest(trigger: CompiledTrigger, spec: triggers_pb2.TriggerSpec, batch
             state = states.get(vehicle)
             if state is None:
                 state = states[vehicle] = trigger.new_state()
-            fire = trigger.evaluate(state, frame)
+            fire = trigger.evaluate(state, frame, map_context(frame.ego) if map_context is not None else None)
             if fire is None:
                 continue
             recent = uploads[vehicle]

@@ -6,7 +6,6 @@ OPERATOR_TOKEN_SECRET for --operator (default: $USER).
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -34,13 +33,7 @@ def _stub() -> triggers_pb2_grpc.TriggerCatalogServiceStub:
 
 _auth = client.operator_metadata
 _call = client.call
-
-
-def _duration(text: str) -> float:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)?", text.strip())
-    if not match:
-        raise typer.BadParameter(f"{text!r}: use e.g. 90s, 15m, 1h, 2d")
-    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}[match.group(2)]
+_duration = client.duration_seconds
 
 
 def _show(triggers) -> None:

@@ -9,7 +9,7 @@ import grpc
 
 from longtail import topics
 from longtail.auth import OPERATOR_AUDIENCE, AuthError, bearer, verify_token
-from longtail.kafka import DeliveryError, Producer
+from longtail.kafka import DeliveryError, Producer, read_time_range
 from longtail.log import get_logger
 from longtail.storage import ObjectStore
 from longtail.triggerlang import FiringOptions, TriggerSyntaxError, compile_trigger
@@ -17,16 +17,19 @@ from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2 as S
 from longtail.triggers.v1 import triggers_pb2_grpc
 
-from trigger_evaluator.backtest import read_segment, read_topic_range, run_backtest
+from trigger_evaluator.backtest import read_segment, run_backtest
 from trigger_evaluator.catalog import Catalog, CatalogError, validate_spec
+from trigger_evaluator.fleet_worker import uses_map
 from trigger_evaluator.ledger import YieldLedger
 
 log = get_logger(__name__)
 
 
 class TriggerCatalog(triggers_pb2_grpc.TriggerCatalogServiceServicer):
-    def __init__(self, catalog: Catalog, ledger: YieldLedger, producer: Producer, operator_secret: str, bootstrap: str, store: ObjectStore | None) -> None:
+    def __init__(self, catalog: Catalog, ledger: YieldLedger, producer: Producer, operator_secret: str, bootstrap: str, store: ObjectStore | None,
+                 map_view=None) -> None:
         self.catalog = catalog
+        self.map_view = map_view  # fleet_worker.MapView: backtests of map_disagreement() see the current map
         self.ledger = ledger
         self.producer = producer
         self.operator_secret = operator_secret
@@ -162,7 +165,7 @@ class TriggerCatalog(triggers_pb2_grpc.TriggerCatalogServiceServicer):
             until = request.time_range.until.ToMilliseconds() if request.time_range.HasField("until") else int(time.time() * 1000) + 1
             if until <= since:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "time_range.until must be after time_range.since")
-            batches = lambda: read_topic_range(self.bootstrap, since, until)  # noqa: E731
+            batches = lambda: read_time_range(self.bootstrap, topics.TELEMETRY, since, until)  # noqa: E731
         elif source == "segment_key":
             if self.store is None:
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no object store configured")
@@ -174,6 +177,7 @@ class TriggerCatalog(triggers_pb2_grpc.TriggerCatalogServiceServicer):
         else:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a time_range or a segment_key")
         try:
-            return await asyncio.to_thread(lambda: run_backtest(compiled, spec, batches(), request.sample_limit, request.max_frames))
+            map_context = self.map_view.context if self.map_view is not None and uses_map(compiled) else None
+            return await asyncio.to_thread(lambda: run_backtest(compiled, spec, batches(), request.sample_limit, request.max_frames, map_context))
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))

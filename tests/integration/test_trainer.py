@@ -24,6 +24,9 @@ from longtail import model_repo, topics
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.common.v1 import common_pb2 as C
 from longtail.config import S3Settings, load
+from longtail.fleet.v1 import events_pb2 as FE
+from longtail.fleet.v1 import fleet_pb2 as F
+from longtail.kafka import Producer
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
 from longtail.models.v1 import events_pb2 as E
@@ -194,7 +197,6 @@ def test_trainer_declares_tasks_trains_gates_publishes_and_trains_a_detector(ser
     # v1: the bootstrap-style production model (common cases only, the shared tasks, no caution
     # head), published and announced as the fleet had it before this trainer existed
     from fleet_sim.bootstrap import train_on_world
-    from longtail.kafka import Producer
 
     base = train_on_world(WorldConfig().common_only(), seed=1, samples=700, epochs=5)
     pv = model_repo.publish(objects, base, name, 1)
@@ -267,6 +269,27 @@ def test_trainer_declares_tasks_trains_gates_publishes_and_trains_a_detector(ser
     cmp = api.CompareModels(T.CompareModelsRequest(production=C.ModelRef(name=name, version=v1), candidate=good.model,
                                                    suites=[f"it{run}.occluded"]), timeout=60)
     assert cmp.frames_compared == 8 and cmp.frames_disagreeing >= 1 and cmp.by_task["stop_sign"] >= 1
+
+    # fleet evidence: what cars running the candidate in shadow mode reported (as the gateway produces it)
+    evidence = Producer(kafka, "test-gateway")
+    for vehicle, frame, compared, kind in (("car-a", "car-a:4", 4, F.SHADOW_DIFFERENCE_KIND_EXTRA_IN_CANDIDATE), ("car-a", "", 300, None),
+                                           ("car-b", "car-b:9", 9, F.SHADOW_DIFFERENCE_KIND_MISSED_BY_CANDIDATE)):
+        e = FE.ShadowDisagreementEvent(vehicle_id=vehicle, frame_id=frame, production=C.ModelRef(name=name, version=v1), candidate=good.model,
+                                       task="stop_sign" if kind else "", frames_compared=compared)
+        if kind:
+            e.differences.add(kind=kind, production=C.Detection(cls="stop_sign", confidence=0.9))
+        evidence.produce(topics.SHADOW_DISAGREEMENTS, vehicle, e)
+    evidence.flush()
+    evidence.close()
+    fleet_req = T.CompareModelsRequest(production=C.ModelRef(name=name, version=v1), candidate=good.model)
+    fleet_req.time_range.since.FromMilliseconds(since_ms)
+    fleet_cmp = api.CompareModels(fleet_req, timeout=60)
+    assert (fleet_cmp.frames_compared, fleet_cmp.frames_disagreeing, fleet_cmp.distinct_vehicles) == (313, 2, 2), fleet_cmp
+    assert fleet_cmp.by_kind["SHADOW_DIFFERENCE_KIND_MISSED_BY_CANDIDATE"] == 1 and fleet_cmp.source.startswith("fleet shadow mode")
+    with pytest.raises(grpc.RpcError) as both:
+        fleet_req.suites.append(f"it{run}.occluded")
+        api.CompareModels(fleet_req, timeout=60)
+    assert both.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
     # on Kafka: publications (PRODUCTION v1, CANDIDATE waived, PRODUCTION good, detector, rollback) and the refusal
     published = [e for _, e in read_since(kafka, topics.MODELS_PUBLISHED, since_ms) if e.model.name in (name, det_name)]

@@ -183,3 +183,11 @@ def test_concurrent_labellers_on_sqlite(store):
     assert not errors
     assert sorted(seen) == sorted(sid(i) for i in range(60))  # none twice, none lost
     assert store.task_counts("stop_sign").done == 60
+
+
+def test_a_filter_can_name_the_samples(store):
+    register(store, 5)
+    picked, _ = store.list_samples(L.SampleFilter(sample_ids=[sid(1), sid(3), "not-registered"]))
+    assert sorted(s.sample_id for s in picked) == sorted([sid(1), sid(3)])
+    everything, _ = store.list_samples(L.SampleFilter())
+    assert len(everything) == 5

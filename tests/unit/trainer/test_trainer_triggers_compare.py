@@ -75,3 +75,44 @@ def test_compare_counts_disagreements_by_kind_and_task():
     diff = compare.compare_on(a, b, images, [f"s{i}" for i in range(6)])
     assert diff.by_task["stop_sign"] >= 1 and diff.by_kind["SHADOW_DIFFERENCE_KIND_EXTRA_IN_CANDIDATE"] >= 1
     assert diff.disagreement_rate == diff.frames_disagreeing / 6
+
+
+def shadow_event(vehicle, frame, cand_version, compared, kinds=(), task="stop_sign", prod_version=1):
+    from longtail.common.v1 import common_pb2 as C
+    from longtail.fleet.v1 import events_pb2 as FE
+
+    e = FE.ShadowDisagreementEvent(vehicle_id=vehicle, frame_id=frame, task=task if kinds else "", frames_compared=compared,
+                                   production=C.ModelRef(name="m", version=prod_version), candidate=C.ModelRef(name="m", version=cand_version))
+    for kind in kinds:
+        e.differences.add(kind=kind, candidate=C.Detection(cls="stop_sign", confidence=0.9))
+    return e
+
+
+def test_fleet_evidence_is_aggregated_per_candidate():
+    from longtail.common.v1 import common_pb2 as C
+    from longtail.fleet.v1 import fleet_pb2 as F
+
+    extra = F.SHADOW_DIFFERENCE_KIND_EXTRA_IN_CANDIDATE
+    events = [
+        shadow_event("a", "a:5", 2, 5, [extra]),
+        shadow_event("a", "a:5", 2, 0, [F.SHADOW_DIFFERENCE_KIND_CLASS_CHANGED], task="traffic_light"),  # same frame, other task
+        shadow_event("a", "", 2, 200),  # agreeing frames only
+        shadow_event("b", "b:9", 2, 9, [extra]),
+        shadow_event("c", "c:1", 3, 1, [extra]),  # another candidate
+        shadow_event("d", "d:1", 2, 1, [extra], prod_version=7),  # beside another production
+    ]
+    asked = []
+
+    def read(since, until):
+        asked.append((since, until))
+        return iter(events)
+
+    req = T.CompareModelsRequest(production=C.ModelRef(name="m", version=1), candidate=C.ModelRef(name="m", version=2))
+    req.time_range.since.FromMilliseconds(1000)
+    r = compare.fleet_compare(req.production, req.candidate, req, read)
+    assert asked == [(1000, 2**62)]
+    assert (r.frames_compared, r.frames_disagreeing, r.distinct_vehicles) == (214, 2, 2)
+    assert r.by_kind["SHADOW_DIFFERENCE_KIND_EXTRA_IN_CANDIDATE"] == 2 and r.by_task["traffic_light"] == 1
+    assert list(r.sample_frame_ids) == ["a:5", "b:9"] and abs(r.disagreement_rate - 2 / 214) < 1e-9
+    anyprod = compare.fleet_compare(C.ModelRef(name="m"), req.candidate, req, read)
+    assert anyprod.distinct_vehicles == 3  # version 0: whatever production ran beside the candidate

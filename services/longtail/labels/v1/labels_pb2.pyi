@@ -145,20 +145,22 @@ class TaskLabelState(_message.Message):
     def __init__(self, task: _Optional[str] = ..., labels_required: _Optional[int] = ..., labels_done: _Optional[int] = ..., in_review: _Optional[bool] = ..., disagreement: _Optional[bool] = ..., resolution: _Optional[_Union[Resolution, str]] = ..., final_label_id: _Optional[str] = ...) -> None: ...
 
 class SampleFilter(_message.Message):
-    __slots__ = ("tasks", "trigger_ids", "vehicle_ids", "captured", "label_status", "include_suite_cases")
+    __slots__ = ("tasks", "trigger_ids", "vehicle_ids", "captured", "label_status", "include_suite_cases", "sample_ids")
     TASKS_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_IDS_FIELD_NUMBER: _ClassVar[int]
     VEHICLE_IDS_FIELD_NUMBER: _ClassVar[int]
     CAPTURED_FIELD_NUMBER: _ClassVar[int]
     LABEL_STATUS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_SUITE_CASES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_IDS_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedScalarFieldContainer[str]
     trigger_ids: _containers.RepeatedScalarFieldContainer[str]
     vehicle_ids: _containers.RepeatedScalarFieldContainer[str]
     captured: _common_pb2.TimeRange
     label_status: LabelStatus
     include_suite_cases: bool
-    def __init__(self, tasks: _Optional[_Iterable[str]] = ..., trigger_ids: _Optional[_Iterable[str]] = ..., vehicle_ids: _Optional[_Iterable[str]] = ..., captured: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., label_status: _Optional[_Union[LabelStatus, str]] = ..., include_suite_cases: _Optional[bool] = ...) -> None: ...
+    sample_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tasks: _Optional[_Iterable[str]] = ..., trigger_ids: _Optional[_Iterable[str]] = ..., vehicle_ids: _Optional[_Iterable[str]] = ..., captured: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., label_status: _Optional[_Union[LabelStatus, str]] = ..., include_suite_cases: _Optional[bool] = ..., sample_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListSamplesRequest(_message.Message):
     __slots__ = ("filter", "page_size", "page_token")

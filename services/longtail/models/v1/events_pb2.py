@@ -27,7 +27,7 @@ from longtail.common.v1 import common_pb2 as longtail_dot_common_dot_v1_dot_comm
 from longtail.models.v1 import trainer_pb2 as longtail_dot_models_dot_v1_dot_trainer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flongtail/models/v1/events.proto\x12\x12longtail.models.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flongtail/common/v1/common.proto\x1a longtail/models/v1/trainer.proto\"\x8e\x03\n\x0eModelPublished\x12+\n\x05model\x18\x01 \x01(\x0b\x32\x1c.longtail.common.v1.ModelRef\x12+\n\x04role\x18\x02 \x01(\x0e\x32\x1d.longtail.common.v1.ModelRole\x12\x15\n\rdetector_name\x18\x03 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x04 \x01(\t\x12\x19\n\x11repository_prefix\x18\x05 \x01(\t\x12\x12\n\nconfig_key\x18\x06 \x01(\t\x12\x13\n\x0bweights_key\x18\x07 \x01(\t\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12\x12\n\nsize_bytes\x18\t \x01(\x04\x12\x14\n\x0cmanifest_key\x18\n \x01(\t\x12\r\n\x05tasks\x18\x0b \x03(\t\x12,\n\x06parent\x18\x0c \x01(\x0b\x32\x1c.longtail.common.v1.ModelRef\x12\x0e\n\x06run_id\x18\r \x01(\t\x12\x30\n\x0cpublished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x01\n\x0cModelRefused\x12+\n\x05model\x18\x01 \x01(\x0b\x32\x1c.longtail.common.v1.ModelRef\x12\x33\n\x0bgate_report\x18\x02 \x01(\x0b\x32\x1e.longtail.models.v1.GateReport\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12.\n\nrefused_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrefused_by\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flongtail/models/v1/events.proto\x12\x12longtail.models.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1flongtail/common/v1/common.proto\x1a longtail/models/v1/trainer.proto\"\xa7\x03\n\x0eModelPublished\x12+\n\x05model\x18\x01 \x01(\x0b\x32\x1c.longtail.common.v1.ModelRef\x12+\n\x04role\x18\x02 \x01(\x0e\x32\x1d.longtail.common.v1.ModelRole\x12\x15\n\rdetector_name\x18\x03 \x01(\t\x12\x0e\n\x06\x62ucket\x18\x04 \x01(\t\x12\x19\n\x11repository_prefix\x18\x05 \x01(\t\x12\x12\n\nconfig_key\x18\x06 \x01(\t\x12\x13\n\x0bweights_key\x18\x07 \x01(\t\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12\x12\n\nsize_bytes\x18\t \x01(\x04\x12\x14\n\x0cmanifest_key\x18\n \x01(\t\x12\r\n\x05tasks\x18\x0b \x03(\t\x12,\n\x06parent\x18\x0c \x01(\x0b\x32\x1c.longtail.common.v1.ModelRef\x12\x0e\n\x06run_id\x18\r \x01(\t\x12\x30\n\x0cpublished_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fshadow_fraction\x18\x0f \x01(\x02\"\xd4\x01\n\x0cModelRefused\x12+\n\x05model\x18\x01 \x01(\x0b\x32\x1c.longtail.common.v1.ModelRef\x12\x33\n\x0bgate_report\x18\x02 \x01(\x0b\x32\x1e.longtail.models.v1.GateReport\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12.\n\nrefused_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrefused_by\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'longtail.models.v1.events_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELPUBLISHED']._serialized_start=156
-  _globals['_MODELPUBLISHED']._serialized_end=554
-  _globals['_MODELREFUSED']._serialized_start=557
-  _globals['_MODELREFUSED']._serialized_end=769
+  _globals['_MODELPUBLISHED']._serialized_end=579
+  _globals['_MODELREFUSED']._serialized_start=582
+  _globals['_MODELREFUSED']._serialized_end=794
 # @@protoc_insertion_point(module_scope)

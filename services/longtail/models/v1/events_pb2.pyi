@@ -12,7 +12,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ModelPublished(_message.Message):
-    __slots__ = ("model", "role", "detector_name", "bucket", "repository_prefix", "config_key", "weights_key", "sha256", "size_bytes", "manifest_key", "tasks", "parent", "run_id", "published_at")
+    __slots__ = ("model", "role", "detector_name", "bucket", "repository_prefix", "config_key", "weights_key", "sha256", "size_bytes", "manifest_key", "tasks", "parent", "run_id", "published_at", "shadow_fraction")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class ModelPublished(_message.Message):
     PARENT_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FRACTION_FIELD_NUMBER: _ClassVar[int]
     model: _common_pb2.ModelRef
     role: _common_pb2.ModelRole
     detector_name: str
@@ -41,7 +42,8 @@ class ModelPublished(_message.Message):
     parent: _common_pb2.ModelRef
     run_id: str
     published_at: _timestamp_pb2.Timestamp
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., role: _Optional[_Union[_common_pb2.ModelRole, str]] = ..., detector_name: _Optional[str] = ..., bucket: _Optional[str] = ..., repository_prefix: _Optional[str] = ..., config_key: _Optional[str] = ..., weights_key: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., manifest_key: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., parent: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., run_id: _Optional[str] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    shadow_fraction: float
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., role: _Optional[_Union[_common_pb2.ModelRole, str]] = ..., detector_name: _Optional[str] = ..., bucket: _Optional[str] = ..., repository_prefix: _Optional[str] = ..., config_key: _Optional[str] = ..., weights_key: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., manifest_key: _Optional[str] = ..., tasks: _Optional[_Iterable[str]] = ..., parent: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., run_id: _Optional[str] = ..., published_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shadow_fraction: _Optional[float] = ...) -> None: ...
 
 class ModelRefused(_message.Message):
     __slots__ = ("model", "gate_report", "run_id", "refused_at", "refused_by", "reason")

@@ -316,14 +316,16 @@ class GetModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
 
 class PromoteModelRequest(_message.Message):
-    __slots__ = ("model", "role", "reason")
+    __slots__ = ("model", "role", "reason", "shadow_fraction")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FRACTION_FIELD_NUMBER: _ClassVar[int]
     model: _common_pb2.ModelRef
     role: _common_pb2.ModelRole
     reason: str
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., role: _Optional[_Union[_common_pb2.ModelRole, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+    shadow_fraction: float
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., role: _Optional[_Union[_common_pb2.ModelRole, str]] = ..., reason: _Optional[str] = ..., shadow_fraction: _Optional[float] = ...) -> None: ...
 
 class PromoteModelResponse(_message.Message):
     __slots__ = ("model",)
