@@ -232,10 +232,10 @@ class FleetState:
             current = self.candidate_model
             if current is None or (current.model.name, current.model.version) != (event.model.name, event.model.version):
                 self.candidate_model = event
-                message = fleet_pb2.ServerMessage(command=model_command(event))
+                data = fleet_pb2.ServerMessage(command=model_command(event)).SerializeToString()  # once for the cohort
                 for session in list(self.sessions.values()):
                     if in_shadow_cohort(session.vehicle_id, event):
-                        session.offer(message)
+                        session.offer_serialized(data)
 
     def on_vehicle_command(self, _key: str | None, vc: fleet_events.VehicleCommand | None) -> None:
         if vc is None or not vc.vehicle_id:
