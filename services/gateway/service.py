@@ -27,6 +27,7 @@ from gateway.validation import InvalidFrame, validate_frame, validate_shadow_dis
 log = get_logger(__name__)
 
 SERVICE = "gateway"
+SERVICE_NAME = "longtail.fleet.v1.FleetGatewayService"
 FRAMES = Counter("longtail_gateway_frames_total", "Telemetry frames acked into Kafka", ["service"])
 REJECTS = Counter("longtail_gateway_rejects_total", "Rejected requests by reason", ["service", "reason"])
 REJECT_REASONS = ("unauthenticated", "permission_denied", "no_hello", "invalid_argument", "slow_consumer", "protocol_violation",
@@ -96,7 +97,9 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
         return fleet_pb2.SessionLimits(max_batch_frames=s.max_batch_frames, max_snapshot_bytes=s.max_snapshot_bytes, max_chunk_bytes=s.max_chunk_bytes, max_batches_per_second=s.max_batches_per_second)
 
     # -- Session -------------------------------------------------------------------------------
-    async def Session(self, request_iterator, context):
+    async def Session(self, request_iterator, context) -> None:
+        """Writes with context.write() (registered without a response serializer: every message is
+        serialized already, see add_to_server); a task reads what the car sends."""
         try:
             first = await asyncio.wait_for(request_iterator.__anext__(), self.settings.hello_timeout_seconds)
         except (asyncio.TimeoutError, StopAsyncIteration):
@@ -112,20 +115,18 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
         await self._authenticate(hello.auth_token, hello.vehicle_id, context)
 
         session = CarSession(hello.vehicle_id, self.settings.session_queue)
+        # The welcome and the commands that bring the car up to date, then (attached in the same
+        # step, so no update falls in between) whatever is broadcast from now on.
+        initial = [self._welcome(session), *(fleet_pb2.ServerMessage(command=c).SerializeToString() for c in self.state.welcome_commands(hello))]
+        del first, hello  # held for the whole session otherwise
         self.state.attach(session)
         reader = asyncio.create_task(self._read(session, request_iterator))
         try:
-            welcome = fleet_pb2.Welcome(session_id=session.session_id, limits=self._limits(), gateway_id=self.settings.id)
-            welcome.server_time.GetCurrentTime()
-            welcome.heartbeat_interval.FromSeconds(int(self.settings.heartbeat_seconds))
-            yield fleet_pb2.ServerMessage(welcome=welcome)
-            for command in self.state.welcome_commands(hello):
-                yield fleet_pb2.ServerMessage(command=command)
-            while True:
-                message = await session.queue.get()
-                if message is None:
-                    break
-                yield message
+            for data in initial:
+                await context.write(data)
+            del initial
+            while (data := await session.next()) is not None:
+                await context.write(data)
             if session.overflowed:
                 self._reject("slow_consumer")
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the car fell too far behind reading commands and acks; reconnect")
@@ -133,6 +134,12 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
             session.close()
             reader.cancel()
             self.state.detach(session)
+
+    def _welcome(self, session: CarSession) -> bytes:
+        welcome = fleet_pb2.Welcome(session_id=session.session_id, limits=self._limits(), gateway_id=self.settings.id)
+        welcome.server_time.GetCurrentTime()
+        welcome.heartbeat_interval.FromSeconds(int(self.settings.heartbeat_seconds))
+        return fleet_pb2.ServerMessage(welcome=welcome).SerializeToString()
 
     async def _read(self, session: CarSession, request_iterator) -> None:
         inflight = asyncio.Semaphore(self.settings.max_inflight_batches)
@@ -328,3 +335,19 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
         UPLOADS.labels(SERVICE, "stored" if put.created else "existing").inc()
         return fleet_pb2.UploadSnapshotResponse(snapshot_id=put.sha256, object_key=put.key, bucket=self.store.bucket, size_bytes=put.size, already_existed=not put.created)
 
+
+def add_to_server(gateway: FleetGateway, server: grpc.aio.Server) -> None:
+    """What the generated fleet_pb2_grpc.add_FleetGatewayServiceServicer_to_server does, except
+    that Session has no response serializer: it writes ServerMessage bytes, so a broadcast is
+    serialized once for every connected car instead of once per car."""
+    handlers = {
+        "Session": grpc.stream_stream_rpc_method_handler(gateway.Session, request_deserializer=fleet_pb2.CarMessage.FromString),
+        "UploadSnapshot": grpc.stream_unary_rpc_method_handler(
+            gateway.UploadSnapshot, request_deserializer=fleet_pb2.UploadSnapshotRequest.FromString, response_serializer=fleet_pb2.UploadSnapshotResponse.SerializeToString
+        ),
+        "PublishTelemetry": grpc.unary_unary_rpc_method_handler(
+            gateway.PublishTelemetry, request_deserializer=fleet_pb2.PublishTelemetryRequest.FromString, response_serializer=fleet_pb2.PublishTelemetryResponse.SerializeToString
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)

@@ -40,31 +40,47 @@ def _code_name(context: Any, default: str) -> str:
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts calls by method and status code and times them (longtail_grpc_*)."""
+    """Counts calls by method and status code and times them (longtail_grpc_*).
+
+    Each method's handler is wrapped once, not per call: a server with 10,000 open streams would
+    otherwise keep 10,000 copies of the same wrapper alive."""
 
     def __init__(self, service: str) -> None:
         self.service = service
+        self._wrapped: dict[str, tuple[Any, Any]] = {}  # method path -> (its handler, wrapped)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method.rsplit("/", 1)[-1]
+        path = handler_call_details.method
+        known = self._wrapped.get(path)
+        if known is None or known[0] is not handler:
+            known = self._wrapped[path] = (handler, self._wrap(handler, path.rsplit("/", 1)[-1]))
+        return known[1]
+
+    def _wrap(self, handler, method: str):
         if handler.unary_unary:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary, method))
+            return handler._replace(unary_unary=self._awaited(handler.unary_unary, method))
         if handler.stream_unary:
-            return handler._replace(stream_unary=self._unary(handler.stream_unary, method))
+            return handler._replace(stream_unary=self._awaited(handler.stream_unary, method))
+        # A streaming handler that writes with context.write() is a coroutine and stays one: grpc
+        # treats coroutine and async-generator handlers differently, and a generator layer costs
+        # memory per open stream.
         if handler.unary_stream:
-            return handler._replace(unary_stream=self._streaming(handler.unary_stream, method))
+            behavior = handler.unary_stream
+            return handler._replace(unary_stream=self._awaited(behavior, method) if inspect.iscoroutinefunction(behavior) else self._streaming(behavior, method))
         if handler.stream_stream:
-            return handler._replace(stream_stream=self._streaming(handler.stream_stream, method))
+            behavior = handler.stream_stream
+            return handler._replace(stream_stream=self._awaited(behavior, method) if inspect.iscoroutinefunction(behavior) else self._streaming(behavior, method))
         return handler
 
     def _observe(self, method: str, started: float, code: str) -> None:
         metrics.GRPC_REQUESTS.labels(self.service, method, code).inc()
         metrics.GRPC_LATENCY.labels(self.service, method).observe(time.perf_counter() - started)
 
-    def _unary(self, behavior: Callable, method: str) -> Callable:
+    def _awaited(self, behavior: Callable, method: str) -> Callable:
+        """Unary handlers, and streaming ones that write with context.write() (return None)."""
         async def wrapper(request: Any, context: Any) -> Any:
             started = time.perf_counter()
             code = "UNKNOWN"

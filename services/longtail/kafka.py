@@ -383,7 +383,12 @@ class TopicFollower:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for msg in self._consumer.consume(500, 0.1):
+            # Wait for one record, then take what else is there: consume(500, 0.1) alone would
+            # hold a lone record (a trigger to beam to the fleet) until the 0.1 s timeout.
+            first = self._consumer.poll(0.1)
+            if first is None:
+                continue
+            for msg in (first, *self._consumer.consume(500, 0)):
                 err = msg.error()
                 if err is not None:
                     if err.code() == confluent_kafka.KafkaError._PARTITION_EOF:

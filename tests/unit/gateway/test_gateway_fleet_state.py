@@ -16,9 +16,8 @@ def published(name, version, role, fraction=0.0):
 
 
 def sent(session):
-    out = []
-    while not session.queue.empty():
-        out.append(session.queue.get_nowait().command)
+    out = [F.ServerMessage.FromString(data).command for data in session.outbox]
+    session.outbox.clear()
     return out
 
 
