@@ -188,6 +188,15 @@ class Demo:
         }
         names = ["label-store", "gateway", "trigger-evaluator", "trainer", "map-vision"]
         self._start_env = env
+        # This run's consumers keep their state in new databases (or in memory): they start at the
+        # end of their topics, not at what earlier runs on a kept broker produced.
+        from longtail import topics
+        from longtail.kafka import start_group_at_end
+
+        for group, consumed in ((f"label-store-{self.run_id}", (topics.SNAPSHOTS, topics.INFERENCE_RESULTS)),
+                                (f"inference-{self.run_id}", (topics.SNAPSHOTS,)), (f"map-vision-{self.run_id}", (topics.TELEMETRY,)),
+                                (f"trainer-{self.run_id}", (topics.LABELS_CREATED,))):
+            start_group_at_end(os.environ["KAFKA_BOOTSTRAP_SERVERS"], group, consumed)
 
         def start(name: str):
             if name == "trainer":
@@ -552,7 +561,8 @@ class Demo:
             truth = self.ground_truth(sid)
             annotation = annotate(task, truth, ERROR_RATE, rng) if truth is not None else None
             if annotation is None:
-                self.labels.ReleaseLease(L.ReleaseLeaseRequest(lease_id=lease.lease_id), timeout=10)
+                # No ground truth (not a simulator upload): keep the lease so the queue hands out the
+                # next sample; once a skipped one comes back (its lease expired) the queue went round.
                 if sid in skipped:
                     break
                 skipped.add(sid)

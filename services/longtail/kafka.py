@@ -460,3 +460,25 @@ def read_time_range(bootstrap: str, topic: Topic, since_ms: int, until_ms: int, 
                     return
     finally:
         consumer.close()
+
+
+def start_group_at_end(bootstrap: str, group: str, topic_list: Iterable[Topic]) -> int:
+    """Commit `group`'s offsets at the current end of `topic_list` (topics that do not exist yet are
+    left alone), so a *new* group skips the history instead of starting at the earliest record.
+    For consumers whose state is new too (e.g. a demo run's fresh database). Returns the partitions set."""
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        existing = consumer.list_topics(timeout=10).topics
+        offsets = []
+        for topic in topic_list:
+            metadata = existing.get(topic.name)
+            if metadata is None or metadata.error is not None:
+                continue
+            for p in metadata.partitions:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(topic.name, p), timeout=10)
+                offsets.append(TopicPartition(topic.name, p, high))
+        if offsets:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        return len(offsets)
+    finally:
+        consumer.close()

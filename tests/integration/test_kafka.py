@@ -3,7 +3,7 @@
 import uuid
 
 from longtail import topics
-from longtail.kafka import BatchConsumer, Producer, RecordError
+from longtail.kafka import BatchConsumer, Producer, RecordError, start_group_at_end
 from longtail.ops.v1 import events_pb2 as ops_events
 from longtail.smoke import telemetry_batch
 
@@ -127,6 +127,23 @@ def test_committed_offsets_mean_a_restarted_consumer_does_not_reprocess(kafka):
     second.close()
     assert vehicle not in again
     producer.close()
+
+
+def test_a_new_group_started_at_the_end_skips_the_history(kafka):
+    old, new = f"car-{uuid.uuid4().hex[:8]}", f"car-{uuid.uuid4().hex[:8]}"
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    producer = Producer(kafka, "test")
+    producer.produce(topics.TELEMETRY, old, telemetry_batch(old, 0, 1))
+    producer.flush()
+    assert start_group_at_end(kafka, group, [topics.TELEMETRY]) == topics.TELEMETRY.partitions
+    producer.produce(topics.TELEMETRY, new, telemetry_batch(new, 0, 1))
+    producer.flush()
+    seen = []
+    consumer = BatchConsumer(kafka, group, [topics.TELEMETRY], lambda rs: seen.extend(r.key for r in rs), producer)
+    assert drain(consumer, lambda: new in seen)
+    consumer.close()
+    producer.close()
+    assert old not in seen
 
 
 def test_wrong_value_type_is_refused_before_it_reaches_kafka(kafka):
