@@ -361,10 +361,14 @@ class Demo:
         from longtail.labels.v1 import labels_pb2 as L
         from longtail.models.v1 import trainer_pb2 as T
 
-        ds = self.labels.CreateDataset(L.CreateDatasetRequest(name=f"demo-{self.run_id}-detector", tasks=["stop_sign"],
-                                                              filter=L.SampleFilter(trigger_ids=trigger_ids), split=L.SplitSpec(val_fraction=0.25),
-                                                              description=f"occluded stop sign detector, iteration {iteration}: {what}"),
-                                       metadata=self.auth, timeout=120).dataset
+        created = self.labels.CreateDataset(L.CreateDatasetRequest(name=f"demo-{self.run_id}-detector", tasks=["stop_sign"],
+                                                                   filter=L.SampleFilter(trigger_ids=trigger_ids), split=L.SplitSpec(val_fraction=0.25),
+                                                                   description=f"occluded stop sign detector, iteration {iteration}: {what}"),
+                                            metadata=self.auth, timeout=120)
+        ds = created.dataset
+        if created.already_existed and self.result.detectors:
+            self.say(f"[blue]detector[/] {self.detector_name}: no new labelled upload since {ds.name}@{ds.version}, not retrained")
+            return False
         spec = T.RunSpec(kind=T.RUN_KIND_TRIGGER_DETECTOR, model_name=self.detector_name, detector_name=self.detector_name, tasks=["stop_sign"],
                          positive_predicate=OCCLUDED, seed=self.config.seed + iteration, epochs=16,
                          datasets=[C.DatasetRef(name=ds.name, version=ds.version)])
