@@ -29,7 +29,11 @@ EvidenceReader = Callable[[int, int], Iterable[fleet_events.ShadowDisagreementEv
 
 
 class CompareError(Exception):
-    pass
+    """The comparison cannot run in the current state (FAILED_PRECONDITION)."""
+
+
+class CompareRequestError(CompareError):
+    """The request itself is malformed (INVALID_ARGUMENT)."""
 
 
 def differences(tasks, prod: dict, cand: dict) -> list[tuple[str, str, str]]:
@@ -67,7 +71,7 @@ def compare(trainer, request: T.CompareModelsRequest, read_evidence: EvidenceRea
         if read_evidence is None:
             raise CompareError("time_range: this trainer has no access to fleet.shadow-disagreements.v1")
         if request.dataset.name or request.suites:
-            raise CompareError("give either time_range (fleet evidence) or a dataset/suites (offline), not both")
+            raise CompareRequestError("give either time_range (fleet evidence) or a dataset/suites (offline), not both")
         return fleet_compare(request.production, cand.model, request, read_evidence)
     prod = reg.get(request.production.name or request.candidate.name, request.production.version)
     if prod is None:
@@ -107,7 +111,7 @@ def fleet_compare(production, candidate, request: T.CompareModelsRequest, read_e
     since = r.since.ToMilliseconds() if r.HasField("since") else 0
     until = r.until.ToMilliseconds() if r.HasField("until") else 2**62
     if until <= since:
-        raise CompareError("time_range.until must be after time_range.since")
+        raise CompareRequestError("time_range.until must be after time_range.since")
     limit = request.sample_limit or DEFAULT_SAMPLE
     resp = T.CompareModelsResponse()
     vehicles: set[str] = set()

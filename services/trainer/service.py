@@ -120,5 +120,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     async def CompareModels(self, request, context):
         try:
             return await asyncio.to_thread(compare.compare, self.trainer, request, self.read_evidence)
+        except compare.CompareRequestError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except compare.CompareError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))

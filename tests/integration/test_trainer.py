@@ -289,7 +289,7 @@ def test_trainer_declares_tasks_trains_gates_publishes_and_trains_a_detector(ser
     with pytest.raises(grpc.RpcError) as both:
         fleet_req.suites.append(f"it{run}.occluded")
         api.CompareModels(fleet_req, timeout=60)
-    assert both.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert both.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not both" in both.value.details()
 
     # on Kafka: publications (PRODUCTION v1, CANDIDATE waived, PRODUCTION good, detector, rollback) and the refusal
     published = [e for _, e in read_since(kafka, topics.MODELS_PUBLISHED, since_ms) if e.model.name in (name, det_name)]
