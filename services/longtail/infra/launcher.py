@@ -297,14 +297,20 @@ class Postgres(Component):
             raise InfraError(f"PostgreSQL's `{name}` was not found; install the server: apt-get install postgresql")
         return found
 
-    def _user_kwargs(self) -> dict:
+    def _as_postgres(self, cmd: list[str]) -> list[str]:
+        """`cmd` run as the `postgres` account when we are root. Through setpriv, not subprocess's
+        user=/group= (those make Python fork the whole, multi-threaded caller and switch user in
+        the child before exec; with grpc loaded that child crashed now and then: exit -11)."""
         if not self.as_root:
-            return {}
+            return cmd
         try:
             pw = pwd.getpwnam("postgres")
         except KeyError:
             raise InfraError("running as root, PostgreSQL needs the `postgres` account: apt-get install postgresql creates it") from None
-        return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        setpriv = shutil.which("setpriv")
+        if not setpriv:
+            raise InfraError("running as root needs `setpriv` (util-linux) to start PostgreSQL as the `postgres` account")
+        return [setpriv, f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--", *cmd]
 
     def install(self, say: Callable[[str], None]) -> None:
         self.postgres = self._bin("postgres")
@@ -317,7 +323,7 @@ class Postgres(Component):
         if self.as_root:
             pw = pwd.getpwnam("postgres")
             os.chown(self.home, pw.pw_uid, pw.pw_gid)
-        _run([initdb, "-D", str(data), "-U", self.USER, "--auth=trust", "-E", "UTF8", "--no-instructions"], self.home / "initdb.log", "initdb", cwd="/", **self._user_kwargs())
+        _run(self._as_postgres([initdb, "-D", str(data), "-U", self.USER, "--auth=trust", "-E", "UTF8", "--no-instructions"]), self.home / "initdb.log", "initdb", cwd="/")
 
     def command(self):
         socket_dir = self.home / "run"
@@ -326,7 +332,7 @@ class Postgres(Component):
             pw = pwd.getpwnam("postgres")
             os.chown(socket_dir, pw.pw_uid, pw.pw_gid)
         cmd = [self.postgres, "-D", str(self.home / "data"), "-p", str(self.ports["postgres"]), "-k", str(socket_dir), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", "fsync=on"]
-        return cmd, {}, {"cwd": "/", **self._user_kwargs()}
+        return self._as_postgres(cmd), {}, {"cwd": "/"}
 
     def _connect(self, dbname: str):
         import psycopg
