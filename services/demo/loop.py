@@ -467,7 +467,7 @@ class Demo:
     def retire_triggers(self) -> None:
         from longtail.triggers.v1 import triggers_pb2 as S
 
-        for trigger_id in getattr(self, "triggers", {}):
+        for trigger_id in self.triggers:
             try:
                 self.catalog.RetireTrigger(S.RetireTriggerRequest(trigger_id=trigger_id, reason="demo finished"), metadata=self.auth, timeout=10)
             except grpc.RpcError:

@@ -137,7 +137,7 @@ def encode_clip(images: list[np.ndarray]) -> bytes:
 
 class SimulatedFleet:
     def __init__(self, config: SimConfig, world, model, store=None, gateway_address: str | None = None, token_secret: str | None = None,
-                 model_ref: common_pb2.ModelRef | None = None, truth_tags: dict[str, Callable[[list], bool]] | None = None) -> None:
+                 truth_tags: dict[str, Callable[[list], bool]] | None = None) -> None:
         """`model` (a `MultiTaskNet` or `load_scripted` model: `.predict`, `.tasks`) is what the cars
         run until the gateway sends a production model; `store` (an ObjectStore) receives ground
         truth and serves beamed-down weights; without a gateway the fleet runs offline.
@@ -151,7 +151,7 @@ class SimulatedFleet:
         self.gateway_address = gateway_address
         self.token_secret = token_secret
         self.shelf = ModelShelf(store)
-        initial = Installed(model_ref or common_pb2.ModelRef(name="bootstrap", version=0), model)
+        initial = Installed(common_pb2.ModelRef(name="bootstrap", version=0), model)
         self.report = SimReport()
         self.cars = [SimCar(f"{config.vehicle_prefix}-{i:05d}", Car(world, seed=config.seed * 100_003 + i), CarModels(initial)) for i in range(config.cars)]
         self._applying = 0  # model commands being fetched and loaded

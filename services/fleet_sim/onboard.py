@@ -15,6 +15,7 @@ keeps what it runs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
@@ -108,7 +109,7 @@ class CarModels:
     def compare(self, frame: fleet_pb2.Frame, prod: dict, cand: dict) -> list[fleet_pb2.ShadowDisagreement]:
         """Reports for one frame: one per task the models disagree on, or a periodic count."""
         self.compared += 1
-        shared = shadow.shared_tasks(self.production.model.tasks, self.candidate.model.tasks)
+        shared = _shared_tasks(self.production.model, self.candidate.model)
         by_task: dict[str, list[fleet_pb2.ShadowDifference]] = {}
         for task, diff in shadow.differences(shared, prod, cand):
             by_task.setdefault(task, []).append(diff)
@@ -120,6 +121,12 @@ class CarModels:
                                                         candidate=self.candidate.ref, task=task, differences=diffs, frames_compared=self.compared))
             self.compared = 0  # only the first message of a frame counts it
         return reports
+
+
+@functools.lru_cache(maxsize=16)
+def _shared_tasks(production, candidate) -> list:
+    """The tasks compared for a pair of loaded models (every frame asks; models are few)."""
+    return shadow.shared_tasks(production.tasks, candidate.tasks)
 
 
 def run_grouped(images: np.ndarray, installed: list[Installed | None]) -> list[dict | None]:

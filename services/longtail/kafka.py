@@ -419,10 +419,11 @@ def _safe(handler: Callable, key, value) -> None:
         log.exception("follower handler failed", key=key)
 
 
-def read_time_range(bootstrap: str, topic: Topic, since_ms: int, until_ms: int, max_records: int = 0) -> Iterator[Any]:
-    """The decoded values of `topic` whose Kafka timestamp lies in [since_ms, until_ms), partition
-    by partition in offset order, without a consumer group's side effects (backtests, fleet
-    evidence). Malformed records are skipped: dead-lettering them is the live consumers' job."""
+def read_time_range(bootstrap: str, topic: Topic, since_ms: int, until_ms: int, max_records: int = 0, keyed: bool = False) -> Iterator[Any]:
+    """The decoded values (with `keyed`, (key, value) pairs) of `topic` whose Kafka timestamp lies
+    in [since_ms, until_ms), up to each partition's end, in offset order per partition, without a
+    consumer group's side effects (backtests, fleet evidence). Malformed records and tombstones are
+    skipped: dead-lettering them is the live consumers' job."""
     consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"range-{uuid.uuid4().hex}", "enable.auto.commit": False, "enable.partition.eof": True})
     try:
         metadata = consumer.list_topics(topic.name, timeout=10).topics[topic.name]
@@ -454,7 +455,7 @@ def read_time_range(bootstrap: str, topic: Topic, since_ms: int, until_ms: int, 
                     value = topic.value_type.FromString(msg.value())
                 except (DecodeError, TypeError):
                     continue
-                yield value
+                yield (msg.key().decode() if msg.key() is not None else None, value) if keyed else value
                 seen += 1
                 if max_records and seen >= max_records:
                     return

@@ -55,7 +55,7 @@ def test_cars_install_production_candidate_and_detectors_and_use_them_on_every_f
     car, other = fleet.cars[0], fleet.cars[1]
 
     async def install():
-        results = [await fleet._on_command(car, shadow_command(net(1), "perception", 4, C.MODEL_ROLE_PRODUCTION)),
+        results = [await fleet._on_command(car, shadow_command(net(1, stop_bias=-100.0), "perception", 4, C.MODEL_ROLE_PRODUCTION)),
                    await fleet._on_command(car, shadow_command(net(1, stop_bias=100.0), "perception", 5, C.MODEL_ROLE_CANDIDATE)),
                    await fleet._on_command(car, detector_command("occluded", 2))]
         return results
@@ -68,7 +68,8 @@ def test_cars_install_production_candidate_and_detectors_and_use_them_on_every_f
     assert (frame.shadow_model.name, frame.shadow_model.version) == ("perception", 5)
     assert set(frame.trigger_scores) == {"occluded@2", "occluded"} and 0.0 <= frame.trigger_scores["occluded"] <= 1.0
     assert any(d.cls == "stop_sign" for d in frame.shadow_detections)  # the candidate sees stop signs everywhere
-    assert fleet.report.shadow_frames == 1 and fleet.report.shadow_disagreements >= 0
+    assert not any(d.cls == "stop_sign" for d in frame.detections)  # production sees none: one difference, stop_sign only
+    assert fleet.report.shadow_frames == 1 and fleet.report.shadow_disagreements == 1
     plain = other.outgoing[-1]  # a car that got nothing keeps the model it started with
     assert plain.model.name == "bootstrap" and not plain.HasField("shadow_model") and not plain.trigger_scores
     assert {k[:2] for k in fleet.shelf.models} == {("perception", 4), ("perception", 5), ("occluded", 2)}
