@@ -339,11 +339,19 @@ class ConsumerThread:
     def alive(self) -> bool:
         return self.error is None and (self._thread.is_alive() or not self.started)
 
+    def after_poll(self) -> None:
+        """Periodic work between polls, on the consumer's thread (subclasses)."""
+
+    def before_close(self) -> None:
+        """Last work after a clean stop, before the consumer closes (subclasses)."""
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
                 self.consumer.poll_once()
                 self.last_progress = time.monotonic()
+                self.after_poll()
+            self.before_close()
         except BaseException as exc:
             self.error = exc
             log.exception("consumer thread failed", thread=self._thread.name)

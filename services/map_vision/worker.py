@@ -19,7 +19,7 @@ from collections.abc import Callable
 from prometheus_client import Counter, Gauge, Histogram
 
 from longtail import topics
-from longtail.kafka import BatchConsumer, Producer, Record
+from longtail.kafka import BatchConsumer, ConsumerThread, Producer, Record
 from longtail.log import get_logger
 from longtail.mapvision.v1 import events_pb2, map_pb2
 
@@ -46,7 +46,7 @@ CHANGE_LABEL = {events_pb2.FEATURE_CHANGE_CREATED: "created", events_pb2.FEATURE
                 events_pb2.FEATURE_CHANGE_REMOVED: "removed"}
 
 
-class MapWorker:
+class MapWorker(ConsumerThread):
     def __init__(self, state: MapState, lock: threading.RLock, producer: Producer, bootstrap_servers: str,
                  on_disagreements: Callable[[list[events_pb2.Disagreement]], None], *, group_id: str = SERVICE,
                  publish_interval_s: float = 5.0, batch_size: int = 200, consumer: BatchConsumer | None = None) -> None:
@@ -55,17 +55,13 @@ class MapWorker:
         self.producer = producer
         self.on_disagreements = on_disagreements
         self.publish_interval_s = publish_interval_s
-        self.consumer = consumer or BatchConsumer(bootstrap_servers, group_id, [topics.TELEMETRY], self.handle, producer, batch_size=batch_size)
+        super().__init__(consumer or BatchConsumer(bootstrap_servers, group_id, [topics.TELEMETRY], self.handle, producer, batch_size=batch_size),
+                         "map-vision-worker")
         self._kind = {k: DISAGREEMENTS.labels(SERVICE, v) for k, v in KIND_LABEL.items()}
         self._changes = {k: FEATURE_CHANGES.labels(SERVICE, v) for k, v in CHANGE_LABEL.items()}
         self._frames = FRAMES.labels(SERVICE, "compared")
         self._duplicates = FRAMES.labels(SERVICE, "duplicate")
         self._record_seconds = RECORD_SECONDS.labels(SERVICE)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="map-vision-worker", daemon=True)
-        self.failed = threading.Event()
-        self.error: BaseException | None = None
-        self.last_progress = time.monotonic()
         self._next_tick = 0.0
 
     # -- consumer handler (BatchConsumer contract) -----------------------------------------------
@@ -119,38 +115,15 @@ class MapWorker:
             FEATURES.labels(SERVICE, label).set(counts.get(source, 0))
         CANDIDATES.labels(SERVICE).set(candidates)
 
-    # -- thread --------------------------------------------------------------------------------
+    # -- thread (ConsumerThread hooks) ---------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread.start()
+    def after_poll(self) -> None:
+        if self.last_progress >= self._next_tick:  # periodic: due map changes, gauges
+            self._next_tick = self.last_progress + min(1.0, self.publish_interval_s or 1.0)
+            if self.publish():
+                self.producer.flush()
+            self.update_gauges()
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.consumer.poll_once()
-                self.last_progress = time.monotonic()
-                if self.last_progress >= self._next_tick:  # periodic: counters, gauges
-                    self._next_tick = self.last_progress + min(1.0, self.publish_interval_s or 1.0)
-                    if self.publish():
-                        self.producer.flush()
-                    self.update_gauges()
-            self.publish(force=True)
-            self.producer.flush()
-        except BaseException as exc:  # an outage or a bug: stop, do not commit, let the process restart
-            self.error = exc
-            log.exception("map-vision worker failed")
-            self.failed.set()
-        finally:
-            try:
-                self.consumer.close()
-            except Exception:  # already broken
-                pass
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive() and not self.failed.is_set()
-
+    def before_close(self) -> None:
+        self.publish(force=True)
+        self.producer.flush()
