@@ -43,10 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name in args.names:
         result = BENCHMARKS[name].run(args, console)
-        table = Table(*result["columns"], title=result["title"])
-        for row in result["rows"]:
-            table.add_row(*[str(c) for c in row])
-        console.print(table)
+        for part in [result, *result.get("more_tables", [])]:
+            table = Table(*part["columns"], title=part["title"])
+            for row in part["rows"]:
+                table.add_row(*[str(c) for c in row])
+            console.print(table)
         for line in result.get("verdict", []):
             console.print(line)
         (out / f"{name}.json").write_text(json.dumps({**result, "at": time.time()}, indent=2))

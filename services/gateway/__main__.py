@@ -6,10 +6,10 @@ Environment: KAFKA_BOOTSTRAP_SERVERS, S3_*, FLEET_TOKEN_SECRET, GRPC_PORT, METRI
 from __future__ import annotations
 
 import asyncio
-import gc
 
 from longtail import config
 from longtail.auth import FleetAuthSettings
+from longtail.gc_tuning import tune_gc
 from longtail.grpc_server import GrpcServer, run_service
 from longtail.kafka import Producer, TopicFollower
 from longtail.storage import ObjectStore
@@ -18,22 +18,6 @@ from longtail.topics import ensure_topics
 from gateway.fleet_state import FleetState, all_topics, follower_handlers
 from gateway.service import SERVICE, SERVICE_NAME, FleetGateway, add_to_server
 from gateway.settings import GatewaySettings
-
-
-def tune_gc() -> None:
-    """Keep CPython's cyclic garbage collector from stalling broadcasts.
-
-    With 10,000 cars connected the gateway holds about half a million long-lived objects (grpc's
-    and ours, per session). At the default thresholds a broadcast's short-lived objects (one write
-    per car) trigger a young collection every 700 allocations; the survivors (writes still in
-    flight) soon add up to a full collection, which walks every session's objects with the event
-    loop stopped: ~0.5 s at 10,000 cars, in the middle of the broadcast, and then on nearly every
-    broadcast after it. Collecting the young generation every 50,000 allocations lets those
-    objects die first (a few MB of garbage at most waits a little longer); what start-up built
-    (modules, the catalog) is frozen out of the collector's walks."""
-    gc.collect()  # nothing already unreachable gets frozen
-    gc.freeze()
-    gc.set_threshold(50_000, 10, 10)
 
 
 async def serve(service_settings: config.ServiceSettings | None = None, ready: asyncio.Event | None = None) -> None:

@@ -12,6 +12,7 @@ import os
 
 from longtail import config, log, topics
 from longtail.auth import OperatorAuthSettings
+from longtail.gc_tuning import tune_gc
 from longtail.grpc_server import GrpcServer, run_service
 from longtail.kafka import Producer, TopicFollower
 from longtail.storage import ObjectStore
@@ -85,6 +86,7 @@ async def serve() -> None:
     )
     follower.start()
     await follower.caught_up.wait()  # answer only with the whole catalog in view
+    tune_gc()
 
     fleet = None
     if os.environ.get("TRIGGER_EVALUATOR_FLEET_WORKER", "1").strip().lower() not in ("0", "false", "no", "off"):

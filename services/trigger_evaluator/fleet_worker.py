@@ -45,6 +45,7 @@ from longtail.kafka import Producer
 from longtail.log import get_logger
 from longtail.mapvision.v1 import map_pb2
 from longtail.triggerlang import CompiledTrigger, EvalContext, FiringOptions, compile_trigger, map_expectations
+from longtail.triggerlang.vector import BatchEvaluator, CarFrames
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2 as S
 
@@ -115,6 +116,14 @@ class CompiledCatalog:
     def __init__(self, latest: Callable[[], dict[str, S.Trigger]]) -> None:
         self.latest = latest
         self._compiled: dict[tuple[str, int], CompiledTrigger] = {}
+        self._evaluator: tuple[list[CompiledTrigger], BatchEvaluator] | None = None
+
+    def evaluator(self, active: list[tuple[S.Trigger, CompiledTrigger]]) -> BatchEvaluator:
+        """The column evaluator of these triggers (rebuilt when the active set changes)."""
+        programs = [c for _, c in active]
+        if self._evaluator is None or self._evaluator[0] != programs:
+            self._evaluator = (programs, BatchEvaluator(programs))
+        return self._evaluator[1]
 
     def active(self) -> list[tuple[S.Trigger, CompiledTrigger]]:
         result = []
@@ -135,6 +144,37 @@ class CompiledCatalog:
                 self._compiled[key] = compiled
             result.append((trigger, compiled))
         return result
+
+
+def _decode(value: bytes | None) -> fleet_events.TelemetryBatchEvent:
+    try:
+        return fleet_events.TelemetryBatchEvent.FromString(value or b"")
+    except DecodeError as exc:
+        raise ValueError(f"cannot decode TelemetryBatchEvent: {exc}") from None  # dead-lettered by the stage
+
+
+class _Car:
+    """One car's telemetry records of a poll: its frames in evaluation order (each record's
+    frames by sequence; frames of another vehicle dropped: they would corrupt the state)."""
+
+    def __init__(self, partition: int, vehicle: str) -> None:
+        self.partition, self.vehicle = partition, vehicle
+        self.records: list = []
+        self.frames: list = []
+        self.record_ends: list[int] = []
+        self.saved = False
+
+    def add(self, msg, batch: fleet_events.TelemetryBatchEvent) -> int:
+        """Append a record's frames; returns the record's number for this car."""
+        vehicle = self.vehicle
+        self.records.append(msg)
+        self.frames.extend(f for f in sorted(batch.frames, key=_sequence) if f.vehicle_id == vehicle)
+        self.record_ends.append(len(self.frames))
+        return len(self.records) - 1
+
+
+def _sequence(frame) -> int:
+    return frame.sequence
 
 
 def group_progress(bootstrap: str, positions: list[tuple[str, str]]) -> tuple[int, int]:
@@ -178,10 +218,6 @@ async def watch_progress(bootstrap: str, set_serving: Callable[[bool], Awaitable
             serving = healthy
             log.warning("fleet worker progress", serving=serving, lag=lag)
             await set_serving(serving)
-
-
-def uses_map(program: CompiledTrigger) -> bool:
-    return any(call.startswith("map_disagreement(") for call in program.calls)
 
 
 def decide(trigger: S.Trigger | None, fired: trigger_events.TriggerFired, budget: dict, now: float) -> tuple[bool, str]:
@@ -294,10 +330,12 @@ class ChangelogTable:
 
 
 class Stage:
-    """consume → process(record) → outputs acked → table durable → commit, in a thread."""
+    """consume → process(records of one poll) → outputs acked → table durable → commit, in a thread.
+
+    `process` gets the poll's records and the stage (for `each` and `dead_letter`)."""
 
     def __init__(self, name: str, bootstrap: str, group_id: str, topic: str, table: ChangelogTable,
-                 process: Callable[[int, bytes | None, bytes], None], producer: Producer, batch_size: int = 200) -> None:
+                 process: Callable[[list, Stage], None], producer: Producer, batch_size: int = 200) -> None:
         self.name, self.topic, self.table, self.process, self.producer, self.batch_size = name, topic, table, process, producer, batch_size
         self.group_id = group_id
         self.consumer = confluent_kafka.Consumer({
@@ -341,16 +379,15 @@ class Stage:
         if not messages:
             return
         self.metrics.consumed(self.topic, len(messages))
+        records = []
         for msg in messages:
             if msg.error() is not None:
                 if msg.error().fatal():
                     raise confluent_kafka.KafkaException(msg.error())
                 log.warning("kafka consume error", stage=self.name, error=msg.error().str())
                 continue
-            try:
-                self.process(msg.partition(), msg.key(), msg.value())
-            except Exception as exc:  # one bad record must not stop the stage (or, replayed, every restart)
-                self.dead_letter(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), f"{type(exc).__name__}: {exc}")
+            records.append(msg)
+        self.process(records, self)
         self.producer.flush()  # 1. outputs (and dead letters) acked
         self.table.flush()  # 2. then the state that produced them
         try:
@@ -358,10 +395,20 @@ class Stage:
         except confluent_kafka.KafkaException as exc:  # e.g. a rebalance: the records are redone, idempotently
             log.warning("commit failed; the batch will be reprocessed", stage=self.name, error=str(exc))
 
-    def dead_letter(self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None, error: str) -> None:
+    def each(self, records: list, handle: Callable[[int, bytes | None, bytes], None]) -> None:
+        """handle(partition, key, value) per record; a record it fails on is dead-lettered."""
+        for msg in records:
+            try:
+                handle(msg.partition(), msg.key(), msg.value())
+            except Exception as exc:  # one bad record must not stop the stage (or, replayed, every restart)
+                self.dead_letter(msg, exc)
+
+    def dead_letter(self, msg, exc: BaseException) -> None:
         from longtail.ops.v1 import events_pb2 as ops_events
 
-        letter = ops_events.DeadLetter(source_topic=topic, source_partition=partition, source_offset=offset, key=key or b"", value=value or b"", error=error[:4000], consumer_group=self.group_id)
+        topic, partition, offset, error = msg.topic(), msg.partition(), msg.offset(), f"{type(exc).__name__}: {exc}"
+        letter = ops_events.DeadLetter(source_topic=topic, source_partition=partition, source_offset=offset, key=msg.key() or b"",
+                                       value=msg.value() or b"", error=error[:4000], consumer_group=self.group_id)
         letter.failed_at.GetCurrentTime()
         log.warning("dead-lettered record", stage=self.name, topic=topic, partition=partition, offset=offset, error=error[:200])
         self.metrics.dead_lettered(topic)
@@ -398,8 +445,8 @@ class FleetWorker:
         self.car_states.ensure_topic(telemetry_topic, replication_factor)
         self.budgets.ensure_topic(candidates_topic, replication_factor)
         self.stages = [
-            Stage("evaluate", bootstrap, group_id, telemetry_topic, self.car_states, self.evaluate, self.producer),
-            Stage("decide", bootstrap, f"{group_id}-decide", candidates_topic, self.budgets, self.decide, self.producer),
+            Stage("evaluate", bootstrap, group_id, telemetry_topic, self.car_states, self.evaluate_poll, self.producer),
+            Stage("decide", bootstrap, f"{group_id}-decide", candidates_topic, self.budgets, lambda records, stage: stage.each(records, self.decide), self.producer),
         ]
         self._frames = FRAMES.labels(SERVICE)
         self._decided: set[str] = set()
@@ -418,32 +465,65 @@ class FleetWorker:
     def error(self) -> BaseException | None:
         return next((s.error for s in self.stages if s.error is not None), None)
 
-    def evaluate(self, partition: int, key: bytes | None, value: bytes) -> None:
-        try:
-            batch = fleet_events.TelemetryBatchEvent.FromString(value or b"")
-        except DecodeError as exc:
-            raise ValueError(f"cannot decode TelemetryBatchEvent: {exc}") from None  # dead-lettered by the stage
-        vehicle = batch.vehicle_id
+    def evaluate_poll(self, records: list, stage: Stage) -> None:
+        """All telemetry records of one poll together: each car's frames in record order, every
+        active trigger over all of them at once (`BatchEvaluator`, column by column). Outputs
+        and states are exactly those of evaluating record by record, frame by frame."""
+        cars: dict[tuple[int, str], _Car] = {}
+        order: list[tuple[_Car, int]] = []  # (car, its record number) in the order the records came
+        for msg in records:
+            try:
+                batch = _decode(msg.value())
+            except ValueError as exc:
+                stage.dead_letter(msg, exc)
+                continue
+            key = (msg.partition(), batch.vehicle_id)
+            car = cars.get(key)
+            if car is None:
+                car = cars[key] = _Car(msg.partition(), batch.vehicle_id)
+            order.append((car, car.add(msg, batch)))
+        if not cars:
+            return
         active = self.compiled.active()
-        saved = self.car_states.get(partition, vehicle)
-        if not active and not saved and not any(f.edge_fires for f in batch.frames):
-            self._frames.inc(len(batch.frames))
-            return  # no changelog write for cars no trigger watches (edge fires still go to decide)
-        states = {t.trigger_id: c.load_state(saved.get(t.trigger_id)) for t, c in active}
-        map_needed = self.map_view is not None and any(uses_map(p) for _, p in active)
-        for frame in sorted(batch.frames, key=lambda f: f.sequence):
-            if frame.vehicle_id != vehicle:
-                continue  # the gateway guarantees it; a foreign frame would corrupt the state
-            self._frames.inc()
-            context = self.map_view.context(frame.ego) if map_needed else None
-            for trigger, program in active:
-                fire = program.evaluate(states[trigger.trigger_id], frame, context)
-                if fire is not None:
-                    self._candidate(trigger.trigger_id, trigger.version, fire.fire_id, vehicle, frame, trigger_events.FIRE_SOURCE_FLEET, 1.0)
-            for edge in frame.edge_fires:
-                self._candidate(edge.trigger_id, edge.trigger_version, edge.fire_id, vehicle, frame, trigger_events.FIRE_SOURCE_EDGE, edge.score)
-        if active or saved:
-            self.car_states.set(partition, vehicle, {t.trigger_id: c.dump_state(states[t.trigger_id]) for t, c in active})
+        try:
+            self._evaluate_cars(list(cars.values()), order, active)
+        except Exception:  # a bug on the fast path must not cost records: redo them one by one (states untouched so far)
+            log.exception("evaluating a poll together failed; evaluating its records one by one")
+            stage.each([msg for car, r in order for msg in car.records[r:r + 1]], lambda partition, key, value: self._evaluate_record(partition, value, active))
+
+    def _evaluate_record(self, partition: int, value: bytes, active: list[tuple[S.Trigger, CompiledTrigger]]) -> None:
+        batch = _decode(value)
+        car = _Car(partition, batch.vehicle_id)
+        self._evaluate_cars([car], [(car, car.add(None, batch))], active)
+
+    def _evaluate_cars(self, cars: list[_Car], order: list[tuple[_Car, int]], active: list[tuple[S.Trigger, CompiledTrigger]]) -> None:
+        evaluator = self.compiled.evaluator(active)
+        map_needed = self.map_view is not None and any(evaluator.needs_context)
+        context = (lambda frame: self.map_view.context(frame.ego)) if map_needed else None
+        loaded = []
+        for car in cars:
+            saved = self.car_states.get(car.partition, car.vehicle)
+            loaded.append([c.load_state(saved.get(t.trigger_id)) for t, c in active] if active else [])
+            car.saved = bool(saved)
+        fires = evaluator.run([CarFrames(car.frames, states, context) for car, states in zip(cars, loaded)]) if active else []
+        by_frame: dict[tuple[int, int], list] = {}
+        for fire in fires:
+            by_frame.setdefault((fire.car, fire.frame), []).append(fire)
+        # Outputs in record order, each frame's fires in trigger order, then the frame's edge fires.
+        number = {id(car): c for c, car in enumerate(cars)}
+        for car, r in order:
+            c = number[id(car)]
+            for i in range(car.record_ends[r - 1] if r else 0, car.record_ends[r]):
+                frame = car.frames[i]
+                for fire in by_frame.get((c, i), ()):
+                    trigger = active[fire.trigger][0]
+                    self._candidate(trigger.trigger_id, trigger.version, fire.fire.fire_id, car.vehicle, frame, trigger_events.FIRE_SOURCE_FLEET, 1.0)
+                for edge in frame.edge_fires:
+                    self._candidate(edge.trigger_id, edge.trigger_version, edge.fire_id, car.vehicle, frame, trigger_events.FIRE_SOURCE_EDGE, edge.score)
+        for car, states in zip(cars, loaded):
+            self._frames.inc(len(car.frames))
+            if active or car.saved:  # no changelog write for cars no trigger watches
+                self.car_states.set(car.partition, car.vehicle, {t.trigger_id: c.dump_state(s) for (t, c), s in zip(active, states)})
 
     def _candidate(self, trigger_id: str, version: int, fire_id: str, vehicle: str, frame, source, score: float) -> None:
         event = trigger_events.TriggerFired(

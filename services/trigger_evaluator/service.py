@@ -19,7 +19,6 @@ from longtail.triggers.v1 import triggers_pb2_grpc
 
 from trigger_evaluator.backtest import read_segment, run_backtest
 from trigger_evaluator.catalog import Catalog, CatalogError, validate_spec
-from trigger_evaluator.fleet_worker import uses_map
 from trigger_evaluator.ledger import YieldLedger
 
 log = get_logger(__name__)
@@ -177,7 +176,7 @@ class TriggerCatalog(triggers_pb2_grpc.TriggerCatalogServiceServicer):
         else:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a time_range or a segment_key")
         try:
-            map_context = self.map_view.context if self.map_view is not None and uses_map(compiled) else None
+            map_context = self.map_view.context if self.map_view is not None and compiled.uses_map else None
             return await asyncio.to_thread(lambda: run_backtest(compiled, spec, batches(), request.sample_limit, request.max_frames, map_context))
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))

@@ -165,6 +165,9 @@ class C:
     costly: bool = False  # loops over detections: memoized when used inside a detection context
     extra: Any = None  # FIRST: index of its state slot
     bare_class: bool = False  # a bare identifier used as a class name
+    # The same computation as a hashable tree for the column backend (`vector.py`); None when
+    # the backend cannot evaluate it (the trigger then runs frame by frame).
+    vec: Any = None
 
 
 # Precedences for printing the normalized form.
@@ -173,6 +176,41 @@ P_OR, P_AND, P_NOT, P_CMP, P_SUM, P_PROD, P_NEG, P_ATOM = 1, 2, 3, 4, 5, 6, 7, 9
 
 def _paren(c: C, min_prec: int) -> str:
     return c.text if c.prec >= min_prec else f"({c.text})"
+
+
+# Column-backend trees (see C.vec): tuples ("op", child, ..., constant params...). A tree is None
+# as soon as one child is, so an unsupported built-in makes its whole trigger frame-by-frame.
+ALL_DETS = ("all_dets",)  # the detection filter "every detection"
+
+
+def vconst(value: Any) -> tuple:
+    return ("const", value, type(value).__name__)  # the type keeps True, 1 and 1.0 apart
+
+
+def vnode(op: str, *children: Any) -> tuple | None:
+    return None if any(c is None for c in children) else (op, *children)
+
+
+VEC_TEMPORAL = frozenset({"flicker", "sustained", "within"})  # (op, input, slot index, params...)
+
+
+def _vec_slots(tree: Any) -> set[int]:
+    if not isinstance(tree, tuple) or not tree or tree[0] == "const":
+        return set()
+    slots = {tree[2]} if tree[0] in VEC_TEMPORAL else set()
+    for child in tree[1:]:
+        if isinstance(child, tuple):
+            slots |= _vec_slots(child)
+    return slots
+
+
+def vec_at(c: C, level: int) -> tuple | None:
+    """c's tree, broadcast from the frame to each detection when used at detection level."""
+    if c.level == CONST:
+        return vconst(c.value)
+    if c.vec is None:
+        return None
+    return ("bcast", c.vec) if level == DETL and c.level == FRAME else c.vec
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,6 +344,14 @@ DET_FIELDS: dict[str, tuple[str, Callable | None, str]] = {
     "attr_score": (NUM, None, "d.attr_score.<key>: attribute_scores[key], 0 when absent"),
     "class_score": (NUM, None, "d.class_score.<cls>: class_scores[cls], 0 when absent"),
 }
+# What max_conf/nearest/entropy/margin reduce over the matching detections (names as in DET_FIELDS).
+REDUCED_FIELDS: dict[str, Callable] = {
+    "conf": lambda d: d.confidence,
+    "range": DET_FIELDS["range"][1],
+    "entropy": det_entropy,
+    "entropy_normalized": det_entropy_normalized,
+    "margin": det_margin,
+}
 DET_ALIASES = {"confidence": "conf", "track_id": "track", "range_m": "range", "bearing_rad": "bearing", "class": "cls",
                "attributes": "attr", "attribute_scores": "attr_score", "class_scores": "class_score"}
 
@@ -407,6 +453,7 @@ class Program:
     calls: list[str]  # each built-in call with all its arguments, defaults included
     state_items: int  # upper bound of remembered values per car
     constant: bool | None  # the predicate's value when it does not depend on the frame
+    vec: tuple | None  # the predicate for the column backend; None = frame by frame only
 
 
 @dataclass
@@ -414,6 +461,7 @@ class _Selector:
     cls: str | None = None  # class name
     pred: Callable | None = None  # det-level bool fn
     text: str = ""
+    vec: Any = None  # det-level bool, for the column backend
 
 
 class Compiler:
@@ -444,8 +492,11 @@ class Compiler:
             constant = value
         else:
             predicate, constant = c.fn, None
+        vec = vec_at(c, FRAME)
+        if vec is not None and len(_vec_slots(vec)) != len(self.factories):
+            vec = None  # a temporal built-in folded away (`true or flicker(...)`) still keeps its slot up to date
         return Program(predicate, self.updaters, self.factories, self.memo_size, frozenset(self.detectors), c.text,
-                       self.calls, self.state_items, constant)
+                       self.calls, self.state_items, constant, vec)
 
     def _not_bool_message(self, c: C, prefix: str) -> str:
         got = _TYPE_TEXT.get(c.type, c.type)
@@ -490,19 +541,21 @@ class Compiler:
     def lift(self, c: C, level: int) -> Callable:
         return self.as_det(c) if level == DETL else self.as_frame(c)
 
-    def unary(self, c: C, op: Callable, type_: str, text: str, prec: int) -> C:
+    def unary(self, c: C, op: Callable, type_: str, text: str, prec: int, vop: tuple) -> C:
         if c.level == CONST:
             return C(type_, CONST, text, prec, value=op(c.value))
         f = c.fn
+        vec = vnode(vop[0], c.vec, *vop[1:])
         if c.level == FRAME:
-            return C(type_, FRAME, text, prec, fn=lambda s: op(f(s)), costly=c.costly)
-        return C(type_, DETL, text, prec, fn=lambda d, s: op(f(d, s)))
+            return C(type_, FRAME, text, prec, fn=lambda s: op(f(s)), costly=c.costly, vec=vec)
+        return C(type_, DETL, text, prec, fn=lambda d, s: op(f(d, s)), vec=vec)
 
-    def binary(self, a: C, b: C, op: Callable, type_: str, text: str, prec: int) -> C:
+    def binary(self, a: C, b: C, op: Callable, type_: str, text: str, prec: int, vop: str) -> C:
         level = max(a.level, b.level)
         costly = a.costly or b.costly
         if level == CONST:
             return C(type_, CONST, text, prec, value=op(a.value, b.value))
+        vec = vnode(vop, vec_at(a, level), vec_at(b, level))
         if level == FRAME:
             if a.level == CONST:
                 x, g = a.value, b.fn
@@ -513,7 +566,7 @@ class Compiler:
             else:
                 f, g = a.fn, b.fn
                 fn = lambda s: op(f(s), g(s))  # noqa: E731
-            return C(type_, FRAME, text, prec, fn=fn, costly=costly)
+            return C(type_, FRAME, text, prec, fn=fn, costly=costly, vec=vec)
         if a.level == CONST:
             x, g = a.value, self.as_det(b)
             fn = lambda d, s: op(x, g(d, s))  # noqa: E731
@@ -523,13 +576,13 @@ class Compiler:
         else:
             f, g = self.as_det(a), self.as_det(b)
             fn = lambda d, s: op(f(d, s), g(d, s))  # noqa: E731
-        return C(type_, DETL, text, prec, fn=fn)
+        return C(type_, DETL, text, prec, fn=fn, vec=vec)
 
     def to_bool(self, c: C, at: Node, context: str) -> C:
         if c.type == BOOL:
             return c
         if c.type == ATTR:
-            return self.unary(c, _truthy, BOOL, c.text, c.prec)
+            return self.unary(c, _truthy, BOOL, c.text, c.prec, ("truthy",))
         raise self.err(self._not_bool_message(c, f"{context} needs a condition"), at)
 
     # -- dispatch --------------------------------------------------------------------------------
@@ -564,7 +617,7 @@ class Compiler:
         c = self.compile(node.operand)
         if c.type != NUM:
             raise self.err(f"'-' needs a number, got {_TYPE_TEXT.get(c.type, c.type)}", node.operand)
-        return self.unary(c, operator.neg, NUM, "-" + _paren(c, P_NEG), P_NEG)
+        return self.unary(c, operator.neg, NUM, "-" + _paren(c, P_NEG), P_NEG, ("neg",))
 
     def c_BinOp(self, node: BinOp) -> C:
         a, b = self.compile(node.left), self.compile(node.right)
@@ -574,11 +627,11 @@ class Compiler:
         prec = P_SUM if node.op in "+-" else P_PROD
         text = f"{_paren(a, prec)} {node.op} {_paren(b, prec + 1)}"
         op = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": _div}[node.op]
-        return self.binary(a, b, op, NUM, text, prec)
+        return self.binary(a, b, op, NUM, text, prec, {"+": "add", "-": "sub", "*": "mul", "/": "div"}[node.op])
 
     def c_Not(self, node: Not) -> C:
         c = self.to_bool(self.compile(node.operand), node.operand, "'not'")
-        return self.unary(c, operator.not_, BOOL, "not " + _paren(c, P_NOT), P_NOT)
+        return self.unary(c, operator.not_, BOOL, "not " + _paren(c, P_NOT), P_NOT, ("not",))
 
     def c_BoolOp(self, node: BoolOp) -> C:
         parts = [self.to_bool(self.compile(n), n, f"'{node.op}'") for n in node.operands]
@@ -599,13 +652,14 @@ class Compiler:
             return C(BOOL, CONST, text, prec, value=not absorbing)
         if len(dynamic) == 1:
             only = dynamic[0]
-            return C(BOOL, only.level, text, prec, fn=only.fn, costly=only.costly)
+            return C(BOOL, only.level, text, prec, fn=only.fn, costly=only.costly, vec=only.vec)
         level = max(p.level for p in dynamic)
         fns = [self.lift(p, level) for p in dynamic]
         fn = fns[0]
         for g in fns[1:]:
             fn = _and2(fn, g, level) if op == "and" else _or2(fn, g, level)
-        return C(BOOL, level, text, prec, fn=fn, costly=any(p.costly for p in dynamic))
+        vec = vnode(op, *(vec_at(p, level) for p in dynamic))
+        return C(BOOL, level, text, prec, fn=fn, costly=any(p.costly for p in dynamic), vec=vec)
 
     def c_Compare(self, node: Compare) -> C:
         cs = [
@@ -643,10 +697,11 @@ class Compiler:
             values = frozenset(items)
             text = "[" + ", ".join(self.compile(i).text for i in right.items) + "]"
             b.text = text
-            return self.unary(a, lambda v: v in values, BOOL, f"{a.text} in {text}", P_CMP)
+            return self.unary(a, lambda v: v in values, BOOL, f"{a.text} in {text}", P_CMP, ("in", values))
         kinds = {ta, tb}
+        vop = _VEC_EQ_OPS.get(op)
         if kinds == {NUM}:
-            fn = _NUM_OPS[op]
+            fn, vop = _NUM_OPS[op], _VEC_NUM_OPS[op]
         elif kinds <= {STR, ATTR}:
             if op not in ("==", "!="):
                 raise self.err(f"strings can only be compared with '==' or '!=', not '{op}'", at)
@@ -664,7 +719,7 @@ class Compiler:
             if FIRST in kinds:
                 hint = " (use a field, e.g. first_seen(stop_sign).distance)"
             raise self.err(f"cannot compare {_TYPE_TEXT.get(ta, ta)} with {_TYPE_TEXT.get(tb, tb)} using '{op}'{hint}", at)
-        return self.binary(a, b, fn, BOOL, f"{a.text} {op} {b.text}", P_CMP)
+        return self.binary(a, b, fn, BOOL, f"{a.text} {op} {b.text}", P_CMP, vop)
 
     def c_Field(self, node: Field) -> C:
         at = (node.name_line, node.name_column)
@@ -680,7 +735,7 @@ class Compiler:
             type_, getter, _doc = DET_FIELDS[name]
             if getter is None:
                 raise self.err(f"'d.{name}' needs a key, e.g. d.{name}.{'occluded' if name != 'class_score' else 'stop_sign'}", at)
-            return C(type_, DETL, f"d.{name}", fn=lambda d, s: getter(d))
+            return C(type_, DETL, f"d.{name}", fn=lambda d, s: getter(d), vec=("det", name))
         if isinstance(obj, Field) and isinstance(obj.obj, Name) and obj.obj.name == "d":
             base = DET_ALIASES.get(obj.name, obj.name)
             if base in DET_FIELDS and DET_FIELDS[base][1] is None:
@@ -689,15 +744,15 @@ class Compiler:
                 key = node.name
                 text = f"d.{base}.{key}"
                 if base == "attr":
-                    return C(ATTR, DETL, text, fn=lambda d, s: d.attributes.get(key, ""))
+                    return C(ATTR, DETL, text, fn=lambda d, s: d.attributes.get(key, ""), vec=("attr", key))
                 if base == "attr_score":
-                    return C(NUM, DETL, text, fn=lambda d, s: d.attribute_scores.get(key, 0.0))
-                return C(NUM, DETL, text, fn=lambda d, s: d.class_scores.get(key, 0.0))
+                    return C(NUM, DETL, text, fn=lambda d, s: d.attribute_scores.get(key, 0.0), vec=("attr_score", key))
+                return C(NUM, DETL, text, fn=lambda d, s: d.class_scores.get(key, 0.0), vec=("class_score", key))
         if isinstance(obj, Name) and obj.name == "ego":
             if node.name not in EGO_FIELDS:
                 raise self.err(f"unknown field 'ego.{node.name}'{_suggest(node.name, EGO_FIELDS)} (fields: {', '.join(EGO_FIELDS)})", at)
             getter = EGO_FIELDS[node.name][0]
-            return C(NUM, FRAME, f"ego.{node.name}", fn=lambda s: getter(s.frame.ego))
+            return C(NUM, FRAME, f"ego.{node.name}", fn=lambda s: getter(s.frame.ego), vec=("ego", node.name))
         c = self.compile(obj)
         if c.type == FIRST:
             name = FIRST_ALIASES.get(node.name, node.name)
@@ -805,7 +860,7 @@ class Compiler:
             if c.type not in (BOOL, ATTR):
                 raise self.err(f"{spec.name}() needs a class name or a condition on d, got {_TYPE_TEXT.get(c.type, c.type)}", arg)
             c = self.to_bool(c, arg, f"{spec.name}()")
-            return _Selector(pred=self.as_det(c), text=c.text)
+            return _Selector(pred=self.as_det(c), text=c.text, vec=vec_at(c, DETL))
         if kind == "cond":
             saved, self.det_scope = self.det_scope, False
             try:
@@ -877,6 +932,18 @@ class Compiler:
             return lambda d, s: d.confidence >= min_conf and pred(d, s)
         return pred
 
+    @staticmethod
+    def _filter_vec(sel: _Selector | None, min_conf: float) -> tuple | None:
+        """_filter as a column tree: a detection mask (ALL_DETS for every detection)."""
+        parts = []
+        if sel is not None:
+            parts.append(("eq", ("det", "cls"), vconst(sel.cls)) if sel.cls is not None else sel.vec)
+        if min_conf > 0.0:
+            parts.append(("ge", ("det", "conf"), vconst(min_conf)))
+        if not parts:
+            return ALL_DETS
+        return parts[0] if len(parts) == 1 else vnode("and", *parts)
+
     # -- built-ins: frame filters ---------------------------------------------------------------
 
     def b_any(self, node, spec, bound) -> C:
@@ -899,7 +966,7 @@ class Compiler:
                         return True
                 return False
 
-        return C(BOOL, FRAME, text, fn=fn, costly=True)
+        return C(BOOL, FRAME, text, fn=fn, costly=True, vec=vnode("any", self._filter_vec(sel, min_conf)))
 
     def b_all(self, node, spec, bound) -> C:
         pred = self._filter(bound["selector"], 0.0)
@@ -911,13 +978,14 @@ class Compiler:
                     return False
             return True
 
-        return C(BOOL, FRAME, text, fn=fn, costly=True)
+        return C(BOOL, FRAME, text, fn=fn, costly=True, vec=vnode("all", self._filter_vec(bound["selector"], 0.0)))
 
     def b_count(self, node, spec, bound) -> C:
         pred = self._filter(bound["selector"], bound["min_conf"])
         text = self._finish_call(node, spec, bound)
+        vec = vnode("count", self._filter_vec(bound["selector"], bound["min_conf"]))
         if pred is None:
-            return C(NUM, FRAME, text, fn=lambda s: float(len(s.dets)), costly=False)
+            return C(NUM, FRAME, text, fn=lambda s: float(len(s.dets)), costly=False, vec=vec)
         sel = bound["selector"]
         if sel is not None and sel.cls is not None and bound["min_conf"] == 0.0:
             cls = sel.cls
@@ -937,11 +1005,16 @@ class Compiler:
                         n += 1
                 return float(n)
 
-        return C(NUM, FRAME, text, fn=fn, costly=True)
+        return C(NUM, FRAME, text, fn=fn, costly=True, vec=vec)
 
-    def _reduce(self, node, spec, bound, value: Callable, better: Callable, empty: float, min_conf: float = 0.0) -> C:
+    def _reduce(self, node, spec, bound, field: str, better: Callable, empty: float, min_conf: float = 0.0) -> C:
+        """Best `field` (a key of REDUCED_FIELDS) of the matching detections by `better`, skipping
+        unknown values; `empty` when there is none."""
         pred = self._filter(bound["selector"], min_conf)
         text = self._finish_call(node, spec, bound)
+        value = REDUCED_FIELDS[field]
+        vec = vnode("reduce", self._filter_vec(bound["selector"], min_conf), ("det", field),
+                    "max" if better is operator.gt else "min", vconst(empty))
 
         def fn(s):
             best = empty
@@ -953,42 +1026,42 @@ class Compiler:
                         best, found = v, True
             return best
 
-        return C(NUM, FRAME, text, fn=fn, costly=True)
+        return C(NUM, FRAME, text, fn=fn, costly=True, vec=vec)
 
     def b_max_conf(self, node, spec, bound) -> C:
-        return self._reduce(node, spec, bound, lambda d: d.confidence, operator.gt, 0.0)
+        return self._reduce(node, spec, bound, "conf", operator.gt, 0.0)
 
     def b_nearest(self, node, spec, bound) -> C:
-        return self._reduce(node, spec, bound, DET_FIELDS["range"][1], operator.lt, NAN, bound["min_conf"])
+        return self._reduce(node, spec, bound, "range", operator.lt, NAN, bound["min_conf"])
 
     def b_entropy(self, node, spec, bound) -> C:
-        value = det_entropy_normalized if bound["normalized"] else det_entropy
-        return self._reduce(node, spec, bound, value, operator.gt, 0.0, bound["min_conf"])
+        field = "entropy_normalized" if bound["normalized"] else "entropy"
+        return self._reduce(node, spec, bound, field, operator.gt, 0.0, bound["min_conf"])
 
     def b_margin(self, node, spec, bound) -> C:
-        return self._reduce(node, spec, bound, det_margin, operator.lt, 1.0, bound["min_conf"])
+        return self._reduce(node, spec, bound, "margin", operator.lt, 1.0, bound["min_conf"])
 
     def b_score(self, node, spec, bound) -> C:
         key, _ = bound["detector"]
         self.detectors.add(key)
         text = self._finish_call(node, spec, bound)
-        return C(NUM, FRAME, text, fn=lambda s: s.frame.trigger_scores.get(key, 0.0))
+        return C(NUM, FRAME, text, fn=lambda s: s.frame.trigger_scores.get(key, 0.0), vec=("score", key))
 
     def b_has_score(self, node, spec, bound) -> C:
         key, _ = bound["detector"]
         self.detectors.add(key)
         text = self._finish_call(node, spec, bound)
-        return C(BOOL, FRAME, text, fn=lambda s: key in s.frame.trigger_scores)
+        return C(BOOL, FRAME, text, fn=lambda s: key in s.frame.trigger_scores, vec=("has_score", key))
 
     def b_abs(self, node, spec, bound) -> C:
         x = bound["x"]
-        return self.unary(x, abs, NUM, self._finish_call(node, spec, bound), P_ATOM)
+        return self.unary(x, abs, NUM, self._finish_call(node, spec, bound), P_ATOM, ("abs",))
 
     def b_min(self, node, spec, bound) -> C:
-        return self.binary(bound["a"], bound["b"], _nan_min, NUM, self._finish_call(node, spec, bound), P_ATOM)
+        return self.binary(bound["a"], bound["b"], _nan_min, NUM, self._finish_call(node, spec, bound), P_ATOM, "nan_min")
 
     def b_max(self, node, spec, bound) -> C:
-        return self.binary(bound["a"], bound["b"], _nan_max, NUM, self._finish_call(node, spec, bound), P_ATOM)
+        return self.binary(bound["a"], bound["b"], _nan_max, NUM, self._finish_call(node, spec, bound), P_ATOM, "nan_max")
 
     # -- built-ins: temporal --------------------------------------------------------------------
 
@@ -1014,7 +1087,8 @@ class Compiler:
             return len(q) == k and q[0] > s.idx - window
 
         self.updaters.append(update)
-        return C(BOOL, FRAME, text, fn=fn)
+        presence = vnode("any", self._filter_vec(bound["selector"], bound["min_conf"]))
+        return C(BOOL, FRAME, text, fn=fn, vec=vnode("flicker", presence, i, window, k))
 
     def _presence(self, sel: _Selector, min_conf: float) -> Callable:
         pred = self._filter(sel, min_conf)
@@ -1126,7 +1200,7 @@ class Compiler:
             return start is not None and s.idx - start + 1 >= frames
 
         self.updaters.append(update)
-        return C(BOOL, FRAME, text, fn=fn)
+        return C(BOOL, FRAME, text, fn=fn, vec=vnode("sustained", vec_at(bound["cond"], FRAME), i, frames))
 
     def b_within(self, node, spec, bound) -> C:
         frames = bound["frames"]
@@ -1143,7 +1217,7 @@ class Compiler:
             return last is not None and last > s.idx - frames
 
         self.updaters.append(update)
-        return C(BOOL, FRAME, text, fn=fn)
+        return C(BOOL, FRAME, text, fn=fn, vec=vnode("within", vec_at(bound["cond"], FRAME), i, frames))
 
     # -- built-ins: map-vision ------------------------------------------------------------------
 
@@ -1209,6 +1283,8 @@ def _nan_max(a: float, b: float) -> float:
 
 _NUM_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": _ne_num}
 _EQ_OPS = {"==": operator.eq, "!=": operator.ne}
+_VEC_NUM_OPS = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne_num"}
+_VEC_EQ_OPS = {"==": "eq", "!=": "ne"}
 
 
 def _and2(f: Callable, g: Callable, level: int) -> Callable:
