@@ -487,16 +487,17 @@ class FleetWorker:
         active = self.compiled.active()
         try:
             self._evaluate_cars(list(cars.values()), order, active)
-        except Exception:  # a bug on the fast path must not cost records: redo them one by one (states untouched so far)
-            log.exception("evaluating a poll together failed; evaluating its records one by one")
-            stage.each([msg for car, r in order for msg in car.records[r:r + 1]], lambda partition, key, value: self._evaluate_record(partition, value, active))
+        except Exception:  # must not cost records: redo them one by one, frame by frame (no state was written yet)
+            log.exception("evaluating a poll together failed; evaluating its records one by one, frame by frame")
+            stage.each([car.records[r] for car, r in order], lambda partition, key, value: self._evaluate_record(partition, value, active))
 
     def _evaluate_record(self, partition: int, value: bytes, active: list[tuple[S.Trigger, CompiledTrigger]]) -> None:
         batch = _decode(value)
         car = _Car(partition, batch.vehicle_id)
-        self._evaluate_cars([car], [(car, car.add(None, batch))], active)
+        self._evaluate_cars([car], [(car, car.add(None, batch))], active, columns=False)
 
-    def _evaluate_cars(self, cars: list[_Car], order: list[tuple[_Car, int]], active: list[tuple[S.Trigger, CompiledTrigger]]) -> None:
+    def _evaluate_cars(self, cars: list[_Car], order: list[tuple[_Car, int]], active: list[tuple[S.Trigger, CompiledTrigger]],
+                       columns: bool = True) -> None:
         evaluator = self.compiled.evaluator(active)
         map_needed = self.map_view is not None and any(evaluator.needs_context)
         context = (lambda frame: self.map_view.context(frame.ego)) if map_needed else None
@@ -505,7 +506,7 @@ class FleetWorker:
             saved = self.car_states.get(car.partition, car.vehicle)
             loaded.append([c.load_state(saved.get(t.trigger_id)) for t, c in active] if active else [])
             car.saved = bool(saved)
-        fires = evaluator.run([CarFrames(car.frames, states, context) for car, states in zip(cars, loaded)]) if active else []
+        fires = evaluator.run([CarFrames(car.frames, states, context) for car, states in zip(cars, loaded)], columns) if active else []
         by_frame: dict[tuple[int, int], list] = {}
         for fire in fires:
             by_frame.setdefault((fire.car, fire.frame), []).append(fire)

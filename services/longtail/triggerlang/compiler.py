@@ -7,6 +7,9 @@ in the per-car state and an *updater* that runs on every frame before the predic
 history is correct even when `and`/`or` short-circuit past them.
 
 Per-frame work is then: run the updaters, call one closure. No tree walking, no `eval`.
+
+Each node also carries `vec`, the same computation as a hashable tree, for evaluating many
+triggers over many frames at once (`vector.py`, the trigger evaluator's path).
 """
 
 from __future__ import annotations

@@ -264,6 +264,7 @@ class CompiledTrigger:
         self.calls: tuple[str, ...] = tuple(program.calls)
         self.state_items: int = program.state_items  # upper bound of values kept per car
         self.constant: bool | None = program.constant  # the predicate's value if it ignores the frame
+        self.vec = program.vec  # the predicate as a tree for the column backend (vector.py); None: frame by frame only
         self.uses_map = any(call.startswith("map_disagreement(") for call in self.calls)  # needs EvalContext.map_features
         self._program = program
         self.fingerprint = hashlib.sha256(f"{program.normalized}\n{program.calls}".encode()).hexdigest()[:16]

@@ -79,24 +79,25 @@ class BatchEvaluator:
     def __init__(self, triggers: Sequence[CompiledTrigger], share: bool = True) -> None:
         self.triggers = list(triggers)
         self.share = share  # False: each trigger computes its own subexpressions (for measuring what sharing buys)
-        self.trees = [None if t._program.vec is None else _mark_temporal(t._program.vec, i) for i, t in enumerate(self.triggers)]
+        self.trees = [None if t.vec is None else _mark_temporal(t.vec, i) for i, t in enumerate(self.triggers)]
         self.columnar = [i for i, tree in enumerate(self.trees) if tree is not None]
         self.frame_by_frame = [i for i, tree in enumerate(self.trees) if tree is None]
         self.needs_context = [t.uses_map for t in self.triggers]
 
-    def run(self, cars: Sequence[CarFrames]) -> list[BatchFire]:
+    def run(self, cars: Sequence[CarFrames], columns: bool = True) -> list[BatchFire]:
         """Evaluate every frame of every car with every trigger; the fires ordered by car, frame
-        and trigger, as frame-by-frame evaluation would produce them."""
+        and trigger, as frame-by-frame evaluation would produce them. `columns=False` evaluates
+        everything frame by frame (the reference, and the fallback)."""
         fires: list[BatchFire] = []
         batch = _Batch()
         for c, car in enumerate(cars):
-            kept = self._numbered_frames(car) if self.columnar else None
+            kept = self._numbered_frames(car) if self.columnar and columns else None
             if kept is None:
-                self._frame_by_frame(c, car, range(len(car.frames)), range(len(self.triggers)), fires)
+                self._frame_by_frame(c, car, range(len(self.triggers)), fires)
                 continue
             batch.add_car(c, car, kept)
             if self.frame_by_frame:
-                self._frame_by_frame(c, car, range(len(car.frames)), self.frame_by_frame, fires)
+                self._frame_by_frame(c, car, self.frame_by_frame, fires)
         if batch.cars:
             batch.finish()
             for t in self.columnar:
@@ -125,10 +126,9 @@ class BatchEvaluator:
                 top = seq
         return kept
 
-    def _frame_by_frame(self, c: int, car: CarFrames, positions, triggers, fires: list[BatchFire]) -> None:
+    def _frame_by_frame(self, c: int, car: CarFrames, triggers, fires: list[BatchFire]) -> None:
         needs_context = car.context is not None and any(self.needs_context[t] for t in triggers)
-        for i in positions:
-            frame = car.frames[i]
+        for i, frame in enumerate(car.frames):
             context = car.context(frame) if needs_context else None
             for t in triggers:
                 fire = self.triggers[t].evaluate(car.states[t], frame, context)
