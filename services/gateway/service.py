@@ -142,14 +142,20 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
         return fleet_pb2.ServerMessage(welcome=welcome).SerializeToString()
 
     async def _read(self, session: CarSession, request_iterator) -> None:
-        inflight = asyncio.Semaphore(self.settings.max_inflight_batches)
-        bucket = TokenBucket(self.settings.max_batches_per_second)
-        tasks: set[asyncio.Task] = set()
+        # Made on the first telemetry batch: a car that only listens (most of the fleet, most of
+        # the time) holds none of them.
+        inflight: asyncio.Semaphore | None = None
+        bucket: TokenBucket | None = None
+        tasks: set[asyncio.Task] | None = None
         last_seq = 0
         try:
             async for message in request_iterator:
                 kind = message.WhichOneof("payload")
                 if kind == "telemetry":
+                    if bucket is None:
+                        inflight = asyncio.Semaphore(self.settings.max_inflight_batches)
+                        bucket = TokenBucket(self.settings.max_batches_per_second)
+                        tasks = set()
                     batch = message.telemetry
                     if batch.batch_seq <= last_seq:
                         self._reject("protocol_violation")
