@@ -129,11 +129,14 @@ SERVICES = {
 @app.command("serve")
 def serve(service: str = typer.Argument(..., help=f"one of: {', '.join(SERVICES)}")) -> None:
     """Run one service in the foreground (configured from the environment; see `longtail infra env`)."""
-    import importlib
-
     if service not in SERVICES:
         fail(f"unknown service {service!r}; choose from {', '.join(SERVICES)}")
-    importlib.import_module(SERVICES[service]).main()
+    # A fresh interpreter (`python -m <service>`, same PID): the service loads only its own
+    # modules, and what must precede grpc's import (the gateway's GRPC_EXPERIMENTS) takes effect;
+    # this CLI has imported grpc already.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", SERVICES[service].removesuffix(".__main__")])
 
 
 fleet_app = typer.Typer(help="Fleet administration.", no_args_is_help=True)
