@@ -57,6 +57,9 @@ DEDUP_CELL_METERS = 25.0
 MAX_REMEMBERED_FIRES = 100_000
 
 FRAMES = Counter("longtail_trigger_frames_evaluated_total", "Frames evaluated fleet-side", ["service"])
+EVALUATIONS = Counter("longtail_trigger_evaluations_total",
+                      "(frame, trigger) evaluations fleet-side by path: columns (all triggers over a poll) or frame_by_frame "
+                      "(track_flicker, first_seen, map_disagreement, unnumbered frames)", ["service", "path"])
 DECISIONS = Counter("longtail_trigger_decisions_total", "Fire decisions by outcome", ["service", "trigger", "outcome"])
 DECISION_OUTCOMES = ("requested", "uploaded_by_car", "unknown_or_superseded_version", "trigger_not_active", "trigger_expired",
                      "duplicate_event", "budget_exhausted", "per_car_rate_limit")
@@ -449,6 +452,8 @@ class FleetWorker:
             Stage("decide", bootstrap, f"{group_id}-decide", candidates_topic, self.budgets, lambda records, stage: stage.each(records, self.decide), self.producer),
         ]
         self._frames = FRAMES.labels(SERVICE)
+        for path in ("columns", "frame_by_frame"):
+            EVALUATIONS.labels(SERVICE, path)  # both series from the start, at 0
         self._decided: set[str] = set()
 
     def start(self) -> FleetWorker:
@@ -506,7 +511,11 @@ class FleetWorker:
             saved = self.car_states.get(car.partition, car.vehicle)
             loaded.append([c.load_state(saved.get(t.trigger_id)) for t, c in active] if active else [])
             car.saved = bool(saved)
+        before = dict(evaluator.evaluations)
         fires = evaluator.run([CarFrames(car.frames, states, context) for car, states in zip(cars, loaded)], columns) if active else []
+        for path, count in evaluator.evaluations.items():
+            if count > before[path]:
+                EVALUATIONS.labels(SERVICE, path).inc(count - before[path])
         by_frame: dict[tuple[int, int], list] = {}
         for fire in fires:
             by_frame.setdefault((fire.car, fire.frame), []).append(fire)

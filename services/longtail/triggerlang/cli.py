@@ -52,3 +52,7 @@ def explain_command(expr: str = typer.Argument(..., help="Trigger expression, or
         typer.echo(f"  {call}" + (f"  -- {summary}" if summary else ""))
     typer.echo(f"detectors:  {', '.join(sorted(trigger.required_detectors)) or '(none)'}")
     typer.echo(f"state:      at most {trigger.state_items} values per car (limit {MAX_STATE_ITEMS})")
+    if trigger.vec is not None:
+        typer.echo("fleet-side: column by column, with the other triggers (docs/triggers.md)")
+    else:
+        typer.echo("fleet-side: frame by frame (track_flicker, first_seen and map_disagreement are; ~20x slower per frame)")

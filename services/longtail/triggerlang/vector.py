@@ -83,6 +83,8 @@ class BatchEvaluator:
         self.columnar = [i for i, tree in enumerate(self.trees) if tree is not None]
         self.frame_by_frame = [i for i, tree in enumerate(self.trees) if tree is None]
         self.needs_context = [t.uses_map for t in self.triggers]
+        # (frame, trigger) evaluations so far by path, for the worker's metrics.
+        self.evaluations = {"columns": 0, "frame_by_frame": 0}
 
     def run(self, cars: Sequence[CarFrames], columns: bool = True) -> list[BatchFire]:
         """Evaluate every frame of every car with every trigger; the fires ordered by car, frame
@@ -100,6 +102,7 @@ class BatchEvaluator:
                 self._frame_by_frame(c, car, self.frame_by_frame, fires)
         if batch.cars:
             batch.finish()
+            self.evaluations["columns"] += batch.n * len(self.columnar)
             for t in self.columnar:
                 _TriggerRun(self, batch, t).run(fires)
         fires.sort(key=lambda f: (f.car, f.frame, f.trigger))
@@ -127,6 +130,7 @@ class BatchEvaluator:
         return kept
 
     def _frame_by_frame(self, c: int, car: CarFrames, triggers, fires: list[BatchFire]) -> None:
+        self.evaluations["frame_by_frame"] += len(car.frames) * len(triggers)
         needs_context = car.context is not None and any(self.needs_context[t] for t in triggers)
         for i, frame in enumerate(car.frames):
             context = car.context(frame) if needs_context else None

@@ -64,3 +64,10 @@ def test_mounts_as_a_sub_app():
 
     assert runner.invoke(root, ["triggers", "validate", "ego.speed > 3"]).exit_code == 0
     assert runner.invoke(root, ["triggers", "validate", "ego.speed >> 3"]).exit_code == 1
+
+
+def test_explain_says_how_the_trigger_evaluator_runs_it():
+    columns = runner.invoke(app, ["explain", "flicker(stop_sign) and ego.speed > 3"])
+    frame_by_frame = runner.invoke(app, ["explain", "first_seen(stop_sign).distance < 20"])
+    assert "fleet-side: column by column" in columns.stdout
+    assert "fleet-side: frame by frame" in frame_by_frame.stdout

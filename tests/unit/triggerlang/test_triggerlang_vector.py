@@ -113,6 +113,11 @@ def test_track_and_map_built_ins_run_frame_by_frame_beside_the_columns():
     evaluator = BatchEvaluator([compile_trigger("any(car)"), compile_trigger("first_seen(car).count > 0"),
                                 compile_trigger("map_disagreement(stop_sign)")])
     assert evaluator.columnar == [0] and evaluator.frame_by_frame == [1, 2]
+    numbered = [make_frame(s, ["car"]) for s in range(1, 11)]
+    unnumbered = [make_frame(0, ["car"], vehicle="old-car") for _ in range(4)]
+    evaluator.run([CarFrames(numbered, [t.new_state() for t in evaluator.triggers]),
+                   CarFrames(unnumbered, [t.new_state() for t in evaluator.triggers])])
+    assert evaluator.evaluations == {"columns": 10 * 1, "frame_by_frame": 10 * 2 + 4 * 3}
 
 
 def test_last_true_stays_inside_each_car():
