@@ -3,6 +3,9 @@
 - the trigger catalog (compacted triggers.catalog.v1), the current production model and trigger
   detectors (models.published.v1), and commands for cars (fleet.vehicle-commands.v1), each read
   from the beginning by every replica, so any replica can serve any car;
+- which detectors the cars need: those an ACTIVE trigger (any site: a fleet-side trigger reads the
+  score the car computes) calls with score()/has_score(). Detectors nothing uses any more are not
+  sent, so a long history of published detectors does not land on every car that connects;
 - the sessions connected to *this* replica, each with a bounded outbound queue.
 """
 
@@ -23,6 +26,7 @@ from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.fleet.v1 import fleet_pb2
 from longtail.log import get_logger
 from longtail.models.v1 import events_pb2 as model_events
+from longtail.triggerlang import compile_trigger
 from longtail.triggers.v1 import triggers_pb2
 
 log = get_logger(__name__)
@@ -136,7 +140,9 @@ class FleetState:
         self.triggers: dict[str, triggers_pb2.Trigger] = {}
         self.production_model: model_events.ModelPublished | None = None
         self.candidate_model: model_events.ModelPublished | None = None  # in shadow mode beside production
-        self.detectors: dict[str, model_events.ModelPublished] = {}
+        self.detectors: dict[str, model_events.ModelPublished] = {}  # newest version by detector name
+        self.needed_detectors: frozenset[str] = frozenset()  # names the active triggers call
+        self._calls: dict[tuple[str, int], frozenset[str]] = {}  # (trigger id, version) -> detector names
         self.pending: dict[str, OrderedDict[str, fleet_events.VehicleCommand]] = {}
         self.max_pending = max_pending_commands
         self.sessions: dict[str, CarSession] = {}
@@ -179,8 +185,9 @@ class FleetState:
                 (hello.candidate_model.name, hello.candidate_model.version) != (cand.model.name, cand.model.version):
             commands.append(model_command(cand))
         car_detectors = {(m.name, m.version) for m in hello.trigger_detectors}
-        for event in self.detectors.values():
-            if (event.model.name, event.model.version) not in car_detectors:
+        for name in self.needed_detectors:
+            event = self.detectors.get(name)
+            if event is not None and (event.model.name, event.model.version) not in car_detectors:
                 commands.append(model_command(event))
         now = time.time()
         for vc in self.pending.get(hello.vehicle_id, {}).values():
@@ -207,6 +214,26 @@ class FleetState:
                 reason = trigger.state_reason or triggers_pb2.TriggerState.Name(trigger.state)
                 self.broadcast(retire_command(trigger.trigger_id, reason))
         self.active_gauge.set(sum(runs_on_cars(t) for t in self.triggers.values()))
+        self._update_needed_detectors()
+
+    def _update_needed_detectors(self) -> None:
+        needed = frozenset().union(*(self._detector_names(t) for t in self.triggers.values()
+                                     if t.state == triggers_pb2.TRIGGER_STATE_ACTIVE))
+        for name in sorted(needed - self.needed_detectors):
+            if name in self.detectors:  # published before its first trigger: the cars get it now
+                self.broadcast(model_command(self.detectors[name]))
+        self.needed_detectors = needed
+
+    def _detector_names(self, trigger: triggers_pb2.Trigger) -> frozenset[str]:
+        key = (trigger.trigger_id, trigger.version)
+        names = self._calls.get(key)
+        if names is None:
+            try:  # "name@3" and "name" both need the detector "name" (the cars run its newest version)
+                names = frozenset(k.split("@", 1)[0] for k in compile_trigger(trigger.spec.expression).required_detectors)
+            except ValueError:  # the catalog validated it; a newer language might not
+                names = frozenset()
+            self._calls[key] = names
+        return names
 
     def on_model(self, _key: str | None, event: model_events.ModelPublished | None) -> None:
         if event is None:
@@ -227,7 +254,8 @@ class FleetState:
             current = self.detectors.get(name)
             if current is None or current.model.version < event.model.version:
                 self.detectors[name] = event
-                self.broadcast(model_command(event))
+                if name in self.needed_detectors:
+                    self.broadcast(model_command(event))
         elif event.role == common_pb2.MODEL_ROLE_CANDIDATE:
             current = self.candidate_model
             if current is None or (current.model.name, current.model.version) != (event.model.name, event.model.version):

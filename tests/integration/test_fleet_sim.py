@@ -119,11 +119,14 @@ def test_cars_run_beamed_models_and_a_shadow_candidate_and_the_fleet_evidence_ad
     cohort = {f"{prefix}-{i:05d}" for i in range(cars) if in_shadow_cohort(f"{prefix}-{i:05d}", events[1])}
     since_ms = int(time.time() * 1000) - 1000
     producer = Producer(kafka, "test-trainer")
+    # The gateway beams a detector only while an active trigger calls it (this one never fires).
+    uses_detector = S.Trigger(trigger_id=f"uses-{det_name}", version=1, state=S.TRIGGER_STATE_ACTIVE,
+                              spec=S.TriggerSpec(name="uses", expression=f'score("{det_name}") > 2', site=S.TRIGGER_SITE_FLEET, task="stop_sign", upload_budget=1))
+    producer.produce(topics.TRIGGER_CATALOG, uses_detector.trigger_id, trigger_events.TriggerRecord(trigger=uses_detector))
     for event in events:
         producer.produce(topics.MODELS_PUBLISHED, event.model.name, event)
     producer.flush()
-    producer.close()
-    time.sleep(1.0)  # the gateway follows the topic
+    time.sleep(1.0)  # the gateway follows the topics
 
     fleet = build_fleet(SimConfig(cars=cars, duration_s=20.0, seed=5, vehicle_prefix=prefix), gateway, SECRET, store, say=lambda _m: None)
     report = asyncio.run(fleet.run())
@@ -161,3 +164,5 @@ def test_cars_run_beamed_models_and_a_shadow_candidate_and_the_fleet_evidence_ad
                                    lambda a, b: (e for e in read_time_range(kafka, topics.SHADOW_DISAGREEMENTS, a, b) if e.vehicle_id in vehicles))
     assert result.frames_compared == report.shadow_frames and result.distinct_vehicles == len(cohort)
     assert 0 < result.frames_disagreeing <= report.shadow_disagreements and result.by_task["stop_sign"] > 0
+    producer.produce(topics.TRIGGER_CATALOG, uses_detector.trigger_id, None)  # tombstone: leave no test trigger active
+    producer.close()

@@ -8,11 +8,18 @@ from gateway.fleet_state import CarSession, FleetState, in_shadow_cohort
 from longtail.common.v1 import common_pb2 as C
 from longtail.fleet.v1 import fleet_pb2 as F
 from longtail.models.v1 import events_pb2 as M
+from longtail.triggers.v1 import events_pb2 as TE
+from longtail.triggers.v1 import triggers_pb2 as T
 
 
 def published(name, version, role, fraction=0.0):
     return M.ModelPublished(model=C.ModelRef(name=name, version=version), role=role, bucket="b", weights_key=f"models/{name}/{version}/model.pt",
                             sha256="0" * 64, size_bytes=10, shadow_fraction=fraction)
+
+
+def record(trigger_id, expression, site, state=T.TRIGGER_STATE_ACTIVE, version=1):
+    spec = T.TriggerSpec(name=trigger_id, expression=expression, site=site, task="stop_sign", upload_budget=10)
+    return TE.TriggerRecord(trigger=T.Trigger(trigger_id=trigger_id, version=version, spec=spec, state=state))
 
 
 def sent(session):
@@ -69,9 +76,39 @@ def test_other_model_lines_do_not_reach_the_fleet():
         state.on_model("experiment", published("experiment", 5, C.MODEL_ROLE_PRODUCTION))
         state.on_model("experiment", published("experiment", 6, C.MODEL_ROLE_CANDIDATE))
         assert sent(session) == [] and state.production_model is None and state.candidate_model is None
+        state.on_trigger("t1", record("t1", 'score("occluded") > 0.7', T.TRIGGER_SITE_FLEET))
         detector = published("occluded", 3, C.MODEL_ROLE_TRIGGER_DETECTOR)
         detector.detector_name = "occluded"
-        state.on_model("occluded", detector)  # detectors are not a model line: every car gets them
+        state.on_model("occluded", detector)  # detectors are not a model line: every car gets those in use
         assert [c.update_trigger_model.detector_name for c in sent(session)] == ["occluded"]
+
+    asyncio.run(scenario())
+
+
+def test_cars_get_only_the_detectors_an_active_trigger_calls():
+    async def scenario():
+        state = FleetState("t", 10)
+        session = CarSession("car-1", 64)
+        state.attach(session)
+        for name, version in (("old_run", 1), ("occluded", 2)):
+            detector = published(name, version, C.MODEL_ROLE_TRIGGER_DETECTOR)
+            detector.detector_name = name
+            state.on_model(name, detector)
+        assert sent(session) == [] and state.welcome_commands(F.Hello(vehicle_id="car-2")) == []  # nothing calls them yet
+
+        state.on_trigger("fleet-side", record("fleet-side", 'score("occluded@2") > 0.7', T.TRIGGER_SITE_FLEET))
+        assert [c.update_trigger_model.detector_name for c in sent(session)] == ["occluded"]  # the cars compute the score
+        welcome = state.welcome_commands(F.Hello(vehicle_id="car-2"))
+        assert [c.update_trigger_model.detector_name for c in welcome] == ["occluded"]  # not old_run
+        have = F.Hello(vehicle_id="car-3", trigger_detectors=[C.ModelRef(name="occluded", version=2)])
+        assert state.welcome_commands(have) == []
+
+        newer = published("occluded", 3, C.MODEL_ROLE_TRIGGER_DETECTOR)
+        newer.detector_name = "occluded"
+        state.on_model("occluded", newer)
+        assert [c.update_trigger_model.model.version for c in sent(session)] == [3]
+
+        state.on_trigger("fleet-side", record("fleet-side", 'score("occluded@2") > 0.7', T.TRIGGER_SITE_FLEET, T.TRIGGER_STATE_RETIRED, 2))
+        assert state.needed_detectors == frozenset() and state.welcome_commands(F.Hello(vehicle_id="car-4")) == []
 
     asyncio.run(scenario())
