@@ -177,10 +177,12 @@ def _active_edge_triggers(gateway: ServiceProcess) -> int:
     memory per car and the beam-down time."""
     import urllib.request
 
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = urllib.request.urlopen(f"http://127.0.0.1:{gateway.metrics_port}/metrics", timeout=10).read().decode()
-    for line in text.splitlines():
-        if line.startswith("longtail_gateway_active_edge_triggers{"):
-            return int(float(line.rsplit(" ", 1)[1]))
+    for family in text_string_to_metric_families(text):
+        if family.name == "longtail_gateway_active_edge_triggers":
+            return int(sum(sample.value for sample in family.samples))
     return 0
 
 

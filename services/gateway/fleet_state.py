@@ -142,7 +142,7 @@ class FleetState:
         self.candidate_model: model_events.ModelPublished | None = None  # in shadow mode beside production
         self.detectors: dict[str, model_events.ModelPublished] = {}  # newest version by detector name
         self.needed_detectors: frozenset[str] = frozenset()  # names the active triggers call
-        self._calls: dict[tuple[str, int], frozenset[str]] = {}  # (trigger id, version) -> detector names
+        self._uses: dict[str, frozenset[str]] = {}  # active trigger id -> the detector names it calls
         self.pending: dict[str, OrderedDict[str, fleet_events.VehicleCommand]] = {}
         self.max_pending = max_pending_commands
         self.sessions: dict[str, CarSession] = {}
@@ -214,26 +214,28 @@ class FleetState:
                 reason = trigger.state_reason or triggers_pb2.TriggerState.Name(trigger.state)
                 self.broadcast(retire_command(trigger.trigger_id, reason))
         self.active_gauge.set(sum(runs_on_cars(t) for t in self.triggers.values()))
-        self._update_needed_detectors()
+        self._update_detector_uses(key or "", None if record is None else record.trigger)
 
-    def _update_needed_detectors(self) -> None:
-        needed = frozenset().union(*(self._detector_names(t) for t in self.triggers.values()
-                                     if t.state == triggers_pb2.TRIGGER_STATE_ACTIVE))
+    def _update_detector_uses(self, trigger_id: str, trigger: triggers_pb2.Trigger | None) -> None:
+        """Which detectors the cars need after this catalog record (one trigger's entry changes)."""
+        uses = frozenset()
+        if trigger is not None and trigger.state == triggers_pb2.TRIGGER_STATE_ACTIVE:
+            try:  # "name@3" and "name" both need the detector "name" (the cars run its newest version)
+                uses = frozenset(k.split("@", 1)[0] for k in compile_trigger(trigger.spec.expression).required_detectors)
+            except ValueError:  # the catalog validated it; a newer language might not
+                pass
+            trigger_id = trigger.trigger_id
+        if self._uses.get(trigger_id, frozenset()) == uses:
+            return
+        if uses:
+            self._uses[trigger_id] = uses
+        else:
+            self._uses.pop(trigger_id, None)
+        needed = frozenset().union(*self._uses.values())
         for name in sorted(needed - self.needed_detectors):
             if name in self.detectors:  # published before its first trigger: the cars get it now
                 self.broadcast(model_command(self.detectors[name]))
         self.needed_detectors = needed
-
-    def _detector_names(self, trigger: triggers_pb2.Trigger) -> frozenset[str]:
-        key = (trigger.trigger_id, trigger.version)
-        names = self._calls.get(key)
-        if names is None:
-            try:  # "name@3" and "name" both need the detector "name" (the cars run its newest version)
-                names = frozenset(k.split("@", 1)[0] for k in compile_trigger(trigger.spec.expression).required_detectors)
-            except ValueError:  # the catalog validated it; a newer language might not
-                names = frozenset()
-            self._calls[key] = names
-        return names
 
     def on_model(self, _key: str | None, event: model_events.ModelPublished | None) -> None:
         if event is None:

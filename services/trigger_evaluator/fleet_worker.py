@@ -160,8 +160,8 @@ class _Car:
     """One car's telemetry records of a poll: its frames in evaluation order (each record's
     frames by sequence; frames of another vehicle dropped: they would corrupt the state)."""
 
-    def __init__(self, partition: int, vehicle: str) -> None:
-        self.partition, self.vehicle = partition, vehicle
+    def __init__(self, partition: int, vehicle: str, index: int = 0) -> None:
+        self.partition, self.vehicle, self.index = partition, vehicle, index  # index: in the poll's cars
         self.records: list = []
         self.frames: list = []
         self.record_ends: list[int] = []
@@ -485,7 +485,7 @@ class FleetWorker:
             key = (msg.partition(), batch.vehicle_id)
             car = cars.get(key)
             if car is None:
-                car = cars[key] = _Car(msg.partition(), batch.vehicle_id)
+                car = cars[key] = _Car(msg.partition(), batch.vehicle_id, len(cars))
             order.append((car, car.add(msg, batch)))
         if not cars:
             return
@@ -520,9 +520,8 @@ class FleetWorker:
         for fire in fires:
             by_frame.setdefault((fire.car, fire.frame), []).append(fire)
         # Outputs in record order, each frame's fires in trigger order, then the frame's edge fires.
-        number = {id(car): c for c, car in enumerate(cars)}
         for car, r in order:
-            c = number[id(car)]
+            c = car.index
             for i in range(car.record_ends[r - 1] if r else 0, car.record_ends[r]):
                 frame = car.frames[i]
                 for fire in by_frame.get((c, i), ()):

@@ -266,9 +266,8 @@ class _TriggerRun:
         self.seg = np.repeat(np.arange(len(cars)), counts)  # per evaluated frame: its index in self.cars
         self.seg_first = self.firsts[self.seg] if cars else np.zeros(0, np.int64)
         self.idx = batch.seq if self.valid is None else batch.seq[self.valid]
+        self.states: list[TriggerState] = [batch.car_frames[b].states[t] for b in cars]  # per evaluated car
 
-    def states(self) -> list[TriggerState]:
-        return [self.batch.car_frames[b].states[self.t] for b in self.cars]
 
     def here(self, values: Any, dtype=bool) -> np.ndarray:
         """A frame-level value restricted to the frames this trigger evaluates."""
@@ -280,7 +279,7 @@ class _TriggerRun:
         if not self.cars:
             return
         value = self.here(_Evaluator(self.batch, self).ev(self.evaluator.trees[self.t]))
-        states = self.states()
+        states = self.states
         # Rising edge: compare with the previous evaluated frame of the same car (the state's
         # value before the first).
         previous = np.empty(self.n, bool)
@@ -441,16 +440,10 @@ class _Evaluator:
         return np.logical_not(self.ev(tree[1]))
 
     def v_and(self, tree):
-        result = np.logical_and(self.ev(tree[1]), self.ev(tree[2]))
-        for child in tree[3:]:
-            result &= self.ev(child)
-        return result
+        return np.logical_and.reduce([self.ev(child) for child in tree[1:]])
 
     def v_or(self, tree):
-        result = np.logical_or(self.ev(tree[1]), self.ev(tree[2]))
-        for child in tree[3:]:
-            result |= self.ev(child)
-        return result
+        return np.logical_or.reduce([self.ev(child) for child in tree[1:]])
 
     def v_truthy(self, tree):
         codes = self.ev(tree[1])
@@ -500,7 +493,7 @@ class _Evaluator:
 
     def _slots(self, tree) -> list:
         _t, slot = tree[2]
-        return [state.slots[slot] for state in self.run.states()]
+        return [state.slots[slot] for state in self.run.states]
 
     def v_sustained(self, tree):
         run = self.run
