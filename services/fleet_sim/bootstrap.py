@@ -91,13 +91,16 @@ class Frames:
 
 def sample_frames(world: World, n: int, seed: int, mix: Mapping[str, float] | None = None, distance: tuple[float, float] = (4.0, 40.0),
                   size: int = 64, camera: Camera | None = None, accept: Callable[[WorldObject, list[GroundTruthObject]], bool] | None = None,
-                  max_tries: int = 20) -> Frames:
+                  max_tries: int = 20, lateral_sd: float = 0.5, heading_sd: float = 0.05,
+                  objects: Callable[[WorldObject], bool] | None = None) -> Frames:
     """`n` frames of `world`: approaches to random objects of the classes in `mix` (by weight;
-    "road" = a random lane pose), at a uniform distance, with lane wander and heading noise.
-    `accept(target, truths)` can reject a frame (it is re-drawn, up to `max_tries` times)."""
+    "road" = a random lane pose), at a uniform distance, with lane wander (`lateral_sd` metres)
+    and heading noise (`heading_sd` radians). `objects` narrows the objects approached (e.g. a
+    handful of signs an operator photographed). `accept(target, truths)` can reject a frame (it
+    is re-drawn, up to `max_tries` times)."""
     rng = np.random.default_rng(np.random.SeedSequence([world.seed, seed, 0xF4A]))
     mix = dict(mix or DEFAULT_MIX)
-    pools = {k: world.objects_of(k) for k in mix if k != "road"}
+    pools = {k: [o for o in world.objects_of(k) if objects is None or objects(o)] for k in mix if k != "road"}
     keys = [k for k in mix if k == "road" or pools.get(k)]
     weights = np.array([mix[k] for k in keys], dtype=float)
     weights /= weights.sum()
@@ -112,7 +115,7 @@ def sample_frames(world: World, n: int, seed: int, mix: Mapping[str, float] | No
             else:
                 pool = pools[key]
                 obj = pool[int(rng.integers(0, len(pool)))]
-                pose = approach_pose(obj, rng.uniform(*distance), rng.normal(0.0, 0.5), rng.normal(0.0, 0.05), rng.uniform(0.0, 14.0))
+                pose = approach_pose(obj, rng.uniform(*distance), rng.normal(0.0, lateral_sd), rng.normal(0.0, heading_sd), rng.uniform(0.0, 14.0))
             img, gt = render(world, pose, size=size, camera=camera, noise_seed=int(rng.integers(0, 2**31)))
             if accept is None or accept(obj, gt):
                 break

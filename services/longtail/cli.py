@@ -194,19 +194,28 @@ def demo(
     triton: bool = typer.Option(True, help="Start Triton too (inference pre-labels need it)."),
     prometheus: bool = typer.Option(True, help="Start a local Prometheus scraping every service (needs Debian's prometheus package)."),
     keep_running: bool = typer.Option(False, "--keep-running", help="Leave the services and the infrastructure up afterwards."),
-    cars: int = typer.Option(8, help="Simulated cars."),
-    iterations: int = typer.Option(2, help="Data-engine iterations (drive, label, train, gate)."),
-    budget: int = typer.Option(60, help="Labels per arm per iteration (spread over the cars' upload limits)."),
+    cars: int = typer.Option(40, help="Simulated cars."),
+    budget: int = typer.Option(40, help="Fleet labels every arm adds in the first iteration (the same for every arm)."),
+    growth: float = typer.Option(2.0, help="Growth of the per-iteration label budget (1 = constant): the baselines reach their cap in a few runs."),
+    target: float = typer.Option(0.95, help="Pass rate on the case's suite that ends an arm's iterations."),
+    cap_factor: float = typer.Option(10.0, "--cap-factor", help="Label cap of the baselines: this many times the triggered arm's labels to target."),
+    max_iterations: int = typer.Option(8, "--max-iterations", help="Iterations at most (drive, label, train, gate) per arm."),
     duration: float = typer.Option(60.0, help="Simulated seconds the fleet drives per iteration."),
+    suite_cases: int = typer.Option(100, "--suite-cases", help="Held-out cases per unit-test suite."),
     epochs: int = typer.Option(6, help="Training epochs per run."),
-    seed_examples: int = typer.Option(20, "--seed-examples", help="Labelled occluded stop signs (and twice as many other frames) the trigger detector learns from."),
+    seed_examples: int = typer.Option(20, "--seed-examples", help="The seed set's positives (and twice as many fleet-like negatives)."),
+    per_car_uploads: int = typer.Option(2, "--per-car-uploads", help="Uploads per car, trigger and drive of the operator's triggers."),
+    random_per_car: int = typer.Option(15, "--random-per-car", help="Uploads per car and drive of the random pool (the baselines' source)."),
     shadow_s: float = typer.Option(10.0, "--shadow-s", help="Simulated seconds the fleet runs an accepted candidate in shadow mode before promotion."),
-    out: str = typer.Option("out/demo", help="Report directory (report.md, results.json, PNG plots)."),
+    seeds: int = typer.Option(1, help="Repeat the experiment with this many world/fleet seeds (0, 1, ...) and report mean and spread."),
+    seed: int = typer.Option(0, help="The first world/fleet seed."),
+    out: str = typer.Option("out/demo", help="Report directory (report.md, summary.json, results.json, PNG plots)."),
     smoke: bool = typer.Option(False, "--smoke", help="Only the infrastructure smoke pass (one batch, one snapshot, one inference)."),
 ) -> None:
-    """Run the data engine on local infrastructure: the fleet, triggers, labelling, training and the
-    gate, for --iterations, against a random-sampling baseline with the same label budget; writes a
-    report to --out. `--smoke` runs only the infrastructure smoke pass."""
+    """Run the data engine as a fair experiment on local infrastructure: the triggered arm (the data
+    engine) against random sampling, uncertainty sampling and the seed set alone, each from the
+    same start, until it reaches --target or its label cap; writes a report to --out. `--smoke`
+    runs only the infrastructure smoke pass."""
     if smoke:
         _smoke(triton, keep_running)
         return
@@ -215,11 +224,14 @@ def demo(
     from demo import loop, report
     from longtail.infra import InfraError
 
-    if cars < 1 or iterations < 1 or budget < 1 or seed_examples < 2 or duration <= 0 or shadow_s <= 0:
-        fail("--cars, --iterations and --budget must be >= 1, --seed-examples >= 2, --duration and --shadow-s > 0")
-    config = loop.DemoConfig(cars=cars, iterations=iterations, budget=budget, duration_s=duration, epochs=epochs, out=Path(out),
-                             seed_examples=seed_examples, shadow_s=shadow_s,
+    config = loop.DemoConfig(cars=cars, budget=budget, growth=growth, target=target, cap_factor=cap_factor, max_iterations=max_iterations,
+                             duration_s=duration, suite_cases=suite_cases, epochs=epochs, seed_examples=seed_examples, per_car_uploads=per_car_uploads,
+                             random_per_car=random_per_car, shadow_s=shadow_s, seeds=list(range(seed, seed + max(seeds, 0))), out=Path(out),
                              triton=triton, prometheus=prometheus, keep_running=keep_running)
+    try:
+        config.validate()
+    except ValueError as exc:
+        fail(str(exc))
     try:
         result, path, engine = loop.run(config, say=lambda m: console.print(m))
     except InfraError as exc:
@@ -230,7 +242,7 @@ def demo(
         # The services die with this process (PR_SET_PDEATHSIG), so it stays in the foreground.
         for name, proc in engine.processes.items():
             console.print(f"  {name}: {proc.address}")
-        console.print(f"  OPERATOR_TOKEN_SECRET={engine.operator_secret}  FLEET_TOKEN_SECRET={engine.fleet_secret}")
+        console.print(f"  OPERATOR_TOKEN_SECRET={engine.stack.operator_secret}  FLEET_TOKEN_SECRET={engine.stack.fleet_secret}")
         if os.environ.get("PROMETHEUS_URL"):
             console.print(f"  Prometheus: {os.environ['PROMETHEUS_URL']} (queries of charts/*/dashboards/*.json work with namespace=\"local\")")
         console.print("[bold]services are up; Ctrl-C stops them (the infrastructure stays up: `longtail infra down`)[/]")
@@ -240,8 +252,7 @@ def demo(
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
-            engine.config.keep_running = True  # stop the services, leave the infrastructure
-            engine.stop()
+            engine.stop()  # the services; the infrastructure stays (keep_running)
 
 
 def _smoke(triton: bool, keep_running: bool) -> None:

@@ -1,85 +1,92 @@
 """`longtail demo` at a tiny size through the real processes (gateway, trigger-evaluator,
-label-store, inference, trainer) on the real broker, S3 and Triton: the report exists and its
-numbers are the run's -- a pass rate for every suite for both arms per iteration, labels spent,
-uploads per trigger -- and no service outlives the demo."""
+label-store, inference, trainer, map-vision) on the real broker, S3 and Triton: every arm starts
+from the same baseline and seed set, the summary's figures are the run's (recomputed here from
+results.json), the report shows them, and no service outlives the demo."""
 
 from __future__ import annotations
 
 import json
-import math
-import time
 
 from demo import loop, report
-from kafka_probe import read_since
-from longtail import topics
-from longtail.common.v1 import common_pb2 as C
+from longtail.stats import wilson
+
+ARMS = {"triggered", "random", "uncertainty", "seed-only"}
 
 
-def test_demo_loop_writes_a_report_from_the_run(kafka, s3, triton, tmp_path):
-    config = loop.DemoConfig(cars=6, iterations=1, budget=36, duration_s=60.0, suite_cases=10, epochs=3, seed_examples=12, out=tmp_path / "demo",
-                             manage_infra=False)
+def test_demo_experiment_writes_a_summary_that_results_and_report_agree_with(kafka, s3, triton, tmp_path):
+    config = loop.DemoConfig(cars=6, budget=10, growth=2.0, max_iterations=2, duration_s=30.0, suite_cases=20, epochs=2, seed_examples=8,
+                             per_car_uploads=2, random_per_car=6, out=tmp_path / "demo", manage_infra=False)
     said: list[str] = []
-    since_ms = int(time.time() * 1000)
     result, path, engine = loop.run(config, say=said.append)
 
     # every service ran as its own process and is gone now
     assert set(engine.processes) == {"label-store", "gateway", "trigger-evaluator", "trainer", "inference", "map-vision"}
     assert all(p.proc is not None and p.proc.poll() is not None for p in engine.processes.values())
 
-    data = json.loads((tmp_path / "demo" / "results.json").read_text())
+    out = tmp_path / "demo"
+    data = json.loads((out / "results.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
     assert data["run"] == result.run and path.exists()
-    suites = set(data["suites"])
-    assert {"stop_sign.occluded", "stop_sign.regressions", "stop_sign.no-false-alarms"} <= suites
-    assert all(n == 10 for n in data["suites"].values())
-    # the baseline comes from the gate's evaluation of the bootstrap model: the long tail is its gap
-    assert set(data["baseline"]) == suites
-    assert data["baseline"]["stop_sign.occluded"] < data["baseline"]["stop_sign.regressions"]
-    by_arm = {(i["arm"], i["iteration"]): i for i in data["iterations"]}
-    assert set(by_arm) == {("triggered", 1), ("random", 1), ("uncertainty", 1)}
-    for it in by_arm.values():
-        if it["arm"] != "triggered" and it["status"] == "SKIPPED":  # no random fleet frame fitted the budget
-            assert it["labels"] == 0 or it["reasons"], it
-            continue
-        assert it["run_id"] and it["status"] in ("SUCCEEDED", "REFUSED"), it
-        assert set(it["pass_rates"]) == suites and all(0.0 <= v <= 1.0 for v in it["pass_rates"].values())
-        assert set(it["candidate_pass_rates"]) == suites
-        assert it["datasets_used"] and not any(d.startswith("generator:") for d in it["datasets_used"]), it  # trained on fleet labels
-        assert "replay:common" in it["datasets_used"], it  # plus rehearsal of the common case (synthetic, no labels)
-        if not it["accepted"]:  # a refused candidate leaves production as it was
-            assert it["pass_rates"] == data["baseline"] and it["reasons"]
-    assert data["labels_spent"]["triggered"] > 0
-    for arm in ("random", "uncertainty"):
-        assert data["labels_spent"][arm] <= data["labels_spent"]["triggered"]  # the same label budget at most
-    assert data["labels_total"] >= data["labels_spent"]["triggered"]
-    triggers = {t["trigger_id"]: t for t in data["triggers"]}
-    assert sum(t["uploads"] for t in triggers.values() if t["arm"] == "triggered") == data["labels_spent"]["triggered"] or data["labels_spent"]["triggered"] > 0
-    assert all(t["fires"] >= t["uploads"] for t in triggers.values())
-    assert sum(f["frames"] for f in data["fleet"] if f["label"] == "i1") == 6 * 600
-    # the cars ran what the gateway beamed down: the triggered arm's PRODUCTION and the trigger detector
-    drive = next(f for f in data["fleet"] if f["label"] == "i1")
-    assert drive["models"] == {f"demo-{result.run}@1": 6 * 600}, drive
-    seed = data["detectors"][0]  # trained on the operator's seed set, then on it and the detector trigger's own uploads
-    assert seed["iteration"] == 0 and seed["samples"] == 3 * config.seed_examples and seed["status"] in ("SUCCEEDED", "REFUSED"), seed
-    if seed["status"] == "SUCCEEDED":
-        assert triggers[f"detector-stop-{result.run}"]["expression"] == f'score("{seed["name"]}") > 0.7'
-        retrained = [d for d in data["detectors"] if d["iteration"] == 1]
-        assert len(retrained) == (triggers[f"detector-stop-{result.run}"]["uploads"] > 0), data["detectors"]
-    triggered = by_arm[("triggered", 1)]
-    if triggered["accepted"]:  # shadow mode on the whole fleet, then PRODUCTION
-        shadow_drive = next(f for f in data["fleet"] if f["label"] == "i1-shadow")
-        assert shadow_drive["shadow_frames"] == 6 * 100 and triggered["shadow"]["frames_compared"] == 6 * 100, (shadow_drive, triggered)
-        assert triggered["shadow"]["cars"] == 6 and triggered["shadow"]["frames_disagreeing"] <= shadow_drive["shadow_disagreements"]
-        published = read_since(kafka, topics.MODELS_PUBLISHED, since_ms, keep=lambda k, e: e.model.name == f"demo-{result.run}")
-        roles = [(e.model.version, C.ModelRole.Name(e.role)) for _, e in published]
-        assert roles == [(1, "MODEL_ROLE_PRODUCTION"), (triggered["version"], "MODEL_ROLE_CANDIDATE"), (triggered["version"], "MODEL_ROLE_PRODUCTION")], roles
-    assert all(f["upload_errors"] == 0 for f in data["fleet"])
+    assert {"target", "arms", "suites", "triggers", "base_rate", "wall_seconds", "seeds"} <= set(summary)
+    assert summary["seeds"] == [0] and summary["target"] == 0.95 and summary["wall_seconds"] > 0
+    assert set(summary["arms"]) == ARMS
+    (exp,) = data["experiments"]
+    assert summary["suites"] == {s: {"cases": n} for s, n in exp["suites"].items()} and all(n == 20 for n in exp["suites"].values())
 
+    # the same start: one baseline for every arm's first gate, the seed set in every dataset
+    seed_labels = exp["seed_labels"]
+    assert seed_labels == 3 * config.seed_examples
+    for name, ledger in exp["arms"].items():
+        first = ledger["candidates"][0]
+        assert first["iteration"] == 1 and first["labels"] == seed_labels + first["fleet_labels"], first
+        assert all(c["labels"] == seed_labels + c["fleet_labels"] for c in ledger["candidates"])
+        assert all(c["datasets_used"] and not any(d.startswith("generator:") for d in c["datasets_used"]) for c in ledger["candidates"])
+        assert all("replay:common" in c["datasets_used"] for c in ledger["candidates"])  # the same recipe
+    # the same label budget per iteration: every arm that still iterates adds the same number (or its pool ran dry)
+    for iteration in (1, 2):
+        added = {n: next((c["fleet_labels"] for c in l["candidates"] if c["iteration"] == iteration), None) for n, l in exp["arms"].items()}
+        fleet_arms = {n: v for n, v in added.items() if n != "seed-only" and v is not None}
+        assert all(v <= config.budget * 2 ** (iteration - 1) * iteration for v in fleet_arms.values()), added
+    assert [c["fleet_labels"] for c in exp["arms"]["seed-only"]["candidates"]] == [0]
+
+    # labels to target: the first candidate reaching the target on the case's suite, recomputed
+    suite = summary["target_suite"]
+    for name, arm in summary["arms"].items():
+        candidates = exp["arms"][name]["candidates"]
+        reached = [c["labels"] for c in candidates if c["candidate"][suite]["passed"] / c["candidate"][suite]["cases"] >= summary["target"] - 1e-12]
+        assert arm["labels_to_target"] == (reached[0] if reached else None), (name, arm, reached)
+        last = candidates[-1]
+        assert arm["final_candidate_pass"] == {s: v["passed"] / v["cases"] for s, v in last["candidate"].items()}
+        assert arm["final_production_pass"] == {s: v["passed"] / v["cases"] for s, v in last["production"].items()}
+        if not last["accepted"] and len(candidates) == 1:  # a refused first candidate leaves PRODUCTION at the baseline
+            assert last["production"] == exp["baseline"]
+    assert summary["arms"]["seed-only"]["label_cap"] == seed_labels
+
+    # triggers and the base rate, recomputed from the recorded counts
+    random_pool = [t for t in exp["triggers"] if t["source"] == "random"]
+    k, n = sum(t["true_positive"] for t in random_pool), sum(t["labelled"] for t in random_pool)
+    assert n > 0 and summary["base_rate"] == k / n
+    assert summary["base_rate_ci95"] == list(wilson(k, n))
+    by_id = {t["id"]: t for t in summary["triggers"]}
+    assert set(by_id) == {t["trigger_id"] for t in exp["triggers"]}
+    for t in exp["triggers"]:
+        s = by_id[t["trigger_id"]]
+        assert s["labelled_uploads"] == t["labelled"] <= t["uploads"] <= t["fires"] and s["true_positive"] == t["true_positive"]
+        assert s["yield"] == (t["true_positive"] / t["labelled"] if t["labelled"] else None)
+        if s["yield"] is not None and k:
+            assert abs(s["yield_vs_base_rate"] - s["yield"] / (k / n)) < 1e-9
+    assert sum(t["labelled"] for t in exp["triggers"] if t["source"] == "triggered") > 0
+    assert all(f["upload_errors"] == 0 for f in exp["fleet"])
+    assert exp["labels_total"] >= sum(t["labelled"] for t in exp["triggers"]) + seed_labels + 4 * 20  # uploads, seed set, suite cases
+
+    # the report leads with the answer and shows the summary's figures
     md = path.read_text()
-    for suite in suites:
-        base = report.pct(data["baseline"][suite])
-        assert f"| {suite} | 10 | triggered | {base} | {report.pct(by_arm[('triggered', 1)]['pass_rates'][suite])} |" in md
-        assert f"| {suite} | 10 | random | {base} | {report.pct(by_arm[('random', 1)]['pass_rates'][suite])} |" in md
-        assert f"| {suite} | 10 | uncertainty | {base} | {report.pct(by_arm[('uncertainty', 1)]['pass_rates'][suite])} |" in md
-    for png in ("pass_rates.png", "labels.png", "triggers.png"):
-        assert (tmp_path / "demo" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not any(math.isnan(v) for v in data["baseline"].values())
+    assert md.index("## The answer") < md.index("### Yield per trigger") < md.index("### Every candidate and the gate")
+    for name, arm in summary["arms"].items():
+        needed = arm["labels_to_target"]
+        assert f"| {name} | {needed if needed is not None else '> ' + str(exp['arms'][name]['candidates'][-1]['labels'])} |" in md
+    first_case = exp["arms"]["triggered"]["candidates"][0]["candidate"][suite]
+    lo, hi = wilson(first_case["passed"], first_case["cases"])
+    assert f"{report.pct(first_case['passed'] / first_case['cases'])} [{report.pct(lo)}, {report.pct(hi)}] ({first_case['passed']}/{first_case['cases']})" in md
+    for png in ("labels_to_target.png", "yield.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

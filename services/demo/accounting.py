@@ -1,0 +1,168 @@
+"""What the experiment records: candidates per arm (labels spent, pass counts, the gate), triggers
+(fires, uploads, true positives), drives, and the labels-to-target bookkeeping. Pure data and
+arithmetic: the report and the summary are computed from these, nothing else."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from longtail.stats import Rate, rate, ratio_interval
+
+
+@dataclass
+class SuiteScore:
+    """k of n cases of one suite passed."""
+
+    passed: int
+    cases: int
+
+    @property
+    def rate(self) -> Rate:
+        return rate(self.passed, self.cases)
+
+    @classmethod
+    def of(cls, pass_rate: float, total: int) -> SuiteScore:
+        return cls(int(round(pass_rate * total)), int(total))
+
+
+@dataclass
+class Candidate:
+    """One training run of one arm: what it trained on and what the gate said."""
+
+    iteration: int
+    arm: str
+    labels: int  # labels in its training data, the seed set included
+    fleet_labels: int  # of those, fleet uploads the arm picked
+    dataset: str
+    run_id: str = ""
+    status: str = ""  # SUCCEEDED, REFUSED, FAILED
+    accepted: bool = False
+    version: int = 0
+    reasons: list[str] = field(default_factory=list)
+    candidate: dict[str, SuiteScore] = field(default_factory=dict)  # the candidate's suite results
+    production: dict[str, SuiteScore] = field(default_factory=dict)  # the arm's PRODUCTION after this iteration
+    datasets_used: list[str] = field(default_factory=list)
+    shadow: dict = field(default_factory=dict)  # fleet evidence before promotion (triggered arm)
+    positives: int = 0  # picked fleet labels showing the case (simulator ground truth)
+
+
+@dataclass
+class ArmLedger:
+    """Labels-to-target bookkeeping of one arm: its candidates in order, the target on one suite, and
+    the label cap (known once the triggered arm has finished: `cap_factor` x what it needed)."""
+
+    arm: str
+    target_suite: str
+    target: float
+    candidates: list[Candidate] = field(default_factory=list)
+    label_cap: int | None = None
+    stopped: str = ""  # why it stopped iterating
+
+    def record(self, candidate: Candidate) -> None:
+        if self.candidates and candidate.labels < self.candidates[-1].labels:
+            raise ValueError(f"{self.arm}: labels went down ({self.candidates[-1].labels} -> {candidate.labels})")
+        self.candidates.append(candidate)
+
+    def reached(self, c: Candidate) -> bool:
+        score = c.candidate.get(self.target_suite)
+        return score is not None and score.cases > 0 and score.passed / score.cases >= self.target - 1e-12
+
+    @property
+    def labels_to_target(self) -> int | None:
+        """Labels of the first candidate that reached the target (None: none did)."""
+        return next((c.labels for c in self.candidates if self.reached(c)), None)
+
+    @property
+    def labels_spent(self) -> int:
+        return self.candidates[-1].labels if self.candidates else 0
+
+    def done(self) -> bool:
+        return self.labels_to_target is not None or (self.label_cap is not None and self.labels_spent >= self.label_cap)
+
+    def final(self, which: str = "candidate") -> dict[str, SuiteScore]:
+        return getattr(self.candidates[-1], which) if self.candidates else {}
+
+
+@dataclass
+class TriggerStats:
+    trigger_id: str
+    source: str  # "triggered" or "random"
+    expression: str
+    site: str = "edge"  # edge: fires counted by the cars; fleet: by the trigger evaluator (GetYield)
+    priority: int = 0
+    backtest_fires: int = 0
+    backtest_frames: int = 0
+    fires: int = 0
+    uploads: int = 0  # distinct samples registered with this trigger's provenance
+    labelled: int = 0  # of those, labelled
+    true_positive: int = 0  # labelled uploads whose firing frame shows the case (ground truth)
+
+    @property
+    def yield_rate(self) -> Rate:
+        return rate(self.true_positive, self.labelled)
+
+
+@dataclass
+class Experiment:
+    """One seed's experiment."""
+
+    seed: int
+    suffix: str
+    target: float
+    target_suite: str
+    suites: dict[str, int] = field(default_factory=dict)  # suite -> cases
+    baseline: dict[str, SuiteScore] = field(default_factory=dict)
+    seed_labels: int = 0
+    arms: dict[str, ArmLedger] = field(default_factory=dict)
+    triggers: list[TriggerStats] = field(default_factory=list)
+    fleet: list[dict] = field(default_factory=list)
+    detectors: list[dict] = field(default_factory=list)
+    labels_total: int = 0  # every label the simulated labellers gave (suite cases and unpicked uploads included)
+    wall_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def base_rate(self) -> Rate:
+        """Share of the content-blind (random) uploads that show the case: what a label spent
+        without a trigger buys."""
+        pool = [t for t in self.triggers if t.source == "random"]
+        return rate(sum(t.true_positive for t in pool), sum(t.labelled for t in pool))
+
+    @property
+    def frame_base_rate(self) -> float:
+        """Share of every frame the cars rendered that shows the case (frames are correlated: no interval)."""
+        frames = sum(f["frames"] for f in self.fleet)
+        return sum(f["case_frames"] for f in self.fleet) / frames if frames else float("nan")
+
+    def lift(self, t: TriggerStats) -> tuple[float, float, float]:
+        """A trigger's yield over the base rate, with its 95% interval."""
+        base = self.base_rate
+        return ratio_interval(t.true_positive, t.labelled, base.k, base.n)
+
+
+@dataclass
+class DemoResult:
+    run: str
+    config: dict
+    experiments: list[Experiment] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["config"] = {k: str(v) for k, v in d["config"].items()}
+        for exp, raw in zip(self.experiments, d["experiments"]):
+            raw["base_rate"] = exp.base_rate.to_dict()
+            raw["frame_base_rate"] = exp.frame_base_rate
+            for ledger in raw["arms"].values():
+                arm = exp.arms[ledger["arm"]]
+                ledger["labels_to_target"] = arm.labels_to_target
+            for t, traw in zip(exp.triggers, raw["triggers"]):
+                traw["yield"] = t.yield_rate.to_dict()
+                traw["yield_vs_base_rate"] = list(exp.lift(t))
+        return json.dumps(d, indent=2, sort_keys=True, default=_nan_safe)
+
+
+def _nan_safe(o):
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,128 @@
+"""The arms of the experiment: one small class per sampling strategy. Each arm trains on the same
+seed set plus the fleet uploads it picks, `budget` more per iteration (the same budget for every
+arm), from its pool. A new strategy is one class with a `pick`."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PoolSample:
+    """A labelled fleet upload an arm may pick."""
+
+    sample_id: str
+    trigger_id: str
+    captured_ns: int
+    bucket: str = ""
+    object_key: str = ""
+    content_type: str = ""
+
+
+@dataclass
+class Arm:
+    name: str
+    source: str = ""  # which triggers' uploads form its pool: "triggered", "random", or "" (none)
+    description: str = ""
+    picked: list[str] = field(default_factory=list)
+
+    @property
+    def uses_fleet(self) -> bool:
+        return bool(self.source)
+
+    def available(self, pool: Sequence[PoolSample]) -> list[PoolSample]:
+        taken = set(self.picked)
+        return [s for s in pool if s.sample_id not in taken]
+
+    def pick(self, pool: Sequence[PoolSample], n: int, context: ArmContext) -> list[str]:
+        """Choose up to `n` of `pool` (the arm's not yet picked samples); adds them to `picked`."""
+        chosen = self.choose(self.available(pool), n, context)[:n]
+        self.picked.extend(chosen)
+        return chosen
+
+    def choose(self, pool: list[PoolSample], n: int, context: ArmContext) -> list[str]:
+        raise NotImplementedError
+
+
+@dataclass
+class ArmContext:
+    """What a strategy may look at: trigger priorities, its own PRODUCTION model's stop-sign
+    output entropy for pool samples, the experiment's seed."""
+
+    seed: int
+    priorities: dict[str, int] = field(default_factory=dict)
+    entropy: Callable[[str, list[PoolSample]], list[float]] | None = None  # (arm, samples) -> entropies
+
+
+class TriggeredArm(Arm):
+    """The data engine: what the operator's triggers uploaded, round-robin over the triggers by
+    priority (earliest first within a trigger), so that every trigger's data is used."""
+
+    def __init__(self) -> None:
+        super().__init__("triggered", "triggered", "the operator's triggers (detector, map-vision, uncertainty, flicker)")
+
+    def choose(self, pool, n, context):
+        by_trigger: dict[str, list[PoolSample]] = {}
+        for s in sorted(pool, key=lambda s: (s.captured_ns, s.sample_id)):
+            by_trigger.setdefault(s.trigger_id, []).append(s)
+        order = sorted(by_trigger, key=lambda t: (-context.priorities.get(t, 0), t))
+        out: list[str] = []
+        while len(out) < n and any(by_trigger.values()):
+            for t in order:
+                if by_trigger[t] and len(out) < n:
+                    out.append(by_trigger[t].pop(0).sample_id)
+        return out
+
+
+class RandomArm(Arm):
+    """Content-blind: a seeded random draw from the periodic sampling trigger's uploads."""
+
+    def __init__(self) -> None:
+        super().__init__("random", "random", "random fleet frames (a periodic, content-blind trigger)")
+
+    def choose(self, pool, n, context):
+        ids = sorted(s.sample_id for s in pool)
+        random.Random(f"{context.seed}:{len(self.picked)}").shuffle(ids)
+        return ids[:n]
+
+
+class UncertaintyArm(Arm):
+    """Plain entropy sampling: of the same random fleet frames, those its own PRODUCTION model's
+    stop-sign output is least sure about."""
+
+    def __init__(self) -> None:
+        super().__init__("uncertainty", "random", "the random pool's frames its own PRODUCTION is least sure about (entropy)")
+
+    def choose(self, pool, n, context):
+        if not pool or n <= 0:
+            return []
+        scores = context.entropy(self.name, pool) if context.entropy else [0.0] * len(pool)
+        order = np.argsort(-np.asarray(scores, dtype=float), kind="stable")
+        return [pool[i].sample_id for i in order[:n]]
+
+
+class SeedOnlyArm(Arm):
+    """The ablation: the seed set and nothing from the fleet."""
+
+    def __init__(self) -> None:
+        super().__init__("seed-only", "", "the seed set alone (no fleet data)")
+
+    def choose(self, pool, n, context):
+        return []
+
+
+def default_arms() -> list[Arm]:
+    return [TriggeredArm(), RandomArm(), UncertaintyArm(), SeedOnlyArm()]
+
+
+def budget_schedule(budget: int, growth: float, iteration: int) -> int:
+    """Fleet labels every arm may add in `iteration` (1-based): `budget`, then growing by `growth`
+    per iteration (1.0 = constant), so that the baselines reach ten times the triggered arm's
+    labels in a few training runs; the same for every arm in a given iteration."""
+    if iteration < 1:
+        raise ValueError("iteration starts at 1")
+    return max(1, int(round(budget * growth ** (iteration - 1))))

@@ -1,0 +1,537 @@
+"""One seed's experiment on a running stack: every arm starts from the same baseline model, trains on
+the same seed set plus what it picks from the fleet (the same label budget per iteration), with the
+same recipe (fine-tune its PRODUCTION on all its labels, rehearsing the common case), is measured
+on the same held-out suites, and iterates until its candidate reaches the target on the case's
+suite or it has spent its label cap (`cap_factor` x what the triggered arm needed).
+
+  baseline v1 for every arm's model line -> seed set labelled -> trigger detector trained and beamed
+  -> triggers created, backtested, activated -> per iteration: drive (while the triggered arm is
+  still learning, or the random pool is short) -> label -> each active arm picks, trains, the gate
+  decides -> the triggered arm's accepted candidate runs in shadow mode, then becomes PRODUCTION.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from demo.accounting import ArmLedger, Candidate, Experiment, SuiteScore, TriggerStats
+from demo.arms import Arm, ArmContext, PoolSample, budget_schedule
+from demo.scenario import Scenario, TriggerPlan, trigger_plans
+from demo.stack import Stack
+from longtail.common.v1 import common_pb2 as C
+from longtail.labels.v1 import labels_pb2 as L
+from longtail.models.v1 import trainer_pb2 as T
+from longtail.triggers.v1 import triggers_pb2 as S
+
+ERROR_RATE = 0.02  # simulated labellers' error rate
+
+
+@dataclass
+class Settings:
+    """The experiment's knobs (DemoConfig passes them through)."""
+
+    cars: int
+    duration_s: float
+    budget: int
+    growth: float
+    target: float
+    cap_factor: float
+    max_iterations: int
+    per_car_uploads: int
+    random_per_car: int
+    shadow_s: float
+    replay_samples: int
+    epochs: int
+    max_extra_drives: int = 4
+
+
+class ExperimentRun:
+    def __init__(self, stack: Stack, settings: Settings, scenario: Scenario, arms: list[Arm], seed: int, model, suites: dict[str, int],
+                 say: Callable[[str], None], run_id: str) -> None:
+        self.stack = stack
+        self.s = settings
+        self.scenario = scenario
+        self.arms = {a.name: a for a in arms}
+        self.seed = seed
+        self.model = model  # the bootstrap model: baseline of every arm, and what the cars start with
+        self.say = say
+        self.suffix = f"{run_id}-s{seed}"
+        self.lines = {name: f"demo-{self.suffix}-{name}" for name in self.arms}
+        self.result = Experiment(seed=seed, suffix=self.suffix, target=settings.target, target_suite=scenario.case.suite, suites=dict(suites))
+        self.result.arms = {name: ArmLedger(name, scenario.case.suite, settings.target) for name in self.arms}
+        self.triggers: dict[str, TriggerStats] = {}
+        self.pool: dict[str, list[PoolSample]] = {"triggered": [], "random": []}
+        self.counted: set[str] = set()
+        self.truth: dict[str, dict] = {}
+        self.images: dict[str, np.ndarray] = {}
+        self.seed_ids: list[str] = []
+        self.detector = f"occluded_stop_{self.suffix.replace('-', '_')}"
+        self.detector_published = False
+        self.production: dict[str, dict[str, SuiteScore]] = {}
+        self.drives = 0
+
+    @property
+    def triggered_line(self) -> str:
+        return self.lines["triggered"]
+
+    # ------------------------------------------------------------------ the whole experiment
+    def run(self) -> Experiment:
+        started = time.perf_counter()
+        try:
+            self.publish_baseline()
+            self.stack.start("gateway", GATEWAY_FLEET_MODEL=self.triggered_line)
+            if self.stack.triton:  # inference serves once a PRODUCTION version of its line exists
+                self.stack.start("inference", INFERENCE_MODEL_NAME=self.triggered_line)
+            self.label_seed_set()
+            self.detector_published = self.train_detector(0, [self.seed_trigger], f"{len(self.seed_ids)} labelled seed frames")
+            if not self.detector_published:
+                self.result.notes.append(f"the trigger detector was not published ({self.result.detectors[-1]['gate']}): no detector trigger")
+            self.create_triggers()
+            since_ms = int(time.time() * 1000) - 1000
+            self.drive(0, min(10.0, self.s.duration_s), "backtest-drive")  # recorded telemetry, no trigger active
+            time.sleep(1.0)
+            self.backtest_and_activate(since_ms)
+            time.sleep(1.5)  # the gateway's catalog view follows the topic
+            for iteration in range(1, self.s.max_iterations + 1):
+                active = [a for a in self.arms.values() if not self.result.arms[a.name].done() and (a.uses_fleet or iteration == 1)]
+                if not active:
+                    break
+                self.say(f"[bold]seed {self.seed}, iteration {iteration}[/]: arms {', '.join(a.name for a in active)}")
+                self.iterate(iteration, active)
+            for name, ledger in self.result.arms.items():
+                ledger.stopped = ledger.stopped or ("reached the target" if ledger.labels_to_target is not None
+                                                    else "label cap" if ledger.done() else "no fleet data" if not self.arms[name].uses_fleet
+                                                    else f"--max-iterations {self.s.max_iterations}")
+        finally:
+            self.retire_triggers()
+            self.result.wall_seconds = time.perf_counter() - started
+        return self.result
+
+    def iterate(self, iteration: int, active: list[Arm]) -> None:
+        budget = budget_schedule(self.s.budget, self.s.growth, iteration)
+        wants = {a.name: self.wanted(a, budget) for a in active}
+        triggered_learning = any(a.name == "triggered" for a in active)
+        extra = 0
+        while triggered_learning or self.random_short(active, wants):
+            self.drive(iteration, self.s.duration_s, f"i{iteration}" + (f"-extra{extra}" if extra else ""))
+            self.collect()
+            triggered_learning = False
+            if not self.random_short(active, wants):
+                break
+            extra += 1
+            if extra > self.s.max_extra_drives:
+                self.result.notes.append(f"seed {self.seed}, iteration {iteration}: the random pool stayed short of what the baselines may pick")
+                break
+        if any(a.name == "triggered" for a in active) and self.detector_published:
+            self.retrain_detector(iteration)
+
+        context = ArmContext(seed=self.seed, priorities={t.trigger_id: t.priority for t in self.triggers.values()}, entropy=self.entropies)
+        runs = {}
+        for arm in active:
+            picked = arm.pick(self.pool[arm.source] if arm.uses_fleet else [], wants[arm.name], context)
+            ds = self.dataset(arm, iteration)
+            fleet = len(arm.picked)
+            positives = sum(self.is_positive(sid) for sid in arm.picked)
+            c = Candidate(iteration, arm.name, len(self.seed_ids) + fleet, fleet, f"{ds.name}@{ds.version}", positives=positives)
+            self.say(f"[green]dataset[/] {arm.name} i{iteration}: +{len(picked)} fleet labels -> {c.labels} labels "
+                     f"({len(self.seed_ids)} seed set, {positives} fleet frames showing the case)")
+            runs[arm.name] = (self.start_run(arm.name, iteration, ds), c)
+        for name, (run_id, c) in runs.items():
+            self.record(name, self.wait_run(run_id, f"{name} i{iteration}"), c)
+        triggered = self.result.arms.get("triggered")
+        if triggered is not None and triggered.done() and not any(l.label_cap for n, l in self.result.arms.items() if n != "triggered"):
+            self.set_caps(triggered)
+
+    def wanted(self, arm: Arm, budget: int) -> int:
+        ledger = self.result.arms[arm.name]
+        if not arm.uses_fleet:
+            return 0
+        if ledger.label_cap is not None:
+            return max(0, min(budget, ledger.label_cap - len(self.seed_ids) - len(arm.picked)))
+        return budget
+
+    def random_short(self, active: list[Arm], wants: dict[str, int]) -> bool:
+        need = max((len(a.picked) + wants[a.name] for a in active if a.source == "random"), default=0)
+        return len(self.pool["random"]) < need
+
+    def set_caps(self, triggered: ArmLedger) -> None:
+        needed = triggered.labels_to_target
+        basis = needed if needed is not None else triggered.labels_spent
+        cap = int(math.ceil(self.s.cap_factor * basis))
+        triggered.label_cap = basis
+        for name, ledger in self.result.arms.items():
+            if name != "triggered" and self.arms[name].uses_fleet:
+                ledger.label_cap = cap
+        how = f"reached {self.s.target:.0%} with {needed} labels" if needed is not None else f"did not reach {self.s.target:.0%} ({basis} labels spent)"
+        self.say(f"[magenta]operator[/] the triggered arm {how}: the baselines may spend up to {cap} labels ({self.s.cap_factor:g}x)")
+        if needed is not None:  # its triggers' work is done; the random pool keeps sampling
+            for t in self.triggers.values():
+                if t.source == "triggered":
+                    self.stack.catalog.PauseTrigger(S.PauseTriggerRequest(trigger_id=t.trigger_id, reason="the triggered arm reached its target"),
+                                                    metadata=self.stack.auth, timeout=10)
+
+    # ------------------------------------------------------------------ baseline and seed set
+    def publish_baseline(self) -> None:
+        from longtail import model_repo, topics
+        from longtail.kafka import Producer
+
+        producer = Producer(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "demo")
+        for name in self.lines.values():
+            pv = model_repo.publish(self.stack.objects, self.model, name, 1)
+            producer.produce(topics.MODELS_PUBLISHED, name, model_repo.published_event(pv, C.MODEL_ROLE_PRODUCTION, self.stack.objects.bucket))
+        producer.flush()
+        producer.close()
+        deadline = time.monotonic() + 60
+        for name in self.lines.values():
+            while self.stack.trainer.GetModel(T.GetModelRequest(model=C.ModelRef(name=name, version=1)), timeout=10).model.state != T.MODEL_STATE_PRODUCTION:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the trainer never saw {name} v1 as PRODUCTION")
+                time.sleep(0.3)
+        self.say(f"[blue]baseline[/] the bootstrap model is v1 PRODUCTION of {', '.join(self.lines.values())}")
+
+    @property
+    def seed_trigger(self) -> str:
+        """Provenance of the operator's seed set (every arm trains on it)."""
+        return f"seed-{self.suffix}"
+
+    def label_seed_set(self) -> None:
+        positives, negatives = self.scenario.seed_set(self.seed)
+        vehicle = f"seed-{self.suffix}"
+        self.seed_ids = register_frames(self.stack, positives, vehicle, self.seed_trigger) + register_frames(self.stack, negatives, vehicle, self.seed_trigger)
+        self.result.labels_total += label_queue(self.stack, self.ground_truth, self.seed)
+        self.result.seed_labels = len(self.seed_ids)
+        self.say(f"[magenta]operator[/] seed set: {len(positives.images)} close-ups of {self.scenario.seed_signs} signs {self.scenario.case.description} "
+                 f"and {len(negatives.images)} fleet-like frames, labelled")
+
+    # ------------------------------------------------------------------ trigger detector
+    def train_detector(self, iteration: int, trigger_ids: list[str], what: str) -> bool:
+        """A detector run on the labelled samples of `trigger_ids`; True when published (beamed to the cars)."""
+        created = self.stack.labels.CreateDataset(L.CreateDatasetRequest(
+            name=f"demo-{self.suffix}-detector", tasks=[self.scenario.case.task], filter=L.SampleFilter(trigger_ids=trigger_ids),
+            split=L.SplitSpec(val_fraction=0.25), description=f"{self.scenario.case.name} detector, iteration {iteration}: {what}"),
+            metadata=self.stack.auth, timeout=120)
+        ds = created.dataset
+        if created.already_existed and self.result.detectors:
+            self.say(f"[blue]detector[/] no new labelled upload since {ds.name}@{ds.version}, not retrained")
+            return False
+        spec = T.RunSpec(kind=T.RUN_KIND_TRIGGER_DETECTOR, model_name=self.detector, detector_name=self.detector, tasks=[self.scenario.case.task],
+                         positive_predicate=self.scenario.case.label_predicate, seed=self.seed * 100 + iteration, epochs=16,
+                         datasets=[C.DatasetRef(name=ds.name, version=ds.version)])
+        run = self.wait_run(self.stack.trainer.StartRun(T.StartRunRequest(spec=spec), metadata=self.stack.auth, timeout=10).run.run_id, f"detector i{iteration}")
+        accepted = run.status == T.RUN_STATUS_SUCCEEDED
+        samples = ds.split_counts.train + ds.split_counts.val + ds.split_counts.test
+        entry = {"name": self.detector, "iteration": iteration, "version": int(run.model.version) if accepted else 0, "samples": samples,
+                 "dataset": f"{ds.name}@{ds.version}", "status": T.RunStatus.Name(run.status).removeprefix("RUN_STATUS_"),
+                 "gate": "; ".join(run.gate_report.reasons) or run.error}
+        self.result.detectors.append(entry)
+        self.say(f"[blue]detector[/] {self.detector} v{run.model.version} from {what} ({samples} samples): {entry['status'].lower()} ({entry['gate']})")
+        return accepted
+
+    def retrain_detector(self, iteration: int) -> None:
+        """The detector's own labelled uploads (mostly its false alarms: hard negatives) join the seed
+        set; the next version, beamed under the same name, fires less on what it confused."""
+        stats = self.triggers.get(f"detector-stop-{self.suffix}")
+        if stats is None or stats.uploads == 0:
+            return
+        self.train_detector(iteration, [self.seed_trigger, stats.trigger_id], f"the seed set and its {stats.uploads} labelled uploads ({stats.true_positive} true)")
+
+    # ------------------------------------------------------------------ triggers
+    def create_triggers(self) -> None:
+        from google.protobuf import duration_pb2
+
+        plans = trigger_plans(self.suffix, self.detector if self.detector_published else "", self.s.cars, self.s.duration_s,
+                              self.s.per_car_uploads, self.s.random_per_car)
+        for p in plans:
+            spec = S.TriggerSpec(name=p.trigger_id, expression=p.expression, site=S.TRIGGER_SITE_FLEET if p.fleet else S.TRIGGER_SITE_EDGE,
+                                 task=self.scenario.case.task, priority=p.priority,
+                                 firing_mode=S.FIRING_MODE_EVERY_FRAME if p.every_frame else S.FIRING_MODE_RISING_EDGE,
+                                 min_interval=duration_pb2.Duration(seconds=int(p.min_interval_s), nanos=int((p.min_interval_s % 1) * 1e9)),
+                                 upload_budget=100_000, max_uploads_per_car_hour=p.per_car_hour,
+                                 description=f"demo {self.suffix}: {'the data engine' if p.source == 'triggered' else 'random pool of the baselines'}")
+            check = self.stack.catalog.ValidateTrigger(S.ValidateTriggerRequest(expression=spec.expression, spec=spec), metadata=self.stack.auth, timeout=10)
+            if not check.ok:
+                raise RuntimeError(f"trigger {p.trigger_id} does not validate: {check.errors}")
+            self.stack.catalog.CreateTrigger(S.CreateTriggerRequest(trigger_id=p.trigger_id, spec=spec), metadata=self.stack.auth, timeout=10)
+            self.triggers[p.trigger_id] = TriggerStats(p.trigger_id, p.source, p.expression, site="fleet" if p.fleet else "edge", priority=p.priority)
+        self.result.triggers = list(self.triggers.values())
+        self.say(f"[magenta]operator[/] created triggers {', '.join(self.triggers)}")
+
+    def backtest_and_activate(self, since_ms: int) -> None:
+        from google.protobuf import timestamp_pb2
+
+        start, end = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
+        start.FromMilliseconds(since_ms)
+        end.GetCurrentTime()
+        for trigger_id, stats in self.triggers.items():
+            try:
+                bt = self.stack.catalog.BacktestTrigger(S.BacktestTriggerRequest(trigger=S.TriggerRef(trigger_id=trigger_id), time_range=C.TimeRange(since=start, until=end)),
+                                                        metadata=self.stack.auth, timeout=120)
+                stats.backtest_fires, stats.backtest_frames = int(bt.fires), int(bt.frames_evaluated)
+                self.say(f"[magenta]operator[/] backtest {trigger_id}: {bt.fires} fires in {bt.frames_evaluated} frames ({bt.fires_per_car_hour:.0f}/car-hour)")
+            except grpc.RpcError as exc:
+                self.result.notes.append(f"backtest of {trigger_id} failed: {exc.code().name} {exc.details()}")
+            self.stack.catalog.ActivateTrigger(S.ActivateTriggerRequest(trigger_id=trigger_id), metadata=self.stack.auth, timeout=10)
+        self.say(f"[magenta]operator[/] activated {len(self.triggers)} triggers")
+
+    def retire_triggers(self) -> None:
+        for trigger_id in self.triggers:
+            try:
+                self.stack.catalog.RetireTrigger(S.RetireTriggerRequest(trigger_id=trigger_id, reason="demo finished"), metadata=self.stack.auth, timeout=10)
+            except grpc.RpcError:
+                pass
+
+    # ------------------------------------------------------------------ fleet
+    def drive(self, iteration: int, duration_s: float, label: str):
+        import torch
+
+        from fleet_sim.fleet import SimConfig, SimulatedFleet
+        from fleet_sim.world import World, WorldConfig
+
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        self.drives += 1
+        # Every drive starts its cars from its own seed: content-addressed uploads of a re-driven
+        # route would store nothing new. Fleet-side fires come back as upload requests after the
+        # (faster than real time) drive moved on: the cars keep the drive and wait for late requests.
+        sim = SimConfig(cars=self.s.cars, duration_s=duration_s, seed=(zlib.crc32(self.suffix.encode()) % 100_000) * 1000 + self.drives,
+                        vehicle_prefix=f"{self.suffix}-{label}", ring_frames=min(300, int(duration_s * 10) + 1), request_grace_s=3.0)
+        fleet = SimulatedFleet(sim, World(WorldConfig(), seed=self.seed), self.model, store=self.stack.objects,
+                               gateway_address=self.stack.processes["gateway"].address, token_secret=self.stack.fleet_secret,
+                               truth_tags={"case": self.scenario.case.truth})
+        t0, last = time.perf_counter(), [0.0]
+
+        def progress(report, fraction):
+            if time.perf_counter() - last[0] > 5 or fraction >= 1:
+                last[0] = time.perf_counter()
+                self.say(f"[cyan]fleet[/] {label}: {fraction:4.0%} {report.frames:,} frames, {sum(report.fires.values())} fires, {report.uploads} uploads")
+
+        report = asyncio.run(fleet.run(progress))
+        wall = time.perf_counter() - t0
+        self.say(f"[cyan]fleet[/] {label}: {report.frames:,} frames ({report.frames / max(wall, 1e-9):,.0f}/s) on {', '.join(sorted(report.models))}, "
+                 f"{report.uploads} uploads, {report.upload_errors} upload errors"
+                 + (f", shadow mode: {report.shadow_frames:,} frames compared, {report.shadow_disagreements} disagreements" if report.shadow_frames else ""))
+        self.result.fleet.append({"iteration": iteration, "label": label, "frames": report.frames, "acked": report.frames_acked,
+                                  "fires": dict(report.fires), "uploads": report.uploads, "upload_errors": report.upload_errors,
+                                  "models": dict(report.models), "shadow_frames": report.shadow_frames, "shadow_disagreements": report.shadow_disagreements,
+                                  "case_frames": report.truth_frames.get("case", 0), "wall_s": round(wall, 1),
+                                  "expected_uploads": sum(n for tid, n in report.uploads_by_trigger.items() if tid in self.triggers)})
+        for tid, n in report.fires.items():
+            if tid in self.triggers:
+                self.triggers[tid].fires += n
+        if report.uploads_existing:
+            self.result.notes.append(f"{label}: {report.uploads_existing} uploads were already stored (identical content)")
+        return report
+
+    def collect(self) -> None:
+        """Wait until the label store registered the drives' uploads, label them, and add them to the pools."""
+        expected = sum(f["expected_uploads"] for f in self.result.fleet)
+        samples = self.wait_for_samples(expected)
+        self.result.labels_total += label_queue(self.stack, self.ground_truth, self.seed)
+        labelled = {s.sample_id for s in self.list_samples(list(self.triggers), L.LABEL_STATUS_LABELLED)}
+        for s in sorted(samples, key=lambda s: (s.provenance.captured_at.ToNanoseconds(), s.sample_id)):
+            stats = self.triggers.get(s.provenance.trigger_id)
+            if stats is None or s.sample_id in self.counted:
+                continue
+            self.counted.add(s.sample_id)
+            stats.uploads += 1
+            if s.sample_id not in labelled:
+                continue
+            stats.labelled += 1
+            stats.true_positive += self.is_positive(s.sample_id)
+            self.pool[stats.source].append(PoolSample(s.sample_id, s.provenance.trigger_id, s.provenance.captured_at.ToNanoseconds(),
+                                                      s.bucket, s.object_key, s.content_type))
+        for stats in self.triggers.values():
+            if stats.site == "fleet":  # fired on the server: the evaluator's yield ledger counts them
+                yields = self.stack.catalog.GetYield(S.GetYieldRequest(trigger_id=stats.trigger_id), timeout=30).yields
+                stats.fires = sum(int(y.fired) for y in yields)
+        self.say(f"[green]label-store[/] pools: {len(self.pool['triggered'])} triggered, {len(self.pool['random'])} random labelled uploads")
+
+    def list_samples(self, trigger_ids: list[str], status: int = L.LABEL_STATUS_UNSPECIFIED) -> list:
+        out, token = [], ""
+        flt = L.SampleFilter(trigger_ids=trigger_ids, tasks=[self.scenario.case.task] if status else [], label_status=status)
+        while True:
+            page = self.stack.labels.ListSamples(L.ListSamplesRequest(filter=flt, page_size=500, page_token=token), timeout=30)
+            out.extend(page.samples)
+            token = page.next_page_token
+            if not token:
+                return out
+
+    def wait_for_samples(self, expected: int, timeout: float = 180.0) -> list:
+        """Until the label store registered `expected` uploads (or, once new ones arrived, nothing
+        changed for 15 s; a fresh broker can take a while to give a new consumer group its partitions)."""
+        deadline, last, stable = time.monotonic() + timeout, -1, 0
+        while True:
+            samples = self.list_samples(list(self.triggers))
+            stable = stable + 1 if len(samples) == last else 0
+            last = len(samples)
+            if len(samples) >= expected or (stable >= 30 and len(samples) > len(self.counted)) or time.monotonic() > deadline:
+                if len(samples) < expected:
+                    self.result.notes.append(f"the label store registered {len(samples)} of {expected} uploads in time")
+                return samples
+            time.sleep(0.5)
+
+    # ------------------------------------------------------------------ ground truth
+    def ground_truth(self, sample_id: str) -> dict | None:
+        if sample_id not in self.truth:
+            try:
+                self.truth[sample_id] = json.loads(self.stack.objects.get(f"groundtruth/{sample_id}.json"))
+            except Exception:  # noqa: BLE001 - not uploaded by a simulator
+                return None
+        return self.truth[sample_id]
+
+    def is_positive(self, sample_id: str) -> bool:
+        from label_store.labellers import firing_objects
+
+        truth = self.ground_truth(sample_id)
+        return bool(truth) and self.scenario.case.is_positive(firing_objects(truth))
+
+    # ------------------------------------------------------------------ training
+    def entropies(self, arm: str, pool: list[PoolSample]) -> list[float]:
+        """Entropy of the stop-sign output of `arm`'s current PRODUCTION model on each sample."""
+        from longtail import model as model_mod
+        from trainer import data as data_mod
+
+        mv = self.stack.trainer.GetModel(T.GetModelRequest(model=C.ModelRef(name=self.lines[arm])), timeout=10).model
+        model = model_mod.from_bytes(self.stack.objects.get(mv.weights_key))
+        missing = [s for s in pool if s.sample_id not in self.images]
+        if missing:
+            fetched = data_mod.fetch_images(lambda bucket, key: self.stack.objects.get(key),
+                                            [data_mod.Example(s.sample_id, "", s.bucket, s.object_key, s.content_type) for s in missing])
+            self.images.update(zip((s.sample_id for s in missing), fetched))
+        task = self.scenario.case.task
+        out = []
+        for prediction in model.predict(np.stack([self.images[s.sample_id] for s in pool])):
+            p = np.array([v for v in prediction[task]["class_scores"].values() if v > 0.0])
+            out.append(float(-(p * np.log(p)).sum()))
+        return out
+
+    def dataset(self, arm: Arm, iteration: int):
+        ds = self.stack.labels.CreateDataset(L.CreateDatasetRequest(
+            name=f"demo-{self.suffix}-{arm.name}", tasks=[self.scenario.case.task], filter=L.SampleFilter(sample_ids=self.seed_ids + arm.picked),
+            split=L.SplitSpec(val_fraction=0.1, test_fraction=0.0), description=f"demo {self.suffix}: {arm.name} arm, iteration {iteration}"),
+            metadata=self.stack.auth, timeout=120).dataset
+        return ds
+
+    def start_run(self, arm: str, iteration: int, dataset) -> str:
+        from google.protobuf import struct_pb2
+
+        hp = struct_pb2.Struct()
+        hp.update({"lr": 0.001, "replay_samples": self.s.replay_samples})  # rehearsal of the common case: synthetic, no labels
+        # The triggered arm's accepted versions become CANDIDATEs (shadow mode first), the others' PRODUCTION.
+        spec = T.RunSpec(model_name=self.lines[arm], promote=arm != "triggered", seed=self.seed * 100 + iteration, epochs=self.s.epochs,
+                         hyperparameters=hp, datasets=[C.DatasetRef(name=dataset.name, version=dataset.version)])
+        return self.stack.trainer.StartRun(T.StartRunRequest(spec=spec), metadata=self.stack.auth, timeout=10).run.run_id
+
+    def wait_run(self, run_id: str, label: str, timeout: float = 1200.0):
+        deadline, shown = time.monotonic() + timeout, -1.0
+        while True:
+            run = self.stack.trainer.GetRun(T.GetRunRequest(run_id=run_id), timeout=10).run
+            if run.status in (T.RUN_STATUS_SUCCEEDED, T.RUN_STATUS_REFUSED, T.RUN_STATUS_FAILED):
+                return run
+            if run.progress - shown >= 0.25:
+                shown = run.progress
+                self.say(f"[blue]trainer[/] {label}: {T.RunPhase.Name(run.phase).removeprefix('RUN_PHASE_').lower()} {run.progress:.0%}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"run {run_id} ({label}) did not finish in {timeout:.0f}s")
+            time.sleep(0.5)
+
+    def record(self, arm: str, run, c: Candidate) -> None:
+        gate = run.gate_report
+        c.run_id = run.run_id
+        c.status = T.RunStatus.Name(run.status).removeprefix("RUN_STATUS_")
+        c.accepted = run.status == T.RUN_STATUS_SUCCEEDED and gate.accepted
+        c.version = int(run.model.version)
+        c.reasons = list(gate.reasons) + ([run.error] if run.error else [])
+        c.datasets_used = list(run.datasets_used)
+        c.candidate = {g.suite: SuiteScore.of(g.after_pass_rate, g.total) for g in gate.suites if g.suite in self.result.suites}
+        before = {g.suite: SuiteScore.of(g.before_pass_rate, g.total) for g in gate.suites if g.suite in self.result.suites}
+        if not self.result.baseline and before and c.iteration == 1:
+            self.result.baseline = before  # every arm's first run is gated against the same v1
+        c.production = dict(c.candidate if c.accepted else self.production.get(arm, before))
+        self.production[arm] = c.production
+        self.result.arms[arm].record(c)
+        target = c.candidate.get(self.scenario.case.suite)
+        verdict = ("accepted -> CANDIDATE" if arm == "triggered" else "accepted -> PRODUCTION") if c.accepted else f"{c.status.lower()} ({'; '.join(c.reasons)[:160]})"
+        self.say(f"[blue]gate[/] {arm} i{c.iteration} v{c.version} ({c.labels} labels): {verdict}; candidate on {self.scenario.case.suite}: "
+                 + (f"{target.passed}/{target.cases}" if target else "n/a"))
+        if c.accepted and arm == "triggered":
+            self.shadow_and_promote(c)
+
+    def shadow_and_promote(self, c: Candidate) -> None:
+        """The fleet runs the gate-accepted CANDIDATE beside PRODUCTION for a short drive; the cars'
+        reports, summed up by CompareModels, go into the promotion decision and the report."""
+        from google.protobuf import timestamp_pb2
+
+        name = self.triggered_line
+        since = timestamp_pb2.Timestamp()
+        since.GetCurrentTime()
+        report = self.drive(c.iteration, min(self.s.shadow_s, self.s.duration_s), f"i{c.iteration}-shadow")
+        request = T.CompareModelsRequest(production=C.ModelRef(name=name), candidate=C.ModelRef(name=name, version=c.version))
+        request.time_range.since.CopyFrom(since)
+        deadline = time.monotonic() + 30
+        while True:  # the gateway produces the cars' last reports asynchronously
+            r = self.stack.trainer.CompareModels(request, timeout=120)
+            if r.frames_compared >= report.shadow_frames or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        c.shadow = {"frames_compared": int(r.frames_compared), "frames_disagreeing": int(r.frames_disagreeing), "cars": int(r.distinct_vehicles),
+                    "disagreement_rate": round(r.disagreement_rate, 4), "by_kind": {k.removeprefix("SHADOW_DIFFERENCE_KIND_"): int(v) for k, v in r.by_kind.items()}}
+        evidence = f"shadow mode on {r.distinct_vehicles} cars: {r.frames_disagreeing}/{r.frames_compared} frames disagree ({r.disagreement_rate:.1%})"
+        self.say(f"[magenta]operator[/] {name} v{c.version}: {evidence}; promoting")
+        self.stack.trainer.PromoteModel(T.PromoteModelRequest(model=C.ModelRef(name=name, version=c.version), role=C.MODEL_ROLE_PRODUCTION,
+                                                              reason=f"demo {self.suffix}: gate accepted; {evidence}"), metadata=self.stack.auth, timeout=30)
+
+
+# ---------------------------------------------------------------------- label store helpers
+def register_frames(stack: Stack, frames, vehicle: str, trigger_id: str = "") -> list[str]:
+    """Rendered frames as samples (image + ground truth for the simulated labellers); their ids."""
+    from longtail.storage import SNAPSHOTS
+    from trainer import data as data_mod
+
+    ids = []
+    for img, gt in zip(frames.images, frames.truths):
+        put = stack.objects.put_content(data_mod.png(img), SNAPSHOTS, ".png", "image/png")
+        truth = {"snapshot_id": put.sha256, "vehicle_id": vehicle, "firing_frame_id": "f", "frames": [{"frame_id": "f", "objects": [o.to_dict() for o in gt]}]}
+        stack.objects.put_at(f"groundtruth/{put.sha256}.json", json.dumps(truth).encode(), "application/json")
+        sample = L.Sample(sample_id=put.sha256, bucket=stack.objects.bucket, object_key=put.key, content_type="image/png",
+                          provenance=L.Provenance(vehicle_id=vehicle, frame_id=put.sha256[:12], trigger_id=trigger_id))
+        stack.labels.RegisterSample(L.RegisterSampleRequest(sample=sample), metadata=stack.auth, timeout=10)
+        if put.sha256 not in ids:
+            ids.append(put.sha256)
+    return ids
+
+
+def label_queue(stack: Stack, ground_truth: Callable[[str], dict | None], seed: int, task_name: str = "stop_sign") -> int:
+    """Simulated labellers work the queue dry (label_store.labellers.annotate, error rate 0.02)."""
+    from label_store.labellers import annotate
+
+    task = stack.labels.GetTask(L.GetTaskRequest(name=task_name), timeout=10).task
+    rng = random.Random(seed)
+    done, skipped = 0, set()
+    while True:
+        lease = stack.labels.GetNextTask(L.GetNextTaskRequest(task=task_name, labeller_id="demo-simulated-labeller"), timeout=10).lease
+        if not lease.lease_id:
+            return done
+        sid = lease.sample.sample_id
+        truth = ground_truth(sid)
+        annotation = annotate(task, truth, ERROR_RATE, rng) if truth is not None else None
+        if annotation is None:
+            # No ground truth (not a simulator upload): keep the lease so the queue hands out the
+            # next sample; once a skipped one comes back (its lease expired) the queue went round.
+            if sid in skipped:
+                return done
+            skipped.add(sid)
+            continue
+        label = L.Label(sample_id=sid, task=task_name, labeller_kind=L.LABELLER_KIND_SIMULATED, annotation=annotation)
+        stack.labels.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label), timeout=10)
+        done += 1

@@ -1,0 +1,140 @@
+"""The demo's stack: the local infrastructure and every service as its own process, and the
+operator's clients to them. Nothing here knows about arms or long-tail cases."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+from longtail.fleet.v1 import fleet_pb2
+from longtail.inference.v1 import inference_pb2
+from longtail.labels.v1 import labels_pb2
+from longtail.mapvision.v1 import mapvision_pb2
+from longtail.models.v1 import trainer_pb2
+from longtail.triggers.v1 import triggers_pb2
+
+
+def _service(module, name: str) -> str:
+    return module.DESCRIPTOR.services_by_name[name].full_name
+
+
+# service -> (python package, gRPC service its health check names)
+SERVICES = {
+    "gateway": ("gateway", _service(fleet_pb2, "FleetGatewayService")),
+    "trigger-evaluator": ("trigger_evaluator", _service(triggers_pb2, "TriggerCatalogService")),
+    "label-store": ("label_store", _service(labels_pb2, "LabelStoreService")),
+    "inference": ("inference", _service(inference_pb2, "InferenceService")),
+    "trainer": ("trainer", _service(trainer_pb2, "TrainerService")),
+    "map-vision": ("map_vision", _service(mapvision_pb2, "MapVisionService")),
+}
+# The run's consumer groups and the topics they read (they start at the end: see `Stack.start`).
+GROUP_TOPICS = {"label-store": ("SNAPSHOTS", "INFERENCE_RESULTS"), "inference": ("SNAPSHOTS",), "map-vision": ("TELEMETRY",), "trainer": ("LABELS_CREATED",)}
+
+
+class Stack:
+    """Infrastructure (`longtail.infra.Launcher`) and the services (`longtail.supervisor.ServiceProcess`)."""
+
+    def __init__(self, run_id: str, say: Callable[[str], None], manage_infra: bool = True, triton: bool = True, prometheus: bool = True) -> None:
+        self.run_id = run_id
+        self.say = say
+        self.manage_infra = manage_infra
+        self.triton = triton
+        self.prometheus = prometheus
+        self.operator_secret = secrets.token_hex(24)
+        self.fleet_secret = secrets.token_hex(24)
+        self.processes: dict = {}
+        self.launcher = None
+        self.notes: list[str] = []
+        self.env: dict[str, dict[str, str]] = {}
+        self.state = Path(os.environ.get("LONGTAIL_STATE_DIR", Path.home() / ".local/state/longtail")) / "demo" / run_id
+
+    @property
+    def auth(self):
+        from longtail.auth import OPERATOR_AUDIENCE, issue_token
+
+        return [("authorization", f"Bearer {issue_token('demo-operator', self.operator_secret, audience=OPERATOR_AUDIENCE)}")]
+
+    def infra_up(self) -> None:
+        from longtail.infra import Launcher
+
+        if not self.manage_infra:
+            return
+        self.launcher = Launcher(say=lambda m: self.say(f"[cyan]infra[/] {m}"))
+        names = ["kafka", "s3", "postgres"] + (["triton"] if self.triton else [])
+        if self.prometheus:
+            if shutil.which("prometheus"):
+                names.append("prometheus")
+            else:
+                self.notes.append("no local Prometheus: `prometheus` is not installed (apt-get install prometheus; scripts/bootstrap does it as root)")
+        os.environ.update(self.launcher.up(names))
+
+    def configure(self, fleet_model: str, seed_map: Path) -> None:
+        """Each service's environment. `fleet_model` is the model line the gateway beams to the cars
+        and inference pre-labels with."""
+        from longtail import topics
+        from longtail.kafka import start_group_at_end
+
+        self.state.mkdir(parents=True, exist_ok=True)
+        common = {"OPERATOR_TOKEN_SECRET": self.operator_secret}
+        groups = {name: f"{name}-{self.run_id}" for name in GROUP_TOPICS}
+        self.env = {
+            "label-store": {**common, "DATABASE_URL": f"sqlite:///{self.state / 'labels.db'}", "LABEL_STORE_CONSUMER_GROUP": groups["label-store"],
+                            "LABEL_STORE_DATA_DIR": str(self.state)},
+            "gateway": {"FLEET_TOKEN_SECRET": self.fleet_secret, "GATEWAY_FLEET_MODEL": fleet_model},
+            "trigger-evaluator": dict(common),
+            "inference": {"INFERENCE_MODEL_NAME": fleet_model, "INFERENCE_CONSUMER_GROUP": groups["inference"]},
+            # The demo starts every run itself; the label consumer runs as in production (its lag
+            # and progress are on the dashboards) with a threshold no demo reaches.
+            "trainer": {**common, "TRAINER_MODEL_NAME": fleet_model, "TRAINER_LABEL_THRESHOLD": "1000000", "TRAINER_THREADS": "2",
+                        "TRAINER_CONSUMER_GROUP": groups["trainer"]},
+            # Seeded with the simulator's deliberately imperfect map (missing and stale features).
+            "map-vision": {**common, "MAP_VISION_SEED_FILE": str(seed_map), "MAP_VISION_CONSUMER_GROUP": groups["map-vision"]},
+        }
+        # This run's consumers keep their state in new databases (or in memory): they start at the
+        # end of their topics, not at what earlier runs on a kept broker produced.
+        for name, consumed in GROUP_TOPICS.items():
+            start_group_at_end(os.environ["KAFKA_BOOTSTRAP_SERVERS"], groups[name], [getattr(topics, t) for t in consumed])
+
+    def start(self, name: str, **env: str) -> None:
+        """Start (or restart with `env` on top of its configuration) one service, from the main
+        thread: children die with the thread that started them (PR_SET_PDEATHSIG)."""
+        from longtail.supervisor import ServiceProcess
+
+        if name in self.processes:
+            self.processes.pop(name).stop(timeout=30)
+        if name == "trainer":
+            self.env[name]["LABEL_STORE_ADDR"] = self.processes["label-store"].address
+        self.env[name].update(env)
+        module, health = SERVICES[name]
+        proc = ServiceProcess(module, health, self.env[name], log_path=self.state / "logs" / f"{name}.log")
+        self.processes[name] = proc  # registered before start: stop() reaches it on failure
+        proc.start(timeout=240)
+        self.say(f"[green]service[/] {name} serving on {proc.address} (pid {proc.proc.pid})")
+
+    def clients(self) -> None:
+        from longtail.config import S3Settings, load
+        from longtail.labels.v1 import labels_pb2_grpc
+        from longtail.models.v1 import trainer_pb2_grpc
+        from longtail.storage import ObjectStore
+        from longtail.triggers.v1 import triggers_pb2_grpc
+
+        self.labels = labels_pb2_grpc.LabelStoreServiceStub(grpc.insecure_channel(self.processes["label-store"].address))
+        self.trainer = trainer_pb2_grpc.TrainerServiceStub(grpc.insecure_channel(self.processes["trainer"].address))
+        self.catalog = triggers_pb2_grpc.TriggerCatalogServiceStub(grpc.insecure_channel(self.processes["trigger-evaluator"].address))
+        self.objects = ObjectStore(load(S3Settings), service="demo")
+        self.objects.ensure_bucket()
+
+    def stop(self, keep_infra: bool = False) -> None:
+        for name, proc in reversed(list(self.processes.items())):
+            try:
+                proc.stop(timeout=30)
+                self.say(f"[yellow]service[/] {name} stopped")
+            except Exception as exc:  # noqa: BLE001 - keep stopping the others
+                self.say(f"[red]service[/] {name}: {exc}")
+        if self.launcher is not None and not keep_infra:
+            self.launcher.down()
