@@ -15,10 +15,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import fleet_side, gateway, inference, kafka_throughput, label_store
+from bench import fleet_side, gateway, inference, kafka_throughput, label_store, simulator
 from bench import trainer as trainer_bench
 
-BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway, "fleet-side": fleet_side, "inference": inference, "label-store": label_store, "trainer": trainer_bench}
+BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway, "fleet-side": fleet_side, "inference": inference, "label-store": label_store, "trainer": trainer_bench,
+              "simulator": simulator}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateway-frames", type=int, default=400_000, help="frames for the gateway ingest benchmark")
     parser.add_argument("--fleet-frames", type=int, default=200_000, help="frames for the fleet-side evaluation benchmark")
     parser.add_argument("--cars", type=int, default=10_000, help="connected cars for the beam-down benchmark")
+    parser.add_argument("--sim-frames", type=int, default=8000, help="frames per fleet size (simulator)")
     parser.add_argument("--label-samples", type=int, default=3000, help="samples labelled per database (label-store)")
     parser.add_argument("--out", default="out/bench", help="where to write JSON results")
     args = parser.parse_args(argv)

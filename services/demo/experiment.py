@@ -183,21 +183,16 @@ class ExperimentRun:
 
     # ------------------------------------------------------------------ baseline and seed set
     def publish_baseline(self) -> None:
-        from longtail import model_repo, topics
-        from longtail.kafka import Producer
+        """The bootstrap model becomes v1 PRODUCTION of every arm's line, through the trainer's API."""
+        from longtail import model as model_mod
 
-        producer = Producer(os.environ["KAFKA_BOOTSTRAP_SERVERS"], "demo")
+        weights = model_mod.to_bytes(self.model)
         for name in self.lines.values():
-            pv = model_repo.publish(self.stack.objects, self.model, name, 1)
-            producer.produce(topics.MODELS_PUBLISHED, name, model_repo.published_event(pv, C.MODEL_ROLE_PRODUCTION, self.stack.objects.bucket))
-        producer.flush()
-        producer.close()
-        deadline = time.monotonic() + 60
-        for name in self.lines.values():
-            while self.stack.trainer.GetModel(T.GetModelRequest(model=C.ModelRef(name=name, version=1)), timeout=10).model.state != T.MODEL_STATE_PRODUCTION:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the trainer never saw {name} v1 as PRODUCTION")
-                time.sleep(0.3)
+            mv = self.stack.trainer.ImportModel(T.ImportModelRequest(model_name=name, weights=weights, role=C.MODEL_ROLE_PRODUCTION,
+                                                                      reason="bootstrap model (common cases only): every arm's baseline"),
+                                                metadata=self.stack.auth, timeout=60).model
+            if mv.model.version != 1 or mv.state != T.MODEL_STATE_PRODUCTION:
+                raise RuntimeError(f"{name}: the import gave version {mv.model.version} in state {T.ModelState.Name(mv.state)}, not v1 PRODUCTION")
         self.say(f"[blue]baseline[/] the bootstrap model is v1 PRODUCTION of {', '.join(self.lines.values())}")
 
     @property

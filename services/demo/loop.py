@@ -39,7 +39,7 @@ class DemoConfig:
     max_iterations: int = 8
     duration_s: float = 60.0  # simulated seconds the fleet drives per iteration
     suite_cases: int = 100  # cases per suite
-    seed_examples: int = 20  # the seed set's positives (and twice as many fleet-like negatives)
+    seed_examples: int = 20  # the seed set's positives (and four times as many fleet-like negatives)
     per_car_uploads: int = 2  # uploads per car, trigger and drive of the triggered arm's triggers
     random_per_car: int = 15  # uploads per car and drive of the random pool
     shadow_s: float = 10.0  # simulated seconds the fleet runs a candidate in shadow mode before promotion

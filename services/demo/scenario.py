@@ -90,6 +90,7 @@ class Scenario:
     suite_cases: int = 100
     seed_positives: int = 20
     seed_signs: int = 6  # distinct signs the operator photographed
+    seed_negatives: int = 4  # fleet-like negatives per positive (the detector's false alarms fall ~2x from 2 to 4)
     suites: list[SuiteSpec] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -112,8 +113,8 @@ class Scenario:
 
     def seed_set(self, seed: int = 0):
         """(positives, negatives): close-ups (5-10 m, centred) of `seed_signs` lightly occluded signs,
-        and twice as many fleet-like frames (road, plain stop signs, look-alikes): a detector that
-        only saw signs close up fires on trees and red signs all over the fleet."""
+        and `seed_negatives` times as many fleet-like frames (road, plain stop signs, look-alikes): a
+        detector that only saw signs close up fires on trees and red signs all over the fleet."""
         from fleet_sim.bootstrap import sample_frames
 
         world = World(self.case.world, seed=20_011 + 100 * seed)
@@ -121,7 +122,7 @@ class Scenario:
         chosen = {o.object_id for o in light}
         positives = sample_frames(world, self.seed_positives, seed=71, mix={STOP_SIGN: 1.0}, distance=(5.0, 10.0), accept=visible(STOP_SIGN, 8),
                                   max_tries=50, lateral_sd=0.2, heading_sd=0.02, objects=lambda o: o.object_id in chosen)
-        negatives = sample_frames(World(WorldConfig().common_only(), seed=20_012 + 100 * seed), 2 * self.seed_positives, seed=72, mix=FLEET_LIKE,
+        negatives = sample_frames(World(WorldConfig().common_only(), seed=20_012 + 100 * seed), self.seed_negatives * self.seed_positives, seed=72, mix=FLEET_LIKE,
                                   distance=(4.0, 30.0))
         return positives, negatives
 
@@ -147,8 +148,12 @@ def trigger_plans(suffix: str, detector: str, cars: int, duration_s: float, per_
     simulated clock."""
     hour = 3600.0 / duration_s
     plans = []
-    if detector:  # the beamed-down detector: its score for the frame (newest version under its bare name)
-        plans.append(TriggerPlan(f"detector-stop-{suffix}", "triggered", f'score("{detector}") > 0.7', min_interval_s=2.0,
+    if detector:
+        # The beamed-down detector's score for the frame (its newest version under its bare name),
+        # where the car's model sees a stop sign at all: measured offline on 16,000 fleet frames,
+        # the score alone (> 0.9) fires on 1% of frames at 25% precision (trees, red signs); with
+        # the model's stop sign on 0.27% at 93%, keeping half of the visible occluded signs.
+        plans.append(TriggerPlan(f"detector-stop-{suffix}", "triggered", f'score("{detector}") > 0.5 and any(d.cls == stop_sign)', min_interval_s=2.0,
                                  per_car_hour=int(per_car * hour), priority=3))
     return plans + [
         # Map-vision disagreement, fleet-side: the map has a stop sign the car should see and its

@@ -203,7 +203,7 @@ def demo(
     duration: float = typer.Option(60.0, help="Simulated seconds the fleet drives per iteration."),
     suite_cases: int = typer.Option(100, "--suite-cases", help="Held-out cases per unit-test suite."),
     epochs: int = typer.Option(6, help="Training epochs per run."),
-    seed_examples: int = typer.Option(20, "--seed-examples", help="The seed set's positives (and twice as many fleet-like negatives)."),
+    seed_examples: int = typer.Option(20, "--seed-examples", help="The seed set's positives (and four times as many fleet-like negatives)."),
     per_car_uploads: int = typer.Option(2, "--per-car-uploads", help="Uploads per car, trigger and drive of the operator's triggers."),
     random_per_car: int = typer.Option(15, "--random-per-car", help="Uploads per car and drive of the random pool (the baselines' source)."),
     shadow_s: float = typer.Option(10.0, "--shadow-s", help="Simulated seconds the fleet runs an accepted candidate in shadow mode before promotion."),

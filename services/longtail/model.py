@@ -598,9 +598,17 @@ class ScriptedModel:
         return [to_detections(p, min_confidence) for p in self.predict(images)]
 
 
-def load_scripted(source: str | bytes) -> ScriptedModel:
-    """Load a TorchScript archive (path or bytes) for inference only."""
-    return ScriptedModel(*_load_script(source))
+def load_scripted(source: str | bytes, optimize: bool = False) -> ScriptedModel:
+    """Load a TorchScript archive (path or bytes) for inference only. With `optimize` the module is
+    frozen (weights become constants) and optimised for inference (batch norm folded into the
+    convolutions): a batched forward pass on CPU is ~3.5x faster, outputs equal within ~1e-6
+    rather than bit for bit (what the simulated cars run)."""
+    module, config = _load_script(source)
+    if optimize:
+        with warnings.catch_warnings():  # torch marks the TorchScript API deprecated; it is what cars and Triton run
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.optimize_for_inference(torch.jit.freeze(module.eval()))
+    return ScriptedModel(module, config)
 
 
 def state_dict_sha256(model: nn.Module) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -196,6 +197,21 @@ def models_promote(ref: str = typer.Argument(..., help="NAME@VERSION"), candidat
     role = C.MODEL_ROLE_CANDIDATE if candidate else C.MODEL_ROLE_PRODUCTION
     m = _call(_stub().PromoteModel, T.PromoteModelRequest(model=_ref(ref), role=role, reason=reason, shadow_fraction=fraction), metadata=_auth()).model
     out.print(f"{m.model.name}@{m.model.version} is now {T.ModelState.Name(m.state).removeprefix('MODEL_STATE_')}")
+
+
+@models_app.command("import")
+def models_import(name: str = typer.Argument(..., help="Model line (a Triton folder name)."),
+                  weights: Path = typer.Argument(..., exists=True, dir_okay=False, help="TorchScript archive (longtail.model.save)."),
+                  candidate: bool = typer.Option(False, "--candidate", help="Publish as a shadow CANDIDATE instead of PRODUCTION."),
+                  reason: str = typer.Option("", help="Recorded with the version.")) -> None:
+    """Register weights trained elsewhere (e.g. a bootstrap model) as the first version of a model line."""
+    from longtail.common.v1 import common_pb2 as C
+    from longtail.models.v1 import trainer_pb2 as T
+
+    role = C.MODEL_ROLE_CANDIDATE if candidate else C.MODEL_ROLE_PRODUCTION
+    r = _call(_stub().ImportModel, T.ImportModelRequest(model_name=name, weights=weights.read_bytes(), role=role, reason=reason), metadata=_auth())
+    out.print(f"{r.model.model.name}@{r.model.model.version} is {T.ModelState.Name(r.model.state).removeprefix('MODEL_STATE_')}"
+              + (" (already imported)" if r.already_existed else ""))
 
 
 @models_app.command("rollback")

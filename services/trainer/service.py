@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import grpc
 
@@ -12,6 +13,7 @@ from longtail.common.v1 import common_pb2 as C
 from longtail.log import get_logger
 from longtail.models.v1 import trainer_pb2 as T
 from longtail.models.v1 import trainer_pb2_grpc
+from longtail import model as model_mod
 from longtail import model_repo
 
 from trainer import compare
@@ -116,6 +118,40 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         mv = await self._announce(context, request.model_name, target, C.MODEL_ROLE_PRODUCTION)
         log.info("model rolled back", model=request.model_name, to=target, rolled_back_from=current, operator=operator, reason=request.reason)
         return T.RollbackModelResponse(model=mv, rolled_back_from=C.ModelRef(name=request.model_name, version=current))
+
+    async def ImportModel(self, request, context):
+        operator = await self._operator(context)
+        role = request.role or C.MODEL_ROLE_PRODUCTION
+        try:
+            model_repo.check_name(request.model_name)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model_name: {exc}")
+        if role not in (C.MODEL_ROLE_PRODUCTION, C.MODEL_ROLE_CANDIDATE):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "role: PRODUCTION or CANDIDATE")
+        if not request.weights:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "weights: required (a TorchScript archive from longtail.model.to_bytes)")
+        try:
+            model = await asyncio.to_thread(model_mod.from_bytes, request.weights)
+        except Exception as exc:  # noqa: BLE001 - whatever torch says about a bad archive
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"weights: not a longtail model archive: {str(exc)[:300]}")
+        current = self.registry.production(request.model_name)
+        if current > 0:
+            pv = await asyncio.to_thread(self.registry.published_version, request.model_name, current)
+            if pv.sha256 != hashlib.sha256(await asyncio.to_thread(model_mod.to_bytes, model)).hexdigest():
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.model_name} already has PRODUCTION version {current}: "
+                                    "new versions of a line come from training runs through the gate")
+            return T.ImportModelResponse(model=await asyncio.to_thread(self.registry.get, request.model_name, current), already_existed=True)
+        version = self.registry.allocate(request.model_name)
+        try:
+            pv = await asyncio.to_thread(model_repo.publish, self.trainer.store, model, request.model_name, version,
+                                         extra={"trainer": {"imported_by": operator, "reason": request.reason}})
+        except ValueError as exc:  # the archive does not fit the serving layout
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"weights: {exc}")
+        event = model_repo.published_event(pv, role, self.trainer.store.bucket)
+        await asyncio.to_thread(self.trainer.publish_event, topics.MODELS_PUBLISHED, request.model_name, event)
+        self.registry.on_published(request.model_name, event)
+        log.info("model imported", model=f"{request.model_name}@{version}", role=C.ModelRole.Name(role), operator=operator, reason=request.reason)
+        return T.ImportModelResponse(model=await asyncio.to_thread(self.registry.get, request.model_name, version))
 
     async def CompareModels(self, request, context):
         try:

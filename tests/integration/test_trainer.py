@@ -300,3 +300,35 @@ def test_trainer_declares_tasks_trains_gates_publishes_and_trains_a_detector(ser
     refusals = [e for _, e in read_since(kafka, topics.MODELS_REFUSED, since_ms) if e.model.name == name]
     assert [(e.model.version, e.refused_by) for e in refusals] == [(bad.model.version, "trainer")]
     assert isinstance(refusals[0], E.ModelRefused) and not refusals[0].gate_report.accepted
+
+
+def test_import_model_publishes_a_first_version_once_and_refuses_bad_input(services, kafka):
+    api, run = services["api"], services["run"]
+    name = f"imported-{run}"
+    net = model_mod.MultiTaskNet(list(model_mod.DEFAULT_TASKS))
+    weights = model_mod.to_bytes(net)
+    since_ms = int(time.time() * 1000)
+    with pytest.raises(grpc.RpcError) as exc:  # writes need an operator
+        api.ImportModel(T.ImportModelRequest(model_name=name, weights=weights), timeout=30)
+    assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    for request, field in ((T.ImportModelRequest(model_name="Bad Name", weights=weights), "model_name"),
+                           (T.ImportModelRequest(model_name=name), "weights"),
+                           (T.ImportModelRequest(model_name=name, weights=b"not an archive"), "weights"),
+                           (T.ImportModelRequest(model_name=name, weights=weights, role=C.MODEL_ROLE_TRIGGER_DETECTOR), "role")):
+        with pytest.raises(grpc.RpcError) as exc:
+            api.ImportModel(request, metadata=AUTH, timeout=30)
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and exc.value.details().startswith(field), exc.value.details()
+
+    first = api.ImportModel(T.ImportModelRequest(model_name=name, weights=weights, reason="bootstrap"), metadata=AUTH, timeout=60)
+    assert not first.already_existed and first.model.model.version == 1 and first.model.state == T.MODEL_STATE_PRODUCTION
+    again = api.ImportModel(T.ImportModelRequest(model_name=name, weights=weights), metadata=AUTH, timeout=60)  # a retry
+    assert again.already_existed and again.model.model.version == 1
+    other = model_mod.to_bytes(model_mod.MultiTaskNet(list(model_mod.DEFAULT_TASKS), (8, 16, 24, 32)))
+    with pytest.raises(grpc.RpcError) as exc:  # later versions come from runs through the gate
+        api.ImportModel(T.ImportModelRequest(model_name=name, weights=other), metadata=AUTH, timeout=60)
+    assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert api.GetModel(T.GetModelRequest(model=C.ModelRef(name=name)), timeout=10).model.model.version == 1
+    published = [(e.model.version, e.role) for _, e in read_since(kafka, topics.MODELS_PUBLISHED, since_ms) if e.model.name == name]
+    assert published == [(1, C.MODEL_ROLE_PRODUCTION)]
+    stored = services["objects"].get(model_repo.file_key(name, 1, model_repo.WEIGHTS_FILE))
+    assert model_mod.state_dict_sha256(model_mod.from_bytes(stored)) == model_mod.state_dict_sha256(net)

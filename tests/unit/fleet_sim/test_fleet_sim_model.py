@@ -109,6 +109,13 @@ def test_torchscript_round_trip_gives_identical_outputs(tmp_path):
     assert M.state_dict_sha256(loaded) == M.state_dict_sha256(model)
     assert [t.to_dict() for t in loaded.tasks] == [t.to_dict() for t in model.tasks]
     assert scripted.predict(x.numpy()) == model.predict(x.numpy())
+    # what the cars run: frozen, batch norm folded into the convolutions; equal within float error
+    optimized = M.load_scripted(str(path), optimize=True)
+    fast = optimized.module(x)
+    for task in ref:
+        for k in ref[task]:
+            assert torch.allclose(ref[task][k], fast[task][k], atol=1e-5), (task, k)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) or "batch_norm" not in str(optimized.module.graph)
 
 
 def test_loss_masks_unlabelled_tasks_and_training_reduces_it():

@@ -411,3 +411,23 @@ class CompareModelsResponse(_message.Message):
     sample_frame_ids: _containers.RepeatedScalarFieldContainer[str]
     source: str
     def __init__(self, frames_compared: _Optional[int] = ..., frames_disagreeing: _Optional[int] = ..., disagreement_rate: _Optional[float] = ..., distinct_vehicles: _Optional[int] = ..., by_kind: _Optional[_Mapping[str, int]] = ..., by_task: _Optional[_Mapping[str, int]] = ..., by_class: _Optional[_Mapping[str, int]] = ..., sample_frame_ids: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ...) -> None: ...
+
+class ImportModelRequest(_message.Message):
+    __slots__ = ("model_name", "weights", "role", "reason")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    weights: bytes
+    role: _common_pb2.ModelRole
+    reason: str
+    def __init__(self, model_name: _Optional[str] = ..., weights: _Optional[bytes] = ..., role: _Optional[_Union[_common_pb2.ModelRole, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ImportModelResponse(_message.Message):
+    __slots__ = ("model", "already_existed")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_EXISTED_FIELD_NUMBER: _ClassVar[int]
+    model: ModelVersion
+    already_existed: bool
+    def __init__(self, model: _Optional[_Union[ModelVersion, _Mapping]] = ..., already_existed: _Optional[bool] = ...) -> None: ...

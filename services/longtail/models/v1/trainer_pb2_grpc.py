@@ -76,6 +76,11 @@ class TrainerServiceStub:
                 request_serializer=longtail_dot_models_dot_v1_dot_trainer__pb2.CompareModelsRequest.SerializeToString,
                 response_deserializer=longtail_dot_models_dot_v1_dot_trainer__pb2.CompareModelsResponse.FromString,
                 _registered_method=True)
+        self.ImportModel = channel.unary_unary(
+                '/longtail.models.v1.TrainerService/ImportModel',
+                request_serializer=longtail_dot_models_dot_v1_dot_trainer__pb2.ImportModelRequest.SerializeToString,
+                response_deserializer=longtail_dot_models_dot_v1_dot_trainer__pb2.ImportModelResponse.FromString,
+                _registered_method=True)
 
 
 class TrainerServiceServicer:
@@ -136,6 +141,15 @@ class TrainerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportModel(self, request, context):
+        """Registers weights trained elsewhere (e.g. a bootstrap model) as the next version of a model
+        line and publishes it with `role`. Only for a line without a PRODUCTION version: once a line
+        has one, new versions come from runs through the gate.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +192,11 @@ def add_TrainerServiceServicer_to_server(servicer, server):
                     servicer.CompareModels,
                     request_deserializer=longtail_dot_models_dot_v1_dot_trainer__pb2.CompareModelsRequest.FromString,
                     response_serializer=longtail_dot_models_dot_v1_dot_trainer__pb2.CompareModelsResponse.SerializeToString,
+            ),
+            'ImportModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportModel,
+                    request_deserializer=longtail_dot_models_dot_v1_dot_trainer__pb2.ImportModelRequest.FromString,
+                    response_serializer=longtail_dot_models_dot_v1_dot_trainer__pb2.ImportModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -398,6 +417,33 @@ class TrainerService:
             '/longtail.models.v1.TrainerService/CompareModels',
             longtail_dot_models_dot_v1_dot_trainer__pb2.CompareModelsRequest.SerializeToString,
             longtail_dot_models_dot_v1_dot_trainer__pb2.CompareModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.models.v1.TrainerService/ImportModel',
+            longtail_dot_models_dot_v1_dot_trainer__pb2.ImportModelRequest.SerializeToString,
+            longtail_dot_models_dot_v1_dot_trainer__pb2.ImportModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
