@@ -161,8 +161,4 @@ class DemoResult:
             for t, traw in zip(exp.triggers, raw["triggers"]):
                 traw["yield"] = t.yield_rate.to_dict()
                 traw["yield_vs_base_rate"] = list(exp.lift(t))
-        return json.dumps(d, indent=2, sort_keys=True, default=_nan_safe)
-
-
-def _nan_safe(o):
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+        return json.dumps(d, indent=2, sort_keys=True)

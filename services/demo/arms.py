@@ -51,30 +51,48 @@ class Arm:
 @dataclass
 class ArmContext:
     """What a strategy may look at: trigger priorities, its own PRODUCTION model's stop-sign
-    output entropy for pool samples, the experiment's seed."""
+    output entropy for pool samples, the labels of the samples it already picked, the seed."""
 
     seed: int
     priorities: dict[str, int] = field(default_factory=dict)
     entropy: Callable[[str, list[PoolSample]], list[float]] | None = None  # (arm, samples) -> entropies
+    positive: Callable[[str], bool] | None = None  # a picked (so paid-for) sample's label shows the case
+    picked_by_trigger: dict[str, list[str]] = field(default_factory=dict)  # trigger -> sample ids the arm picked
 
 
 class TriggeredArm(Arm):
-    """The data engine: what the operator's triggers uploaded, round-robin over the triggers by
-    priority (earliest first within a trigger), so that every trigger's data is used."""
+    """The data engine: what the operator's triggers uploaded. The budget goes to the triggers whose
+    uploads it has found worth labelling: each trigger's yield is estimated from the labels this arm
+    already paid for (its picks that showed the case; Laplace's rule, so an unseen trigger starts at
+    1/2), and picks go to the best estimate first, `explore` of them round-robin (least measured
+    first) so every trigger keeps being measured. Earliest uploads first within a trigger; ties by priority."""
+
+    explore: float = 0.2
 
     def __init__(self) -> None:
-        super().__init__("triggered", "triggered", "the operator's triggers (detector, map-vision, uncertainty, flicker)")
+        super().__init__("triggered", "triggered", "the operator's triggers (detector, map-vision, uncertainty, flicker), budget by measured yield")
 
     def choose(self, pool, n, context):
         by_trigger: dict[str, list[PoolSample]] = {}
         for s in sorted(pool, key=lambda s: (s.captured_ns, s.sample_id)):
             by_trigger.setdefault(s.trigger_id, []).append(s)
-        order = sorted(by_trigger, key=lambda t: (-context.priorities.get(t, 0), t))
+        source = {sid: t for t, samples in context.picked_by_trigger.items() for sid in samples}
+        def estimate(t: str) -> float:
+            own = [sid for sid, tt in source.items() if tt == t]
+            k = sum(context.positive(sid) for sid in own) if context.positive else 0
+            return (k + 1) / (len(own) + 2)
+        order = sorted(by_trigger, key=lambda t: (-estimate(t), -context.priorities.get(t, 0), t))
+        measured = {t: len(context.picked_by_trigger.get(t, ())) for t in by_trigger}
         out: list[str] = []
-        while len(out) < n and any(by_trigger.values()):
-            for t in order:
-                if by_trigger[t] and len(out) < n:
+        # exploration: round-robin for a share of the budget, the least measured trigger first
+        share = int(round(n * self.explore))
+        while len(out) < share and any(by_trigger.values()):
+            for t in sorted(by_trigger, key=lambda t: (measured[t], -context.priorities.get(t, 0), t)):
+                if by_trigger[t] and len(out) < share:
                     out.append(by_trigger[t].pop(0).sample_id)
+        for t in order:  # exploitation: the best estimated yield first
+            while by_trigger[t] and len(out) < n:
+                out.append(by_trigger[t].pop(0).sample_id)
         return out
 
 

@@ -41,7 +41,7 @@ class DemoConfig:
     suite_cases: int = 100  # cases per suite
     seed_examples: int = 20  # the seed set's positives (and four times as many fleet-like negatives)
     per_car_uploads: int = 2  # uploads per car, trigger and drive of the triggered arm's triggers
-    random_per_car: int = 15  # uploads per car and drive of the random pool
+    random_per_car: int = 30  # uploads per car and drive of the random pool
     shadow_s: float = 10.0  # simulated seconds the fleet runs a candidate in shadow mode before promotion
     replay_samples: int = 400  # synthetic common-case frames each run rehearses (against forgetting; no labels)
     epochs: int = 6
@@ -77,6 +77,7 @@ class Demo:
         self.stack = Stack(self.run_id, say, config.manage_infra, config.triton, config.prometheus)
         self.scenario = Scenario(suite_cases=config.suite_cases, seed_positives=config.seed_examples)
         self.result = DemoResult(run=self.run_id, config=asdict(config))
+        self.on_experiment: Callable[[DemoResult], None] | None = None
 
     @property
     def processes(self) -> dict:
@@ -99,6 +100,21 @@ class Demo:
         self.say(f"[blue]suites[/] {', '.join(f'{s} ({c} cases)' for s, c in counts.items())}")
         return counts
 
+    def retire_stale_triggers(self) -> None:
+        """Triggers an interrupted demo run left ACTIVE would still be beamed to this run's cars and
+        upload into its label store: retire them (they are the demo operator's, from other runs)."""
+        from longtail.triggers.v1 import triggers_pb2 as S
+
+        stale = self.stack.catalog.ListTriggers(S.ListTriggersRequest(states=[S.TRIGGER_STATE_ACTIVE, S.TRIGGER_STATE_PAUSED], page_size=1000),
+                                                metadata=self.stack.auth, timeout=30).triggers
+        stale = [t for t in stale if t.created_by == "demo-operator"]
+        for t in stale:
+            self.stack.catalog.RetireTrigger(S.RetireTriggerRequest(trigger_id=t.trigger_id, reason=f"left active by an interrupted demo run (seen by {self.run_id})"),
+                                             metadata=self.stack.auth, timeout=10)
+        if stale:
+            self.result.notes.append(f"retired {len(stale)} triggers an interrupted earlier demo run had left active")
+            self.say(f"[yellow]operator[/] retired {len(stale)} triggers an interrupted earlier demo run had left active")
+
     def run(self) -> DemoResult:
         from fleet_sim.bootstrap import train_bootstrap_model
         from map_vision.seed import simulator_map, write_seed_file
@@ -112,6 +128,7 @@ class Demo:
             for name in ("label-store", "trigger-evaluator", "trainer", "map-vision"):
                 self.stack.start(name)
             self.stack.clients()
+            self.retire_stale_triggers()
             t0 = time.perf_counter()
             model = train_bootstrap_model(seed=BOOTSTRAP_SEED, log=lambda m: self.say(f"[blue]bootstrap[/] {m}"))
             model.eval()
@@ -122,6 +139,8 @@ class Demo:
                     self.stack.start("map-vision", MAP_VISION_SEED_FILE=str(write_seed_file(simulator_map(world_seed=seed), self.stack.state / f"seed-map-{seed}.json")))
                 experiment = ExperimentRun(self.stack, self.config.settings(), self.scenario, default_arms(), seed, model, suites, self.say, self.run_id)
                 self.result.experiments.append(experiment.run())
+                if self.on_experiment is not None:  # e.g. write the report so far: a long --seeds run keeps what it finished
+                    self.on_experiment(self.result)
         finally:
             self.result.notes.extend(self.stack.notes)
             self.result.wall_seconds = time.perf_counter() - started
@@ -139,6 +158,8 @@ def run(config: DemoConfig, say: Callable[[str], None] = print) -> tuple[DemoRes
     from demo import report
 
     demo = Demo(config, say)
+    if len(config.seeds) > 1:
+        demo.on_experiment = lambda partial: report.write(partial, config.out)
     result = demo.run()
     path = report.write(result, config.out)
     say(f"[bold green]report[/] {path}")

@@ -205,7 +205,7 @@ def demo(
     epochs: int = typer.Option(6, help="Training epochs per run."),
     seed_examples: int = typer.Option(20, "--seed-examples", help="The seed set's positives (and four times as many fleet-like negatives)."),
     per_car_uploads: int = typer.Option(2, "--per-car-uploads", help="Uploads per car, trigger and drive of the operator's triggers."),
-    random_per_car: int = typer.Option(15, "--random-per-car", help="Uploads per car and drive of the random pool (the baselines' source)."),
+    random_per_car: int = typer.Option(30, "--random-per-car", help="Uploads per car and drive of the random pool (the baselines' source)."),
     shadow_s: float = typer.Option(10.0, "--shadow-s", help="Simulated seconds the fleet runs an accepted candidate in shadow mode before promotion."),
     seeds: int = typer.Option(1, help="Repeat the experiment with this many world/fleet seeds (0, 1, ...) and report mean and spread."),
     seed: int = typer.Option(0, help="The first world/fleet seed."),
@@ -232,6 +232,10 @@ def demo(
         config.validate()
     except ValueError as exc:
         fail(str(exc))
+    import signal
+
+    # SIGTERM (kill, a CI timeout) unwinds like Ctrl-C: the run retires its triggers and stops what it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         result, path, engine = loop.run(config, say=lambda m: console.print(m))
     except InfraError as exc:

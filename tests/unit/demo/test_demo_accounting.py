@@ -61,12 +61,19 @@ def pool(*items):
     return [PoolSample(sid, trig, ns) for sid, trig, ns in items]
 
 
-def test_triggered_arm_round_robins_over_triggers_by_priority_and_never_repicks():
+def test_triggered_arm_spends_on_the_triggers_whose_paid_labels_showed_the_case_and_never_repicks():
     arm = TriggeredArm()
-    p = pool(("a1", "detector", 1), ("a2", "detector", 2), ("a3", "detector", 3), ("b1", "unsure", 1), ("c1", "map", 5))
+    p = pool(*[(f"d{i}", "detector", i) for i in range(10)], *[(f"u{i}", "unsure", i) for i in range(10)], ("m0", "map", 5))
     ctx = ArmContext(seed=0, priorities={"detector": 3, "map": 2, "unsure": 1})
-    assert arm.pick(p, 4, ctx) == ["a1", "c1", "b1", "a2"]
-    assert arm.pick(p, 4, ctx) == ["a3"]  # what is left
+    first = arm.pick(p, 5, ctx)  # nothing paid for yet: every estimate is 1/2, ties by priority
+    assert first == ["d0", "d1", "d2", "d3", "d4"]
+    # the detector's picks showed the case, the map's did not: the detector gets the budget
+    shown = {"d0", "d1", "d2", "d3"}
+    ctx = ArmContext(seed=0, priorities=ctx.priorities, positive=lambda sid: sid in shown, picked_by_trigger={"detector": ["d0", "d1", "d2", "d3"], "map": ["m0"]})
+    second = arm.pick(p, 5, ctx)
+    assert second == ["u0", "d5", "d6", "d7", "d8"]  # one exploration pick for the unmeasured trigger, the rest by yield
+    assert not set(first) & set(second)
+    assert len(arm.pick(p, 100, ctx)) == len(p) - 10  # what is left
     assert arm.pick(p, 4, ctx) == []
 
 
