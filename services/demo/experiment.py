@@ -27,7 +27,7 @@ import numpy as np
 
 from demo.accounting import ArmLedger, Candidate, Experiment, SuiteScore, TriggerStats
 from demo.arms import Arm, ArmContext, PoolSample, budget_schedule
-from demo.scenario import Scenario, TriggerPlan, trigger_plans
+from demo.scenario import Scenario, trigger_plans
 from demo.stack import Stack
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
