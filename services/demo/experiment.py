@@ -35,6 +35,7 @@ from longtail.models.v1 import trainer_pb2 as T
 from longtail.triggers.v1 import triggers_pb2 as S
 
 ERROR_RATE = 0.02  # simulated labellers' error rate
+MAX_DATASET_SAMPLES = 10_000  # the label store's limit on SampleFilter.sample_ids
 
 
 @dataclass
@@ -109,6 +110,9 @@ class ExperimentRun:
                     break
                 self.say(f"[bold]seed {self.seed}, iteration {iteration}[/]: arms {', '.join(a.name for a in active)}")
                 self.iterate(iteration, active)
+            triggered = self.result.arms.get("triggered")
+            if triggered is not None and triggered.label_cap is None and triggered.candidates:
+                self.set_caps(triggered)  # it never reached the target: the caps it implies, for the report
             for name, ledger in self.result.arms.items():
                 ledger.stopped = ledger.stopped or ("reached the target" if ledger.labels_to_target is not None
                                                     else "label cap" if ledger.done() else "no fleet data" if not self.arms[name].uses_fleet
@@ -164,9 +168,20 @@ class ExperimentRun:
         ledger = self.result.arms[arm.name]
         if not arm.uses_fleet:
             return 0
-        if ledger.label_cap is not None:
-            return max(0, min(budget, ledger.label_cap - len(self.seed_ids) - len(arm.picked)))
-        return budget
+        cap = ledger.label_cap
+        if cap is None and arm.name != "triggered" and "triggered" in self.arms:
+            # Until the triggered arm has finished, no baseline runs ahead of its possible cap.
+            cap = int(self.s.cap_factor * (len(self.seed_ids) + len(self.arms["triggered"].picked) + budget))
+        if cap is None:
+            return budget
+        if cap > MAX_DATASET_SAMPLES:
+            self.note_once(f"the label cap of {cap} is limited to {MAX_DATASET_SAMPLES} labels, the most samples a dataset version may name")
+            cap = MAX_DATASET_SAMPLES
+        return max(0, min(budget, cap - len(self.seed_ids) - len(arm.picked)))
+
+    def note_once(self, note: str) -> None:
+        if note not in self.result.notes:
+            self.result.notes.append(note)
 
     def random_short(self, active: list[Arm], wants: dict[str, int]) -> bool:
         need = max((len(a.picked) + wants[a.name] for a in active if a.source == "random"), default=0)

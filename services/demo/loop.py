@@ -140,6 +140,7 @@ class Demo:
                 experiment = ExperimentRun(self.stack, self.config.settings(), self.scenario, default_arms(), seed, model, suites, self.say, self.run_id)
                 self.result.experiments.append(experiment.run())
                 if self.on_experiment is not None:  # e.g. write the report so far: a long --seeds run keeps what it finished
+                    self.result.wall_seconds = time.perf_counter() - started
                     self.on_experiment(self.result)
         finally:
             self.result.notes.extend(self.stack.notes)

@@ -152,10 +152,11 @@ def trigger_plans(suffix: str, detector: str, duration_s: float, per_car: int, r
         # where the car's model sees a stop sign at all: measured offline on 16,000 fleet frames,
         # the score alone (> 0.9) fires on 1% of frames at 25% precision (trees, red signs); with
         # the model's stop sign on 0.27% at 93%, keeping half of the visible occluded signs.
-        # Every frame (at most one a second) rather than on the rising edge: an approach to a sign
-        # gives several frames at different distances, which is the diversity the suite measures.
+        # Every frame (at most two a second) rather than on the rising edge: an approach to a sign
+        # gives several frames at different distances, which is the diversity the suite measures
+        # (and enough labelled uploads to measure the trigger's yield in a few drives).
         plans.append(TriggerPlan(f"detector-stop-{suffix}", "triggered", f'score("{detector}") > 0.5 and any(d.cls == stop_sign)', every_frame=True,
-                                 min_interval_s=1.0, per_car_hour=3 * per_car, priority=3))
+                                 min_interval_s=0.5, per_car_hour=5 * per_car, priority=3))
     return plans + [
         # Map-vision disagreement, fleet-side: the map has a stop sign the car should see and its
         # model does not (occluded signs look like that; so do stale map features).
