@@ -57,7 +57,6 @@ class ArmContext:
     priorities: dict[str, int] = field(default_factory=dict)
     entropy: Callable[[str, list[PoolSample]], list[float]] | None = None  # (arm, samples) -> entropies
     positive: Callable[[str], bool] | None = None  # a picked (so paid-for) sample's label shows the case
-    picked_by_trigger: dict[str, list[str]] = field(default_factory=dict)  # trigger -> sample ids the arm picked
 
 
 class TriggeredArm(Arm):
@@ -71,18 +70,20 @@ class TriggeredArm(Arm):
 
     def __init__(self) -> None:
         super().__init__("triggered", "triggered", "the operator's triggers (detector, map-vision, uncertainty, flicker), budget by measured yield")
+        self.picked_from: dict[str, list[str]] = {}  # trigger -> the sample ids picked from it
 
     def choose(self, pool, n, context):
         by_trigger: dict[str, list[PoolSample]] = {}
         for s in sorted(pool, key=lambda s: (s.captured_ns, s.sample_id)):
             by_trigger.setdefault(s.trigger_id, []).append(s)
-        source = {sid: t for t, samples in context.picked_by_trigger.items() for sid in samples}
+
         def estimate(t: str) -> float:
-            own = [sid for sid, tt in source.items() if tt == t]
+            own = self.picked_from.get(t, [])
             k = sum(context.positive(sid) for sid in own) if context.positive else 0
             return (k + 1) / (len(own) + 2)
+
         order = sorted(by_trigger, key=lambda t: (-estimate(t), -context.priorities.get(t, 0), t))
-        measured = {t: len(context.picked_by_trigger.get(t, ())) for t in by_trigger}
+        measured = {t: len(self.picked_from.get(t, ())) for t in by_trigger}
         out: list[str] = []
         # exploration: round-robin for a share of the budget, the least measured trigger first
         share = int(round(n * self.explore))
@@ -93,6 +94,9 @@ class TriggeredArm(Arm):
         for t in order:  # exploitation: the best estimated yield first
             while by_trigger[t] and len(out) < n:
                 out.append(by_trigger[t].pop(0).sample_id)
+        trigger_of = {s.sample_id: s.trigger_id for s in pool}
+        for sid in out:
+            self.picked_from.setdefault(trigger_of[sid], []).append(sid)
         return out
 
 

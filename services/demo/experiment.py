@@ -140,17 +140,12 @@ class ExperimentRun:
         if any(a.name == "triggered" for a in active) and self.detector_published:
             self.retrain_detector(iteration)
 
+        # The ground truth stands in for the labels an arm paid for (the simulated labellers' error rate is 2%).
+        context = ArmContext(seed=self.seed, priorities={t.trigger_id: t.priority for t in self.triggers.values()}, entropy=self.entropies,
+                             positive=self.is_positive)
         runs = {}
         for arm in active:
-            pool = self.pool[arm.source] if arm.uses_fleet else []
-            trigger_of = {s.sample_id: s.trigger_id for s in pool}
-            by_trigger: dict[str, list[str]] = {}
-            for sid in arm.picked:
-                by_trigger.setdefault(trigger_of.get(sid, ""), []).append(sid)
-            # The ground truth stands in for the labels the arm paid for (the simulated labellers' error rate is 2%).
-            context = ArmContext(seed=self.seed, priorities={t.trigger_id: t.priority for t in self.triggers.values()}, entropy=self.entropies,
-                                 positive=self.is_positive, picked_by_trigger=by_trigger)
-            picked = arm.pick(pool, wants[arm.name], context)
+            picked = arm.pick(self.pool[arm.source] if arm.uses_fleet else [], wants[arm.name], context)
             ds = self.dataset(arm, iteration)
             fleet = len(arm.picked)
             positives = sum(self.is_positive(sid) for sid in arm.picked)

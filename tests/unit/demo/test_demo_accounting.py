@@ -66,10 +66,11 @@ def test_triggered_arm_spends_on_the_triggers_whose_paid_labels_showed_the_case_
     p = pool(*[(f"d{i}", "detector", i) for i in range(10)], *[(f"u{i}", "unsure", i) for i in range(10)], ("m0", "map", 5))
     ctx = ArmContext(seed=0, priorities={"detector": 3, "map": 2, "unsure": 1})
     first = arm.pick(p, 5, ctx)  # nothing paid for yet: every estimate is 1/2, ties by priority
-    assert first == ["d0", "d1", "d2", "d3", "d4"]
+    assert first == ["d0", "d1", "d2", "d3", "d4"] and arm.picked_from == {"detector": first}
     # the detector's picks showed the case, the map's did not: the detector gets the budget
     shown = {"d0", "d1", "d2", "d3"}
-    ctx = ArmContext(seed=0, priorities=ctx.priorities, positive=lambda sid: sid in shown, picked_by_trigger={"detector": ["d0", "d1", "d2", "d3"], "map": ["m0"]})
+    arm.picked_from = {"detector": ["d0", "d1", "d2", "d3"], "map": ["m0"]}
+    ctx = ArmContext(seed=0, priorities=ctx.priorities, positive=lambda sid: sid in shown)
     second = arm.pick(p, 5, ctx)
     assert second == ["u0", "d5", "d6", "d7", "d8"]  # one exploration pick for the unmeasured trigger, the rest by yield
     assert not set(first) & set(second)
