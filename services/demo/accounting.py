@@ -50,11 +50,17 @@ class Candidate:
 @dataclass
 class ArmLedger:
     """Labels-to-target bookkeeping of one arm: its candidates in order, the target on one suite, and
-    the label cap (known once the triggered arm has finished: `cap_factor` x what it needed)."""
+    the label cap (known once the triggered arm has finished: `cap_factor` x what it needed).
+
+    A candidate reaches the target when it passes `target` of the target suite *and* no other
+    suite fell more than `tolerance` below the baseline's pass rate: a model that fires on every
+    red shape passes the occluded suite too, and must not count (the gate refuses it as well)."""
 
     arm: str
     target_suite: str
     target: float
+    tolerance: float = 0.02
+    baseline: dict[str, SuiteScore] = field(default_factory=dict)  # every arm's v1 on every suite
     candidates: list[Candidate] = field(default_factory=list)
     label_cap: int | None = None
     stopped: str = ""  # why it stopped iterating
@@ -64,9 +70,18 @@ class ArmLedger:
             raise ValueError(f"{self.arm}: labels went down ({self.candidates[-1].labels} -> {candidate.labels})")
         self.candidates.append(candidate)
 
-    def reached(self, c: Candidate) -> bool:
+    def regressed(self, c: Candidate) -> list[str]:
+        """The other suites on which `c` fell more than `tolerance` below the baseline."""
+        return sorted(suite for suite, score in c.candidate.items()
+                      if suite != self.target_suite and suite in self.baseline and score.cases and self.baseline[suite].cases
+                      and score.passed / score.cases < self.baseline[suite].passed / self.baseline[suite].cases - self.tolerance - 1e-12)
+
+    def on_target(self, c: Candidate) -> bool:
         score = c.candidate.get(self.target_suite)
         return score is not None and score.cases > 0 and score.passed / score.cases >= self.target - 1e-12
+
+    def reached(self, c: Candidate) -> bool:
+        return self.on_target(c) and not self.regressed(c)
 
     @property
     def labels_to_target(self) -> int | None:

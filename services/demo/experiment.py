@@ -54,6 +54,8 @@ class Settings:
     shadow_s: float
     replay_samples: int
     epochs: int
+    fps: float = 5.0
+    tolerance: float = 0.02
     max_extra_drives: int = 4
 
 
@@ -70,7 +72,7 @@ class ExperimentRun:
         self.suffix = f"{run_id}-s{seed}"
         self.lines = {name: f"demo-{self.suffix}-{name}" for name in self.arms}
         self.result = Experiment(seed=seed, suffix=self.suffix, target=settings.target, target_suite=scenario.case.suite, suites=dict(suites))
-        self.result.arms = {name: ArmLedger(name, scenario.case.suite, settings.target) for name in self.arms}
+        self.result.arms = {name: ArmLedger(name, scenario.case.suite, settings.target, settings.tolerance) for name in self.arms}
         self.triggers: dict[str, TriggerStats] = {}
         self.pool: dict[str, list[PoolSample]] = {"triggered": [], "random": []}
         self.counted: set[str] = set()
@@ -311,8 +313,8 @@ class ExperimentRun:
         # Every drive starts its cars from its own seed: content-addressed uploads of a re-driven
         # route would store nothing new. Fleet-side fires come back as upload requests after the
         # (faster than real time) drive moved on: the cars keep the drive and wait for late requests.
-        sim = SimConfig(cars=self.s.cars, duration_s=duration_s, seed=(zlib.crc32(self.suffix.encode()) % 100_000) * 1000 + self.drives,
-                        vehicle_prefix=f"{self.suffix}-{label}", ring_frames=min(300, int(duration_s * 10) + 1), request_grace_s=3.0)
+        sim = SimConfig(cars=self.s.cars, duration_s=duration_s, fps=self.s.fps, seed=(zlib.crc32(self.suffix.encode()) % 100_000) * 1000 + self.drives,
+                        vehicle_prefix=f"{self.suffix}-{label}", ring_frames=min(300, int(duration_s * self.s.fps) + 1), request_grace_s=3.0)
         fleet = SimulatedFleet(sim, World(WorldConfig(), seed=self.seed), self.model, store=self.stack.objects,
                                gateway_address=self.stack.processes["gateway"].address, token_secret=self.stack.fleet_secret,
                                truth_tags={"case": self.scenario.case.truth})
@@ -326,10 +328,10 @@ class ExperimentRun:
         report = asyncio.run(fleet.run(progress))
         wall = time.perf_counter() - t0
         self.say(f"[cyan]fleet[/] {label}: {report.frames:,} frames ({report.frames / max(wall, 1e-9):,.0f}/s) on {', '.join(sorted(report.models))}, "
-                 f"{report.uploads} uploads, {report.upload_errors} upload errors"
+                 f"{report.uploads} uploads, {report.upload_errors} upload errors ({report.upload_retries} retried)"
                  + (f", shadow mode: {report.shadow_frames:,} frames compared, {report.shadow_disagreements} disagreements" if report.shadow_frames else ""))
         self.result.fleet.append({"iteration": iteration, "label": label, "frames": report.frames, "acked": report.frames_acked,
-                                  "fires": dict(report.fires), "uploads": report.uploads, "upload_errors": report.upload_errors,
+                                  "fires": dict(report.fires), "uploads": report.uploads, "upload_errors": report.upload_errors, "upload_retries": report.upload_retries,
                                   "models": dict(report.models), "shadow_frames": report.shadow_frames, "shadow_disagreements": report.shadow_disagreements,
                                   "case_frames": report.truth_frames.get("case", 0), "wall_s": round(wall, 1),
                                   "expected_uploads": sum(n for tid, n in report.uploads_by_trigger.items() if tid in self.triggers)})
@@ -473,6 +475,8 @@ class ExperimentRun:
         before = {g.suite: SuiteScore.of(g.before_pass_rate, g.total) for g in gate.suites if g.suite in self.result.suites}
         if not self.result.baseline and before and c.iteration == 1:
             self.result.baseline = before  # every arm's first run is gated against the same v1
+            for ledger in self.result.arms.values():
+                ledger.baseline = dict(before)
         c.production = dict(c.candidate if c.accepted else self.production.get(arm, before))
         self.production[arm] = c.production
         self.result.arms[arm].record(c)

@@ -40,7 +40,8 @@ def experiment_summary(exp: Experiment) -> dict:
                       "final_production_pass": {s: _num(v.rate.value) for s, v in ledger.final("production").items()},
                       "curve": [{"labels": c.labels, "pass": _num(c.candidate[exp.target_suite].rate.value) if exp.target_suite in c.candidate else None,
                                  "ci95": [_num(c.candidate[exp.target_suite].rate.low), _num(c.candidate[exp.target_suite].rate.high)]
-                                 if exp.target_suite in c.candidate else None, "accepted": c.accepted} for c in ledger.candidates]}
+                                 if exp.target_suite in c.candidate else None, "accepted": c.accepted,
+                                 "regressed": ledger.regressed(c)} for c in ledger.candidates]}
     triggers = []
     for t in exp.triggers:
         lift, low, high = exp.lift(t)
@@ -60,6 +61,7 @@ def summary(result: DemoResult) -> dict:
     per_seed = [experiment_summary(e) for e in result.experiments]
     first = result.experiments[0] if result.experiments else None
     out = {"target": float(first.target) if first else float(result.config.get("target", 0.95)), "target_suite": first.target_suite if first else "",
+           "tolerance": float(result.config.get("tolerance", 0.02)),
            "suites": {s: {"cases": n} for s, n in (first.suites.items() if first else ())}, "wall_seconds": round(result.wall_seconds, 1),
            "seeds": [e.seed for e in result.experiments], "triggers": [t for s in per_seed for t in s["triggers"]], "per_seed": per_seed}
     pooled = rate(sum(e.base_rate.k for e in result.experiments), sum(e.base_rate.n for e in result.experiments))
@@ -98,13 +100,18 @@ def plots(result: DemoResult, out: Path) -> list[Path]:
             xs = [max(x, 1) for x, _ in pts]
             ax.plot(xs, [r.value * 100 for _, r in pts], style, color=color, label=f"{name} ({ledger.labels_to_target or '> ' + str(ledger.label_cap or ledger.labels_spent)} labels to target)")
             ax.fill_between(xs, [r.low * 100 for _, r in pts], [r.high * 100 for _, r in pts], color=color, alpha=0.12)
+            gamed = [(max(c.labels, 1), c.candidate[exp.target_suite].rate.value * 100) for c in ledger.candidates
+                     if exp.target_suite in c.candidate and ledger.on_target(c) and ledger.regressed(c)]
+            if gamed:  # on target, but another suite fell: does not count
+                ax.plot(*zip(*gamed), "x", color=color, ms=9, mew=2)
         ax.axhline(exp.target * 100, color="grey", lw=1, ls="--")
         ax.text(1.05, exp.target * 100 + 0.8, f"target {pct(exp.target)}", color="grey", fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel("labels spent (seed set included; 1 = the baseline, before any label)")
         ax.set_ylabel(f"candidate pass rate on {exp.target_suite}, %")
         ax.set_ylim(-2, 102)
-        ax.set_title(f"Labels to target, seed {exp.seed} ({exp.suites.get(exp.target_suite, 0)} held-out cases, bands: 95% Wilson)", fontsize=10)
+        ax.set_title(f"Labels to target, seed {exp.seed} ({exp.suites.get(exp.target_suite, 0)} held-out cases, bands: 95% Wilson; "
+                     "x: on target but another suite fell)", fontsize=9)
         ax.legend(fontsize=8, loc="lower right")
         ax.grid(alpha=0.3, which="both")
         fig.tight_layout()
@@ -179,7 +186,8 @@ def markdown(result: DemoResult) -> str:
                   f"Every arm starts from the same baseline model ({interval(base.rate) if base else 'n/a'} on {exp.target_suite}), trains on the same "
                   f"seed set ({exp.seed_labels} labels) plus the fleet uploads it picks, gets the same label budget per iteration, the same recipe "
                   f"(fine-tune its PRODUCTION on all its labels, rehearsing common cases) and is measured on the same held-out suites; it iterates until "
-                  f"its candidate reaches {pct(exp.target)} on {exp.target_suite} or it has spent its label cap "
+                  f"its candidate reaches {pct(exp.target)} on {exp.target_suite} with no other suite more than "
+                  f"{float(result.config.get('tolerance', 0.02)) * 100:g} points below the baseline, or it has spent its label cap "
                   f"({result.config.get('cap_factor', '10')}× what the triggered arm needed).", ""]
         lines += answer_lines(result, exp)
         lines += ["", f"![labels to target](labels_to_target{tag}.png)", ""]
@@ -203,6 +211,8 @@ def markdown(result: DemoResult) -> str:
         for ledger in exp.arms.values():
             for c in ledger.candidates:
                 gate = "accepted" if c.accepted else f"{c.status.lower()}: " + "; ".join(c.reasons)[:140]
+                if ledger.on_target(c) and ledger.regressed(c):
+                    gate = f"**on target, not counted** ({', '.join(ledger.regressed(c))} fell); " + gate
                 sh = c.shadow
                 shadow = f"{sh['frames_disagreeing']}/{sh['frames_compared']} frames disagree on {sh['cars']} cars" if sh else ""
                 lines.append(f"| {c.iteration} | {c.arm} | {c.labels} | {c.fleet_labels} ({c.positives}) | `{c.run_id}` v{c.version} | {gate} | "

@@ -36,6 +36,10 @@ from longtail.triggers.v1 import triggers_pb2
 log = get_logger(__name__)
 
 GROUND_TRUTH = "groundtruth/"
+# A car retries an upload the gateway could not take in time (busy, restarting) with backoff.
+UPLOAD_ATTEMPTS = 4
+UPLOAD_BACKOFF_S = 1.0
+RETRYABLE = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
 CARS_PER_CHANNEL = 200
 
 
@@ -65,7 +69,8 @@ class SimReport:
     uploads: int = 0
     uploads_existing: int = 0
     uploads_by_trigger: dict[str, int] = field(default_factory=dict)  # new content only (not already stored)
-    upload_errors: int = 0
+    upload_errors: int = 0  # uploads given up (after UPLOAD_ATTEMPTS for a transient failure)
+    upload_retries: int = 0
     skipped_rate_limited: int = 0
     wall_seconds: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
@@ -334,13 +339,20 @@ class SimulatedFleet:
             meta.trigger_scores[name] = score
         meta.clip_frame_ids.extend(f.frame_id for f, _img, _gt in clip)
         meta.image_height, meta.image_width = clip[0][1].shape[:2]
-        async with self._upload_slots:
-            try:
-                receipt = await car.link.upload(header, data)
-            except grpc.aio.AioRpcError as exc:
-                self.report.upload_errors += 1
-                log.warning("upload failed", vehicle=car.vehicle_id, code=exc.code().name, details=exc.details())
-                return
+        receipt = None
+        for attempt in range(UPLOAD_ATTEMPTS):
+            async with self._upload_slots:
+                try:
+                    receipt = await car.link.upload(header, data)
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() not in RETRYABLE or attempt + 1 == UPLOAD_ATTEMPTS:
+                        self.report.upload_errors += 1
+                        log.warning("upload failed", vehicle=car.vehicle_id, code=exc.code().name, details=exc.details(), attempts=attempt + 1)
+                        return
+                    self.report.upload_retries += 1
+            # Uploads are content-addressed (sha256), so a retry after a lost reply stores nothing twice.
+            await asyncio.sleep(UPLOAD_BACKOFF_S * 2**attempt)
         self.report.uploads += 1
         self.report.uploads_existing += receipt.already_existed
         if not receipt.already_existed:

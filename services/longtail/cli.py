@@ -194,18 +194,20 @@ def demo(
     triton: bool = typer.Option(True, help="Start Triton too (inference pre-labels need it)."),
     prometheus: bool = typer.Option(True, help="Start a local Prometheus scraping every service (needs Debian's prometheus package)."),
     keep_running: bool = typer.Option(False, "--keep-running", help="Leave the services and the infrastructure up afterwards."),
-    cars: int = typer.Option(40, help="Simulated cars."),
+    cars: int = typer.Option(80, help="Simulated cars."),
     budget: int = typer.Option(40, help="Fleet labels every arm adds in the first iteration (the same for every arm)."),
     growth: float = typer.Option(2.0, help="Growth of the per-iteration label budget (1 = constant): the baselines reach their cap in a few runs."),
     target: float = typer.Option(0.95, help="Pass rate on the case's suite that ends an arm's iterations."),
+    tolerance: float = typer.Option(0.02, help="... provided no other suite's pass rate fell more than this below the baseline's."),
     cap_factor: float = typer.Option(10.0, "--cap-factor", help="Label cap of the baselines: this many times the triggered arm's labels to target."),
     max_iterations: int = typer.Option(8, "--max-iterations", help="Iterations at most (drive, label, train, gate) per arm."),
     duration: float = typer.Option(60.0, help="Simulated seconds the fleet drives per iteration."),
+    fps: float = typer.Option(5.0, help="Frames per second each simulated car renders (0.5-30)."),
     suite_cases: int = typer.Option(100, "--suite-cases", help="Held-out cases per unit-test suite."),
     epochs: int = typer.Option(6, help="Training epochs per run."),
     seed_examples: int = typer.Option(20, "--seed-examples", help="The seed set's positives (and four times as many fleet-like negatives)."),
     per_car_uploads: int = typer.Option(2, "--per-car-uploads", help="Uploads per car, trigger and drive of the operator's triggers."),
-    random_per_car: int = typer.Option(30, "--random-per-car", help="Uploads per car and drive of the random pool (the baselines' source)."),
+    random_per_car: int = typer.Option(15, "--random-per-car", help="Uploads per car and drive of the random pool (the baselines' source)."),
     shadow_s: float = typer.Option(10.0, "--shadow-s", help="Simulated seconds the fleet runs an accepted candidate in shadow mode before promotion."),
     seeds: int = typer.Option(1, help="Repeat the experiment with this many world/fleet seeds (0, 1, ...) and report mean and spread."),
     seed: int = typer.Option(0, help="The first world/fleet seed."),
@@ -224,8 +226,8 @@ def demo(
     from demo import loop, report
     from longtail.infra import InfraError
 
-    config = loop.DemoConfig(cars=cars, budget=budget, growth=growth, target=target, cap_factor=cap_factor, max_iterations=max_iterations,
-                             duration_s=duration, suite_cases=suite_cases, epochs=epochs, seed_examples=seed_examples, per_car_uploads=per_car_uploads,
+    config = loop.DemoConfig(cars=cars, budget=budget, growth=growth, target=target, tolerance=tolerance, cap_factor=cap_factor, max_iterations=max_iterations,
+                             duration_s=duration, fps=fps, suite_cases=suite_cases, epochs=epochs, seed_examples=seed_examples, per_car_uploads=per_car_uploads,
                              random_per_car=random_per_car, shadow_s=shadow_s, seeds=list(range(seed, seed + max(seeds, 0))), out=Path(out),
                              triton=triton, prometheus=prometheus, keep_running=keep_running)
     try:

@@ -44,6 +44,21 @@ def test_the_cap_ends_an_arm_that_never_reaches_the_target_and_labels_never_go_d
         ledger.record(candidate(3, "random", 900, 90))
 
 
+def test_a_candidate_on_target_that_broke_another_suite_does_not_count():
+    ledger = ArmLedger("random", SUITE, 0.95, tolerance=0.02, baseline={SUITE: SuiteScore(50, 100), "other": SuiteScore(98, 100)})
+    fires_everywhere = candidate(1, "random", 100, 97)
+    fires_everywhere.candidate["other"] = SuiteScore(95, 100)  # 3 points below the baseline: more than the tolerance
+    ledger.record(fires_everywhere)
+    assert ledger.on_target(fires_everywhere) and ledger.regressed(fires_everywhere) == ["other"]
+    assert ledger.labels_to_target is None and not ledger.done()
+    within = candidate(2, "random", 200, 96)
+    within.candidate["other"] = SuiteScore(96, 100)  # 2 points: within the tolerance
+    ledger.record(within)
+    assert ledger.regressed(within) == [] and ledger.labels_to_target == 200
+    # the target suite itself may only go up; a suite the baseline has no figure for cannot block
+    assert ledger.regressed(candidate(3, "random", 300, 40)) == []
+
+
 def test_a_suite_without_cases_never_reaches_a_target():
     ledger = ArmLedger("triggered", SUITE, 0.95)
     ledger.record(candidate(1, "triggered", 100, 0, cases=0))

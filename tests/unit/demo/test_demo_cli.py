@@ -1,0 +1,29 @@
+"""`longtail demo`'s options default to DemoConfig's values: one set of defaults, whichever way the
+demo is started (the CLI, `loop.run` from a test or a notebook)."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import fields
+
+from demo.loop import DemoConfig
+from longtail import cli
+
+# CLI option -> DemoConfig field, where the names differ
+RENAMED = {"duration": "duration_s", "shadow_s": "shadow_s"}
+CLI_ONLY = {"smoke", "seeds", "seed", "out"}
+
+
+def test_every_demo_option_defaults_to_the_config_default():
+    config = DemoConfig()
+    names = {f.name for f in fields(DemoConfig)}
+    checked = 0
+    for name, param in inspect.signature(cli.demo).parameters.items():
+        if name in CLI_ONLY:
+            continue
+        field = RENAMED.get(name, name)
+        assert field in names, f"--{name} has no DemoConfig field"
+        assert param.default.default == getattr(config, field), f"--{name}: CLI {param.default.default!r} != DemoConfig {getattr(config, field)!r}"
+        checked += 1
+    assert checked >= 15
+    assert config.seeds == [0] and str(config.out) == inspect.signature(cli.demo).parameters["out"].default.default
