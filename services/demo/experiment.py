@@ -76,6 +76,7 @@ class ExperimentRun:
         self.triggers: dict[str, TriggerStats] = {}
         self.pool: dict[str, list[PoolSample]] = {"triggered": [], "random": []}
         self.counted: set[str] = set()
+        self.uploaded: set[str] = set()  # snapshot ids the gateway acknowledged to the cars (our triggers)
         self.truth: dict[str, dict] = {}
         self.images: dict[str, np.ndarray] = {}
         self.seed_ids: list[str] = []
@@ -97,7 +98,7 @@ class ExperimentRun:
             if self.stack.triton:  # inference serves once a PRODUCTION version of its line exists
                 self.stack.start("inference", INFERENCE_MODEL_NAME=self.triggered_line)
             self.label_seed_set()
-            self.detector_published = self.train_detector(0, [self.seed_trigger], f"{len(self.seed_ids)} labelled seed frames")
+            self.detector_published = self.train_detector(0, self.seed_ids, f"{len(self.seed_ids)} labelled seed frames")
             if not self.detector_published:
                 self.result.notes.append(f"the trigger detector was not published ({self.result.detectors[-1]['gate']}): no detector trigger")
             self.create_triggers()
@@ -139,9 +140,6 @@ class ExperimentRun:
             if extra > self.s.max_extra_drives:
                 self.result.notes.append(f"seed {self.seed}, iteration {iteration}: the random pool stayed short of what the baselines may pick")
                 break
-        if any(a.name == "triggered" for a in active) and self.detector_published:
-            self.retrain_detector(iteration)
-
         # The ground truth stands in for the labels an arm paid for (the simulated labellers' error rate is 2%).
         context = ArmContext(seed=self.seed, priorities={t.trigger_id: t.priority for t in self.triggers.values()}, entropy=self.entropies,
                              positive=self.is_positive)
@@ -155,6 +153,8 @@ class ExperimentRun:
             self.say(f"[green]dataset[/] {arm.name} i{iteration}: +{len(picked)} fleet labels -> {c.labels} labels "
                      f"({len(self.seed_ids)} seed set, {positives} fleet frames showing the case)")
             runs[arm.name] = (self.start_run(arm.name, iteration, ds), c)
+        if "triggered" in runs and self.detector_published:
+            self.retrain_detector(iteration)  # queued behind the arms' runs; beamed before the next drive
         for name, (run_id, c) in runs.items():
             self.record(name, self.wait_run(run_id, f"{name} i{iteration}"), c)
         triggered = self.result.arms.get("triggered")
@@ -225,10 +225,10 @@ class ExperimentRun:
                  f"and {len(negatives.images)} fleet-like frames, labelled")
 
     # ------------------------------------------------------------------ trigger detector
-    def train_detector(self, iteration: int, trigger_ids: list[str], what: str) -> bool:
-        """A detector run on the labelled samples of `trigger_ids`; True when published (beamed to the cars)."""
+    def train_detector(self, iteration: int, sample_ids: list[str], what: str) -> bool:
+        """A detector run on the labelled `sample_ids`; True when published (beamed to the cars)."""
         created = self.stack.labels.CreateDataset(L.CreateDatasetRequest(
-            name=f"demo-{self.suffix}-detector", tasks=[self.scenario.case.task], filter=L.SampleFilter(trigger_ids=trigger_ids),
+            name=f"demo-{self.suffix}-detector", tasks=[self.scenario.case.task], filter=L.SampleFilter(sample_ids=sample_ids),
             split=L.SplitSpec(val_fraction=0.25), description=f"{self.scenario.case.name} detector, iteration {iteration}: {what}"),
             metadata=self.stack.auth, timeout=120)
         ds = created.dataset
@@ -249,12 +249,16 @@ class ExperimentRun:
         return accepted
 
     def retrain_detector(self, iteration: int) -> None:
-        """The detector's own labelled uploads (mostly its false alarms: hard negatives) join the seed
-        set; the next version, beamed under the same name, fires less on what it confused."""
-        stats = self.triggers.get(f"detector-stop-{self.suffix}")
-        if stats is None or stats.uploads == 0:
+        """The labels the triggered arm paid for join the seed set: the cases its triggers found at
+        distances and angles the seed set lacks, and their false alarms (hard negatives). The next
+        version, beamed under the same name, fires on more of the case and less on what it confused.
+        (Only paid-for labels: the uploads the arm did not pick are labelled for the yield figures,
+        not for its training.)"""
+        picked = self.arms["triggered"].picked
+        if not picked:
             return
-        self.train_detector(iteration, [self.seed_trigger, stats.trigger_id], f"the seed set and its {stats.uploads} labelled uploads ({stats.true_positive} true)")
+        positives = sum(self.is_positive(sid) for sid in picked)
+        self.train_detector(iteration, self.seed_ids + picked, f"the seed set and the triggered arm's {len(picked)} fleet labels ({positives} showing the case)")
 
     # ------------------------------------------------------------------ triggers
     def create_triggers(self) -> None:
@@ -331,10 +335,11 @@ class ExperimentRun:
                  f"{report.uploads} uploads, {report.upload_errors} upload errors ({report.upload_retries} retried)"
                  + (f", shadow mode: {report.shadow_frames:,} frames compared, {report.shadow_disagreements} disagreements" if report.shadow_frames else ""))
         self.result.fleet.append({"iteration": iteration, "label": label, "frames": report.frames, "acked": report.frames_acked,
-                                  "fires": dict(report.fires), "uploads": report.uploads, "upload_errors": report.upload_errors, "upload_retries": report.upload_retries,
+                                  "fires": dict(report.fires), "uploads": report.uploads, "upload_errors": report.upload_errors,
                                   "models": dict(report.models), "shadow_frames": report.shadow_frames, "shadow_disagreements": report.shadow_disagreements,
                                   "case_frames": report.truth_frames.get("case", 0), "wall_s": round(wall, 1),
-                                  "expected_uploads": sum(n for tid, n in report.uploads_by_trigger.items() if tid in self.triggers)})
+                                  "upload_retries": report.upload_retries})
+        self.uploaded.update(sid for sid, tid in report.snapshot_ids.items() if tid in self.triggers)
         for tid, n in report.fires.items():
             if tid in self.triggers:
                 self.triggers[tid].fires += n
@@ -344,9 +349,8 @@ class ExperimentRun:
 
     def collect(self) -> None:
         """Wait until the label store registered the drives' uploads, label them, and add them to the pools."""
-        expected = sum(f["expected_uploads"] for f in self.result.fleet)
         t0 = time.perf_counter()
-        samples = self.wait_for_samples(expected)
+        samples = self.wait_for_samples()
         t1 = time.perf_counter()
         labelled_now = label_queue(self.stack, self.ground_truth, self.seed)
         self.result.labels_total += labelled_now
@@ -381,20 +385,20 @@ class ExperimentRun:
             if not token:
                 return out
 
-    def wait_for_samples(self, expected: int, timeout: float = 600.0) -> list:
-        """Until the label store registered the `expected` uploads, or its count stood still for 20 s
-        once new ones arrived (it registers in batches; two triggers firing on one frame upload the
-        same content, which is one sample, so `expected` can overcount) -- 120 s while none has
-        (a fresh broker can take a while to give a new consumer group its partitions)."""
-        deadline, last, since = time.monotonic() + timeout, -1, time.monotonic()
+    def wait_for_samples(self, patience: float = 120.0) -> list:
+        """Until the label store registered every upload the gateway acknowledged (it registers them
+        from the snapshot events, in batches), or `patience` seconds passed without progress: then
+        the missing ones are named in a note (an acknowledged upload must never go missing)."""
+        since, last = time.monotonic(), -1
         while True:
             samples = self.list_samples(list(self.triggers))
-            if len(samples) != last:
-                last, since = len(samples), time.monotonic()
-            patience = 20.0 if len(samples) > len(self.counted) else 120.0
-            if len(samples) >= expected or time.monotonic() - since > patience or time.monotonic() > deadline:
-                if len(samples) - len(self.counted) < 0.9 * (expected - len(self.counted)):  # beyond shared-frame duplicates
-                    self.result.notes.append(f"the label store registered {len(samples)} of {expected} uploads in time")
+            missing = self.uploaded - {s.sample_id for s in samples}
+            if not missing:
+                return samples
+            if len(missing) != last:
+                last, since = len(missing), time.monotonic()
+            elif time.monotonic() - since > patience:
+                self.result.notes.append(f"the label store did not register {len(missing)} acknowledged uploads in time, e.g. {sorted(missing)[0][:12]}")
                 return samples
             time.sleep(1.0)
 
@@ -531,27 +535,35 @@ def register_frames(stack: Stack, frames, vehicle: str, trigger_id: str = "") ->
     return ids
 
 
-def label_queue(stack: Stack, ground_truth: Callable[[str], dict | None], seed: int, task_name: str = "stop_sign") -> int:
-    """Simulated labellers work the queue dry (label_store.labellers.annotate, error rate 0.02)."""
+def label_queue(stack: Stack, ground_truth: Callable[[str], dict | None], seed: int, task_name: str = "stop_sign", labellers: int = 4) -> int:
+    """Simulated labellers (`labellers` of them, each its own thread and labeller id) work the queue
+    dry (label_store.labellers.annotate, error rate 0.02). Each sample's errors are drawn from its
+    own seeded generator, so a run's labels do not depend on which labeller took which sample."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from label_store.labellers import annotate
 
     task = stack.labels.GetTask(L.GetTaskRequest(name=task_name), timeout=10).task
-    rng = random.Random(seed)
-    done, skipped = 0, set()
-    while True:
-        lease = stack.labels.GetNextTask(L.GetNextTaskRequest(task=task_name, labeller_id="demo-simulated-labeller"), timeout=10).lease
-        if not lease.lease_id:
-            return done
-        sid = lease.sample.sample_id
-        truth = ground_truth(sid)
-        annotation = annotate(task, truth, ERROR_RATE, rng) if truth is not None else None
-        if annotation is None:
-            # No ground truth (not a simulator upload): keep the lease so the queue hands out the
-            # next sample; once a skipped one comes back (its lease expired) the queue went round.
-            if sid in skipped:
+
+    def work(labeller: int) -> int:
+        done, skipped = 0, set()
+        while True:
+            lease = stack.labels.GetNextTask(L.GetNextTaskRequest(task=task_name, labeller_id=f"demo-simulated-labeller-{labeller}"), timeout=10).lease
+            if not lease.lease_id:
                 return done
-            skipped.add(sid)
-            continue
-        label = L.Label(sample_id=sid, task=task_name, labeller_kind=L.LABELLER_KIND_SIMULATED, annotation=annotation)
-        stack.labels.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label), timeout=10)
-        done += 1
+            sid = lease.sample.sample_id
+            truth = ground_truth(sid)
+            annotation = annotate(task, truth, ERROR_RATE, random.Random(f"{seed}:{sid}")) if truth is not None else None
+            if annotation is None:
+                # No ground truth (not a simulator upload): keep the lease so the queue hands out the
+                # next sample; once a skipped one comes back (its lease expired) the queue went round.
+                if sid in skipped:
+                    return done
+                skipped.add(sid)
+                continue
+            label = L.Label(sample_id=sid, task=task_name, labeller_kind=L.LABELLER_KIND_SIMULATED, annotation=annotation)
+            stack.labels.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label), timeout=10)
+            done += 1
+
+    with ThreadPoolExecutor(labellers, thread_name_prefix="labeller") as pool:
+        return sum(pool.map(work, range(labellers)))

@@ -69,6 +69,7 @@ class SimReport:
     uploads: int = 0
     uploads_existing: int = 0
     uploads_by_trigger: dict[str, int] = field(default_factory=dict)  # new content only (not already stored)
+    snapshot_ids: dict[str, str] = field(default_factory=dict)  # every acknowledged upload: snapshot id -> trigger of its first upload
     upload_errors: int = 0  # uploads given up (after UPLOAD_ATTEMPTS for a transient failure)
     upload_retries: int = 0
     skipped_rate_limited: int = 0
@@ -355,6 +356,7 @@ class SimulatedFleet:
             await asyncio.sleep(UPLOAD_BACKOFF_S * 2**attempt)
         self.report.uploads += 1
         self.report.uploads_existing += receipt.already_existed
+        self.report.snapshot_ids.setdefault(receipt.snapshot_id, pending.trigger.trigger_id)
         if not receipt.already_existed:
             tid = pending.trigger.trigger_id
             self.report.uploads_by_trigger[tid] = self.report.uploads_by_trigger.get(tid, 0) + 1

@@ -197,7 +197,7 @@ def demo(
     cars: int = typer.Option(80, help="Simulated cars."),
     budget: int = typer.Option(40, help="Fleet labels every arm adds in the first iteration (the same for every arm)."),
     growth: float = typer.Option(2.0, help="Growth of the per-iteration label budget (1 = constant): the baselines reach their cap in a few runs."),
-    target: float = typer.Option(0.95, help="Pass rate on the case's suite that ends an arm's iterations."),
+    target: float = typer.Option(0.90, help="Pass rate on the case's suite that ends an arm's iterations."),
     tolerance: float = typer.Option(0.02, help="... provided no other suite's pass rate fell more than this below the baseline's."),
     cap_factor: float = typer.Option(10.0, "--cap-factor", help="Label cap of the baselines: this many times the triggered arm's labels to target."),
     max_iterations: int = typer.Option(8, "--max-iterations", help="Iterations at most (drive, label, train, gate) per arm."),

@@ -28,7 +28,7 @@ def test_demo_experiment_writes_a_summary_that_results_and_report_agree_with(kaf
     summary = json.loads((out / "summary.json").read_text())
     assert data["run"] == result.run and path.exists()
     assert {"target", "arms", "suites", "triggers", "base_rate", "wall_seconds", "seeds"} <= set(summary)
-    assert summary["seeds"] == [0] and summary["target"] == 0.95 and summary["wall_seconds"] > 0
+    assert summary["seeds"] == [0] and summary["target"] == config.target and summary["wall_seconds"] > 0
     assert set(summary["arms"]) == ARMS
     (exp,) = data["experiments"]
     assert summary["suites"] == {s: {"cases": n} for s, n in exp["suites"].items()} and all(n == 20 for n in exp["suites"].values())

@@ -54,7 +54,7 @@ def no_backoff(monkeypatch):
 def test_a_busy_gateway_gets_the_upload_on_a_later_attempt():
     report, link = upload_with([grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE])
     assert link.calls == 3 and report.uploads == 1 and report.upload_retries == 2 and report.upload_errors == 0
-    assert report.uploads_by_trigger == {"t1": 1}
+    assert report.uploads_by_trigger == {"t1": 1} and report.snapshot_ids == {"abc": "t1"}
 
 
 def test_the_car_gives_up_after_its_attempts_and_counts_the_error():
