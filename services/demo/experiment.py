@@ -480,7 +480,7 @@ class ExperimentRun:
         if not self.result.baseline and before and c.iteration == 1:
             self.result.baseline = before  # every arm's first run is gated against the same v1
             for ledger in self.result.arms.values():
-                ledger.baseline = dict(before)
+                ledger.baseline = self.result.baseline  # one baseline, not a copy per arm
         c.production = dict(c.candidate if c.accepted else self.production.get(arm, before))
         self.production[arm] = c.production
         self.result.arms[arm].record(c)

@@ -61,7 +61,7 @@ def summary(result: DemoResult) -> dict:
     per_seed = [experiment_summary(e) for e in result.experiments]
     first = result.experiments[0] if result.experiments else None
     out = {"target": float(first.target) if first else float(result.config.get("target", 0.90)), "target_suite": first.target_suite if first else "",
-           "tolerance": float(result.config.get("tolerance", 0.02)),
+           "tolerance": next((a.tolerance for a in first.arms.values()), 0.0) if first else float(result.config.get("tolerance", 0.02)),
            "suites": {s: {"cases": n} for s, n in (first.suites.items() if first else ())}, "wall_seconds": round(result.wall_seconds, 1),
            "seeds": [e.seed for e in result.experiments], "triggers": [t for s in per_seed for t in s["triggers"]], "per_seed": per_seed}
     pooled = rate(sum(e.base_rate.k for e in result.experiments), sum(e.base_rate.n for e in result.experiments))
