@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from demo.accounting import DemoResult, Experiment
-from longtail.stats import mean_spread, rate
+from longtail.stats import censored_median, mean_spread, rate
 
 ARM_STYLE = {"triggered": ("C0", "-o"), "random": ("C1", "--s"), "uncertainty": ("C2", ":^"), "seed-only": ("C3", "D")}
 
@@ -72,7 +72,7 @@ def summary(result: DemoResult) -> dict:
         reached = [r["labels_to_target"] for r in rows]
         mean_of = lambda key: {suite: _num(mean_spread([r[key].get(suite) for r in rows if r[key].get(suite) is not None])["mean"]) for suite in rows[0][key]}  # noqa: E731
         arms[name] = {"labels_to_target": int(sorted(reached)[len(reached) // 2]) if all(x is not None for x in reached) else None,
-                      "labels_to_target_by_seed": reached, "label_cap": max(r["label_cap"] for r in rows),
+                      "labels_to_target_by_seed": reached, "seeds_reached": sum(x is not None for x in reached), "label_cap": max(r["label_cap"] for r in rows),
                       "final_candidate_pass": mean_of("final_candidate_pass"), "final_production_pass": mean_of("final_production_pass")}
     out["arms"] = arms
     return out
@@ -168,15 +168,16 @@ def markdown(result: DemoResult) -> str:
     s = summary(result)
     if len(result.experiments) > 1:
         lines += ["## Over seeds", "", f"Seeds {s['seeds']}; each is a whole experiment (its own world, fleet, seed set, detector and triggers; the same suites).", "",
-                  "| arm | labels to target per seed | mean | sd | final candidate pass on the case's suite, mean ± sd |", "|---|---|---|---|---|"]
+                  "A mean of only the seeds that reached the target would flatter an arm that often does not, so the table gives how many "
+                  "seeds reached it and the median (censored at the cap: an arm that missed in most seeds has a median of \"> cap\").", "",
+                  "| arm | labels to target per seed | reached | median | final candidate pass on the case's suite, mean ± sd |", "|---|---|---|---|---|"]
         for name in s["arms"]:
             by_seed = s["arms"][name]["labels_to_target_by_seed"]
-            ms = mean_spread([x for x in by_seed if x is not None])
             finals = mean_spread([p["arms"][name]["final_candidate_pass"].get(s["target_suite"]) for p in s["per_seed"]
                                   if p["arms"][name]["final_candidate_pass"].get(s["target_suite"]) is not None])
             lines.append(f"| {name} | {', '.join(str(x) if x is not None else '> cap' for x in by_seed)} | "
-                         f"{ms['mean']:.0f} | {ms['sd']:.0f} | {pct(finals['mean'])} ± {finals['sd'] * 100:.1f} pts |" if ms["n"] else
-                         f"| {name} | {', '.join(str(x) if x is not None else '> cap' for x in by_seed)} | — | — | {pct(finals['mean'])} ± {finals['sd'] * 100:.1f} pts |")
+                         f"{sum(x is not None for x in by_seed)}/{len(by_seed)} | {censored_median(by_seed)} | "
+                         f"{pct(finals['mean'])} ± {finals['sd'] * 100:.1f} pts |")
         lines.append("")
     for exp in result.experiments:
         tag = "" if len(result.experiments) == 1 else f"-seed{exp.seed}"

@@ -78,3 +78,16 @@ def mean_spread(values: Sequence[float]) -> dict:
     mean = sum(xs) / len(xs)
     sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
     return {"n": len(xs), "mean": mean, "sd": sd, "min": min(xs), "max": max(xs)}
+
+
+def censored_median(values: Sequence[int | None], missed: str = "> cap") -> str:
+    """Median of counts where None means "did not reach it within the cap" (right-censored, larger
+    than any reached value): the median is then `missed` once half or more of the values are None."""
+    if not values:
+        return "—"
+    ordered = sorted(values, key=lambda v: (v is None, v or 0))
+    n = len(ordered)
+    lower, upper = ordered[(n - 1) // 2], ordered[n // 2]
+    if upper is None:
+        return missed
+    return f"{(lower + upper) / 2:g}"

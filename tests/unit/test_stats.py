@@ -65,3 +65,13 @@ def test_mean_spread():
     assert s == {"n": 3, "mean": 2.0, "sd": 1.0, "min": 1.0, "max": 3.0}
     assert mean_spread([5.0])["sd"] == 0.0
     assert math.isnan(mean_spread([])["mean"])
+
+
+def test_censored_median_counts_misses_as_larger_than_any_reached_value():
+    from longtail.stats import censored_median
+    assert censored_median([220, 380, 220]) == "220"
+    assert censored_median([None, 220, 140]) == "220"
+    assert censored_median([None, None, 700]) == "> cap"
+    assert censored_median([100, 300]) == "200"
+    assert censored_median([100, None]) == "> cap"
+    assert censored_median([]) == "—"

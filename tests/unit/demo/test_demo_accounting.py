@@ -138,7 +138,7 @@ def test_summary_has_the_keys_other_tools_read_and_figures_from_the_ledgers(tmp_
     s = json.loads((tmp_path / "summary.json").read_text())
     assert {"target", "arms", "suites", "triggers", "base_rate", "wall_seconds", "seeds"} <= set(s)
     assert s["target"] == 0.95 and s["seeds"] == [0] and s["wall_seconds"] == 600.0 and s["suites"] == {SUITE: {"cases": 100}, "other": {"cases": 100}}
-    assert s["arms"]["triggered"] == {"labels_to_target": 180, "labels_to_target_by_seed": [180], "label_cap": 180,
+    assert s["arms"]["triggered"] == {"labels_to_target": 180, "labels_to_target_by_seed": [180], "seeds_reached": 1, "label_cap": 180,
                                       "final_candidate_pass": {SUITE: 0.97, "other": 1.0}, "final_production_pass": {SUITE: 0.4, "other": 1.0}}
     assert s["arms"]["random"]["labels_to_target"] is None and s["arms"]["random"]["label_cap"] == 1800
     assert s["arms"]["seed-only"]["label_cap"] == 60 and s["arms"]["seed-only"]["final_candidate_pass"][SUITE] == 0.88
@@ -167,4 +167,6 @@ def test_several_seeds_summarise_with_the_median_and_null_when_a_seed_missed(tmp
     assert s["arms"]["seed-only"]["labels_to_target"] is None
     assert math.isclose(s["arms"]["triggered"]["final_candidate_pass"][SUITE], (0.97 + 0.93 + 0.97) / 3)
     assert len(s["per_seed"]) == 3 and len(s["triggers"]) == 6
-    assert "## Over seeds" in (tmp_path / "report.md").read_text()
+    assert s["arms"]["triggered"]["seeds_reached"] == 2
+    md = (tmp_path / "report.md").read_text()
+    assert "## Over seeds" in md and "| triggered | 180, > cap, 180 | 2/3 | 180 |" in md
