@@ -49,15 +49,18 @@ class Candidate:
 
 @dataclass
 class ArmLedger:
-    """Labels-to-target bookkeeping of one arm: its candidates in order, the target on one suite, and
-    the label cap (known once the triggered arm has finished: `cap_factor` x what it needed).
+    """Labels-to-target bookkeeping of one arm: its candidates in order, the target on the cases'
+    suites (`target_suites`, one per long-tail case worked), and the label cap (known once the
+    triggered arm has finished: `cap_factor` x what it needed).
 
-    A candidate reaches the target when it passes `target` of the target suite *and* no other
+    A candidate reaches the target on a case's suite when it passes `target` of it *and* no other
     suite fell more than `tolerance` below the baseline's pass rate: a model that fires on every
-    red shape passes the occluded suite too, and must not count (the gate refuses it as well)."""
+    red shape passes the occluded suite too, and must not count (the gate refuses it as well). The
+    arm reaches the target when one candidate is on target on every case's suite and no other
+    suite fell."""
 
     arm: str
-    target_suite: str
+    target_suites: tuple[str, ...] | str
     target: float
     tolerance: float = 0.02
     baseline: dict[str, SuiteScore] = field(default_factory=dict)  # every arm's v1 on every suite
@@ -65,28 +68,46 @@ class ArmLedger:
     label_cap: int | None = None
     stopped: str = ""  # why it stopped iterating
 
+    def __post_init__(self) -> None:
+        self.target_suites = (self.target_suites,) if isinstance(self.target_suites, str) else tuple(self.target_suites)
+        if not self.target_suites:
+            raise ValueError(f"{self.arm}: no target suite")
+
     def record(self, candidate: Candidate) -> None:
         if self.candidates and candidate.labels < self.candidates[-1].labels:
             raise ValueError(f"{self.arm}: labels went down ({self.candidates[-1].labels} -> {candidate.labels})")
         self.candidates.append(candidate)
 
-    def regressed(self, c: Candidate) -> list[str]:
-        """The other suites on which `c` fell more than `tolerance` below the baseline."""
-        return sorted(suite for suite, score in c.candidate.items()
-                      if suite != self.target_suite and suite in self.baseline and score.cases and self.baseline[suite].cases
-                      and score.passed / score.cases < self.baseline[suite].passed / self.baseline[suite].cases - self.tolerance - 1e-12)
+    def _targets(self, suite: str | None) -> tuple[str, ...]:
+        return self.target_suites if suite is None else (suite,)
 
-    def on_target(self, c: Candidate) -> bool:
-        score = c.candidate.get(self.target_suite)
-        return score is not None and score.cases > 0 and score.passed / score.cases >= self.target - 1e-12
+    def regressed(self, c: Candidate, suite: str | None = None) -> list[str]:
+        """The suites other than the target one(s) on which `c` fell more than `tolerance` below
+        the baseline (`suite`: one case's suite; None: every case's)."""
+        targets = self._targets(suite)
+        return sorted(name for name, score in c.candidate.items()
+                      if name not in targets and name in self.baseline and score.cases and self.baseline[name].cases
+                      and score.passed / score.cases < self.baseline[name].passed / self.baseline[name].cases - self.tolerance - 1e-12)
 
-    def reached(self, c: Candidate) -> bool:
-        return self.on_target(c) and not self.regressed(c)
+    def on_target(self, c: Candidate, suite: str | None = None) -> bool:
+        scores = [c.candidate.get(name) for name in self._targets(suite)]
+        return all(s is not None and s.cases > 0 and s.passed / s.cases >= self.target - 1e-12 for s in scores)
+
+    def reached(self, c: Candidate, suite: str | None = None) -> bool:
+        return self.on_target(c, suite) and not self.regressed(c, suite)
+
+    def labels_to(self, suite: str | None = None) -> int | None:
+        """Labels of the first candidate that reached the target on `suite` (None: on every case's
+        suite at once); None if none did."""
+        return next((c.labels for c in self.candidates if self.reached(c, suite)), None)
 
     @property
     def labels_to_target(self) -> int | None:
-        """Labels of the first candidate that reached the target (None: none did)."""
-        return next((c.labels for c in self.candidates if self.reached(c)), None)
+        return self.labels_to(None)
+
+    def short_of_target(self) -> list[str]:
+        """The cases' suites the arm has not reached yet (what it should spend labels on next)."""
+        return [suite for suite in self.target_suites if self.labels_to(suite) is None]
 
     @property
     def labels_spent(self) -> int:
@@ -111,7 +132,11 @@ class TriggerStats:
     fires: int = 0
     uploads: int = 0  # distinct samples registered with this trigger's provenance
     labelled: int = 0  # of those, labelled
-    true_positive: int = 0  # labelled uploads whose firing frame shows the case (ground truth)
+    true_positive: int = 0  # labelled uploads whose firing frame shows a case (ground truth)
+    by_case: dict[str, int] = field(default_factory=dict)  # case -> labelled uploads showing it
+
+    def case_yield(self, case: str) -> Rate:
+        return rate(self.by_case.get(case, 0), self.labelled)
 
     @property
     def yield_rate(self) -> Rate:
@@ -125,7 +150,7 @@ class Experiment:
     seed: int
     suffix: str
     target: float
-    target_suite: str
+    cases: dict[str, str]  # long-tail case -> its suite, in the scenario's order
     suites: dict[str, int] = field(default_factory=dict)  # suite -> cases
     baseline: dict[str, SuiteScore] = field(default_factory=dict)
     seed_labels: int = 0
@@ -136,17 +161,36 @@ class Experiment:
     labels_total: int = 0  # every label the simulated labellers gave (suite cases and unpicked uploads included)
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    picked_by_trigger: dict[str, int] = field(default_factory=dict)  # the triggered arm's fleet labels per trigger
+
+    @property
+    def target_suite(self) -> str:
+        """The first case's suite (the one the plots and the single-case tables lead with)."""
+        return next(iter(self.cases.values()))
+
+    @property
+    def target_suites(self) -> list[str]:
+        return list(self.cases.values())
 
     @property
     def base_rate(self) -> Rate:
-        """Share of the content-blind (random) uploads that show the case: what a label spent
+        """Share of the content-blind (random) uploads that show a case: what a label spent
         without a trigger buys."""
         pool = [t for t in self.triggers if t.source == "random"]
         return rate(sum(t.true_positive for t in pool), sum(t.labelled for t in pool))
 
+    def case_base_rate(self, case: str) -> Rate:
+        pool = [t for t in self.triggers if t.source == "random"]
+        return rate(sum(t.by_case.get(case, 0) for t in pool), sum(t.labelled for t in pool))
+
+    def case_lift(self, t: TriggerStats, case: str) -> tuple[float, float, float]:
+        """A trigger's yield of one case over that case's base rate, with its 95% interval."""
+        base = self.case_base_rate(case)
+        return ratio_interval(t.by_case.get(case, 0), t.labelled, base.k, base.n)
+
     @property
     def frame_base_rate(self) -> float:
-        """Share of every frame the cars rendered that shows the case (frames are correlated: no interval)."""
+        """Share of every frame the cars rendered that shows a case (frames are correlated: no interval)."""
         frames = sum(f["frames"] for f in self.fleet)
         return sum(f["case_frames"] for f in self.fleet) / frames if frames else float("nan")
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from demo.accounting import ArmLedger, Candidate, Experiment, SuiteScore, TriggerStats
 from demo.arms import Arm, ArmContext, PoolSample, budget_schedule
-from demo.scenario import Scenario, trigger_plans
+from demo.scenario import OCCLUDED, LongTailCase, Scenario, trigger_plans
 from demo.stack import Stack
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
@@ -71,8 +71,8 @@ class ExperimentRun:
         self.say = say
         self.suffix = f"{run_id}-s{seed}"
         self.lines = {name: f"demo-{self.suffix}-{name}" for name in self.arms}
-        self.result = Experiment(seed=seed, suffix=self.suffix, target=settings.target, target_suite=scenario.case.suite, suites=dict(suites))
-        self.result.arms = {name: ArmLedger(name, scenario.case.suite, settings.target, settings.tolerance) for name in self.arms}
+        self.result = Experiment(seed=seed, suffix=self.suffix, target=settings.target, cases={c.name: c.suite for c in scenario.cases}, suites=dict(suites))
+        self.result.arms = {name: ArmLedger(name, tuple(scenario.case_suites), settings.target, settings.tolerance) for name in self.arms}
         self.triggers: dict[str, TriggerStats] = {}
         self.pool: dict[str, list[PoolSample]] = {"triggered": [], "random": []}
         self.counted: set[str] = set()
@@ -80,8 +80,9 @@ class ExperimentRun:
         self.truth: dict[str, dict] = {}
         self.images: dict[str, np.ndarray] = {}
         self.seed_ids: list[str] = []
-        self.detector = f"occluded_stop_{self.suffix.replace('-', '_')}"
-        self.detector_published = False
+        # One trigger detector per case, beamed to the cars under its bare name (the occluded one keeps its old name).
+        self.detectors = {c.name: (f"occluded_stop_{self.suffix}" if c is OCCLUDED else f"{c.name}_{self.suffix}").replace("-", "_") for c in scenario.cases}
+        self.published: set[str] = set()  # cases whose detector is on the cars
         self.production: dict[str, dict[str, SuiteScore]] = {}
         self.drives = 0
 
@@ -98,9 +99,11 @@ class ExperimentRun:
             if self.stack.triton:  # inference serves once a PRODUCTION version of its line exists
                 self.stack.start("inference", INFERENCE_MODEL_NAME=self.triggered_line)
             self.label_seed_set()
-            self.detector_published = self.train_detector(0, self.seed_ids, f"{len(self.seed_ids)} labelled seed frames")
-            if not self.detector_published:
-                self.result.notes.append(f"the trigger detector was not published ({self.result.detectors[-1]['gate']}): no detector trigger")
+            for case in self.scenario.cases:
+                if self.train_detector(case, 0, self.seed_ids, f"{len(self.seed_ids)} labelled seed frames"):
+                    self.published.add(case.name)
+                else:
+                    self.result.notes.append(f"the {case.name} trigger detector was not published ({self.result.detectors[-1]['gate']}): no detector trigger for it")
             self.create_triggers()
             since_ms = int(time.time() * 1000) - 1000
             self.drive(0, min(10.0, self.s.duration_s), "backtest-drive")  # recorded telemetry, no trigger active
@@ -122,6 +125,7 @@ class ExperimentRun:
                                                     else f"--max-iterations {self.s.max_iterations}")
         finally:
             self.retire_triggers()
+            self.result.picked_by_trigger = {t: len(ids) for t, ids in getattr(self.arms.get("triggered"), "picked_from", {}).items()}
             self.result.wall_seconds = time.perf_counter() - started
         return self.result
 
@@ -142,7 +146,7 @@ class ExperimentRun:
                 break
         # The ground truth stands in for the labels an arm paid for (the simulated labellers' error rate is 2%).
         context = ArmContext(seed=self.seed, priorities={t.trigger_id: t.priority for t in self.triggers.values()}, entropy=self.entropies,
-                             positive=self.is_positive)
+                             positive=self.shows_unmet_case)
         runs = {}
         for arm in active:
             picked = arm.pick(self.pool[arm.source] if arm.uses_fleet else [], wants[arm.name], context)
@@ -153,8 +157,8 @@ class ExperimentRun:
             self.say(f"[green]dataset[/] {arm.name} i{iteration}: +{len(picked)} fleet labels -> {c.labels} labels "
                      f"({len(self.seed_ids)} seed set, {positives} fleet frames showing the case)")
             runs[arm.name] = (self.start_run(arm.name, iteration, ds), c)
-        if "triggered" in runs and self.detector_published:
-            self.retrain_detector(iteration)  # queued behind the arms' runs; beamed before the next drive
+        if "triggered" in runs and self.published:
+            self.retrain_detectors(iteration)  # queued behind the arms' runs; beamed before the next drive
         for name, (run_id, c) in runs.items():
             self.record(name, self.wait_run(run_id, f"{name} i{iteration}"), c)
         triggered = self.result.arms.get("triggered")
@@ -216,39 +220,45 @@ class ExperimentRun:
         return f"seed-{self.suffix}"
 
     def label_seed_set(self) -> None:
-        positives, negatives = self.scenario.seed_set(self.seed)
         vehicle = f"seed-{self.suffix}"
-        self.seed_ids = register_frames(self.stack, positives, vehicle, self.seed_trigger) + register_frames(self.stack, negatives, vehicle, self.seed_trigger)
+        shown = []
+        for case in self.scenario.cases:
+            close_ups = self.scenario.seed_close_ups(case, self.seed)
+            self.seed_ids += [sid for sid in register_frames(self.stack, close_ups, vehicle, self.seed_trigger) if sid not in self.seed_ids]
+            shown.append(f"{len(close_ups.images)} close-ups of {self.scenario.seed_signs} {case.description}")
+        negatives = self.scenario.fleet_like_negatives(self.seed)
+        self.seed_ids += [sid for sid in register_frames(self.stack, negatives, vehicle, self.seed_trigger) if sid not in self.seed_ids]
         self.result.labels_total += label_queue(self.stack, self.ground_truth, self.seed)
         self.result.seed_labels = len(self.seed_ids)
-        self.say(f"[magenta]operator[/] seed set: {len(positives.images)} close-ups of {self.scenario.seed_signs} signs {self.scenario.case.description} "
-                 f"and {len(negatives.images)} fleet-like frames, labelled")
+        self.say(f"[magenta]operator[/] seed set: {'; '.join(shown)}; {len(negatives.images)} fleet-like frames; labelled")
 
     # ------------------------------------------------------------------ trigger detector
-    def train_detector(self, iteration: int, sample_ids: list[str], what: str) -> bool:
-        """A detector run on the labelled `sample_ids`; True when published (beamed to the cars)."""
+    def train_detector(self, case: LongTailCase, iteration: int, sample_ids: list[str], what: str) -> bool:
+        """`case`'s detector run on the labelled `sample_ids` (its positive predicate makes the
+        other cases' frames its negatives); True when published (beamed to the cars)."""
+        detector = self.detectors[case.name]
         created = self.stack.labels.CreateDataset(L.CreateDatasetRequest(
-            name=f"demo-{self.suffix}-detector", tasks=[self.scenario.case.task], filter=L.SampleFilter(sample_ids=sample_ids),
-            split=L.SplitSpec(val_fraction=0.25), description=f"{self.scenario.case.name} detector, iteration {iteration}: {what}"),
-            metadata=self.stack.auth, timeout=120)
+            name=f"demo-{self.suffix}-detector" + ("" if case is OCCLUDED else f"-{case.name.replace('_', '-')}"), tasks=[case.task],
+            filter=L.SampleFilter(sample_ids=sample_ids), split=L.SplitSpec(val_fraction=0.25),
+            description=f"{case.name} detector, iteration {iteration}: {what}"), metadata=self.stack.auth, timeout=120)
         ds = created.dataset
-        if created.already_existed and self.result.detectors:
+        if created.already_existed and any(d["name"] == detector for d in self.result.detectors):
             self.say(f"[blue]detector[/] no new labelled upload since {ds.name}@{ds.version}, not retrained")
             return False
-        spec = T.RunSpec(kind=T.RUN_KIND_TRIGGER_DETECTOR, model_name=self.detector, detector_name=self.detector, tasks=[self.scenario.case.task],
-                         positive_predicate=self.scenario.case.label_predicate, seed=self.seed * 100 + iteration, epochs=16,
+        spec = T.RunSpec(kind=T.RUN_KIND_TRIGGER_DETECTOR, model_name=detector, detector_name=detector, tasks=[case.task],
+                         positive_predicate=case.label_predicate, seed=self.seed * 100 + iteration, epochs=16,
                          datasets=[C.DatasetRef(name=ds.name, version=ds.version)])
-        run = self.wait_run(self.stack.trainer.StartRun(T.StartRunRequest(spec=spec), metadata=self.stack.auth, timeout=10).run.run_id, f"detector i{iteration}")
+        run = self.wait_run(self.stack.trainer.StartRun(T.StartRunRequest(spec=spec), metadata=self.stack.auth, timeout=10).run.run_id, f"{case.name} detector i{iteration}")
         accepted = run.status == T.RUN_STATUS_SUCCEEDED
         samples = ds.split_counts.train + ds.split_counts.val + ds.split_counts.test
-        entry = {"name": self.detector, "iteration": iteration, "version": int(run.model.version) if accepted else 0, "samples": samples,
+        entry = {"name": detector, "case": case.name, "iteration": iteration, "version": int(run.model.version) if accepted else 0, "samples": samples,
                  "dataset": f"{ds.name}@{ds.version}", "status": T.RunStatus.Name(run.status).removeprefix("RUN_STATUS_"),
                  "gate": "; ".join(run.gate_report.reasons) or run.error}
         self.result.detectors.append(entry)
-        self.say(f"[blue]detector[/] {self.detector} v{run.model.version} from {what} ({samples} samples): {entry['status'].lower()} ({entry['gate']})")
+        self.say(f"[blue]detector[/] {detector} v{run.model.version} from {what} ({samples} samples): {entry['status'].lower()} ({entry['gate']})")
         return accepted
 
-    def retrain_detector(self, iteration: int) -> None:
+    def retrain_detectors(self, iteration: int) -> None:
         """The labels the triggered arm paid for join the seed set: the cases its triggers found at
         distances and angles the seed set lacks, and their false alarms (hard negatives). The next
         version, beamed under the same name, fires on more of the case and less on what it confused.
@@ -257,18 +267,21 @@ class ExperimentRun:
         picked = self.arms["triggered"].picked
         if not picked:
             return
-        positives = sum(self.is_positive(sid) for sid in picked)
-        self.train_detector(iteration, self.seed_ids + picked, f"the seed set and the triggered arm's {len(picked)} fleet labels ({positives} showing the case)")
+        for case in self.scenario.cases:
+            if case.name in self.published:
+                positives = sum(self.shows(sid, case.name) for sid in picked)
+                self.train_detector(case, iteration, self.seed_ids + picked,
+                                    f"the seed set and the triggered arm's {len(picked)} fleet labels ({positives} showing the case)")
 
     # ------------------------------------------------------------------ triggers
     def create_triggers(self) -> None:
         from google.protobuf import duration_pb2
 
-        plans = trigger_plans(self.suffix, self.detector if self.detector_published else "", self.s.duration_s, self.s.per_car_uploads,
+        plans = trigger_plans(self.suffix, {c: d for c, d in self.detectors.items() if c in self.published}, self.s.duration_s, self.s.per_car_uploads,
                               self.s.random_per_car)
         for p in plans:
             spec = S.TriggerSpec(name=p.trigger_id, expression=p.expression, site=S.TRIGGER_SITE_FLEET if p.fleet else S.TRIGGER_SITE_EDGE,
-                                 task=self.scenario.case.task, priority=p.priority,
+                                 task=self.scenario.tasks[0], priority=p.priority,
                                  firing_mode=S.FIRING_MODE_EVERY_FRAME if p.every_frame else S.FIRING_MODE_RISING_EDGE,
                                  min_interval=duration_pb2.Duration(seconds=int(p.min_interval_s), nanos=int((p.min_interval_s % 1) * 1e9)),
                                  upload_budget=100_000, max_uploads_per_car_hour=p.per_car_hour,
@@ -321,7 +334,8 @@ class ExperimentRun:
                         vehicle_prefix=f"{self.suffix}-{label}", ring_frames=min(300, int(duration_s * self.s.fps) + 1), request_grace_s=3.0)
         fleet = SimulatedFleet(sim, World(WorldConfig(), seed=self.seed), self.model, store=self.stack.objects,
                                gateway_address=self.stack.processes["gateway"].address, token_secret=self.stack.fleet_secret,
-                               truth_tags={"case": self.scenario.case.truth})
+                               truth_tags={"case": lambda objects: bool(self.scenario.cases_shown(objects)),
+                                           **{f"case:{c.name}": c.truth for c in self.scenario.cases}})
         t0, last = time.perf_counter(), [0.0]
 
         def progress(report, fraction):
@@ -337,7 +351,8 @@ class ExperimentRun:
         self.result.fleet.append({"iteration": iteration, "label": label, "frames": report.frames, "acked": report.frames_acked,
                                   "fires": dict(report.fires), "uploads": report.uploads, "upload_errors": report.upload_errors,
                                   "models": dict(report.models), "shadow_frames": report.shadow_frames, "shadow_disagreements": report.shadow_disagreements,
-                                  "case_frames": report.truth_frames.get("case", 0), "wall_s": round(wall, 1),
+                                  "case_frames": report.truth_frames.get("case", 0),
+                                  "case_frames_by_case": {c.name: report.truth_frames.get(f"case:{c.name}", 0) for c in self.scenario.cases}, "wall_s": round(wall, 1),
                                   "upload_retries": report.upload_retries})
         self.uploaded.update(sid for sid, tid in report.snapshot_ids.items() if tid in self.triggers)
         for tid, n in report.fires.items():
@@ -366,7 +381,10 @@ class ExperimentRun:
             if s.sample_id not in labelled:
                 continue
             stats.labelled += 1
-            stats.true_positive += self.is_positive(s.sample_id)
+            shown = self.cases_shown(s.sample_id)
+            stats.true_positive += bool(shown)
+            for case in shown:
+                stats.by_case[case] = stats.by_case.get(case, 0) + 1
             self.pool[stats.source].append(PoolSample(s.sample_id, s.provenance.trigger_id, s.provenance.captured_at.ToNanoseconds(),
                                                       s.bucket, s.object_key, s.content_type))
         for stats in self.triggers.values():
@@ -377,7 +395,7 @@ class ExperimentRun:
 
     def list_samples(self, trigger_ids: list[str], status: int = L.LABEL_STATUS_UNSPECIFIED) -> list:
         out, token = [], ""
-        flt = L.SampleFilter(trigger_ids=trigger_ids, tasks=[self.scenario.case.task] if status else [], label_status=status)
+        flt = L.SampleFilter(trigger_ids=trigger_ids, tasks=self.scenario.tasks if status else [], label_status=status)
         while True:
             page = self.stack.labels.ListSamples(L.ListSamplesRequest(filter=flt, page_size=500, page_token=token), timeout=30)
             out.extend(page.samples)
@@ -411,11 +429,26 @@ class ExperimentRun:
                 return None
         return self.truth[sample_id]
 
-    def is_positive(self, sample_id: str) -> bool:
+    def cases_shown(self, sample_id: str) -> list[str]:
+        """The cases the sample's firing frame shows (ground truth)."""
         from label_store.labellers import firing_objects
 
         truth = self.ground_truth(sample_id)
-        return bool(truth) and self.scenario.case.is_positive(firing_objects(truth))
+        return self.scenario.cases_shown(firing_objects(truth)) if truth else []
+
+    def is_positive(self, sample_id: str) -> bool:
+        return bool(self.cases_shown(sample_id))
+
+    def shows(self, sample_id: str, case: str) -> bool:
+        return case in self.cases_shown(sample_id)
+
+    def shows_unmet_case(self, sample_id: str) -> bool:
+        """A paid-for label is worth more of its kind while it shows a case the triggered arm has
+        not reached yet: its triggers' estimated yield follows what is still missing."""
+        ledger = self.result.arms.get("triggered")
+        short = set(ledger.short_of_target()) if ledger is not None else set()
+        wanted = [c for c, suite in self.result.cases.items() if suite in short] or list(self.result.cases)
+        return any(c in wanted for c in self.cases_shown(sample_id))
 
     # ------------------------------------------------------------------ training
     def entropies(self, arm: str, pool: list[PoolSample]) -> list[float]:
@@ -430,7 +463,7 @@ class ExperimentRun:
             fetched = data_mod.fetch_images(lambda bucket, key: self.stack.objects.get(key),
                                             [data_mod.Example(s.sample_id, "", s.bucket, s.object_key, s.content_type) for s in missing])
             self.images.update(zip((s.sample_id for s in missing), fetched))
-        task = self.scenario.case.task
+        task = self.scenario.tasks[0]
         out = []
         for prediction in model.predict(np.stack([self.images[s.sample_id] for s in pool])):
             p = np.array([v for v in prediction[task]["class_scores"].values() if v > 0.0])
@@ -439,7 +472,7 @@ class ExperimentRun:
 
     def dataset(self, arm: Arm, iteration: int):
         ds = self.stack.labels.CreateDataset(L.CreateDatasetRequest(
-            name=f"demo-{self.suffix}-{arm.name}", tasks=[self.scenario.case.task], filter=L.SampleFilter(sample_ids=self.seed_ids + arm.picked),
+            name=f"demo-{self.suffix}-{arm.name}", tasks=self.scenario.tasks, filter=L.SampleFilter(sample_ids=self.seed_ids + arm.picked),
             split=L.SplitSpec(val_fraction=0.1, test_fraction=0.0), description=f"demo {self.suffix}: {arm.name} arm, iteration {iteration}"),
             metadata=self.stack.auth, timeout=120).dataset
         return ds
@@ -484,10 +517,10 @@ class ExperimentRun:
         c.production = dict(c.candidate if c.accepted else self.production.get(arm, before))
         self.production[arm] = c.production
         self.result.arms[arm].record(c)
-        target = c.candidate.get(self.scenario.case.suite)
         verdict = ("accepted -> CANDIDATE" if arm == "triggered" else "accepted -> PRODUCTION") if c.accepted else f"{c.status.lower()} ({'; '.join(c.reasons)[:160]})"
-        self.say(f"[blue]gate[/] {arm} i{c.iteration} v{c.version} ({c.labels} labels): {verdict}; candidate on {self.scenario.case.suite}: "
-                 + (f"{target.passed}/{target.cases}" if target else "n/a"))
+        on_cases = ", ".join(f"{suite} {c.candidate[suite].passed}/{c.candidate[suite].cases}" if suite in c.candidate else f"{suite} n/a"
+                             for suite in self.scenario.case_suites)
+        self.say(f"[blue]gate[/] {arm} i{c.iteration} v{c.version} ({c.labels} labels): {verdict}; candidate: {on_cases}")
         if c.accepted and arm == "triggered":
             self.shadow_and_promote(c)
 

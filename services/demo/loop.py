@@ -23,7 +23,7 @@ from pathlib import Path
 from demo.accounting import DemoResult
 from demo.arms import default_arms
 from demo.experiment import ExperimentRun, Settings, register_frames
-from demo.scenario import Scenario
+from demo.scenario import CASES, Scenario
 from demo.stack import Stack
 
 BOOTSTRAP_SEED = 3  # the fleet's shadow model and the baseline (cached by fleet_sim.bootstrap)
@@ -48,6 +48,7 @@ class DemoConfig:
     replay_samples: int = 400  # synthetic common-case frames each run rehearses (against forgetting; no labels)
     epochs: int = 6
     seeds: list[int] = field(default_factory=lambda: [0])  # world/fleet seeds, one experiment each
+    cases: list[str] = field(default_factory=lambda: ["occluded"])  # long-tail cases worked at once (demo.scenario.CASES)
     out: Path = Path("out/demo")
     triton: bool = True  # inference (pre-labels) needs Triton
     prometheus: bool = True  # a local Prometheus scraping every service (skipped with a note if not installed)
@@ -59,10 +60,12 @@ class DemoConfig:
                   "cap-factor": self.cap_factor >= 1.0, "max-iterations": self.max_iterations >= 1, "duration": self.duration_s > 0, "fps": 0.5 <= self.fps <= 30.0,
                   "suite-cases": self.suite_cases >= 1, "seed-examples": self.seed_examples >= 2, "per-car-uploads": self.per_car_uploads >= 1,
                   "random-per-car": self.random_per_car >= 1, "shadow-s": self.shadow_s > 0, "epochs": self.epochs >= 1,
-                  "seeds": bool(self.seeds) and len(set(self.seeds)) == len(self.seeds)}
+                  "seeds": bool(self.seeds) and len(set(self.seeds)) == len(self.seeds),
+                  "cases": bool(self.cases) and len(set(self.cases)) == len(self.cases) and all(c in CASES for c in self.cases)}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError("invalid demo settings: --" + ", --".join(bad) + " (see `longtail demo --help` for the ranges)")
+            raise ValueError("invalid demo settings: --" + ", --".join(bad) + " (see `longtail demo --help` for the ranges; cases: "
+                             + ", ".join(CASES) + ")")
 
     def settings(self) -> Settings:
         return Settings(cars=self.cars, duration_s=self.duration_s, fps=self.fps, budget=self.budget, growth=self.growth, target=self.target, tolerance=self.tolerance,
@@ -77,7 +80,7 @@ class Demo:
         self.say = say
         self.run_id = uuid.uuid4().hex[:6]
         self.stack = Stack(self.run_id, say, config.manage_infra, config.triton, config.prometheus)
-        self.scenario = Scenario(suite_cases=config.suite_cases, seed_positives=config.seed_examples)
+        self.scenario = Scenario(cases=tuple(CASES[c] for c in config.cases), suite_cases=config.suite_cases, seed_positives=config.seed_examples)
         self.result = DemoResult(run=self.run_id, config=asdict(config))
         self.on_experiment: Callable[[DemoResult], None] | None = None
 

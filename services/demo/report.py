@@ -50,8 +50,28 @@ def experiment_summary(exp: Experiment) -> dict:
                          "true_positive": t.true_positive, "yield": _num(y.value), "yield_ci95": [_num(y.low), _num(y.high)],
                          "yield_vs_base_rate": _num(lift), "yield_vs_base_rate_ci95": [_num(low), _num(high)]})
     base = exp.base_rate
-    return {"seed": exp.seed, "arms": arms, "triggers": triggers, "base_rate": _num(base.value), "base_rate_ci95": [_num(base.low), _num(base.high)],
+    return {"seed": exp.seed, "arms": arms, "triggers": triggers, "cases": case_summary(exp), "base_rate": _num(base.value), "base_rate_ci95": [_num(base.low), _num(base.high)],
             "base_rate_n": base.n, "frame_base_rate": _num(exp.frame_base_rate), "labels_total": exp.labels_total, "wall_seconds": round(exp.wall_seconds, 1)}
+
+
+def case_summary(exp: Experiment) -> dict:
+    """Per long-tail case: its suite, labels to target and final candidate per arm, its base rate
+    and each trigger's yield of it against that base rate."""
+    out = {}
+    for case, suite in exp.cases.items():
+        base = exp.case_base_rate(case)
+        triggers = {}
+        for t in exp.triggers:
+            lift, low, high = exp.case_lift(t, case)
+            y = t.case_yield(case)
+            triggers[t.trigger_id] = {"true_positive": t.by_case.get(case, 0), "labelled_uploads": t.labelled, "yield": _num(y.value),
+                                      "yield_vs_base_rate": _num(lift), "yield_vs_base_rate_ci95": [_num(low), _num(high)]}
+        out[case] = {"suite": suite, "cases": exp.suites.get(suite, 0), "base_rate": _num(base.value), "base_rate_ci95": [_num(base.low), _num(base.high)],
+                     "labels_to_target": {name: ledger.labels_to(suite) for name, ledger in exp.arms.items()},
+                     "final_candidate_pass": {name: _num(ledger.final("candidate")[suite].rate.value) if suite in ledger.final("candidate") else None
+                                              for name, ledger in exp.arms.items()},
+                     "triggers": triggers}
+    return out
 
 
 def summary(result: DemoResult) -> dict:
@@ -61,6 +81,7 @@ def summary(result: DemoResult) -> dict:
     per_seed = [experiment_summary(e) for e in result.experiments]
     first = result.experiments[0] if result.experiments else None
     out = {"target": float(first.target) if first else float(result.config.get("target", 0.90)), "target_suite": first.target_suite if first else "",
+           "target_suites": first.target_suites if first else [],
            "tolerance": next((a.tolerance for a in first.arms.values()), 0.0) if first else float(result.config.get("tolerance", 0.02)),
            "suites": {s: {"cases": n} for s, n in (first.suites.items() if first else ())}, "wall_seconds": round(result.wall_seconds, 1),
            "seeds": [e.seed for e in result.experiments], "triggers": [t for s in per_seed for t in s["triggers"]], "per_seed": per_seed}
@@ -75,6 +96,14 @@ def summary(result: DemoResult) -> dict:
                       "labels_to_target_by_seed": reached, "seeds_reached": sum(x is not None for x in reached), "label_cap": max(r["label_cap"] for r in rows),
                       "final_candidate_pass": mean_of("final_candidate_pass"), "final_production_pass": mean_of("final_production_pass")}
     out["arms"] = arms
+    cases = {}
+    for case, entry in (per_seed[0]["cases"].items() if per_seed else ()):
+        by_seed = {name: [s["cases"][case]["labels_to_target"][name] for s in per_seed] for name in entry["labels_to_target"]}
+        cases[case] = {"suite": entry["suite"], "cases": entry["cases"], "labels_to_target_by_seed": by_seed,
+                       "labels_to_target": {n: int(sorted(v)[len(v) // 2]) if all(x is not None for x in v) else None for n, v in by_seed.items()},
+                       "base_rate": _num(rate(sum(round((s["cases"][case]["base_rate"] or 0) * s["base_rate_n"]) for s in per_seed),
+                                              sum(s["base_rate_n"] for s in per_seed)).value)}
+    out["cases"] = cases
     return out
 
 
@@ -147,10 +176,11 @@ def plots(result: DemoResult, out: Path) -> list[Path]:
 def answer_lines(result: DemoResult, exp: Experiment) -> list[str]:
     trig = exp.arms.get("triggered")
     t_needed = trig.labels_to_target if trig else None
-    lines = [f"| arm | labels to {pct(exp.target)} on {exp.target_suite} | label cap | stopped | final candidate on {exp.target_suite} [95% CI] | vs triggered |",
+    suites = exp.target_suites
+    lines = [f"| arm | labels to {pct(exp.target)} on {' and '.join(suites)} | label cap | stopped | final candidate on {', '.join(suites)} [95% CI] | vs triggered |",
              "|---|---|---|---|---|---|"]
     for name, ledger in exp.arms.items():
-        final = ledger.final("candidate").get(exp.target_suite)
+        finals = ledger.final("candidate")
         needed = ledger.labels_to_target
         if name == "triggered" or t_needed is None:
             ratio = "—"
@@ -159,8 +189,42 @@ def answer_lines(result: DemoResult, exp: Experiment) -> list[str]:
         else:
             ratio = f"{needed / t_needed:.1f}×"
         lines.append(f"| {name} | {needed if needed is not None else '> ' + str(ledger.labels_spent)} | {ledger.label_cap if ledger.label_cap is not None else '—'} | "
-                     f"{ledger.stopped} | {interval(final.rate) if final else 'n/a'} | {ratio} |")
+                     f"{ledger.stopped} | {'; '.join(interval(finals[s].rate) if s in finals else 'n/a' for s in suites)} | {ratio} |")
     return lines
+
+
+def case_lines(exp: Experiment) -> list[str]:
+    """Several cases at once: per case, labels to target per arm, its base rate and its triggers'
+    yield of it; then the cases' suites ranked by how far the triggered arm is from the target
+    (what needs data next) and how the triggered arm split its labels between the triggers."""
+    lines = [f"### Cases (seed {exp.seed})", "",
+             "Each case has its own suite, seed set, detector and detector trigger; they share one fleet and one label budget. Labels to target "
+             "on one case's suite counts the candidate that first reached it with no other suite more than the tolerance below the baseline.", "",
+             "| case | suite | baseline | " + " | ".join(f"{a}: labels to target, final candidate" for a in exp.arms) + " | base rate [95% CI] | its detector trigger: yield × base rate |",
+             "|---|---|---|" + "---|" * len(exp.arms) + "---|---|"]
+    for case, suite in exp.cases.items():
+        base = exp.baseline.get(suite)
+        cells = []
+        for ledger in exp.arms.values():
+            needed, final = ledger.labels_to(suite), ledger.final("candidate").get(suite)
+            cells.append(f"{needed if needed is not None else '> ' + str(ledger.labels_spent)}, {pct(final.rate.value) if final else 'n/a'}")
+        own = [t for t in exp.triggers if t.source == "triggered" and t.trigger_id.startswith("detector-")
+               and (case.replace("_", "-") in t.trigger_id or (case == "occluded" and t.trigger_id.startswith("detector-stop-")))]
+        lift = ", ".join(f"{t.by_case.get(case, 0)}/{t.labelled} = " + (f"{exp.case_lift(t, case)[0]:.1f}×" if t.labelled and exp.case_base_rate(case).k else "n/a")
+                         for t in own) or "no detector published"
+        lines.append(f"| {case} | {suite} | {interval(base.rate) if base else 'n/a'} | " + " | ".join(cells) + f" | {interval(exp.case_base_rate(case))} | {lift} |")
+    trig = exp.arms.get("triggered")
+    if trig is not None and trig.candidates:
+        final = trig.final("candidate")
+        ranked = sorted(exp.cases.values(), key=lambda s: final[s].rate.value if s in final else -1.0)
+        lines += ["", "Which case needs data next (the triggered arm's final candidate, lowest first; below the target is failing): "
+                  + ", ".join(f"{s} {pct(final[s].rate.value) if s in final else 'n/a'}" + ("" if s in final and final[s].rate.value >= exp.target else " (failing)")
+                              for s in ranked) + "."]
+    if exp.picked_by_trigger:
+        total = sum(exp.picked_by_trigger.values())
+        lines += ["", "The triggered arm's fleet labels by trigger (its budget split, by measured yield of the cases it has not reached yet): "
+                  + ", ".join(f"{t} {n} ({n / total:.0%})" for t, n in sorted(exp.picked_by_trigger.items(), key=lambda kv: -kv[1])) + "."]
+    return lines + [""]
 
 
 def markdown(result: DemoResult) -> str:
@@ -192,6 +256,8 @@ def markdown(result: DemoResult) -> str:
                   f"({result.config.get('cap_factor', '10')}× what the triggered arm needed).", ""]
         lines += answer_lines(result, exp)
         lines += ["", f"![labels to target](labels_to_target{tag}.png)", ""]
+        if len(exp.cases) > 1:
+            lines += case_lines(exp)
         br = exp.base_rate
         lines += [f"### Yield per trigger (seed {exp.seed})", "",
                   f"Base rate: {interval(br)} of the random pool's labelled uploads show the case; {pct(exp.frame_base_rate)} of all "

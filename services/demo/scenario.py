@@ -52,6 +52,10 @@ class LongTailCase:
     suite: str
     truth: Callable[[list], bool]  # over a frame's ground truth (dicts or GroundTruthObjects)
     description: str = ""
+    suite_predicate: str = "any(d.cls == stop_sign and d.conf >= 0.5)"  # what a suite case must show: detected (and, for some, its attribute)
+    distance: tuple[float, float] = (4.0, 30.0)  # of the suite's approaches
+    min_px: float = 6  # a suite case's sign is at least this tall
+    world_seed: int = 10_779  # of the suite's held-out world (one per case: see the module docstring)
 
     def is_positive(self, objects: list) -> bool:
         return self.truth(objects)
@@ -71,6 +75,25 @@ OCCLUDED = LongTailCase(
     truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, "occlusion") == "foliage" for o in objects),
     description="stop signs partly hidden by foliage",
 )
+# The network must say what it sees, not only that a sign is there: the bootstrap model (common cases
+# only) detects these signs but always answers modifier "none" and mount "pole" (0% on their suites),
+# and the seed set alone does not move that (measured offline: 0%); fleet frames of the case do
+# (about 300 of them: 86-95%). See docs/demo.md.
+EXCEPT_RIGHT_TURN = LongTailCase(
+    name="except_right_turn", task="stop_sign", label_predicate="any(d.cls == stop_sign and d.attr.modifier == except_right_turn)",
+    world=WorldConfig().only(modifier_rate=1.0), suite="stop_sign.except-right-turn",
+    truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, "modifier") == "except_right_turn" for o in objects),
+    description="stop signs with an \"except right turn\" plate",
+    suite_predicate="any(d.cls == stop_sign and d.conf >= 0.5 and d.attr.modifier == except_right_turn)", distance=(4.0, 20.0), min_px=8,
+)
+HANDHELD = LongTailCase(
+    name="handheld", task="stop_sign", label_predicate="any(d.cls == stop_sign and d.attr.mount == handheld)",
+    world=WorldConfig().only(handheld_rate=1.0), suite="stop_sign.handheld",
+    truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, "mount") == "handheld" for o in objects),
+    description="stop signs held by a person (school crossings, road works)",
+    suite_predicate="any(d.cls == stop_sign and d.conf >= 0.5 and d.attr.mount == handheld)", distance=(4.0, 20.0),
+)
+CASES = {c.name: c for c in (OCCLUDED, EXCEPT_RIGHT_TURN, HANDHELD)}
 
 
 def visible(cls: str, min_px: float) -> Callable:
@@ -86,7 +109,10 @@ def no_stop_sign(target, gt: list[GroundTruthObject]) -> bool:
 
 @dataclass
 class Scenario:
-    case: LongTailCase = OCCLUDED
+    """`cases`: the long-tail cases worked at the same time (one suite, seed set, detector and
+    detector trigger each; one fleet and one label budget for all of them)."""
+
+    cases: tuple[LongTailCase, ...] = (OCCLUDED,)
     suite_cases: int = 100
     seed_positives: int = 20
     seed_signs: int = 6  # distinct signs the operator photographed
@@ -94,10 +120,15 @@ class Scenario:
     suites: list[SuiteSpec] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if not self.cases or len({c.name for c in self.cases}) != len(self.cases):
+            raise ValueError("a scenario needs at least one long-tail case, each once")
         if not self.suites:
             self.suites = [
-                # Detected at all, over the fleet's diversity of the case.
-                SuiteSpec(self.case.suite, self.case.task, DETECTED, self.case.world, 10_779, {STOP_SIGN: 1.0}, (4.0, 30.0), visible(STOP_SIGN, 6)),
+                # Each case over the fleet's diversity of it (held-out world seeds: 10_779 and up).
+                SuiteSpec(c.suite, c.task, c.suite_predicate, c.world, c.world_seed + (0 if c is OCCLUDED else 20 + i), {STOP_SIGN: 1.0}, c.distance,
+                          visible(STOP_SIGN, c.min_px))
+                for i, c in enumerate(self.cases)
+            ] + [
                 SuiteSpec("stop_sign.regressions", "stop_sign", DETECTED, WorldConfig().common_only(), 10_778, {STOP_SIGN: 1.0}, (4.0, 25.0), visible(STOP_SIGN, 6)),
                 SuiteSpec("stop_sign.no-false-alarms", "stop_sign", "not any(d.cls == stop_sign and d.conf >= 0.5)", WorldConfig(), 10_780,
                           {RED_ROUND_SIGN: 0.5, OTHER_SIGN: 0.3, TRAFFIC_LIGHT: 0.2}, (4.0, 20.0), no_stop_sign),
@@ -105,26 +136,44 @@ class Scenario:
                           {TRAFFIC_LIGHT: 1.0}, (4.0, 14.0), visible(TRAFFIC_LIGHT, 12), lateral_sd=0.5, heading_sd=0.05),
             ]
 
+    @property
+    def case_suites(self) -> list[str]:
+        return [c.suite for c in self.cases]
+
+    @property
+    def tasks(self) -> list[str]:
+        return sorted({c.task for c in self.cases})
+
+    def cases_shown(self, objects: list) -> list[str]:
+        """The names of the cases a frame's ground truth shows."""
+        return [c.name for c in self.cases if c.truth(objects)]
+
     def suite_frames(self, spec: SuiteSpec, index: int):
         from fleet_sim.bootstrap import sample_frames
 
         return sample_frames(World(spec.world, seed=spec.world_seed), self.suite_cases, seed=50 + index, mix=spec.mix, distance=spec.distance,
                              accept=spec.accept, max_tries=50, lateral_sd=spec.lateral_sd, heading_sd=spec.heading_sd)
 
-    def seed_set(self, seed: int = 0):
-        """(positives, negatives): close-ups (5-10 m, centred) of `seed_signs` lightly occluded signs,
-        and `seed_negatives` times as many fleet-like frames (road, plain stop signs, look-alikes): a
-        detector that only saw signs close up fires on trees and red signs all over the fleet."""
+    def seed_close_ups(self, case: LongTailCase, seed: int = 0):
+        """Close-ups (5-10 m, centred) of `seed_signs` signs of `case` (lightly occluded ones for
+        the occluded case): what an operator gathers by hand when asked for the case."""
         from fleet_sim.bootstrap import sample_frames
 
-        world = World(self.case.world, seed=20_011 + 100 * seed)
+        index = self.cases.index(case)
+        world = World(case.world, seed=20_011 + 100 * seed + 7 * index)
         light = [o for o in world.objects_of(STOP_SIGN) if o.foliage is None or o.foliage.covered_fraction < 0.55][: self.seed_signs]
         chosen = {o.object_id for o in light}
-        positives = sample_frames(world, self.seed_positives, seed=71, mix={STOP_SIGN: 1.0}, distance=(5.0, 10.0), accept=visible(STOP_SIGN, 8),
-                                  max_tries=50, lateral_sd=0.2, heading_sd=0.02, objects=lambda o: o.object_id in chosen)
-        negatives = sample_frames(World(WorldConfig().common_only(), seed=20_012 + 100 * seed), self.seed_negatives * self.seed_positives, seed=72, mix=FLEET_LIKE,
-                                  distance=(4.0, 30.0))
-        return positives, negatives
+        return sample_frames(world, self.seed_positives, seed=71, mix={STOP_SIGN: 1.0}, distance=(5.0, 10.0), accept=visible(STOP_SIGN, 8),
+                             max_tries=50, lateral_sd=0.2, heading_sd=0.02, objects=lambda o: o.object_id in chosen)
+
+    def fleet_like_negatives(self, seed: int = 0):
+        """`seed_negatives` times as many fleet-like frames (road, plain stop signs, look-alikes) as
+        one case has positives, shared by every case's detector: a detector that only saw signs
+        close up fires on trees and red signs all over the fleet."""
+        from fleet_sim.bootstrap import sample_frames
+
+        return sample_frames(World(WorldConfig().common_only(), seed=20_012 + 100 * seed), self.seed_negatives * self.seed_positives, seed=72,
+                             mix=FLEET_LIKE, distance=(4.0, 30.0))
 
 
 @dataclass(frozen=True)
@@ -142,12 +191,18 @@ class TriggerPlan:
     priority: int = 0
 
 
-def trigger_plans(suffix: str, detector: str, duration_s: float, per_car: int, random_per_car: int) -> list[TriggerPlan]:
-    """The operator's triggers for the occluded case, and the random pool. `per_car` (uploads per
-    car and drive, each trigger) and `random_per_car` are the per-car-hour limits: a drive is shorter
-    than the limit's hour on the cars' simulated clock, and every drive has new cars."""
+def detector_trigger_id(case: str, suffix: str) -> str:
+    return f"detector-stop-{suffix}" if case == OCCLUDED.name else f"detector-{case.replace('_', '-')}-{suffix}"
+
+
+def trigger_plans(suffix: str, detectors: dict[str, str], duration_s: float, per_car: int, random_per_car: int) -> list[TriggerPlan]:
+    """The operator's triggers: one per case's beamed-down detector (`detectors`: case name ->
+    detector name, for the detectors that were published), the stop-sign triggers every case
+    shares, and the random pool. `per_car` (uploads per car and drive, each trigger) and
+    `random_per_car` are the per-car-hour limits: a drive is shorter than the limit's hour on the
+    cars' simulated clock, and every drive has new cars."""
     plans = []
-    if detector:
+    for case, detector in detectors.items():
         # The beamed-down detector's score for the frame (its newest version under its bare name),
         # where the car's model sees a stop sign at all: measured offline on 16,000 fleet frames,
         # the score alone (> 0.9) fires on 1% of frames at 25% precision (trees, red signs); with
@@ -157,7 +212,7 @@ def trigger_plans(suffix: str, detector: str, duration_s: float, per_car: int, r
         # (and enough labelled uploads to measure the trigger's yield in a few drives). Tried on
         # the fleet: also firing where the score alone is > 0.9 gave 64 labelled uploads in the
         # first drive but only 8 true (13%; this rule: 7 of 7), so no more positives for the arm.
-        plans.append(TriggerPlan(f"detector-stop-{suffix}", "triggered", f'score("{detector}") > 0.5 and any(d.cls == stop_sign)', every_frame=True,
+        plans.append(TriggerPlan(detector_trigger_id(case, suffix), "triggered", f'score("{detector}") > 0.5 and any(d.cls == stop_sign)', every_frame=True,
                                  min_interval_s=0.5, per_car_hour=5 * per_car, priority=3))
     return plans + [
         # Map-vision disagreement, fleet-side: the map has a stop sign the car should see and its

@@ -7,8 +7,8 @@ at plain stop signs and weak, on purpose, on occluded ones: the gap the data eng
 
 Training is reproducible from the seed (seeded worlds, seeded poses, seeded sensor noise,
 `torch.manual_seed`, a fixed thread count) and takes about a minute on 2 CPU cores. The weights
-are cached as a TorchScript archive under `~/.cache/longtail/models/` (override with
-`LONGTAIL_MODEL_CACHE`), keyed by the seed and a hash of this code, the world/render/model code
+are cached as a TorchScript archive under `$LONGTAIL_CACHE_DIR/models/` (default
+`~/.cache/longtail/models/`, the scripts' one cache; override with `LONGTAIL_MODEL_CACHE`), keyed by the seed and a hash of this code, the world/render/model code
 and the training parameters, so later calls load in well under a second.
 
 `sample_frames`, `annotations_from_truth` and `evaluate_on` are reusable: they generate labelled
@@ -46,7 +46,9 @@ EVAL_WORLD_SEED = 9_001
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LONGTAIL_MODEL_CACHE", Path.home() / ".cache" / "longtail" / "models"))
+    if os.environ.get("LONGTAIL_MODEL_CACHE"):
+        return Path(os.environ["LONGTAIL_MODEL_CACHE"])
+    return Path(os.environ.get("LONGTAIL_CACHE_DIR") or Path.home() / ".cache" / "longtail") / "models"
 
 
 # ------------------------------------------------------------------------------------------

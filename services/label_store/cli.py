@@ -391,15 +391,40 @@ def report_table(results: list[L.SuiteResult]) -> Table:
     return table
 
 
+def needs_data_next(results: list[L.SuiteResult], target: float = 1.0) -> Table:
+    """The suites whose newest recorded evaluation (per model line) is below `target`, lowest
+    pass rate first: where the next labels should go."""
+    from longtail.stats import rate
+
+    newest: dict[tuple[str, str], L.SuiteResult] = {}
+    for r in results:
+        key = (r.suite, r.model.name)
+        if key not in newest or r.model.version > newest[key].model.version:
+            newest[key] = r
+    failing = sorted((r for r in newest.values() if r.pass_rate < target - 1e-12), key=lambda r: (r.pass_rate, r.suite, r.model.name))
+    table = Table("rank", "suite", "model", "pass rate [95% CI]", "failing cases", title=f"needs data next: below {100 * target:g}%, lowest first")
+    for i, r in enumerate(failing, 1):
+        w = rate(r.passed, r.total)
+        table.add_row(str(i), r.suite, f"{r.model.name}:{r.model.version}", f"{100 * r.pass_rate:.1f}% [{100 * w.low:.0f}, {100 * w.high:.0f}] ({r.passed}/{r.total})",
+                      str(r.total - r.passed))
+    return table
+
+
 @suites_app.command("report")
 def suites_report(suite: str = typer.Option("", help="one suite (default: all)"), model: str = typer.Option("", help="model name (default: all)"),
-                  last: int = typer.Option(0, help="only the last N model versions")) -> None:
-    """Pass rate per suite across model versions (recorded evaluations); red = regression."""
+                  last: int = typer.Option(0, help="only the last N model versions"),
+                  target: float = typer.Option(1.0, help="pass rate below which a suite is failing (ranked under 'needs data next')")) -> None:
+    """Pass rate per suite across model versions (recorded evaluations; red = regression), then the
+    failing suites of each model line's newest version ranked lowest first: which needs data next."""
+    if not 0.0 < target <= 1.0:
+        console.print("[red]--target is a pass rate in (0, 1][/]")
+        raise typer.Exit(2)
     response = _call(_stub().GetSuiteReport, L.GetSuiteReportRequest(suite=suite, model_name=model, last_versions=last))
     if not response.results:
         console.print("no recorded evaluations yet (EvaluateSuites with record=true)")
         return
     console.print(report_table(list(response.results)))
+    console.print(needs_data_next(list(response.results), target))
 
 
 # ---------------------------------------------------------------------------------------------

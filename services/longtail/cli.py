@@ -211,6 +211,8 @@ def demo(
     shadow_s: float = typer.Option(10.0, "--shadow-s", help="Simulated seconds the fleet runs an accepted candidate in shadow mode before promotion."),
     seeds: int = typer.Option(1, help="Repeat the experiment with this many world/fleet seeds (0, 1, ...) and report mean and spread."),
     seed: int = typer.Option(0, help="The first world/fleet seed."),
+    cases: str = typer.Option("occluded", help="Long-tail cases of the stop-sign task worked at once, comma-separated: occluded, except_right_turn, "
+                              "handheld (each its own suite, seed set, detector and trigger; one fleet and label budget)."),
     out: str = typer.Option("out/demo", help="Report directory (report.md, summary.json, results.json, PNG plots)."),
     smoke: bool = typer.Option(False, "--smoke", help="Only the infrastructure smoke pass (one batch, one snapshot, one inference)."),
 ) -> None:
@@ -229,6 +231,7 @@ def demo(
     config = loop.DemoConfig(cars=cars, budget=budget, growth=growth, target=target, tolerance=tolerance, cap_factor=cap_factor, max_iterations=max_iterations,
                              duration_s=duration, fps=fps, suite_cases=suite_cases, epochs=epochs, seed_examples=seed_examples, per_car_uploads=per_car_uploads,
                              random_per_car=random_per_car, shadow_s=shadow_s, seeds=list(range(seed, seed + max(seeds, 0))), out=Path(out),
+                             cases=[c.strip() for c in cases.split(",") if c.strip()],
                              triton=triton, prometheus=prometheus, keep_running=keep_running)
     try:
         config.validate()

@@ -1,7 +1,8 @@
 """`longtail demo` at a tiny size through the real processes (gateway, trigger-evaluator,
 label-store, inference, trainer, map-vision) on the real broker, S3 and Triton: every arm starts
 from the same baseline and seed set, the summary's figures are the run's (recomputed here from
-results.json), the report shows them, and no service outlives the demo."""
+results.json), the report shows them, and no service outlives the demo. Two long-tail cases at
+once (occluded, handheld): each its own suite, seed close-ups, detector and detector trigger."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ ARMS = {"triggered", "random", "uncertainty", "seed-only"}
 
 def test_demo_experiment_writes_a_summary_that_results_and_report_agree_with(kafka, s3, triton, tmp_path):
     config = loop.DemoConfig(cars=6, budget=10, growth=2.0, max_iterations=2, duration_s=30.0, fps=10.0, suite_cases=20, epochs=2, seed_examples=8,
-                             per_car_uploads=2, random_per_car=6, out=tmp_path / "demo", manage_infra=False)
+                             per_car_uploads=2, random_per_car=6, out=tmp_path / "demo", manage_infra=False, cases=["occluded", "handheld"])
     said: list[str] = []
     result, path, engine = loop.run(config, say=said.append)
 
@@ -35,7 +36,7 @@ def test_demo_experiment_writes_a_summary_that_results_and_report_agree_with(kaf
 
     # the same start: one baseline for every arm's first gate, the seed set in every dataset
     seed_labels = exp["seed_labels"]
-    assert seed_labels == 5 * config.seed_examples
+    assert seed_labels == (len(config.cases) + 4) * config.seed_examples  # close-ups per case, shared fleet-like negatives
     for name, ledger in exp["arms"].items():
         first = ledger["candidates"][0]
         assert first["iteration"] == 1 and first["labels"] == seed_labels + first["fleet_labels"], first
@@ -53,16 +54,22 @@ def test_demo_experiment_writes_a_summary_that_results_and_report_agree_with(kaf
 
     # labels to target: the first candidate reaching the target on the case's suite with no other
     # suite more than the tolerance below the baseline, recomputed
-    suite = summary["target_suite"]
+    suites = summary["target_suites"]
+    assert summary["target_suite"] == suites[0] and set(summary["cases"]) == {"occluded", "handheld"}
+    assert suites == [summary["cases"][c]["suite"] for c in ("occluded", "handheld")] and all(s in summary["suites"] for s in suites)
 
     def share(score):
         return score["passed"] / score["cases"]
 
+    def reached(candidates, targets):
+        return next((c["labels"] for c in candidates if all(share(c["candidate"][t]) >= summary["target"] - 1e-12 for t in targets)
+                     and all(share(v) >= share(exp["baseline"][s]) - config.tolerance - 1e-12 for s, v in c["candidate"].items() if s not in targets)), None)
+
     for name, arm in summary["arms"].items():
         candidates = exp["arms"][name]["candidates"]
-        reached = [c["labels"] for c in candidates if share(c["candidate"][suite]) >= summary["target"] - 1e-12
-                   and all(share(v) >= share(exp["baseline"][s]) - config.tolerance - 1e-12 for s, v in c["candidate"].items() if s != suite)]
-        assert arm["labels_to_target"] == (reached[0] if reached else None), (name, arm, reached)
+        assert arm["labels_to_target"] == reached(candidates, suites), (name, arm)
+        for case, entry in summary["cases"].items():
+            assert entry["labels_to_target"][name] == reached(candidates, [entry["suite"]]), (name, case, entry)
         last = candidates[-1]
         assert arm["final_candidate_pass"] == {s: v["passed"] / v["cases"] for s, v in last["candidate"].items()}
         assert arm["final_production_pass"] == {s: v["passed"] / v["cases"] for s, v in last["production"].items()}
@@ -84,16 +91,24 @@ def test_demo_experiment_writes_a_summary_that_results_and_report_agree_with(kaf
         if s["yield"] is not None and k:
             assert abs(s["yield_vs_base_rate"] - s["yield"] / (k / n)) < 1e-9
     assert sum(t["labelled"] for t in exp["triggers"] if t["source"] == "triggered") > 0
+    # one detector and one detector trigger per case; each trigger's uploads counted per case
+    assert {d["case"] for d in exp["detectors"]} == {"occluded", "handheld"}
+    published = {d["case"] for d in exp["detectors"] if d["iteration"] == 0 and d["status"] == "SUCCEEDED"}
+    assert {"detector-stop-" + exp["suffix"] if c == "occluded" else "detector-handheld-" + exp["suffix"] for c in published} <= set(by_id)
+    for t in exp["triggers"]:
+        assert all(0 <= k_case <= t["true_positive"] for k_case in t["by_case"].values()) and sum(t["by_case"].values()) >= t["true_positive"]
+        for case, entry in summary["per_seed"][0]["cases"].items():
+            assert entry["triggers"][t["trigger_id"]]["true_positive"] == t["by_case"].get(case, 0)
     assert all(f["upload_errors"] == 0 for f in exp["fleet"])
     assert exp["labels_total"] >= sum(t["labelled"] for t in exp["triggers"]) + seed_labels  # uploads and the seed set (suite cases too)
 
     # the report leads with the answer and shows the summary's figures
     md = path.read_text()
-    assert md.index("## The answer") < md.index("### Yield per trigger") < md.index("### Every candidate and the gate")
+    assert md.index("## The answer") < md.index("### Cases (seed 0)") < md.index("### Yield per trigger") < md.index("### Every candidate and the gate")
     for name, arm in summary["arms"].items():
         needed = arm["labels_to_target"]
         assert f"| {name} | {needed if needed is not None else '> ' + str(exp['arms'][name]['candidates'][-1]['labels'])} |" in md
-    first_case = exp["arms"]["triggered"]["candidates"][0]["candidate"][suite]
+    first_case = exp["arms"]["triggered"]["candidates"][0]["candidate"][suites[0]]
     lo, hi = wilson(first_case["passed"], first_case["cases"])
     assert f"{report.pct(first_case['passed'] / first_case['cases'])} [{report.pct(lo)}, {report.pct(hi)}] ({first_case['passed']}/{first_case['cases']})" in md
     for png in ("labels_to_target.png", "yield.png"):

@@ -115,7 +115,7 @@ def test_uncertainty_arm_takes_the_highest_entropy_and_seed_only_takes_nothing()
 
 
 def experiment() -> Experiment:
-    exp = Experiment(seed=0, suffix="abc-s0", target=0.95, target_suite=SUITE, suites={SUITE: 100, "other": 100}, seed_labels=60)
+    exp = Experiment(seed=0, suffix="abc-s0", target=0.95, cases={"occluded": SUITE}, suites={SUITE: 100, "other": 100}, seed_labels=60)
     exp.baseline = {SUITE: SuiteScore(40, 100), "other": SuiteScore(100, 100)}
     exp.arms = {n: ArmLedger(n, SUITE, 0.95) for n in ("triggered", "random", "uncertainty", "seed-only")}
     exp.arms["triggered"].record(candidate(1, "triggered", 100, 90, accepted=True))

@@ -11,7 +11,7 @@ from longtail import cli
 
 # CLI option -> DemoConfig field, where the names differ
 RENAMED = {"duration": "duration_s", "shadow_s": "shadow_s"}
-CLI_ONLY = {"smoke", "seeds", "seed", "out"}
+CLI_ONLY = {"smoke", "seeds", "seed", "out", "cases"}
 
 
 def test_every_demo_option_defaults_to_the_config_default():
@@ -27,3 +27,13 @@ def test_every_demo_option_defaults_to_the_config_default():
         checked += 1
     assert checked >= 15
     assert config.seeds == [0] and str(config.out) == inspect.signature(cli.demo).parameters["out"].default.default
+
+
+def test_cases_default_to_the_config_default_and_unknown_ones_are_refused():
+    import pytest
+
+    assert inspect.signature(cli.demo).parameters["cases"].default.default.split(",") == DemoConfig().cases
+    DemoConfig(cases=["occluded", "except_right_turn", "handheld"]).validate()
+    for bad in (["sunroof"], [], ["handheld", "handheld"]):
+        with pytest.raises(ValueError, match="--cases"):
+            DemoConfig(cases=bad).validate()

@@ -61,3 +61,13 @@ def test_cache_key_depends_on_training_parameters():
     p2 = B.bootstrap_cache_path(0, {"samples": 11})
     p3 = B.bootstrap_cache_path(1, {"samples": 10})
     assert p1 != p2 and p1.name.startswith("bootstrap-0-") and p3.name.startswith("bootstrap-1-")
+
+
+def test_the_model_cache_follows_the_scripts_cache_dir(monkeypatch, tmp_path):
+    from fleet_sim.bootstrap import cache_dir
+
+    monkeypatch.delenv("LONGTAIL_MODEL_CACHE", raising=False)
+    monkeypatch.setenv("LONGTAIL_CACHE_DIR", str(tmp_path / "cache"))
+    assert cache_dir() == tmp_path / "cache" / "models"
+    monkeypatch.setenv("LONGTAIL_MODEL_CACHE", str(tmp_path / "m"))
+    assert cache_dir() == tmp_path / "m"

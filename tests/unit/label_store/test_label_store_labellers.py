@@ -88,3 +88,19 @@ def test_report_table_marks_regressions():
     console.print(report_table(results))
     text = console.export_text()
     assert "m:1" in text and "m:3" in text and "80.0% (8/10)" in text
+
+
+def test_needs_data_next_ranks_the_newest_failing_suites_lowest_first():
+    from rich.console import Console
+
+    from label_store.cli import needs_data_next
+
+    def result(suite, version, passed, model="m"):
+        return L.SuiteResult(suite=suite, model=C.ModelRef(name=model, version=version), passed=passed, total=100, pass_rate=passed / 100)
+
+    results = [result("occluded", 1, 40), result("occluded", 2, 93), result("handheld", 2, 12), result("plate", 2, 61), result("plain", 2, 100)]
+    console = Console(record=True, width=200)
+    console.print(needs_data_next(results, target=0.9))
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in console.export_text().splitlines() if line.startswith("│")]
+    assert [row[:2] for row in rows] == [["1", "handheld"], ["2", "plate"]]  # occluded's newest is 93%: passing; plain passes
+    assert rows[0][3] == "12.0% [7, 20] (12/100)" and rows[0][4] == "88"
