@@ -127,6 +127,7 @@ class TriggerStats:
     expression: str
     site: str = "edge"  # edge: fires counted by the cars; fleet: by the trigger evaluator (GetYield)
     priority: int = 0
+    case: str = ""  # the long-tail case a detector trigger is for ("": shared)
     backtest_fires: int = 0
     backtest_frames: int = 0
     fires: int = 0

@@ -290,7 +290,8 @@ class ExperimentRun:
             if not check.ok:
                 raise RuntimeError(f"trigger {p.trigger_id} does not validate: {check.errors}")
             self.stack.catalog.CreateTrigger(S.CreateTriggerRequest(trigger_id=p.trigger_id, spec=spec), metadata=self.stack.auth, timeout=10)
-            self.triggers[p.trigger_id] = TriggerStats(p.trigger_id, p.source, p.expression, site="fleet" if p.fleet else "edge", priority=p.priority)
+            self.triggers[p.trigger_id] = TriggerStats(p.trigger_id, p.source, p.expression, site="fleet" if p.fleet else "edge", priority=p.priority,
+                                                       case=p.case)
         self.result.triggers = list(self.triggers.values())
         self.say(f"[magenta]operator[/] created triggers {', '.join(self.triggers)}")
 

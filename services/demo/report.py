@@ -74,6 +74,11 @@ def case_summary(exp: Experiment) -> dict:
     return out
 
 
+def median_if_all_reached(values: list[int | None]) -> int | None:
+    """The (upper) median labels to target over seeds; None when a seed did not reach it."""
+    return int(sorted(values)[len(values) // 2]) if values and all(v is not None for v in values) else None
+
+
 def summary(result: DemoResult) -> dict:
     """The first seed's figures at the top level when there is one seed; with several, labels to
     target is the median over seeds that reached it (null if any did not) and pass rates are means;
@@ -92,7 +97,7 @@ def summary(result: DemoResult) -> dict:
         rows = [s["arms"][name] for s in per_seed]
         reached = [r["labels_to_target"] for r in rows]
         mean_of = lambda key: {suite: _num(mean_spread([r[key].get(suite) for r in rows if r[key].get(suite) is not None])["mean"]) for suite in rows[0][key]}  # noqa: E731
-        arms[name] = {"labels_to_target": int(sorted(reached)[len(reached) // 2]) if all(x is not None for x in reached) else None,
+        arms[name] = {"labels_to_target": median_if_all_reached(reached),
                       "labels_to_target_by_seed": reached, "seeds_reached": sum(x is not None for x in reached), "label_cap": max(r["label_cap"] for r in rows),
                       "final_candidate_pass": mean_of("final_candidate_pass"), "final_production_pass": mean_of("final_production_pass")}
     out["arms"] = arms
@@ -100,7 +105,7 @@ def summary(result: DemoResult) -> dict:
     for case, entry in (per_seed[0]["cases"].items() if per_seed else ()):
         by_seed = {name: [s["cases"][case]["labels_to_target"][name] for s in per_seed] for name in entry["labels_to_target"]}
         cases[case] = {"suite": entry["suite"], "cases": entry["cases"], "labels_to_target_by_seed": by_seed,
-                       "labels_to_target": {n: int(sorted(v)[len(v) // 2]) if all(x is not None for x in v) else None for n, v in by_seed.items()},
+                       "labels_to_target": {n: median_if_all_reached(v) for n, v in by_seed.items()},
                        "base_rate": _num(rate(sum(round((s["cases"][case]["base_rate"] or 0) * s["base_rate_n"]) for s in per_seed),
                                               sum(s["base_rate_n"] for s in per_seed)).value)}
     out["cases"] = cases
@@ -208,8 +213,7 @@ def case_lines(exp: Experiment) -> list[str]:
         for ledger in exp.arms.values():
             needed, final = ledger.labels_to(suite), ledger.final("candidate").get(suite)
             cells.append(f"{needed if needed is not None else '> ' + str(ledger.labels_spent)}, {pct(final.rate.value) if final else 'n/a'}")
-        own = [t for t in exp.triggers if t.source == "triggered" and t.trigger_id.startswith("detector-")
-               and (case.replace("_", "-") in t.trigger_id or (case == "occluded" and t.trigger_id.startswith("detector-stop-")))]
+        own = [t for t in exp.triggers if t.case == case]
         lift = ", ".join(f"{t.by_case.get(case, 0)}/{t.labelled} = " + (f"{exp.case_lift(t, case)[0]:.1f}×" if t.labelled and exp.case_base_rate(case).k else "n/a")
                          for t in own) or "no detector published"
         lines.append(f"| {case} | {suite} | {interval(base.rate) if base else 'n/a'} | " + " | ".join(cells) + f" | {interval(exp.case_base_rate(case))} | {lift} |")

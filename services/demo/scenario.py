@@ -189,6 +189,7 @@ class TriggerPlan:
     min_interval_s: float = 1.0
     per_car_hour: int = 0
     priority: int = 0
+    case: str = ""  # the long-tail case a detector trigger is for ("": shared by every case)
 
 
 def detector_trigger_id(case: str, suffix: str) -> str:
@@ -213,7 +214,7 @@ def trigger_plans(suffix: str, detectors: dict[str, str], duration_s: float, per
         # the fleet: also firing where the score alone is > 0.9 gave 64 labelled uploads in the
         # first drive but only 8 true (13%; this rule: 7 of 7), so no more positives for the arm.
         plans.append(TriggerPlan(detector_trigger_id(case, suffix), "triggered", f'score("{detector}") > 0.5 and any(d.cls == stop_sign)', every_frame=True,
-                                 min_interval_s=0.5, per_car_hour=5 * per_car, priority=3))
+                                 min_interval_s=0.5, per_car_hour=5 * per_car, priority=3, case=case))
     return plans + [
         # Map-vision disagreement, fleet-side: the map has a stop sign the car should see and its
         # model does not (occluded signs look like that; so do stale map features).

@@ -77,8 +77,8 @@ def multi_case_experiment() -> Experiment:
     exp.arms["triggered"].label_cap = 240
     exp.arms["random"].record(Candidate(1, "random", 160, 60, "ds@1", candidate={OCC: SuiteScore(70, 100), ERT: SuiteScore(5, 100), "other": SuiteScore(100, 100)}))
     exp.arms["random"].label_cap = 2400
-    exp.triggers = [TriggerStats("detector-stop-abc-s0", "triggered", "x", labelled=40, true_positive=20, by_case={"occluded": 20}),
-                    TriggerStats("detector-except-right-turn-abc-s0", "triggered", "y", labelled=50, true_positive=30, by_case={"except_right_turn": 30}),
+    exp.triggers = [TriggerStats("detector-stop-abc-s0", "triggered", "x", case="occluded", labelled=40, true_positive=20, by_case={"occluded": 20}),
+                    TriggerStats("detector-except-right-turn-abc-s0", "triggered", "y", case="except_right_turn", labelled=50, true_positive=30, by_case={"except_right_turn": 30}),
                     TriggerStats("random-abc-s0", "random", "true", labelled=1000, true_positive=15, by_case={"occluded": 10, "except_right_turn": 5})]
     exp.picked_by_trigger = {"detector-stop-abc-s0": 40, "detector-except-right-turn-abc-s0": 100}
     exp.fleet = [{"label": "i1", "frames": 24000, "case_frames": 120, "fires": {}, "uploads": 1040, "upload_errors": 0, "wall_s": 50.0}]
@@ -109,3 +109,8 @@ def test_the_report_and_summary_show_every_case(tmp_path):
     assert "### Cases (seed 0)" in md and f"| except_right_turn | {ERT} |" in md and "30/50 = 120.0×" in md
     assert f"Which case needs data next (the triggered arm's final candidate, lowest first; below the target is failing): {ERT} 91%, {OCC} 93%." in md
     assert "detector-except-right-turn-abc-s0 100 (71%)" in md
+
+
+def test_detector_triggers_name_their_case():
+    plans = trigger_plans("abc-s0", {"occluded": "occ_d", "handheld": "hand_d"}, 60.0, 2, 15)
+    assert [p.case for p in plans[:2]] == ["occluded", "handheld"] and all(p.case == "" for p in plans[2:])
