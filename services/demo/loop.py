@@ -143,7 +143,15 @@ class Demo:
                 if seed != self.config.seeds[0]:  # map-vision's map is the world's
                     self.stack.start("map-vision", MAP_VISION_SEED_FILE=str(write_seed_file(simulator_map(world_seed=seed), self.stack.state / f"seed-map-{seed}.json")))
                 experiment = ExperimentRun(self.stack, self.config.settings(), self.scenario, default_arms(), seed, model, suites, self.say, self.run_id)
-                self.result.experiments.append(experiment.run())
+                try:
+                    self.result.experiments.append(experiment.run())
+                except BaseException as exc:  # Ctrl-C, SIGTERM, a failed service: keep what this seed finished for the report
+                    if experiment.result.arms and any(ledger.candidates for ledger in experiment.result.arms.values()):
+                        experiment.result.notes.append(f"seed {seed} was interrupted ({type(exc).__name__}: {exc}); the figures are those of its finished iterations")
+                        for ledger in experiment.result.arms.values():
+                            ledger.stopped = ledger.stopped or "interrupted"
+                        self.result.experiments.append(experiment.result)
+                    raise
                 if self.on_experiment is not None:  # e.g. write the report so far: a long --seeds run keeps what it finished
                     self.result.wall_seconds = time.perf_counter() - started
                     self.on_experiment(self.result)
@@ -166,7 +174,12 @@ def run(config: DemoConfig, say: Callable[[str], None] = print) -> tuple[DemoRes
     demo = Demo(config, say)
     if len(config.seeds) > 1:
         demo.on_experiment = lambda partial: report.write(partial, config.out)
-    result = demo.run()
+    try:
+        result = demo.run()
+    except BaseException:
+        if demo.result.experiments:  # an interrupted run still reports what it finished
+            say(f"[yellow]interrupted[/]: the report of the finished iterations is {report.write(demo.result, config.out)}")
+        raise
     path = report.write(result, config.out)
     say(f"[bold green]report[/] {path}")
     return result, path, demo

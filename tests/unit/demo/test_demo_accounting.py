@@ -170,3 +170,21 @@ def test_several_seeds_summarise_with_the_median_and_null_when_a_seed_missed(tmp
     assert s["arms"]["triggered"]["seeds_reached"] == 2
     md = (tmp_path / "report.md").read_text()
     assert "## Over seeds" in md and "| triggered | 180, > cap, 180 | 2/3 | 180 |" in md
+
+
+def test_an_interrupted_run_still_writes_the_report_of_what_it_finished(tmp_path, monkeypatch):
+    from demo import loop
+
+    def interrupted(self):
+        partial = experiment()
+        partial.notes.append("seed 0 was interrupted (KeyboardInterrupt: ); the figures are those of its finished iterations")
+        self.result.experiments.append(partial)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop.Demo, "run", interrupted)
+    said: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(loop.DemoConfig(out=tmp_path), say=said.append)
+    assert "seed 0 was interrupted" in (tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "summary.json").read_text())["arms"]["triggered"]["labels_to_target"] == 180
+    assert any("interrupted" in m for m in said)
