@@ -177,12 +177,17 @@ class Experiment:
     def base_rate(self) -> Rate:
         """Share of the content-blind (random) uploads that show a case: what a label spent
         without a trigger buys."""
-        pool = [t for t in self.triggers if t.source == "random"]
+        pool = self.random_pool
         return rate(sum(t.true_positive for t in pool), sum(t.labelled for t in pool))
 
     def case_base_rate(self, case: str) -> Rate:
-        pool = [t for t in self.triggers if t.source == "random"]
+        pool = self.random_pool
         return rate(sum(t.by_case.get(case, 0) for t in pool), sum(t.labelled for t in pool))
+
+    @property
+    def random_pool(self) -> list[TriggerStats]:
+        """The content-blind triggers (the baselines' source)."""
+        return [t for t in self.triggers if t.source == "random"]
 
     def case_lift(self, t: TriggerStats, case: str) -> tuple[float, float, float]:
         """A trigger's yield of one case over that case's base rate, with its 95% interval."""

@@ -146,7 +146,7 @@ class ExperimentRun:
                 break
         # The ground truth stands in for the labels an arm paid for (the simulated labellers' error rate is 2%).
         context = ArmContext(seed=self.seed, priorities={t.trigger_id: t.priority for t in self.triggers.values()}, entropy=self.entropies,
-                             positive=self.shows_unmet_case)
+                             positive=self.shows_unmet_case())
         runs = {}
         for arm in active:
             picked = arm.pick(self.pool[arm.source] if arm.uses_fleet else [], wants[arm.name], context)
@@ -443,13 +443,13 @@ class ExperimentRun:
     def shows(self, sample_id: str, case: str) -> bool:
         return case in self.cases_shown(sample_id)
 
-    def shows_unmet_case(self, sample_id: str) -> bool:
-        """A paid-for label is worth more of its kind while it shows a case the triggered arm has
-        not reached yet: its triggers' estimated yield follows what is still missing."""
+    def shows_unmet_case(self) -> Callable[[str], bool]:
+        """Whether a paid-for label shows a case the triggered arm has not reached yet (every case
+        once it reached them all): its triggers' estimated yield follows what is still missing."""
         ledger = self.result.arms.get("triggered")
         short = set(ledger.short_of_target()) if ledger is not None else set()
-        wanted = [c for c, suite in self.result.cases.items() if suite in short] or list(self.result.cases)
-        return any(c in wanted for c in self.cases_shown(sample_id))
+        wanted = {c for c, suite in self.result.cases.items() if suite in short} or set(self.result.cases)
+        return lambda sample_id: any(c in wanted for c in self.cases_shown(sample_id))
 
     # ------------------------------------------------------------------ training
     def entropies(self, arm: str, pool: list[PoolSample]) -> list[float]:

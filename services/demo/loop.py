@@ -95,8 +95,8 @@ class Demo:
         from longtail.labels.v1 import labels_pb2 as L
 
         counts = {}
-        for i, spec in enumerate(self.scenario.suites):
-            ids = register_frames(self.stack, self.scenario.suite_frames(spec, i), f"suite-{self.run_id}")
+        for spec in self.scenario.suites:
+            ids = register_frames(self.stack, self.scenario.suite_frames(spec), f"suite-{self.run_id}")
             text = yaml.safe_dump({"suite": spec.name, "task": spec.task, "predicate": spec.predicate,
                                    "description": f"{spec.name}: {len(ids)} held-out cases rendered by the demo {self.run_id}",
                                    "cases": [{"sample": s} for s in ids]}, sort_keys=False)

@@ -33,6 +33,13 @@ def test_a_scenario_has_one_suite_per_case_plus_the_common_ones_each_on_its_own_
         Scenario(cases=())
     assert Scenario().case_suites == [OCC]  # the single-case default
 
+    def fixed(spec):
+        return spec.name, spec.world_seed, spec.sample_seed, spec.predicate
+
+    # a suite is the same whichever cases run beside it (its frames depend on its own seeds only)
+    assert fixed(Scenario(cases=(HANDHELD,)).suites[0]) == fixed(s.suites[2])
+    assert [fixed(x) for x in Scenario(cases=(HANDHELD,)).suites[1:]] == [fixed(x) for x in s.suites[3:]]
+
 
 def test_cases_shown_reads_the_ground_truth_attributes():
     s = Scenario(cases=(OCCLUDED, EXCEPT_RIGHT_TURN, HANDHELD))
