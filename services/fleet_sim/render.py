@@ -30,6 +30,7 @@ from fleet_sim.world import (
     STOP_SIGN,
     TRAFFIC_LIGHT,
     TREE,
+    VEHICLE,
     World,
     WorldObject,
 )
@@ -124,6 +125,10 @@ GRASS = _c(88, 130, 62)
 LINE = _c(220, 200, 80)
 HAZE = _c(170, 185, 200)
 SKY_TOP, SKY_LOW = _c(90, 140, 215), _c(185, 205, 230)
+CAR_BODY = (_c(150, 30, 35), _c(40, 70, 140), _c(200, 200, 205))
+CAR_GLASS = _c(45, 55, 65)
+TAIL_OFF, HAZARD_ON, HEADLIGHT = _c(110, 25, 25), _c(255, 175, 20), _c(240, 240, 210)
+POLICE_RED, POLICE_BLUE = _c(255, 30, 30), _c(40, 90, 255)
 GATE_BAR_M = 4.3  # closed gate bar: from the curb post to the road centre line
 
 
@@ -342,6 +347,9 @@ def _draw(p: _Painter, o: WorldObject, back: bool, post_dx: float, light_state: 
             for cx, cy, r, shade in o.foliage.blobs:
                 p.fill(p.disk(cx * hw, cy * hh, r * hw), LEAVES[shade % 3])
         return
+    if o.cls == VEHICLE:
+        _vehicle(p, o, back, hw, hh)
+        return
     if o.cls == TRAFFIC_LIGHT:
         p.fill(p.segment(0.0, -z, 0.0, -hh, 0.08), POLE)
         if back:
@@ -386,6 +394,22 @@ def _draw(p: _Painter, o: WorldObject, back: bool, post_dx: float, light_state: 
             p.fill(p.rect(0, 0, hw, hh), BACK_GREY if back else GREEN_SIGN)
             if not back:
                 p.fill(p.rect(0, 0, hw * 0.75, hh * 0.15), WHITE)
+
+
+def _vehicle(p: _Painter, o: WorldObject, back: bool, hw: float, hh: float) -> None:
+    """A parked car seen from behind (its front, `back`, from the other side): wheels, body,
+    window, lamps; caution lights are bright amber (hazard) or a red-and-blue bar (police)."""
+    lights = o.attributes.get("lights", "off")
+    for side in (-1.0, 1.0):
+        p.fill(p.rect(side * hw * 0.7, -hh - 0.05, 0.25, 0.22), BLACK)
+    p.fill(p.rect(0.0, -hh * 0.25, hw, hh * 0.6), CAR_BODY[int(o.kind or 0) % len(CAR_BODY)])
+    p.fill(p.rect(0.0, hh * 0.55, hw * 0.72, hh * 0.32), CAR_GLASS)
+    lamp = HEADLIGHT if back else HAZARD_ON if lights != "off" else TAIL_OFF
+    for side in (-1.0, 1.0):
+        p.fill(p.disk(side * hw * 0.72, -hh * 0.15, 0.26), lamp)
+    if lights == "police":
+        p.fill(p.rect(-0.3, hh + 0.12, 0.3, 0.14), POLICE_RED)
+        p.fill(p.rect(0.3, hh + 0.12, 0.3, 0.14), POLICE_BLUE)
 
 
 def _frame_rng(world: World, x: float, y: float, h: float, noise_seed: int | None) -> np.random.Generator:
@@ -442,6 +466,8 @@ def render(world: World, pose, size: int = 64, camera: Camera | None = None, noi
             y1 = max(hh, -o.z + 5.2)
         if o.foliage is not None:
             x0, x1, y1 = x0 - hw, x1 + hw, y1 + hh
+        if o.cls == VEHICLE:
+            y1 = hh + 0.3  # the light bar
         painter = _Painter(img, rays, cam, (c, s), (o.x, o.y, o.z), ang, (x0 - 0.1, x1 + 0.1, -o.z, y1 + 0.1))
         if painter.ok:
             _draw(painter, o, back, post_dx, o.attributes.get("light_state", ""))

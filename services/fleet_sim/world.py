@@ -5,7 +5,9 @@ stop-controlled (all-way or two-way), signalised, or uncontrolled; roadside slot
 hold distractor signs (red round signs, yield/warning/info/street-name signs) and trees. Stop
 signs carry the long-tail variants at the rates of `WorldConfig`: occluded by foliage, held by a
 person (a crossing guard), on a gate (which applies only when closed), temporary (on a portable
-stand) and with a modifier plate ("except right turn").
+stand) and with a modifier plate ("except right turn"). Parked vehicles (off unless
+`vehicle_rate` > 0) stand at the kerb, some with their caution lights on (hazard or police); they
+come from their own random stream, so turning them on leaves every other object where it was.
 
 Everything is a pure function of (config, seed): two `World`s built with the same arguments hold
 the same objects with the same ids, and a `Car` with the same seed drives the same route.
@@ -29,8 +31,9 @@ TRAFFIC_LIGHT = "traffic_light"
 RED_ROUND_SIGN = "red_round_sign"
 OTHER_SIGN = "other_sign"
 TREE = "tree"
+VEHICLE = "vehicle"
 # Classes that appear in ground truth (trees are scenery only).
-LABELLED_CLASSES = (STOP_SIGN, TRAFFIC_LIGHT, RED_ROUND_SIGN, OTHER_SIGN)
+LABELLED_CLASSES = (STOP_SIGN, TRAFFIC_LIGHT, RED_ROUND_SIGN, OTHER_SIGN, VEHICLE)
 
 # Stylised sizes (metres). Signs are drawn about twice their real size so that they stay
 # legible on a 64x64 camera; ranges and boxes in ground truth are consistent with these.
@@ -39,11 +42,14 @@ HANDHELD_SIGN_SIZE = 1.2
 LIGHT_WIDTH, LIGHT_HEIGHT = 0.9, 2.2
 ROUND_SIGN_SIZE = 1.6
 OTHER_SIGN_SIZE = 1.6
+VEHICLE_WIDTH, VEHICLE_HEIGHT = 2.4, 1.6  # the rear of a parked car, stylised like the signs
 
 DIRECTIONS = ((1, 0), (0, 1), (-1, 0), (0, -1))  # E, N, W, S; index = "dir"
 LIGHT_STATES = ("red", "yellow", "green")
 OTHER_SIGN_KINDS = ("yield", "warning", "info", "street_name")
 RED_ROUND_KINDS = ("no_entry", "speed_limit")
+CAUTION_LIGHTS = ("off", "hazard", "police")  # a parked vehicle's `lights` attribute
+VEHICLE_COLOURS = 3
 
 
 def wrap_angle(a: float) -> float:
@@ -88,6 +94,9 @@ class WorldConfig:
     tree_rate: float = 0.5
     slot_spacing_m: float = 40.0
     light_state_probs: tuple[float, float, float] = (0.45, 0.1, 0.45)  # red, yellow, green
+    vehicle_rate: float = 0.0  # parked vehicles per roadside slot (0: none, the worlds of before)
+    hazard_rate: float = 0.15  # of parked vehicles: hazard lights on
+    police_rate: float = 0.05  # of parked vehicles: a police car, its light bar on
 
     def common_only(self) -> WorldConfig:
         """Same world without long-tail stop-sign variants (what the bootstrap model sees)."""
@@ -235,6 +244,14 @@ class World:
                     if 0 <= i + dx <= n and 0 <= j + dy <= n:
                         self._segment(rng, i, j, d)
                         self._segment(rng, i + dx, j + dy, d + 2)
+        if cfg.vehicle_rate > 0:
+            vrng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x7E41C1E]))
+            for i in range(n + 1):
+                for j in range(n + 1):
+                    for d in range(4):
+                        dx, dy = DIRECTIONS[d]
+                        if 0 <= i + dx <= n and 0 <= j + dy <= n:
+                            self._parked_vehicles(vrng, i, j, d)
 
     def _approach_points(self, i: int, j: int, d: int, back: float, right: float) -> tuple[float, float]:
         """Point `back` metres before intersection (i, j) along travel dir `d`, `right` metres to
@@ -361,6 +378,29 @@ class World:
                 self.objects.append(WorldObject(
                     object_id=self._new_id(TREE), cls=TREE, x=tx, y=ty, z=r + rng.uniform(2.0, 3.5), facing=0.0,
                     width=2 * r, height=2 * r, post_x=tx, post_y=ty, kind=str(int(rng.integers(0, 3))),
+                ))
+            s += cfg.slot_spacing_m
+
+    def _parked_vehicles(self, rng: np.random.Generator, i: int, j: int, d: int) -> None:
+        """Vehicles parked at the kerb on the right of the segment leaving (i, j) in dir d, their
+        rear towards the traffic behind them; between the roadside slots (signs stay visible)."""
+        cfg = self.config
+        hw = cfg.road_half_width_m
+        dx, dy = DIRECTIONS[d]
+        rx, ry = _right(d)
+        px, py = self.node_xy(i, j)
+        s = hw + 25.0 + cfg.slot_spacing_m / 2.0
+        while s < cfg.block_m - hw - 25.0:
+            if rng.random() < cfg.vehicle_rate:
+                u = rng.random()
+                lights = "police" if u < cfg.police_rate else "hazard" if u < cfg.police_rate + cfg.hazard_rate else "off"
+                at = s + rng.uniform(-4.0, 4.0)
+                x, y = px + dx * at + rx * (hw + 0.6), py + dy * at + ry * (hw + 0.6)
+                ax, ay = px + dx * at + rx * hw / 2.0, py + dy * at + ry * hw / 2.0
+                self.objects.append(WorldObject(
+                    object_id=self._new_id(VEHICLE), cls=VEHICLE, x=x, y=y, z=VEHICLE_HEIGHT / 2.0 + 0.25, facing=dir_heading(d + 2),
+                    width=VEHICLE_WIDTH, height=VEHICLE_HEIGHT, attributes={"lights": lights}, anchor_x=ax, anchor_y=ay,
+                    approach_heading=dir_heading(d), kind=str(int(rng.integers(0, VEHICLE_COLOURS))), post_x=x, post_y=y,
                 ))
             s += cfg.slot_spacing_m
 

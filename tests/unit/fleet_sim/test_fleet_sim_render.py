@@ -118,3 +118,24 @@ def test_render_is_fast(world):
         render(world, p)
     per_frame = (time.perf_counter() - start) / len(poses)
     assert per_frame < 0.005  # ~1 ms on a laptop core; generous for loaded CI machines
+
+
+def test_a_parked_vehicle_is_ground_truth_with_its_lights_and_its_lamps_glow_when_they_are_on():
+    from fleet_sim.world import VEHICLE
+
+    parked = World(WorldConfig(vehicle_rate=0.3), seed=2)
+
+    def behind(vehicle, metres: float):
+        h = vehicle.approach_heading
+        return common_pb2.Pose(x=vehicle.anchor_x - math.cos(h) * metres, y=vehicle.anchor_y - math.sin(h) * metres, heading=h)
+
+    amber = {}
+    for lights in ("off", "hazard"):
+        vehicle = next(o for o in parked.objects_of(VEHICLE) if o.attributes["lights"] == lights)
+        img, truth = render(parked, behind(vehicle, 8.0), noise_seed=0)
+        seen = [t for t in truth if t.object_id == vehicle.object_id]
+        assert seen and seen[0].cls == VEHICLE and seen[0].attributes == {"lights": lights}
+        x0, y0, x1, y1 = (int(v * 64) for v in seen[0].box)
+        patch = img[y0:y1 + 1, x0:x1 + 1].astype(int)
+        amber[lights] = int(((patch[..., 0] > 200) & (patch[..., 1] > 120) & (patch[..., 2] < 90)).sum())
+    assert amber["hazard"] >= 2 and amber["off"] == 0

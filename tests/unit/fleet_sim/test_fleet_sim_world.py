@@ -147,3 +147,21 @@ def test_cars_stop_at_stop_signs():
     speeds = [car.step(0.1).speed for _ in range(600)]
     assert min(speeds) == 0.0
     assert max(speeds) > 5.0
+
+
+def test_parked_vehicles_are_off_by_default_and_leave_the_rest_of_the_world_alone():
+    from fleet_sim.world import VEHICLE
+
+    plain, parked = World(seed=5), World(WorldConfig(vehicle_rate=0.3), seed=5)
+    assert not plain.objects_of(VEHICLE)
+    assert _signature(plain) == [s for s in _signature(parked) if s[1] != VEHICLE]
+    stats = parked.stats()[VEHICLE]
+    on = stats.get("lights=hazard", 0) + stats.get("lights=police", 0)
+    assert stats["total"] > 300 and 0.1 < on / stats["total"] < 0.35  # hazard 15% + police 5% of them
+
+
+def test_a_world_of_only_police_cars_has_every_light_bar_on():
+    from fleet_sim.world import VEHICLE
+
+    world = World(WorldConfig(vehicle_rate=0.5, police_rate=1.0), seed=1)
+    assert {o.attributes["lights"] for o in world.objects_of(VEHICLE)} == {"police"}
