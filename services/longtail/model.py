@@ -111,7 +111,7 @@ class TaskSpec:
 
     @classmethod
     def from_proto(cls, task, object_size_m: float = 0.0) -> TaskSpec:
-        """From a `labels.v1.Task` declaration."""
+        """From a `labels.v1.Task` declaration (`object_size_m` overrides the one it carries)."""
         names = {common_pb2.TASK_PROTOTYPE_CLASSIFICATION: "classification", common_pb2.TASK_PROTOTYPE_DETECTION: "detection",
                  common_pb2.TASK_PROTOTYPE_LANDMARK: "landmark"}
         if task.prototype not in names:
@@ -119,7 +119,7 @@ class TaskSpec:
         return cls(
             name=task.name, prototype=names[task.prototype], classes=tuple(task.classes),
             attributes={a.name: tuple(a.values) for a in task.attributes if a.values},
-            keypoints=tuple(task.keypoint_names), object_size_m=object_size_m,
+            keypoints=tuple(task.keypoint_names), object_size_m=object_size_m or float(getattr(task, "object_size_m", 0.0)),
         )
 
 

@@ -55,6 +55,15 @@ class LabelStoreClient:
                 self.stub.UpsertSuite(L.UpsertSuiteRequest(yaml=default_suite_yaml(d)), metadata=self._auth(), timeout=TIMEOUT)
         return out
 
+    def task(self, name: str) -> L.Task | None:
+        """The label store's declaration of `name`, None if it has none."""
+        try:
+            return self.stub.GetTask(L.GetTaskRequest(name=name), timeout=TIMEOUT).task
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
     # -- datasets ------------------------------------------------------------------------------
     def dataset(self, name: str, version: int = 0) -> L.DatasetVersion:
         return self.stub.GetDataset(L.GetDatasetRequest(name=name, version=version), timeout=TIMEOUT).dataset

@@ -41,6 +41,7 @@ log = get_logger(__name__)
 SERVICE = "trainer"
 # One series per declared task and metric: the model-quality dashboard repeats its task panel over
 # the `task` label, so a task declared in tasks.yaml gets its panel with no dashboard change.
+LEARNED_TASKS_KEY = "trainer/learned-tasks.json"  # tasks declared after start (`longtail tasks apply`), kept across restarts
 TASK_METRIC = Gauge("longtail_trainer_task_metric", "Metric of a trained model version per declared task: val/<name>, test/<name> on the dataset splits, suite/<suite> pass rates",
                     ["service", "model", "version", "task", "metric"])
 TERMINAL = (T.RUN_STATUS_SUCCEEDED, T.RUN_STATUS_REFUSED, T.RUN_STATUS_FAILED)
@@ -86,9 +87,11 @@ class Trainer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name="trainer-runs", daemon=True)
         self.current: str = ""
+        self._file_tasks = {d.name for d in self.declared}  # from tasks.yaml; the others were learned at run time
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, recover: bool = True) -> None:
+        self._load_learned_tasks()
         if recover:
             for run in sorted(self.registry.load_runs(), key=lambda r: r.created_at.ToNanoseconds()):
                 if run.status == T.RUN_STATUS_RUNNING:
@@ -103,6 +106,40 @@ class Trainer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+    def learn_tasks(self, names: Sequence[str]) -> set[str]:
+        """Tasks declared while the system runs (`longtail tasks apply` puts them in the label store)
+        join the network the first time a run names them, and every later run trains their head
+        (appended after tasks.yaml's: the output layout of the other heads does not move). Returns
+        the names the label store does not know either."""
+        with self._lock:
+            known = {d.name for d in self.declared}
+            missing = [n for n in dict.fromkeys(names) if n not in known]
+            if not missing:
+                return set()
+            found = {n: self.labels.task(n) for n in missing} if self.labels is not None else {}
+            learned = [DeclaredTask(model_mod.TaskSpec.from_proto(t), t.description) for t in found.values() if t is not None]
+            if learned:
+                self.declared += learned
+                self._save_learned_tasks()
+                log.info("tasks learned from the label store", tasks=[d.name for d in learned])
+            return {n for n in missing if found.get(n) is None}
+
+    def _save_learned_tasks(self) -> None:
+        import json
+
+        learned = [{"spec": d.spec.to_dict(), "description": d.description} for d in self.declared if d.name not in self._file_tasks]
+        self.store.put_at(LEARNED_TASKS_KEY, json.dumps(learned).encode(), "application/json")
+
+    def _load_learned_tasks(self) -> None:
+        import json
+
+        self._file_tasks = {d.name for d in self.declared}
+        if not self.store.exists(LEARNED_TASKS_KEY):
+            return
+        for item in json.loads(self.store.get(LEARNED_TASKS_KEY)):
+            if item["spec"]["name"] not in self._file_tasks:
+                self.declared.append(DeclaredTask(model_mod.TaskSpec.from_dict(item["spec"]), item.get("description", "")))
 
     @property
     def alive(self) -> bool:
@@ -130,9 +167,9 @@ class Trainer:
                     raise ValueError("spec.positive_predicate: required for a TRIGGER_DETECTOR run")
             else:
                 model_repo.check_name(run.spec.model_name)
-                unknown = set(spec.tasks) - {d.name for d in self.declared}
+                unknown = self.learn_tasks(spec.tasks)
                 if unknown:
-                    raise ValueError(f"spec.tasks: not declared in tasks.yaml: {', '.join(sorted(unknown))}")
+                    raise ValueError(f"spec.tasks: not declared in tasks.yaml nor in the label store: {', '.join(sorted(unknown))}")
             run.created_at.GetCurrentTime()
             self.runs[run.run_id] = run
             self.registry.save_run(run)

@@ -107,7 +107,8 @@ def label_store_task(task: DeclaredTask):
     prototype = {"classification": C.TASK_PROTOTYPE_CLASSIFICATION, "detection": C.TASK_PROTOTYPE_DETECTION,
                  "landmark": C.TASK_PROTOTYPE_LANDMARK}[task.spec.prototype]
     out = L.Task(name=task.name, prototype=prototype, classes=task.spec.classes, keypoint_names=task.spec.keypoints,
-                 description=task.description or f"{task.name} ({task.spec.prototype})", labels_per_sample=task.labels_per_sample)
+                 description=task.description or f"{task.name} ({task.spec.prototype})", labels_per_sample=task.labels_per_sample,
+                 object_size_m=task.spec.object_size_m)
     for name, values in task.spec.attributes.items():
         out.attributes.add(name=name, values=values)
     return out

@@ -24,6 +24,7 @@ class FakeLabels:
         self.samples: dict[str, L.Sample] = {}
         self.recorded: list[L.SuiteResult] = []
         self.datasets: dict[tuple[str, int], L.DatasetVersion] = {}
+        self.tasks: dict[str, L.Task] = {}  # declared after the trainer started (`longtail tasks apply`)
 
     def add_suite(self, name: str, task: str, predicate: str, images: np.ndarray) -> list[str]:
         suite = L.Suite(name=name, version=1, task=task)
@@ -42,6 +43,9 @@ class FakeLabels:
 
     def suites(self):
         return list(self.suite_list)
+
+    def task(self, name):
+        return self.tasks.get(name)
 
     def sample(self, sample_id):
         return self.samples[sample_id]

@@ -10,6 +10,7 @@ from fleet_sim.bootstrap import occluded_only, sample_frames
 from fleet_sim.world import STOP_SIGN, World, WorldConfig
 from longtail import model_repo, topics
 from longtail.common.v1 import common_pb2 as C
+from longtail.labels.v1 import labels_pb2 as L
 from longtail.models.v1 import trainer_pb2 as T
 
 from trainer import tasks as tasks_mod
@@ -120,3 +121,19 @@ def test_invalid_waiver_is_rejected(trainer):
         trainer.submit(T.RunSpec(model_name="unit", waivers=[T.Waiver(suite="x", reason=" ")]))
     with pytest.raises(ValueError, match="not declared"):
         trainer.submit(T.RunSpec(model_name="unit", tasks=["nope"]))
+
+
+def test_a_task_declared_in_the_label_store_while_the_trainer_runs_gets_its_head_and_is_remembered(trainer, labels, store):
+    with pytest.raises(ValueError, match="nor in the label store: caution_lights"):
+        trainer.submit(T.RunSpec(model_name="unit", tasks=["caution_lights"]))
+    labels.tasks["caution_lights"] = L.Task(name="caution_lights", prototype=C.TASK_PROTOTYPE_DETECTION, classes=["vehicle"],
+                                            attributes=[L.AttributeSpec(name="lights", values=["off", "hazard", "police"])], object_size_m=1.6)
+    done = run(trainer, tasks=["stop_sign", "caution_lights"], promote=True, seed=1, epochs=1, hyperparameters=_hp(fallback_samples=64))
+    assert done.status == T.RUN_STATUS_SUCCEEDED, done.error
+    heads = {t.name: t for t in model_repo.load_version(store, "unit", done.model.version).tasks}
+    assert "caution_lights" in heads and heads["caution_lights"].object_size_m == pytest.approx(1.6)
+    assert [d.name for d in trainer.declared][-1] == "caution_lights"  # after tasks.yaml's: no head moved
+
+    again = Trainer(store, Registry(store), tasks_mod.load(), labels, lambda *a: None, Settings(threads=2))
+    again._load_learned_tasks()
+    assert "caution_lights" in {d.name for d in again.declared}  # a restarted trainer keeps it

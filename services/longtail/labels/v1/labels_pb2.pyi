@@ -191,7 +191,7 @@ class AttributeSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("name", "prototype", "classes", "attributes", "keypoint_names", "description", "created_at", "labels_per_sample")
+    __slots__ = ("name", "prototype", "classes", "attributes", "keypoint_names", "description", "created_at", "labels_per_sample", "object_size_m")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PROTOTYPE_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +200,7 @@ class Task(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     LABELS_PER_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_SIZE_M_FIELD_NUMBER: _ClassVar[int]
     name: str
     prototype: _common_pb2.TaskPrototype
     classes: _containers.RepeatedScalarFieldContainer[str]
@@ -208,7 +209,8 @@ class Task(_message.Message):
     description: str
     created_at: _timestamp_pb2.Timestamp
     labels_per_sample: int
-    def __init__(self, name: _Optional[str] = ..., prototype: _Optional[_Union[_common_pb2.TaskPrototype, str]] = ..., classes: _Optional[_Iterable[str]] = ..., attributes: _Optional[_Iterable[_Union[AttributeSpec, _Mapping]]] = ..., keypoint_names: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels_per_sample: _Optional[int] = ...) -> None: ...
+    object_size_m: float
+    def __init__(self, name: _Optional[str] = ..., prototype: _Optional[_Union[_common_pb2.TaskPrototype, str]] = ..., classes: _Optional[_Iterable[str]] = ..., attributes: _Optional[_Iterable[_Union[AttributeSpec, _Mapping]]] = ..., keypoint_names: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels_per_sample: _Optional[int] = ..., object_size_m: _Optional[float] = ...) -> None: ...
 
 class UpsertTaskRequest(_message.Message):
     __slots__ = ("task",)
