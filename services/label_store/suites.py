@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from label_store.predicates import PredicateError, compile_predicate
+from longtail.predicates import PredicateError, compile_predicate
 
 MAX_SUITE_BYTES = 1024 * 1024
 MAX_CASES = 10_000

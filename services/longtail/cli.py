@@ -13,6 +13,7 @@ from longtail.config import ConfigError
 from label_store import cli as label_cli
 from longtail.triggerlang import cli as triggers_cli
 from trigger_evaluator import cli as catalog_cli
+from task_workflow import cli as tasks_cli
 from trainer import cli as trainer_cli
 
 app = typer.Typer(help="longtail: a data engine for fleet learning.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -25,6 +26,7 @@ catalog_cli.register(triggers_cli.app)
 app.add_typer(label_cli.suites_app, name="suites")
 app.add_typer(label_cli.datasets_app, name="datasets")
 app.command("label")(label_cli.label)
+app.add_typer(tasks_cli.app, name="tasks")
 app.add_typer(trainer_cli.app)  # `longtail train`, `longtail runs`, `longtail models ...`
 
 console = Console(stderr=True)

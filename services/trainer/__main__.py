@@ -31,7 +31,7 @@ from longtail.models.v1 import trainer_pb2_grpc
 from longtail.storage import ObjectStore
 from longtail.topics import ensure_topics
 
-from trainer import tasks as tasks_mod
+from longtail import tasks as tasks_mod
 from trainer.labels import LabelStoreClient
 from trainer.registry import Registry
 from trainer.runner import SERVICE, Settings, Trainer

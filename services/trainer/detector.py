@@ -57,7 +57,7 @@ def label_prediction(task: str, annotation: Mapping) -> C.TaskPrediction:
 
 
 def is_positive(predicate: str, task: str, annotation: Mapping | None) -> bool:
-    from label_store.predicates import evaluate  # one predicate language for suites, triggers and this
+    from longtail.predicates import evaluate  # one predicate language for suites, triggers and this
 
     if annotation is None:
         return False

@@ -12,7 +12,7 @@ from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
 from longtail.log import get_logger
 
-from trainer.tasks import DeclaredTask, default_suite_yaml, label_store_task
+from longtail.tasks import DeclaredTask, default_suite_yaml, label_store_task
 
 log = get_logger(__name__)
 TIMEOUT = 30.0

@@ -35,7 +35,7 @@ from trainer import detector as det
 from trainer import gate, training
 from trainer.labels import LabelStoreClient
 from trainer.registry import Registry
-from trainer.tasks import DeclaredTask
+from longtail.tasks import DeclaredTask
 
 log = get_logger(__name__)
 SERVICE = "trainer"

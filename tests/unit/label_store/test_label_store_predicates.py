@@ -2,7 +2,7 @@
 
 import pytest
 
-from label_store.predicates import PredicateError, as_frame, compile_predicate, evaluate
+from longtail.predicates import PredicateError, as_frame, compile_predicate, evaluate
 from longtail.common.v1 import common_pb2 as C
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from label_store.predicates import evaluate
+from longtail.predicates import evaluate
 from longtail.labels.v1 import labels_pb2 as L
 
 from trainer import data as data_mod

@@ -13,7 +13,7 @@ from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.models.v1 import trainer_pb2 as T
 
-from trainer import tasks as tasks_mod
+from longtail import tasks as tasks_mod
 from trainer.registry import Registry
 from trainer.runner import Settings, Trainer
 

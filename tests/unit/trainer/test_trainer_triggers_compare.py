@@ -11,7 +11,7 @@ from longtail.labels.v1 import labels_pb2 as L
 from longtail.models.v1 import trainer_pb2 as T
 
 from trainer import compare
-from trainer import tasks as tasks_mod
+from longtail import tasks as tasks_mod
 from trainer.triggers import LabelTrigger
 
 

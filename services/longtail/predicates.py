@@ -105,3 +105,18 @@ def evaluate(source: str, prediction: C.TaskPrediction | None) -> Outcome:
     if value:
         return Outcome(True, "")
     return Outcome(False, f"predicate false; predicted: {describe(prediction)}")
+
+
+def label_matches(source: str, task: str, annotation: C.TaskOutput) -> bool:
+    """Does a label satisfy the predicate? The label is presented as a prediction whose objects are
+    certain (confidence 1), so "is this sample a positive of the task" reads like a suite case."""
+    prediction = C.TaskPrediction(task=task)
+    prediction.output.CopyFrom(annotation)
+    if prediction.output.WhichOneof("value") == "detection":
+        for d in prediction.output.detection.detections:
+            d.confidence = d.confidence or 1.0
+    elif prediction.output.WhichOneof("value") == "classification":
+        c = prediction.output.classification
+        if c.cls and not c.probabilities:
+            c.probabilities[c.cls] = 1.0
+    return evaluate(source, prediction).passed

@@ -17,7 +17,7 @@ cases are promoted into it later). Metrics are named `val/<task>/<metric>` for e
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import yaml
 from longtail.model import TaskSpec
 
 _SPEC_KEYS = {"name", "prototype", "classes", "attributes", "keypoints", "object_size_m", "hidden"}
-_EXTRA_KEYS = {"description", "labels_per_sample", "suite"}
+_EXTRA_KEYS = {"description", "labels_per_sample", "suite", "workflow"}
 
 
 class TaskFileError(ValueError):
@@ -40,6 +40,7 @@ class DeclaredTask:
     labels_per_sample: int = 1
     suite_name: str = ""
     suite_predicate: str = ""
+    workflow: dict[str, Any] = field(default_factory=dict, hash=False)  # the task workflow's settings (task_workflow.settings)
 
     @property
     def name(self) -> str:
@@ -82,8 +83,11 @@ def parse(text: str, source: str = "tasks.yaml") -> list[DeclaredTask]:
         suite = item.get("suite") or {}
         if not isinstance(suite, dict):
             raise TaskFileError(f"{where}.suite: must be a mapping with name and predicate")
+        workflow = item.get("workflow") or {}
+        if not isinstance(workflow, dict):
+            raise TaskFileError(f"{where}.workflow: must be a mapping of settings")
         out.append(DeclaredTask(spec, str(item.get("description", "")), int(item.get("labels_per_sample", 1) or 1),
-                                str(suite.get("name") or f"{spec.name}.regressions"), str(suite.get("predicate") or "").strip()))
+                                str(suite.get("name") or f"{spec.name}.regressions"), str(suite.get("predicate") or "").strip(), dict(workflow)))
     names = [t.name for t in out]
     if len(set(names)) != len(names):
         raise TaskFileError(f"{source}: duplicate task names")

@@ -1,0 +1,163 @@
+"""`longtail tasks ...`: declare tasks while the system runs and follow their workflows.
+
+    longtail tasks apply [tasks.yaml] [--only NAME]   # label schema, queue, default suite; a workflow per new task
+    longtail tasks status [NAME]                      # where each workflow stands, what it waits for
+    longtail tasks run NAME [--follow]                # advance it (resumable: stop it any time, run it again)
+    longtail tasks resume NAME                        # retry the step that blocked it
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from longtail import client
+from longtail import tasks as tasks_mod
+from task_workflow.settings import WorkflowSettings
+from task_workflow.state import StateStore, Step, WorkflowState
+from task_workflow.workflow import Outcome, Workflow, WorkflowError
+
+app = typer.Typer(help="Tasks declared while the system runs, and the workflow that takes each to certified.", no_args_is_help=True)
+out, err = Console(), Console(stderr=True)
+
+
+def _store() -> StateStore:
+    from longtail.config import S3Settings, load
+    from longtail.storage import ObjectStore
+
+    return StateStore(ObjectStore(load(S3Settings), service="tasks-cli"))
+
+
+def _engine():
+    from longtail.labels.v1 import labels_pb2_grpc
+    from longtail.models.v1 import trainer_pb2_grpc
+    from longtail.triggers.v1 import triggers_pb2_grpc
+    from task_workflow.engine import GrpcEngine
+
+    return GrpcEngine(client.stub(labels_pb2_grpc.LabelStoreServiceStub, "LABEL_STORE_ADDR", "the label-store"),
+                      client.stub(trainer_pb2_grpc.TrainerServiceStub, "TRAINER_ADDR", "`longtail serve trainer`"),
+                      client.stub(triggers_pb2_grpc.TriggerCatalogServiceStub, "TRIGGER_EVALUATOR_ADDR", "the trigger-evaluator"),
+                      client.operator_metadata())
+
+
+def _declared(name: str, path: str | None) -> tasks_mod.DeclaredTask:
+    try:
+        declared = {d.name: d for d in tasks_mod.load(path)}
+    except tasks_mod.TaskFileError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if name not in declared:
+        err.print(f"[red]error:[/] task {name!r} is not declared in {path or tasks_mod.default_path()}; declared: {', '.join(declared)}")
+        raise typer.Exit(2)
+    return declared[name]
+
+
+@app.command("apply")
+def apply(path: str = typer.Argument(None, help="task declarations (default: ./tasks.yaml, else the repository's)"),
+          only: str = typer.Option(None, help="apply only this task"),
+          workflow: bool = typer.Option(True, help="start a workflow for every task new to the label store")) -> None:
+    """Declare the tasks in the label store (schema, queue, default suite); the trainer gives each its head
+    the first time a run names it. A task new to the label store gets a workflow (`longtail tasks run`)."""
+    try:
+        declared = [d for d in tasks_mod.load(path) if only in (None, d.name)]
+        for d in declared:
+            WorkflowSettings.from_dict(d.workflow)
+    except (tasks_mod.TaskFileError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if not declared:
+        err.print(f"[red]error:[/] no task named {only!r}")
+        raise typer.Exit(2)
+    engine, store = _engine(), _store()
+    table = Table("task", "prototype", "label store", "workflow", title="longtail tasks apply")
+    for d in declared:
+        outcome = engine.declare(d)
+        started = ""
+        if workflow and outcome == "created" and store.load(d.name) is None:
+            try:
+                Workflow(d, engine, store)
+                started = "started: `longtail tasks run " + d.name + "`"
+            except WorkflowError as exc:
+                started = f"not started: {exc}"
+        table.add_row(d.name, d.spec.prototype, outcome, started or ("exists" if store.load(d.name) else "-"))
+    out.print(table)
+
+
+def _age(t: float | None) -> str:
+    if not t:
+        return "-"
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def show(state: WorkflowState) -> None:
+    steps = [s for s in Step if s not in (Step.BLOCKED,)]
+    at = state.current if state.current is not Step.BLOCKED else Step(state.blocked_step)
+    line = " -> ".join(f"[bold]{s.value}[/]" if s is at else f"[dim]{s.value}[/]" if s.order > at.order else s.value for s in steps)
+    out.print(f"[bold]{state.task}[/] ({state.suite}): {line}")
+    rows = [("step", state.step + (f" (at {state.blocked_step})" if state.blocked_step and state.current is Step.BLOCKED else "")),
+            ("waiting for", state.waiting_for or "-"), ("blocked", state.blocked_reason or "-"),
+            ("iteration", str(state.iteration)), ("labels", str(state.labels)), ("seed set", f"{state.seed_dataset or '-'} (attempt {state.seed_attempt})"),
+            ("detector", f"{state.detector} v{state.detector_version}" if state.detector_version else "-"),
+            ("trigger", f"{state.trigger_id} ({'active' if state.trigger_active else 'not active'})"),
+            ("suite", f"{state.suite}: {state.suite_cases} cases" + (f", {state.passed}/{state.suite_cases} pass ({state.pass_rate:.0%})" if state.pass_rate is not None else "")),
+            ("model", f"v{state.model_version}" if state.model_version else "-"),
+            ("declared", _age(state.declared_at)), ("certified", _age(state.certified_at)), ("updated", _age(state.updated_at))]
+    table = Table(show_header=False)
+    for k, v in rows:
+        table.add_row(k, v)
+    out.print(table)
+    history = Table("time", "step", "what", title="history (last 10)")
+    for e in state.history[-10:]:
+        history.add_row(_age(e.at), e.step, e.what)
+    out.print(history)
+
+
+@app.command("status")
+def status(name: str = typer.Argument(None, help="a task; all workflows if omitted")) -> None:
+    """Where a task's workflow stands: its step, what it waits for, its history."""
+    store = _store()
+    if name:
+        state = store.load(name)
+        if state is None:
+            err.print(f"[red]error:[/] no workflow for task {name!r} (known: {', '.join(store.tasks()) or 'none'}); `longtail tasks apply` starts one")
+            raise typer.Exit(1)
+        show(state)
+        return
+    table = Table("task", "step", "iteration", "labels", "suite", "waiting for / blocked", title="task workflows")
+    for task in store.tasks():
+        s = store.load(task)
+        table.add_row(s.task, s.step, str(s.iteration), str(s.labels), f"{s.passed}/{s.suite_cases}" if s.pass_rate is not None else f"-/{s.suite_cases}",
+                      s.blocked_reason or s.waiting_for or "-")
+    out.print(table)
+
+
+@app.command("run")
+def run(name: str, path: str = typer.Option(None, "--file", help="task declarations (default: ./tasks.yaml)"),
+        follow: bool = typer.Option(False, help="keep going while it waits (poll), until certified or blocked"),
+        poll_s: float = typer.Option(10.0, help="seconds between looks while waiting (--follow)")) -> None:
+    """Advance the task's workflow until it waits, blocks or is certified (safe to stop and run again)."""
+    workflow = Workflow(_declared(name, path), _engine(), _store(), say=lambda m: err.print(f"[cyan]workflow[/] {m}"))
+    while True:
+        outcome = workflow.run()
+        if outcome is not Outcome.WAITING or not follow:
+            break
+        err.print(f"[dim]waiting for {workflow.state.waiting_for}[/]")
+        time.sleep(poll_s)
+    show(workflow.state)
+    raise typer.Exit(1 if outcome is Outcome.BLOCKED else 0)
+
+
+@app.command("resume")
+def resume(name: str, path: str = typer.Option(None, "--file", help="task declarations (default: ./tasks.yaml)")) -> None:
+    """Retry the step that blocked the task's workflow (then `longtail tasks run`)."""
+    workflow = Workflow(_declared(name, path), _engine(), _store())
+    try:
+        workflow.resume()
+    except WorkflowError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    out.print(f"{name}: back at {workflow.state.step}; `longtail tasks run {name}` goes on")
