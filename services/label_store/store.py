@@ -36,7 +36,8 @@ from longtail.inference.v1 import events_pb2 as inference_events
 from longtail.labels.v1 import events_pb2 as E
 from longtail.labels.v1 import labels_pb2 as L
 
-from label_store import agreement, datasets, predicates, suites
+from label_store import agreement, datasets, suites
+from longtail import predicates
 from label_store.db import (
     case_results, dataset_items, is_sqlite, labels, leases, outbox, predictions, queue_items, samples,
     suite_cases, suite_results,

@@ -40,7 +40,7 @@ class TriggerPlan:
     trigger_id: str
     expression: str
     task: str
-    priority: float
+    priority: int
     upload_budget: int
     max_uploads_per_car_hour: int
     description: str
@@ -55,6 +55,7 @@ class Engine(Protocol):
     def ensure_trigger(self, plan: TriggerPlan) -> None: ...
     def backtest(self, trigger_id: str, since: float) -> Backtest: ...
     def activate(self, trigger_id: str) -> None: ...
+    def retire(self, trigger_id: str, reason: str) -> None: ...
     def suite_size(self, suite: str) -> int: ...
     def promote(self, suite: str, sample_id: str, predicate: str, note: str) -> None: ...
     def train(self, model: str, task: str, dataset: str, seed: int, epochs: int, replay_samples: int, promote: bool) -> RunResult: ...
@@ -176,6 +177,9 @@ class GrpcEngine:
 
     def activate(self, trigger_id: str) -> None:
         self.catalog.ActivateTrigger(S.ActivateTriggerRequest(trigger_id=trigger_id), metadata=self.auth, timeout=10)
+
+    def retire(self, trigger_id: str, reason: str) -> None:
+        self.catalog.RetireTrigger(S.RetireTriggerRequest(trigger_id=trigger_id, reason=reason), metadata=self.auth, timeout=10)
 
 
 def _ref(dataset: str) -> C.DatasetRef:

@@ -16,7 +16,7 @@ class WorkflowSettings:
     upload_budget: int = 2_000  # uploads the trigger may cause per `budget_horizon_h` on `fleet_cars` cars
     budget_horizon_h: float = 24.0
     fleet_cars: int = 100
-    priority: float = 2.0  # the trigger's share when budgets compete (label queue order, uploads)
+    priority: int = 2  # the trigger's share when budgets compete (label queue order, uploads)
     max_uploads_per_car_hour: int = 30
     labels_per_iteration: int = 150  # new labelled uploads of the trigger before each retraining
     suite_cases: int = 100  # held-out cases the task's suite needs before it can certify

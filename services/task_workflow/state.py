@@ -50,6 +50,8 @@ class WorkflowState:
     detector_version: int = 0
     detector_published_at: float = 0.0
     trigger_id: str = ""
+    shadow_trigger_id: str = ""  # puts the detector on the cars before its trigger is active
+    shadow_since: float = 0.0
     trigger_active: bool = False
     sourced_before: int = 0  # labelled uploads of the trigger when this iteration's sourcing started
     labels: int = 0  # samples labelled for the task (training and suite)

@@ -39,8 +39,9 @@ def detector_name(task: str) -> str:
     return f"{task}_detector"
 
 
-def trigger_id(task: str) -> str:
-    return f"detector-{task.replace('_', '-')}"
+def trigger_id(task: str, declared_at: float) -> str:
+    """Unique per declaration: the catalog keeps retired triggers, and a task may be declared again."""
+    return f"detector-{task.replace('_', '-')}-{hashlib.sha256(f'{task}@{declared_at}'.encode()).hexdigest()[:6]}"
 
 
 def held_out(sample_id: str, every: int) -> bool:
@@ -58,8 +59,9 @@ class Workflow:
         self.state = store.load(task.name) or self._new()
 
     def _new(self) -> WorkflowState:
-        state = WorkflowState(task=self.task.name, suite=self.task.suite_name, predicate=self.task.suite_predicate, declared_at=self.clock(),
-                              seed_wanted=self.settings.seed_labels, detector=detector_name(self.task.name), trigger_id=trigger_id(self.task.name))
+        now = self.clock()
+        state = WorkflowState(task=self.task.name, suite=self.task.suite_name, predicate=self.task.suite_predicate, declared_at=now,
+                              seed_wanted=self.settings.seed_labels, detector=detector_name(self.task.name), trigger_id=trigger_id(self.task.name, now))
         state.note(f"declared ({self.task.spec.prototype}, classes {', '.join(self.task.spec.classes)})")
         self.store.save(state)
         return state
@@ -145,10 +147,20 @@ class Workflow:
 
     def _trigger(self) -> Outcome:
         s, cfg = self.state, self.settings
+        if not s.shadow_trigger_id:
+            # The cars run a detector only for an active trigger that calls it: a trigger that calls
+            # it and can never fire (scores are at most 1) puts it on the cars in shadow mode, so the
+            # real trigger's backtest runs on telemetry the detector scored.
+            s.shadow_trigger_id = f"shadow-{s.trigger_id}"
+            self.engine.ensure_trigger(TriggerPlan(s.shadow_trigger_id, f'score("{s.detector}") > 1', s.task, 0, 1, 1,
+                                                   f"{s.task} workflow: {s.detector} in shadow mode on the fleet (never fires)"))
+            self.engine.activate(s.shadow_trigger_id)
+            s.shadow_since = self.clock()
+            s.note(f"{s.detector} in shadow mode on the fleet ({s.shadow_trigger_id})")
         self.engine.ensure_trigger(TriggerPlan(
             s.trigger_id, f'score("{s.detector}") > {cfg.detector_threshold:g}', s.task, cfg.priority, cfg.upload_budget, cfg.max_uploads_per_car_hour,
             f"{s.task} workflow: frames its seed-trained detector scores above {cfg.detector_threshold:g}"))
-        bt = self.engine.backtest(s.trigger_id, s.detector_published_at)
+        bt = self.engine.backtest(s.trigger_id, s.shadow_since)
         if bt.frames < cfg.shadow_frames:
             return self._wait(f"the fleet to score {cfg.shadow_frames:,} frames with {s.detector} in shadow mode ({bt.frames:,} so far) before the backtest")
         expected = bt.fires_per_car_hour * cfg.fleet_cars * cfg.budget_horizon_h
@@ -158,6 +170,7 @@ class Workflow:
             raise WorkflowError(f"{s.trigger_id} not activated: {evidence}, over its upload budget of {cfg.upload_budget:,} "
                                 "(raise workflow.upload_budget or workflow.detector_threshold, then `longtail tasks resume`)")
         self.engine.activate(s.trigger_id)
+        self.engine.retire(s.shadow_trigger_id, f"{s.trigger_id} is active")
         s.trigger_active, s.iteration = True, 1
         s.sourced_before = len(self.engine.labelled(s.task, s.trigger_id))
         return self._move(Step.SOURCING, f"{s.trigger_id} activated ({evidence}, within {cfg.upload_budget:,})")

@@ -10,7 +10,7 @@ from longtail.tasks import DeclaredTask, parse
 from task_workflow.engine import Backtest, RunResult
 from task_workflow.settings import WorkflowSettings
 from task_workflow.state import StateStore, Step
-from task_workflow.workflow import Outcome, Workflow, WorkflowError, held_out
+from task_workflow.workflow import Outcome, Workflow, WorkflowError, held_out, trigger_id
 
 PREDICATE = "any(d.cls == vehicle and d.attr.lights != off and d.conf >= 0.5)"
 TASK = DeclaredTask(TaskSpec("caution_lights", "detection", ("vehicle",), {"lights": ("off", "hazard", "police")}), "caution lights",
@@ -74,6 +74,9 @@ class FakeEngine:
     def activate(self, trigger_id):
         self.active.append(trigger_id)
 
+    def retire(self, trigger_id, reason):
+        self.active.remove(trigger_id)
+
     def suite_size(self, suite):
         return len(self.suite)
 
@@ -84,6 +87,9 @@ class FakeEngine:
     def train(self, model, task, dataset, seed, epochs, replay_samples, promote):
         self.calls.append(f"train {dataset}")
         return self.train_results.pop(0)
+
+
+TID = trigger_id("caution_lights", 1000.0)
 
 
 def workflow(engine, store, settings=SMALL, clock=lambda: 1000.0):
@@ -102,12 +108,13 @@ def test_from_declaration_to_certified_with_every_wait_visible(store):
     engine.detector_results = [RunResult(True, version=1, reason="val AUC 0.97 >= 0.80")]
     engine.backtests = [Backtest(0, 40, 0.0), Backtest(3, 400, 30.0)]
     assert wf.run() is Outcome.WAITING and wf.state.step == Step.TRIGGER.value
-    assert "score 100 frames" in wf.state.waiting_for and not engine.active  # shadow mode first, then the backtest
+    assert "score 100 frames" in wf.state.waiting_for and engine.active == ["shadow-" + TID]  # shadow mode first, then the backtest
+    assert engine.triggers["shadow-" + TID].expression == 'score("caution_lights_detector") > 1'  # on the cars, never fires
     assert wf.run() is Outcome.WAITING and wf.state.step == Step.SOURCING.value
-    assert engine.active == ["detector-caution-lights"] and engine.triggers["detector-caution-lights"].expression == 'score("caution_lights_detector") > 0.5'
+    assert engine.active == [TID] and engine.triggers[TID].expression == 'score("caution_lights_detector") > 0.5'
     assert "10 more labelled uploads" in wf.state.waiting_for
 
-    engine.label(10, trigger="detector-caution-lights")
+    engine.label(10, trigger=TID)
     engine.train_results = [accepted(2, cases=6)]
     assert wf.run() is Outcome.WAITING and wf.state.iteration == 2  # below target: another round of sourcing
     assert 0 < len(engine.suite) <= 6 and all(held_out(s, 2) and s in engine.positive for s in engine.suite)
@@ -115,7 +122,7 @@ def test_from_declaration_to_certified_with_every_wait_visible(store):
     assert not set(train_ids) & set(engine.suite)  # suite cases never train
     assert wf.state.pass_rate == pytest.approx(2 / 6)
 
-    engine.label(40, trigger="detector-caution-lights")
+    engine.label(40, trigger=TID)
     engine.train_results = [accepted(6, cases=6)]
     assert wf.run() is Outcome.CERTIFIED
     s = wf.state
@@ -136,7 +143,7 @@ def test_a_new_process_resumes_where_the_last_one_stopped(store):
     again = workflow(engine, store)  # e.g. the runner was restarted
     assert again.state.step == "trigger" and again.state.detector_version == 1
     assert again.run() is Outcome.WAITING and engine.calls == ["detector caution_lights-seed@1"]  # the detector is not trained twice
-    assert len(engine.triggers) == 1
+    assert sorted(engine.triggers) == sorted([TID, "shadow-" + TID]) and engine.active == ["shadow-" + TID]  # nothing created or activated twice
 
 
 def test_a_refused_detector_asks_for_a_larger_seed_set_then_blocks_and_resumes(store):
@@ -167,13 +174,13 @@ def test_a_trigger_whose_backtest_exceeds_the_budget_is_not_activated_and_says_w
     engine.backtests = [Backtest(500, 1000, 500.0)]  # 500/car-hour x 10 cars x 1 h = 5,000 > 1,000
     wf = workflow(engine, store)
     assert wf.run() is Outcome.BLOCKED
-    assert not engine.active
+    assert engine.active == ["shadow-" + TID]  # the detector keeps scoring in shadow mode; its trigger is not active
     reason = wf.state.blocked_reason
     assert "not activated" in reason and "5,000 uploads expected" in reason and "upload budget of 1,000" in reason
     # the operator raises the budget in tasks.yaml and resumes
     wider = Workflow(TASK, engine, StateStore(store), WorkflowSettings.from_dict({"upload_budget": 10_000}, SMALL), clock=lambda: 1000.0)
     wider.resume()
-    assert wider.run() is Outcome.WAITING and engine.active == ["detector-caution-lights"]
+    assert wider.run() is Outcome.WAITING and engine.active == [TID]  # the shadow trigger retired
 
 
 def test_gate_refusals_count_as_iterations_and_the_last_one_blocks(store):
@@ -185,7 +192,7 @@ def test_gate_refusals_count_as_iterations_and_the_last_one_blocks(store):
     wf.run()
     engine.train_results = [RunResult(False, version=3, reason="stop_sign.occluded regressed: 3 cases", regressed=["stop_sign.occluded"])] * 3
     for _ in range(3):
-        engine.label(10, trigger="detector-caution-lights")
+        engine.label(10, trigger=TID)
         outcome = wf.run()
     assert outcome is Outcome.BLOCKED and "not certified after 3 iterations" in wf.state.blocked_reason
     assert "refused by the gate" in wf.state.blocked_reason and not wf.state.other_suites_regressed  # refused: never published
@@ -199,7 +206,7 @@ def test_an_accepted_version_that_regressed_another_suite_is_recorded(store):
     engine.backtests = [Backtest(1, 500, 1.0)]
     wf = workflow(engine, store)
     wf.run()
-    engine.label(10, trigger="detector-caution-lights")
+    engine.label(10, trigger=TID)
     engine.train_results = [accepted(1, regressed=["stop_sign.occluded"])]  # e.g. within a waiver
     wf.run()
     assert wf.state.other_suites_regressed
