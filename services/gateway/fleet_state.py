@@ -196,6 +196,11 @@ class FleetState:
         return commands
 
     # -- Kafka-fed updates (called on the event loop) ---------------------------------------
+    def trigger_priority(self, trigger_id: str) -> int:
+        """The catalog priority of a trigger (0 if unknown): uploads carry it to the label queues."""
+        trigger = self.triggers.get(trigger_id)
+        return int(trigger.spec.priority) if trigger is not None else 0
+
     def on_trigger(self, key: str | None, record) -> None:
         if record is None:  # tombstone
             old = self.triggers.pop(key or "", None)

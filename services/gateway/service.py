@@ -330,6 +330,7 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
             size_bytes=put.size,
             content_type=header.content_type,
             metadata=header.metadata,
+            priority=self.state.trigger_priority(header.trigger_id),
         )
         event.captured_at.CopyFrom(header.captured_at)
         event.uploaded_at.CopyFrom(Timestamp(seconds=int(time.time())))

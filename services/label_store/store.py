@@ -91,7 +91,7 @@ def label_id(sample_id: str, task: str, labeller_id: str, idempotency_key: str) 
 def sample_from_snapshot(event: fleet_events.SnapshotUploaded) -> L.Sample:
     """A SnapshotUploaded event as a sample (provenance, object location, the car's detections)."""
     s = L.Sample(sample_id=event.snapshot_id, bucket=event.bucket, object_key=event.object_key,
-                 content_type=event.content_type, size_bytes=event.size_bytes)
+                 content_type=event.content_type, size_bytes=event.size_bytes, priority=float(event.priority))
     p = s.provenance
     p.vehicle_id, p.frame_id, p.trigger_id, p.trigger_version, p.fire_id = (
         event.vehicle_id, event.frame_id, event.trigger_id, event.trigger_version, event.fire_id)

@@ -112,3 +112,12 @@ def test_cars_get_only_the_detectors_an_active_trigger_calls():
         assert state.needed_detectors == frozenset() and state.welcome_commands(F.Hello(vehicle_id="car-4")) == []
 
     asyncio.run(scenario())
+
+
+def test_an_upload_carries_its_triggers_catalog_priority():
+    state = FleetState("t", 10)
+    high = record("detector-x", "true", T.TRIGGER_SITE_EDGE)
+    high.trigger.spec.priority = 3
+    state.on_trigger("detector-x", high)
+    state.on_trigger("unsure", record("unsure", "true", T.TRIGGER_SITE_EDGE))
+    assert (state.trigger_priority("detector-x"), state.trigger_priority("unsure"), state.trigger_priority("gone")) == (3, 0, 0)

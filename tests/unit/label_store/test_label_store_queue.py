@@ -194,3 +194,20 @@ def test_a_filter_can_name_the_samples(store):
     with pytest.raises(StoreError) as too_many:
         store.list_samples(L.SampleFilter(sample_ids=[str(i) for i in range(10_001)]))
     assert too_many.value.code == "INVALID_ARGUMENT" and "sample_ids" in str(too_many.value)
+
+
+def test_an_upload_of_a_higher_priority_trigger_is_labelled_first(store):
+    from label_store.store import sample_from_snapshot
+    from longtail.fleet.v1 import events_pb2 as fleet_events
+
+    def snapshot(i: int, trigger: str, priority: int):
+        return sample_from_snapshot(fleet_events.SnapshotUploaded(snapshot_id=sid(i), vehicle_id="car-1", frame_id=f"car-1:{i}", trigger_id=trigger,
+                                                                  object_key=f"snapshots/{sid(i)}.png", bucket="b", content_type="image/png",
+                                                                  size_bytes=10, priority=priority))
+
+    store.register_samples([snapshot(0, "random", 0), snapshot(1, "detector-x", 3), snapshot(2, "unsure", 1)])
+    order = []
+    for _ in range(3):
+        lease, _ = store.next_task("stop_sign", "alice", 60)
+        order.append(lease.sample.provenance.trigger_id)
+    assert order == ["detector-x", "unsure", "random"]

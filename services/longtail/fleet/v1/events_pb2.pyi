@@ -28,7 +28,7 @@ class TelemetryBatchEvent(_message.Message):
     def __init__(self, vehicle_id: _Optional[str] = ..., gateway_id: _Optional[str] = ..., session_id: _Optional[str] = ..., batch_seq: _Optional[int] = ..., received_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., frames: _Optional[_Iterable[_Union[_fleet_pb2.Frame, _Mapping]]] = ...) -> None: ...
 
 class SnapshotUploaded(_message.Message):
-    __slots__ = ("snapshot_id", "vehicle_id", "frame_id", "trigger_id", "trigger_version", "fire_id", "captured_at", "uploaded_at", "object_key", "bucket", "size_bytes", "content_type", "metadata")
+    __slots__ = ("snapshot_id", "vehicle_id", "frame_id", "trigger_id", "trigger_version", "fire_id", "captured_at", "uploaded_at", "object_key", "bucket", "size_bytes", "content_type", "metadata", "priority")
     SNAPSHOT_ID_FIELD_NUMBER: _ClassVar[int]
     VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class SnapshotUploaded(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     snapshot_id: str
     vehicle_id: str
     frame_id: str
@@ -55,7 +56,8 @@ class SnapshotUploaded(_message.Message):
     size_bytes: int
     content_type: str
     metadata: _fleet_pb2.FrameMetadata
-    def __init__(self, snapshot_id: _Optional[str] = ..., vehicle_id: _Optional[str] = ..., frame_id: _Optional[str] = ..., trigger_id: _Optional[str] = ..., trigger_version: _Optional[int] = ..., fire_id: _Optional[str] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uploaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., object_key: _Optional[str] = ..., bucket: _Optional[str] = ..., size_bytes: _Optional[int] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Union[_fleet_pb2.FrameMetadata, _Mapping]] = ...) -> None: ...
+    priority: int
+    def __init__(self, snapshot_id: _Optional[str] = ..., vehicle_id: _Optional[str] = ..., frame_id: _Optional[str] = ..., trigger_id: _Optional[str] = ..., trigger_version: _Optional[int] = ..., fire_id: _Optional[str] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uploaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., object_key: _Optional[str] = ..., bucket: _Optional[str] = ..., size_bytes: _Optional[int] = ..., content_type: _Optional[str] = ..., metadata: _Optional[_Union[_fleet_pb2.FrameMetadata, _Mapping]] = ..., priority: _Optional[int] = ...) -> None: ...
 
 class ShadowDisagreementEvent(_message.Message):
     __slots__ = ("vehicle_id", "frame_id", "captured_at", "received_at", "production", "candidate", "task", "differences", "frames_compared")
