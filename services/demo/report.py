@@ -74,6 +74,18 @@ def case_summary(exp: Experiment) -> dict:
     return out
 
 
+def case_trigger_lift(experiments: list[Experiment], case: str) -> float | None:
+    """The case's own detector trigger: its labelled uploads showing the case over the case's base
+    rate, pooled over seeds (None without such a trigger or without a base rate)."""
+    mine = [t for e in experiments for t in e.triggers if t.case == case]
+    pool = [t for e in experiments for t in e.random_pool]
+    k, n = sum(t.by_case.get(case, 0) for t in mine), sum(t.labelled for t in mine)
+    bk, bn = sum(t.by_case.get(case, 0) for t in pool), sum(t.labelled for t in pool)
+    if not mine or not n or not bk or not bn:
+        return None
+    return (k / n) / (bk / bn)
+
+
 def median_if_all_reached(values: list[int | None]) -> int | None:
     """The (upper) median labels to target over seeds; None when a seed did not reach it."""
     return int(sorted(values)[len(values) // 2]) if values and all(v is not None for v in values) else None
@@ -104,8 +116,13 @@ def summary(result: DemoResult) -> dict:
     cases = {}
     for case, entry in (per_seed[0]["cases"].items() if per_seed else ()):
         by_seed = {name: [s["cases"][case]["labels_to_target"][name] for s in per_seed] for name in entry["labels_to_target"]}
-        cases[case] = {"suite": entry["suite"], "cases": entry["cases"], "labels_to_target_by_seed": by_seed,
-                       "labels_to_target": {n: median_if_all_reached(v) for n, v in by_seed.items()},
+        by_arm = {n: median_if_all_reached(v) for n, v in by_seed.items()}
+        finals = [s["cases"][case]["final_candidate_pass"].get("triggered") for s in per_seed]
+        cases[case] = {"suite": entry["suite"], "cases": entry["cases"],
+                       # The issue's shape: the data engine's (triggered arm's) figures for the case.
+                       "labels_to_target": by_arm.get("triggered"), "final_pass": _num(mean_spread([f for f in finals if f is not None])["mean"]),
+                       "trigger_yield_vs_base_rate": _num(case_trigger_lift(result.experiments, case)),
+                       "labels_to_target_by_arm": by_arm, "labels_to_target_by_seed": by_seed,
                        "base_rate": _num(rate(sum(round((s["cases"][case]["base_rate"] or 0) * s["base_rate_n"]) for s in per_seed),
                                               sum(s["base_rate_n"] for s in per_seed)).value)}
     out["cases"] = cases

@@ -69,7 +69,10 @@ def test_demo_experiment_writes_a_summary_that_results_and_report_agree_with(kaf
         candidates = exp["arms"][name]["candidates"]
         assert arm["labels_to_target"] == reached(candidates, suites), (name, arm)
         for case, entry in summary["cases"].items():
-            assert entry["labels_to_target"][name] == reached(candidates, [entry["suite"]]), (name, case, entry)
+            assert entry["labels_to_target_by_arm"][name] == reached(candidates, [entry["suite"]]), (name, case, entry)
+            if name == "triggered":
+                assert entry["labels_to_target"] == entry["labels_to_target_by_arm"]["triggered"]
+                assert entry["final_pass"] == share(candidates[-1]["candidate"][entry["suite"]])
         last = candidates[-1]
         assert arm["final_candidate_pass"] == {s: v["passed"] / v["cases"] for s, v in last["candidate"].items()}
         assert arm["final_production_pass"] == {s: v["passed"] / v["cases"] for s, v in last["production"].items()}

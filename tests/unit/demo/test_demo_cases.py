@@ -107,8 +107,10 @@ def test_the_report_and_summary_show_every_case(tmp_path):
     assert s["target_suite"] == OCC and s["target_suites"] == [OCC, ERT]
     assert s["arms"]["triggered"]["labels_to_target"] == 240 and s["arms"]["random"]["labels_to_target"] is None
     ert = s["cases"]["except_right_turn"]
-    assert ert["suite"] == ERT and ert["labels_to_target"] == {"triggered": 240, "random": None}
-    assert s["cases"]["occluded"]["labels_to_target"]["triggered"] == 160
+    assert ert["suite"] == ERT and ert["labels_to_target_by_arm"] == {"triggered": 240, "random": None}
+    assert ert["labels_to_target"] == 240 and ert["final_pass"] == pytest.approx(0.91)  # the shape: the data engine's figures
+    assert ert["trigger_yield_vs_base_rate"] == pytest.approx(120.0)
+    assert s["cases"]["occluded"]["labels_to_target"] == 160 and s["cases"]["occluded"]["trigger_yield_vs_base_rate"] == pytest.approx(50.0)
     per_seed = s["per_seed"][0]["cases"]["except_right_turn"]
     assert per_seed["triggers"]["detector-except-right-turn-abc-s0"]["yield_vs_base_rate"] == pytest.approx(120.0)
     assert per_seed["final_candidate_pass"] == {"triggered": 0.91, "random": 0.05}
