@@ -163,6 +163,7 @@ class Experiment:
     wall_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     picked_by_trigger: dict[str, int] = field(default_factory=dict)  # the triggered arm's fleet labels per trigger
+    new_task: dict | None = None  # demo.new_task.NewTaskResult of a task declared in the middle of the run
 
     @property
     def target_suite(self) -> str:

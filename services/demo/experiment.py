@@ -20,15 +20,17 @@ import random
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import grpc
 import numpy as np
 
 from demo.accounting import ArmLedger, Candidate, Experiment, SuiteScore, TriggerStats
 from demo.arms import Arm, ArmContext, PoolSample, budget_schedule
+from demo.new_task import WORLD, NewTask
 from demo.scenario import OCCLUDED, LongTailCase, Scenario, trigger_plans
 from demo.stack import Stack
+from fleet_sim.world import WorldConfig
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.models.v1 import trainer_pb2 as T
@@ -57,6 +59,8 @@ class Settings:
     fps: float = 5.0
     tolerance: float = 0.02
     max_extra_drives: int = 4
+    new_task: str = ""  # a task declared in the middle of the run (demo.new_task.DECLARATIONS)
+    new_task_at: int = 2  # ... at the start of this iteration
 
 
 class ExperimentRun:
@@ -85,6 +89,9 @@ class ExperimentRun:
         self.published: set[str] = set()  # cases whose detector is on the cars
         self.production: dict[str, dict[str, SuiteScore]] = {}
         self.drives = 0
+        self.fleet_world = WorldConfig(**WORLD.get(settings.new_task, {}))  # the new task's phenomenon is in the world from the start
+        self.new_task = NewTask(stack, settings.new_task, f"demo-{self.suffix}-{settings.new_task.replace('_', '-')}", model, seed, say) \
+            if settings.new_task else None
 
     @property
     def triggered_line(self) -> str:
@@ -111,8 +118,10 @@ class ExperimentRun:
             self.backtest_and_activate(since_ms)
             time.sleep(1.5)  # the gateway's catalog view follows the topic
             for iteration in range(1, self.s.max_iterations + 1):
+                if self.new_task is not None and iteration == self.s.new_task_at:
+                    self.new_task.declare(iteration)
                 active = [a for a in self.arms.values() if not self.result.arms[a.name].done() and (a.uses_fleet or iteration == 1)]
-                if not active:
+                if not active and not self.new_task_pending(iteration):
                     break
                 self.say(f"[bold]seed {self.seed}, iteration {iteration}[/]: arms {', '.join(a.name for a in active)}")
                 self.iterate(iteration, active)
@@ -125,6 +134,9 @@ class ExperimentRun:
                                                     else f"--max-iterations {self.s.max_iterations}")
         finally:
             self.retire_triggers()
+            if self.new_task is not None:
+                self.new_task.retire()
+                self.result.new_task = asdict(self.new_task.result) if self.new_task.result is not None else None
             self.result.picked_by_trigger = {t: len(ids) for t, ids in getattr(self.arms.get("triggered"), "picked_from", {}).items()}
             self.result.wall_seconds = time.perf_counter() - started
         return self.result
@@ -133,11 +145,12 @@ class ExperimentRun:
         budget = budget_schedule(self.s.budget, self.s.growth, iteration)
         wants = {a.name: self.wanted(a, budget) for a in active}
         triggered_learning = any(a.name == "triggered" for a in active)
+        for_new_task = self.new_task_pending(iteration)
         extra = 0
-        while triggered_learning or self.random_short(active, wants):
+        while triggered_learning or for_new_task or self.random_short(active, wants):
             self.drive(iteration, self.s.duration_s, f"i{iteration}" + (f"-extra{extra}" if extra else ""))
             self.collect()
-            triggered_learning = False
+            triggered_learning = for_new_task = False
             if not self.random_short(active, wants):
                 break
             extra += 1
@@ -164,6 +177,14 @@ class ExperimentRun:
         triggered = self.result.arms.get("triggered")
         if triggered is not None and triggered.done() and not any(l.label_cap for n, l in self.result.arms.items() if n != "triggered"):
             self.set_caps(triggered)
+        if self.new_task is not None and self.new_task.declared:
+            self.new_task.step(iteration)  # after the arms' runs: the trainer serves one run at a time
+
+    def new_task_pending(self, iteration: int) -> bool:
+        """A new task is still to be declared, or declared and not certified nor blocked."""
+        if self.new_task is None:
+            return False
+        return iteration < self.s.new_task_at or self.new_task.pending
 
     def wanted(self, arm: Arm, budget: int) -> int:
         ledger = self.result.arms[arm.name]
@@ -324,7 +345,7 @@ class ExperimentRun:
         import torch
 
         from fleet_sim.fleet import SimConfig, SimulatedFleet
-        from fleet_sim.world import World, WorldConfig
+        from fleet_sim.world import World
 
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
         self.drives += 1
@@ -333,7 +354,7 @@ class ExperimentRun:
         # (faster than real time) drive moved on: the cars keep the drive and wait for late requests.
         sim = SimConfig(cars=self.s.cars, duration_s=duration_s, fps=self.s.fps, seed=(zlib.crc32(self.suffix.encode()) % 100_000) * 1000 + self.drives,
                         vehicle_prefix=f"{self.suffix}-{label}", ring_frames=min(300, int(duration_s * self.s.fps) + 1), request_grace_s=3.0)
-        fleet = SimulatedFleet(sim, World(WorldConfig(), seed=self.seed), self.model, store=self.stack.objects,
+        fleet = SimulatedFleet(sim, World(self.fleet_world, seed=self.seed), self.model, store=self.stack.objects,
                                gateway_address=self.stack.processes["gateway"].address, token_secret=self.stack.fleet_secret,
                                truth_tags={"case": lambda objects: bool(self.scenario.cases_shown(objects)),
                                            **{f"case:{c.name}": c.truth for c in self.scenario.cases}})
@@ -569,19 +590,30 @@ def register_frames(stack: Stack, frames, vehicle: str, trigger_id: str = "") ->
     return ids
 
 
-def label_queue(stack: Stack, ground_truth: Callable[[str], dict | None], seed: int, task_name: str = "stop_sign", labellers: int = 4) -> int:
+def label_queue(stack: Stack, ground_truth: Callable[[str], dict | None], seed: int, task_name: str = "stop_sign", labellers: int = 4,
+                limit: int | None = None) -> int:
     """Simulated labellers (`labellers` of them, each its own thread and labeller id) work the queue
-    dry (label_store.labellers.annotate, error rate 0.02). Each sample's errors are drawn from its
-    own seeded generator, so a run's labels do not depend on which labeller took which sample."""
+    dry, or until `limit` labels (label_store.labellers.annotate, error rate 0.02), in the queue's
+    order. Each sample's errors are drawn from its own seeded generator, so a run's labels do not
+    depend on which labeller took which sample."""
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from label_store.labellers import annotate
 
     task = stack.labels.GetTask(L.GetTaskRequest(name=task_name), timeout=10).task
+    budget, lock = [limit if limit is not None else math.inf], threading.Lock()
+
+    def take() -> bool:
+        with lock:
+            if budget[0] <= 0:
+                return False
+            budget[0] -= 1
+            return True
 
     def work(labeller: int) -> int:
         done, skipped = 0, set()
-        while True:
+        while take():
             lease = stack.labels.GetNextTask(L.GetNextTaskRequest(task=task_name, labeller_id=f"demo-simulated-labeller-{labeller}"), timeout=10).lease
             if not lease.lease_id:
                 return done
@@ -594,10 +626,13 @@ def label_queue(stack: Stack, ground_truth: Callable[[str], dict | None], seed: 
                 if sid in skipped:
                     return done
                 skipped.add(sid)
+                with lock:
+                    budget[0] += 1  # not labelled: the budget stays
                 continue
             label = L.Label(sample_id=sid, task=task_name, labeller_kind=L.LABELLER_KIND_SIMULATED, annotation=annotation)
             stack.labels.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label), timeout=10)
             done += 1
+        return done
 
     with ThreadPoolExecutor(labellers, thread_name_prefix="labeller") as pool:
         return sum(pool.map(work, range(labellers)))

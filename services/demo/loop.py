@@ -23,6 +23,7 @@ from pathlib import Path
 from demo.accounting import DemoResult
 from demo.arms import default_arms
 from demo.experiment import ExperimentRun, Settings, register_frames
+from demo.new_task import DECLARATIONS
 from demo.scenario import CASES, Scenario
 from demo.stack import Stack
 
@@ -49,6 +50,8 @@ class DemoConfig:
     epochs: int = 6
     seeds: list[int] = field(default_factory=lambda: [0])  # world/fleet seeds, one experiment each
     cases: list[str] = field(default_factory=lambda: ["occluded"])  # long-tail cases worked at once (demo.scenario.CASES)
+    new_task: str = ""  # a task declared in the middle of the run (demo.new_task.DECLARATIONS), "" for none
+    new_task_at: int = 2  # ... at the start of this iteration
     out: Path = Path("out/demo")
     triton: bool = True  # inference (pre-labels) needs Triton
     prometheus: bool = True  # a local Prometheus scraping every service (skipped with a note if not installed)
@@ -61,16 +64,18 @@ class DemoConfig:
                   "suite-cases": self.suite_cases >= 1, "seed-examples": self.seed_examples >= 2, "per-car-uploads": self.per_car_uploads >= 1,
                   "random-per-car": self.random_per_car >= 1, "shadow-s": self.shadow_s > 0, "epochs": self.epochs >= 1,
                   "seeds": bool(self.seeds) and len(set(self.seeds)) == len(self.seeds),
-                  "cases": bool(self.cases) and len(set(self.cases)) == len(self.cases) and all(c in CASES for c in self.cases)}
+                  "cases": bool(self.cases) and len(set(self.cases)) == len(self.cases) and all(c in CASES for c in self.cases),
+                  "new-task": self.new_task in ("", *DECLARATIONS), "new-task-at": 1 <= self.new_task_at <= self.max_iterations}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError("invalid demo settings: --" + ", --".join(bad) + " (see `longtail demo --help` for the ranges; cases: "
-                             + ", ".join(CASES) + ")")
+                             + ", ".join(CASES) + "; new tasks: " + ", ".join(DECLARATIONS) + ")")
 
     def settings(self) -> Settings:
         return Settings(cars=self.cars, duration_s=self.duration_s, fps=self.fps, budget=self.budget, growth=self.growth, target=self.target, tolerance=self.tolerance,
                         cap_factor=self.cap_factor, max_iterations=self.max_iterations, per_car_uploads=self.per_car_uploads,
-                        random_per_car=self.random_per_car, shadow_s=self.shadow_s, replay_samples=self.replay_samples, epochs=self.epochs)
+                        random_per_car=self.random_per_car, shadow_s=self.shadow_s, replay_samples=self.replay_samples, epochs=self.epochs,
+                        new_task=self.new_task, new_task_at=self.new_task_at)
 
 
 class Demo:

@@ -126,7 +126,34 @@ def summary(result: DemoResult) -> dict:
                        "base_rate": _num(rate(sum(round((s["cases"][case]["base_rate"] or 0) * s["base_rate_n"]) for s in per_seed),
                                               sum(s["base_rate_n"] for s in per_seed)).value)}
     out["cases"] = cases
+    out["new_task"] = new_task_summary(first.new_task) if first is not None and first.new_task else None
     return out
+
+
+NEW_TASK_KEYS = ("name", "declared_at_iteration", "certified_at_iteration", "labels", "minutes", "other_suites_regressed")
+
+
+def new_task_summary(new_task: dict) -> dict:
+    out = {k: new_task.get(k) for k in NEW_TASK_KEYS}
+    out["minutes"] = round(float(out["minutes"] or 0.0), 2)
+    return out
+
+
+def new_task_lines(exp: Experiment) -> list[str]:
+    t = exp.new_task
+    pass_rate = f"{t['pass_rate']:.0%} of {t['suite_cases']} held-out cases" if t.get("pass_rate") is not None else f"n/a ({t['suite_cases']} cases so far)"
+    certified = (f"**certified at iteration {t['certified_at_iteration']}**, {t['certified_at_iteration'] - t['declared_at_iteration']} iterations, "
+                 f"{t['labels']} labels and {t['minutes']:.1f} minutes after its declaration" if t["certified_at_iteration"] is not None
+                 else f"**not certified** by the end of the run ({t['labels']} labels, {t['minutes']:.1f} minutes after its declaration; "
+                      f"its workflow is at `{t['step']}`" + (f": {t['blocked_reason'] or t['waiting_for']}" if t['blocked_reason'] or t['waiting_for'] else "") + ")")
+    lines = [f"### A new task declared at iteration {t['declared_at_iteration']}: {t['name']} (seed {exp.seed})", "",
+             f"Declared once (its tasks.yaml entry, applied while the run went on); the product's task workflow did the rest. {certified}. "
+             f"Its suite: {pass_rate}; model v{t['model_version'] or '—'} of its own line (from the same bootstrap v1 as the arms, so they stay comparable). "
+             f"Another suite regressed on an accepted version meanwhile: {'yes' if t['other_suites_regressed'] else 'no'} (the gate runs every suite).", "",
+             "| time | step | what |", "|---|---|---|"]
+    start = t["history"][0]["at"] if t["history"] else 0.0
+    lines += [f"| +{(e['at'] - start) / 60:.1f} min | {e['step']} | {e['what'].replace('|', '/')} |" for e in t["history"]]
+    return lines + [""]
 
 
 # ---------------------------------------------------------------------- plots
@@ -280,6 +307,8 @@ def markdown(result: DemoResult) -> str:
         if len(exp.cases) > 1:
             lines += case_lines(exp)
         br = exp.base_rate
+        if exp.new_task:
+            lines += new_task_lines(exp)
         lines += [f"### Yield per trigger (seed {exp.seed})", "",
                   f"Base rate: {interval(br)} of the random pool's labelled uploads show the case; {pct(exp.frame_base_rate)} of all "
                   f"{sum(f['frames'] for f in exp.fleet):,} frames the cars rendered (correlated frames: no interval).", "",

@@ -173,9 +173,11 @@ class LabelStore:
             _ts(stored.created_at, now)
             conn.execute(tasks_t.insert().values(name=task.name, labels_per_sample=required, proto=stored.SerializeToString(),
                                                  created_at_us=now, updated_at_us=now))
-            # Every sample already registered joins the new task's queue.
+            # Every sample already registered joins the new task's queue, except unit-test cases:
+            # no dataset takes them (no train/test leakage), so their labels would be wasted.
             select = sa.select(sa.literal(task.name), samples.c.sample_id, samples.c.priority, sa.literal(LABEL), sa.literal(0),
-                               sa.literal(required), sa.literal(0), sa.false(), sa.literal(0), sa.literal(now))
+                               sa.literal(required), sa.literal(0), sa.false(), sa.literal(0), sa.literal(now)).where(
+                ~sa.exists().where(suite_cases.c.sample_id == samples.c.sample_id))
             conn.execute(queue_items.insert().from_select(
                 ["task", "sample_id", "priority", "queue", "lease_expires_us", "labels_required", "labels_done", "disagreement",
                  "resolution", "enqueued_at_us"], select))

@@ -215,6 +215,9 @@ def demo(
     seed: int = typer.Option(0, help="The first world/fleet seed."),
     cases: str = typer.Option("occluded", help="Long-tail cases of the stop-sign task worked at once, comma-separated: occluded, except_right_turn, "
                               "handheld (each its own suite, seed set, detector and trigger; one fleet and label budget)."),
+    new_task: str = typer.Option("", "--new-task", help="Declare this task in the middle of the run (caution_lights) and report its latency "
+                                 "from declaration to certified; the world gets its phenomenon (parked vehicles, some with caution lights)."),
+    new_task_at: int = typer.Option(2, "--new-task-at", help="... at the start of this iteration."),
     out: str = typer.Option("out/demo", help="Report directory (report.md, summary.json, results.json, PNG plots)."),
     smoke: bool = typer.Option(False, "--smoke", help="Only the infrastructure smoke pass (one batch, one snapshot, one inference)."),
 ) -> None:
@@ -233,7 +236,7 @@ def demo(
     config = loop.DemoConfig(cars=cars, budget=budget, growth=growth, target=target, tolerance=tolerance, cap_factor=cap_factor, max_iterations=max_iterations,
                              duration_s=duration, fps=fps, suite_cases=suite_cases, epochs=epochs, seed_examples=seed_examples, per_car_uploads=per_car_uploads,
                              random_per_car=random_per_car, shadow_s=shadow_s, seeds=list(range(seed, seed + max(seeds, 0))), out=Path(out),
-                             cases=[c.strip() for c in cases.split(",") if c.strip()],
+                             cases=[c.strip() for c in cases.split(",") if c.strip()], new_task=new_task.strip(), new_task_at=new_task_at,
                              triton=triton, prometheus=prometheus, keep_running=keep_running)
     try:
         config.validate()

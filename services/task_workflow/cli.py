@@ -77,9 +77,9 @@ def apply(path: str = typer.Argument(None, help="task declarations (default: ./t
     for d in declared:
         outcome = engine.declare(d)
         started = ""
-        if workflow and outcome == "created" and store.load(d.name) is None:
+        if workflow and outcome == "created":
             try:
-                Workflow(d, engine, store)
+                Workflow(d, engine, store, fresh=True)
                 started = "started: `longtail tasks run " + d.name + "`"
             except WorkflowError as exc:
                 started = f"not started: {exc}"

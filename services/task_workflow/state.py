@@ -103,5 +103,12 @@ class StateStore:
         state.updated_at = round(time.time(), 3)
         self.objects.put_at(self.key(state.task), state.to_json().encode(), "application/json")
 
+    def archive(self, state: WorkflowState) -> str:
+        """Keep a superseded workflow (its task was declared afresh, e.g. in a new label store)."""
+        key = f"{PREFIX}archive/{state.task}@{state.declared_at:.3f}.json"
+        self.objects.put_at(key, state.to_json().encode(), "application/json")
+        return key
+
     def tasks(self) -> list[str]:
-        return sorted(k.removeprefix(PREFIX).removesuffix(".json") for k in self.objects.list(PREFIX) if k.endswith(".json"))
+        names = (k.removeprefix(PREFIX) for k in self.objects.list(PREFIX))
+        return sorted(n.removesuffix(".json") for n in names if n.endswith(".json") and "/" not in n)

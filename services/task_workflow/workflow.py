@@ -51,12 +51,18 @@ def held_out(sample_id: str, every: int) -> bool:
 
 class Workflow:
     def __init__(self, task: DeclaredTask, engine: Engine, store: StateStore, settings: WorkflowSettings | None = None,
-                 clock: Callable[[], float] = time.time, say: Callable[[str], None] = lambda message: None) -> None:
+                 clock: Callable[[], float] = time.time, say: Callable[[str], None] = lambda message: None, fresh: bool = False) -> None:
+        """`fresh`: the task was just declared (new to the label store): a workflow kept under its
+        name belongs to an earlier declaration and is archived, not resumed."""
         if not task.suite_predicate:
             raise WorkflowError(f"task {task.name}: its suite needs a predicate (what a positive is) for the workflow to run")
         self.task, self.engine, self.store, self.clock, self.say = task, engine, store, clock, say
         self.settings = settings or WorkflowSettings.from_dict(task.workflow)
-        self.state = store.load(task.name) or self._new()
+        old = store.load(task.name)
+        if old is not None and fresh:
+            store.archive(old)
+            old = None
+        self.state = old or self._new()
 
     def _new(self) -> WorkflowState:
         now = self.clock()

@@ -123,3 +123,22 @@ def test_the_report_and_summary_show_every_case(tmp_path):
 def test_detector_triggers_name_their_case():
     plans = trigger_plans("abc-s0", {"occluded": "occ_d", "handheld": "hand_d"}, 60.0, 2, 15)
     assert [p.case for p in plans[:2]] == ["occluded", "handheld"] and all(p.case == "" for p in plans[2:])
+
+
+def test_a_new_task_declared_in_the_run_is_in_the_summary_and_the_report(tmp_path):
+    exp = multi_case_experiment()
+    exp.new_task = {"name": "caution_lights", "declared_at_iteration": 2, "certified_at_iteration": 5, "labels": 640, "minutes": 12.345,
+                    "other_suites_regressed": False, "step": "certified", "waiting_for": "", "blocked_reason": "", "pass_rate": 0.92,
+                    "suite_cases": 100, "model_version": 4,
+                    "history": [{"at": 100.0, "step": "seed_set", "what": "declared (detection, classes vehicle)"},
+                                {"at": 820.0, "step": "train", "what": "certified: v4 92/100 >= 90%"}]}
+    report.write(DemoResult(run="abc", config={}, experiments=[exp], wall_seconds=60.0), tmp_path)
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["new_task"] == {"name": "caution_lights", "declared_at_iteration": 2, "certified_at_iteration": 5, "labels": 640, "minutes": 12.35,
+                             "other_suites_regressed": False}
+    md = (tmp_path / "report.md").read_text()
+    assert "### A new task declared at iteration 2: caution_lights" in md
+    assert "**certified at iteration 5**, 3 iterations, 640 labels and 12.3 minutes after its declaration" in md and "| +12.0 min | train |" in md
+    exp.new_task = None
+    report.write(DemoResult(run="abc", config={}, experiments=[exp], wall_seconds=60.0), tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text())["new_task"] is None

@@ -211,3 +211,11 @@ def test_an_upload_of_a_higher_priority_trigger_is_labelled_first(store):
         lease, _ = store.next_task("stop_sign", "alice", 60)
         order.append(lease.sample.provenance.trigger_id)
     assert order == ["detector-x", "unsure", "random"]
+
+
+def test_a_task_declared_later_gets_every_sample_but_the_unit_test_cases(store):
+    register(store, 4)
+    store.upsert_suite(f"suite: stop_sign.cases\ntask: stop_sign\npredicate: any(d.cls == stop_sign)\ncases:\n  - sample: {sid(1)}\n")
+    store.upsert_task(L.Task(name="caution_lights", prototype=C.TASK_PROTOTYPE_DETECTION, classes=["vehicle"]))
+    assert store.task_counts("caution_lights").queue_depth == 3  # no dataset takes a suite case: its label would be wasted
+    assert store.task_counts("stop_sign").queue_depth == 4

@@ -251,3 +251,15 @@ def test_a_label_is_a_positive_when_it_satisfies_the_suite_predicate():
     assert label_matches(PREDICATE, "caution_lights", label("hazard"))
     assert not label_matches(PREDICATE, "caution_lights", label("off"))
     assert not label_matches(PREDICATE, "caution_lights", C.TaskOutput(detection=C.DetectionOutput()))
+
+
+def test_a_task_declared_afresh_archives_the_workflow_of_its_earlier_declaration(store):
+    engine = FakeEngine()
+    old = workflow(engine, store, clock=lambda: 500.0)
+    old.state.note("something the earlier declaration did")
+    StateStore(store).save(old.state)
+    again = Workflow(TASK, engine, StateStore(store), SMALL, clock=lambda: 1000.0, fresh=True)
+    assert again.state.declared_at == 1000.0 and len(again.state.history) == 1
+    assert StateStore(store).tasks() == ["caution_lights"]  # the archive is not a workflow
+    assert any(k.startswith("workflows/archive/caution_lights@500.000") for k in store.objects)
+    assert workflow(engine, store).state.declared_at == 1000.0  # without fresh: resumed
