@@ -46,6 +46,14 @@ class DeclaredTask:
     def name(self) -> str:
         return self.spec.name
 
+    def to_yaml(self) -> str:
+        """The declaration as a tasks.yaml document of its own (`parse` gives it back)."""
+        entry: dict[str, Any] = {**self.spec.to_dict(), "description": self.description, "labels_per_sample": self.labels_per_sample,
+                                 "suite": {"name": self.suite_name, "predicate": self.suite_predicate}}
+        if self.workflow:
+            entry["workflow"] = dict(self.workflow)
+        return yaml.safe_dump({"tasks": [entry]}, sort_keys=False, width=200)
+
 
 def default_path() -> Path:
     """$TRAINER_TASKS_FILE, else ./tasks.yaml, else the repository's tasks.yaml."""

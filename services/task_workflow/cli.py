@@ -3,7 +3,7 @@
     longtail tasks apply [tasks.yaml] [--only NAME]   # label schema, queue, default suite; a workflow per new task
     longtail tasks status [NAME]                      # where each workflow stands, what it waits for
     longtail tasks run NAME [--follow]                # advance it (resumable: stop it any time, run it again)
-    longtail tasks resume NAME                        # retry the step that blocked it
+    longtail tasks resume NAME [--file tasks.yaml]    # retry the step that blocked it (with a changed declaration)
 """
 
 from __future__ import annotations
@@ -135,12 +135,29 @@ def status(name: str = typer.Argument(None, help="a task; all workflows if omitt
     out.print(table)
 
 
+def _workflow(name: str, path: str | None, **kw) -> Workflow:
+    """The task's workflow, with the declaration of `path` if given (it replaces the one the workflow
+    keeps, e.g. a larger upload budget), else with the declaration it keeps."""
+    store = _store()
+    if path:
+        return Workflow(_declared(name, path), _engine(), store, **kw)
+    state = store.load(name)
+    if state is None:
+        err.print(f"[red]error:[/] no workflow for task {name!r} (known: {', '.join(store.tasks()) or 'none'}); `longtail tasks apply` starts one")
+        raise typer.Exit(1)
+    try:
+        return Workflow.of(state, _engine(), store, **kw)
+    except (WorkflowError, tasks_mod.TaskFileError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
 @app.command("run")
-def run(name: str, path: str = typer.Option(None, "--file", help="task declarations (default: ./tasks.yaml)"),
+def run(name: str, path: str = typer.Option(None, "--file", help="task declarations to use (default: the declaration the workflow keeps)"),
         follow: bool = typer.Option(False, help="keep going while it waits (poll), until certified or blocked"),
         poll_s: float = typer.Option(10.0, help="seconds between looks while waiting (--follow)")) -> None:
     """Advance the task's workflow until it waits, blocks or is certified (safe to stop and run again)."""
-    workflow = Workflow(_declared(name, path), _engine(), _store(), say=lambda m: err.print(f"[cyan]workflow[/] {m}"))
+    workflow = _workflow(name, path, say=lambda m: err.print(f"[cyan]workflow[/] {m}"))
     while True:
         outcome = workflow.run()
         if outcome is not Outcome.WAITING or not follow:
@@ -152,9 +169,10 @@ def run(name: str, path: str = typer.Option(None, "--file", help="task declarati
 
 
 @app.command("resume")
-def resume(name: str, path: str = typer.Option(None, "--file", help="task declarations (default: ./tasks.yaml)")) -> None:
+def resume(name: str, path: str = typer.Option(None, "--file", help="task declarations to resume with, e.g. a larger upload budget "
+                                                                   "(default: the declaration the workflow keeps)")) -> None:
     """Retry the step that blocked the task's workflow (then `longtail tasks run`)."""
-    workflow = Workflow(_declared(name, path), _engine(), _store())
+    workflow = _workflow(name, path)
     try:
         workflow.resume()
     except WorkflowError as exc:

@@ -39,6 +39,7 @@ class WorkflowState:
     task: str
     suite: str
     predicate: str  # what a positive of the task is (the suite's predicate, over a label)
+    declaration: str = ""  # the task's tasks.yaml entry as applied (a runner needs no file)
     step: str = Step.SEED_SET.value
     declared_at: float = field(default_factory=time.time)
     updated_at: float = 0.0

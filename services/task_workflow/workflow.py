@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
-from longtail.tasks import DeclaredTask
+from longtail.tasks import DeclaredTask, parse
 from task_workflow.engine import Engine, TriggerPlan
 from task_workflow.settings import WorkflowSettings
 from task_workflow.state import StateStore, Step, WorkflowState
@@ -49,7 +49,18 @@ def held_out(sample_id: str, every: int) -> bool:
     return int(hashlib.sha256(sample_id.encode()).hexdigest()[:8], 16) % every == 0
 
 
+def declared_task(state: WorkflowState) -> DeclaredTask:
+    """The declaration a workflow was started (or last resumed) with."""
+    if not state.declaration:
+        raise WorkflowError(f"the workflow of {state.task} keeps no declaration: name the tasks file")
+    return parse(state.declaration, f"the declaration kept with the workflow of {state.task}")[0]
+
+
 class Workflow:
+    @classmethod
+    def of(cls, state: WorkflowState, engine: Engine, store: StateStore, **kw) -> Workflow:
+        return cls(declared_task(state), engine, store, **kw)
+
     def __init__(self, task: DeclaredTask, engine: Engine, store: StateStore, settings: WorkflowSettings | None = None,
                  clock: Callable[[], float] = time.time, say: Callable[[str], None] = lambda message: None, fresh: bool = False) -> None:
         """`fresh`: the task was just declared (new to the label store): a workflow kept under its
@@ -63,6 +74,9 @@ class Workflow:
             store.archive(old)
             old = None
         self.state = old or self._new()
+        if self.state.declaration != task.to_yaml():  # e.g. resumed with a larger budget: the runner goes on with it
+            self.state.declaration = task.to_yaml()
+            store.save(self.state)
 
     def _new(self) -> WorkflowState:
         now = self.clock()
@@ -99,15 +113,16 @@ class Workflow:
         return Outcome.MOVED
 
     def resume(self) -> None:
-        """A blocked workflow retries the step that blocked it (a new set of seed attempts)."""
+        """A blocked workflow retries the step that blocked it: a new set of seed attempts, or one
+        more round of sourcing and training (more with a larger workflow.max_iterations)."""
         s = self.state
         if s.current is not Step.BLOCKED:
             raise WorkflowError(f"task {s.task} is not blocked (it is at {s.step})")
         s.step, s.blocked_reason = s.blocked_step, ""
         if s.current in (Step.SEED_SET, Step.DETECTOR):
             s.seed_attempt = 1
-        if s.current is Step.SOURCING or s.iteration > self.settings.max_iterations:
-            s.iteration = min(s.iteration, self.settings.max_iterations - 1)
+        if s.iteration >= self.settings.max_iterations:
+            s.iteration = self.settings.max_iterations - 1
         s.note(f"resumed at {s.step}")
         self.store.save(s)
 

@@ -63,7 +63,7 @@ def frames_behind_vehicles(world, n: int, seed: int):
     return SimpleNamespace(images=images, truths=truths)
 
 
-def test_a_task_declared_while_the_engine_runs_gets_a_detector_trigger_uploads_a_suite_and_a_trained_head(kafka, s3):
+def test_a_task_declared_while_the_engine_runs_gets_a_detector_trigger_uploads_a_suite_and_a_trained_head(kafka, s3, tmp_path):
     from fleet_sim.bootstrap import train_bootstrap_model
     from fleet_sim.fleet import SimConfig, SimulatedFleet
     from fleet_sim.world import World, WorldConfig
@@ -153,5 +153,33 @@ def test_a_task_declared_while_the_engine_runs_gets_a_detector_trigger_uploads_a
         assert f"{task}.regressions" in {g.suite for g in run.gate_report.suites}  # the gate measured the new suite
         version = stack.trainer.GetModel(T.GetModelRequest(model=C.ModelRef(name=line, version=run.model.version)), timeout=10).model
         assert task in version.tasks and "stop_sign" in version.tasks  # the new head beside the others
+
+        # the same through the command line: status, apply (a second task, a workflow started), resume
+        from typer.testing import CliRunner
+
+        from longtail.cli import app
+
+        env = {"LABEL_STORE_ADDR": stack.processes["label-store"].address, "TRAINER_ADDR": stack.processes["trainer"].address,
+               "TRIGGER_EVALUATOR_ADDR": stack.processes["trigger-evaluator"].address, "OPERATOR_TOKEN_SECRET": stack.operator_secret, "COLUMNS": "250"}
+        cli = CliRunner()
+        shown = cli.invoke(app, ["tasks", "status", task], env=env)
+        assert shown.exit_code == 0 and state.step in shown.output and f"{task}.regressions: {state.suite_cases} cases" in shown.output, shown.output
+        second = f"police_{run_id}"
+        path = tmp_path / "tasks.yaml"
+        path.write_text(DECLARATION.replace("MODEL", line).replace("TASK", second))
+        applied = cli.invoke(app, ["tasks", "apply", str(path)], env=env)
+        assert applied.exit_code == 0 and "created" in applied.output and "started" in applied.output, applied.output
+        again = cli.invoke(app, ["tasks", "apply", str(path)], env=env)
+        assert again.exit_code == 0 and "unchanged" in again.output, again.output
+        listed = cli.invoke(app, ["tasks", "status"], env=env)
+        assert second in listed.output and task in listed.output, listed.output
+        assert states.load(second).step == Step.SEED_SET.value
+        if state.step == "blocked":
+            resumed = cli.invoke(app, ["tasks", "resume", task, "--file", str(tmp_path / "first.yaml")], env=env)
+            assert resumed.exit_code == 2 and "cannot read the task declarations" in resumed.output  # a clear error, nothing changed
+            (tmp_path / "first.yaml").write_text(DECLARATION.replace("MODEL", line).replace("TASK", task))
+            resumed = cli.invoke(app, ["tasks", "resume", task, "--file", str(tmp_path / "first.yaml")], env=env)
+            assert resumed.exit_code == 0 and "back at train" in resumed.output, resumed.output
+            assert states.load(task).step == Step.TRAIN.value
     finally:
         stack.stop(keep_infra=True)

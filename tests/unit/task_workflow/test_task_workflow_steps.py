@@ -183,13 +183,19 @@ def test_a_trigger_whose_backtest_exceeds_the_budget_is_not_activated_and_says_w
     assert wider.run() is Outcome.WAITING and engine.active == [TID]  # the shadow trigger retired
 
 
-def test_gate_refusals_count_as_iterations_and_the_last_one_blocks(store):
+def sourcing(store):
+    """A workflow whose trigger is active: seed set labelled, detector accepted, backtest within budget."""
     engine = FakeEngine()
     engine.label(20)
     engine.detector_results = [RunResult(True, version=1)]
     engine.backtests = [Backtest(1, 500, 1.0)]
     wf = workflow(engine, store)
-    wf.run()
+    assert wf.run() is Outcome.WAITING and wf.state.step == Step.SOURCING.value
+    return engine, wf
+
+
+def test_gate_refusals_count_as_iterations_and_the_last_one_blocks(store):
+    engine, wf = sourcing(store)
     engine.train_results = [RunResult(False, version=3, reason="stop_sign.occluded regressed: 3 cases", regressed=["stop_sign.occluded"])] * 3
     for _ in range(3):
         engine.label(10, trigger=TID)
@@ -197,15 +203,13 @@ def test_gate_refusals_count_as_iterations_and_the_last_one_blocks(store):
     assert outcome is Outcome.BLOCKED and "not certified after 3 iterations" in wf.state.blocked_reason
     assert "refused by the gate" in wf.state.blocked_reason and not wf.state.other_suites_regressed  # refused: never published
     assert wf.state.model_version == 0
+    wf.resume()  # one more round: train again, then source more
+    engine.train_results = [RunResult(False, reason="still regressed")]
+    assert wf.run() is Outcome.WAITING and wf.state.step == Step.SOURCING.value and wf.state.iteration == 3
 
 
 def test_an_accepted_version_that_regressed_another_suite_is_recorded(store):
-    engine = FakeEngine()
-    engine.label(20)
-    engine.detector_results = [RunResult(True, version=1)]
-    engine.backtests = [Backtest(1, 500, 1.0)]
-    wf = workflow(engine, store)
-    wf.run()
+    engine, wf = sourcing(store)
     engine.label(10, trigger=TID)
     engine.train_results = [accepted(1, regressed=["stop_sign.occluded"])]  # e.g. within a waiver
     wf.run()
@@ -263,3 +267,16 @@ def test_a_task_declared_afresh_archives_the_workflow_of_its_earlier_declaration
     assert StateStore(store).tasks() == ["caution_lights"]  # the archive is not a workflow
     assert any(k.startswith("workflows/archive/caution_lights@500.000") for k in store.objects)
     assert workflow(engine, store).state.declared_at == 1000.0  # without fresh: resumed
+
+
+def test_the_workflow_keeps_its_declaration_and_a_resume_with_a_new_one_replaces_it(store):
+    from task_workflow.workflow import declared_task
+
+    engine = FakeEngine()
+    wf = workflow(engine, store)
+    kept = declared_task(StateStore(store).load("caution_lights"))
+    assert kept == TASK and Workflow.of(StateStore(store).load("caution_lights"), engine, StateStore(store)).state.declared_at == 1000.0
+    wider = DeclaredTask(TASK.spec, TASK.description, suite_name=TASK.suite_name, suite_predicate=PREDICATE, workflow={"upload_budget": 9})
+    Workflow(wider, engine, StateStore(store), SMALL)
+    assert declared_task(StateStore(store).load("caution_lights")).workflow == {"upload_budget": 9}
+    assert wf.state.task == "caution_lights"
