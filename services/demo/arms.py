@@ -66,10 +66,9 @@ class TriggeredArm(Arm):
     1/2), and picks go to the best estimate first, `explore` of them round-robin (least measured
     first) so every trigger keeps being measured. Earliest uploads first within a trigger; ties by priority."""
 
-    explore: float = 0.2
-
-    def __init__(self) -> None:
+    def __init__(self, explore: float = 0.2) -> None:
         super().__init__("triggered", "triggered", "the operator's triggers (detector, map-vision, uncertainty, flicker), budget by measured yield")
+        self.explore = explore  # share of the budget spread over the triggers regardless of yield (`longtail demo --explore`)
         self.picked_from: dict[str, list[str]] = {}  # trigger -> the sample ids picked from it
 
     def choose(self, pool, n, context):
@@ -137,8 +136,8 @@ class SeedOnlyArm(Arm):
         return []
 
 
-def default_arms() -> list[Arm]:
-    return [TriggeredArm(), RandomArm(), UncertaintyArm(), SeedOnlyArm()]
+def default_arms(explore: float = 0.2) -> list[Arm]:
+    return [TriggeredArm(explore), RandomArm(), UncertaintyArm(), SeedOnlyArm()]
 
 
 def budget_schedule(budget: int, growth: float, iteration: int) -> int:

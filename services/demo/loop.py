@@ -50,6 +50,7 @@ class DemoConfig:
     epochs: int = 6
     seeds: list[int] = field(default_factory=lambda: [0])  # world/fleet seeds, one experiment each
     cases: list[str] = field(default_factory=lambda: ["occluded"])  # long-tail cases worked at once (demo.scenario.CASES)
+    explore: float = 0.2  # share of the triggered arm's budget spread over its triggers regardless of their measured yield
     new_task: str = ""  # a task declared in the middle of the run (demo.new_task.DECLARATIONS), "" for none
     new_task_at: int = 2  # ... at the start of this iteration
     out: Path = Path("out/demo")
@@ -65,7 +66,8 @@ class DemoConfig:
                   "random-per-car": self.random_per_car >= 1, "shadow-s": self.shadow_s > 0, "epochs": self.epochs >= 1,
                   "seeds": bool(self.seeds) and len(set(self.seeds)) == len(self.seeds),
                   "cases": bool(self.cases) and len(set(self.cases)) == len(self.cases) and all(c in CASES for c in self.cases),
-                  "new-task": self.new_task in ("", *DECLARATIONS), "new-task-at": 1 <= self.new_task_at <= self.max_iterations}
+                  "new-task": self.new_task in ("", *DECLARATIONS), "new-task-at": 1 <= self.new_task_at <= self.max_iterations,
+                  "explore": 0.0 <= self.explore <= 1.0}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError("invalid demo settings: --" + ", --".join(bad) + " (see `longtail demo --help` for the ranges; cases: "
@@ -147,7 +149,7 @@ class Demo:
             for seed in self.config.seeds:
                 if seed != self.config.seeds[0]:  # map-vision's map is the world's
                     self.stack.start("map-vision", MAP_VISION_SEED_FILE=str(write_seed_file(simulator_map(world_seed=seed), self.stack.state / f"seed-map-{seed}.json")))
-                experiment = ExperimentRun(self.stack, self.config.settings(), self.scenario, default_arms(), seed, model, suites, self.say, self.run_id)
+                experiment = ExperimentRun(self.stack, self.config.settings(), self.scenario, default_arms(self.config.explore), seed, model, suites, self.say, self.run_id)
                 try:
                     self.result.experiments.append(experiment.run())
                 except BaseException as exc:  # Ctrl-C, SIGTERM, a failed service: keep what this seed finished for the report

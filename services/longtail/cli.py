@@ -215,6 +215,8 @@ def demo(
     seed: int = typer.Option(0, help="The first world/fleet seed."),
     cases: str = typer.Option("occluded", help="Long-tail cases of the stop-sign task worked at once, comma-separated: occluded, except_right_turn, "
                               "handheld (each its own suite, seed set, detector and trigger; one fleet and label budget)."),
+    explore: float = typer.Option(0.2, help="Share of the triggered arm's label budget spread over its triggers round-robin, whatever their "
+                                  "measured yield (0: all by yield; 1: even split)."),
     new_task: str = typer.Option("", "--new-task", help="Declare this task in the middle of the run (caution_lights) and report its latency "
                                  "from declaration to certified; the world gets its phenomenon (parked vehicles, some with caution lights)."),
     new_task_at: int = typer.Option(2, "--new-task-at", help="... at the start of this iteration."),
@@ -236,7 +238,7 @@ def demo(
     config = loop.DemoConfig(cars=cars, budget=budget, growth=growth, target=target, tolerance=tolerance, cap_factor=cap_factor, max_iterations=max_iterations,
                              duration_s=duration, fps=fps, suite_cases=suite_cases, epochs=epochs, seed_examples=seed_examples, per_car_uploads=per_car_uploads,
                              random_per_car=random_per_car, shadow_s=shadow_s, seeds=list(range(seed, seed + max(seeds, 0))), out=Path(out),
-                             cases=[c.strip() for c in cases.split(",") if c.strip()], new_task=new_task.strip(), new_task_at=new_task_at,
+                             cases=[c.strip() for c in cases.split(",") if c.strip()], new_task=new_task.strip(), new_task_at=new_task_at, explore=explore,
                              triton=triton, prometheus=prometheus, keep_running=keep_running)
     try:
         config.validate()

@@ -188,3 +188,11 @@ def test_an_interrupted_run_still_writes_the_report_of_what_it_finished(tmp_path
     assert "seed 0 was interrupted" in (tmp_path / "report.md").read_text()
     assert json.loads((tmp_path / "summary.json").read_text())["arms"]["triggered"]["labels_to_target"] == 180
     assert any("interrupted" in m for m in said)
+
+
+def test_the_triggered_arms_exploration_share_is_configurable():
+    p = pool(*[(f"d{i}", "detector", i) for i in range(10)], *[(f"u{i}", "unsure", i) for i in range(10)], *[(f"m{i}", "map", i) for i in range(10)])
+    ctx = ArmContext(seed=0, priorities={"detector": 3, "map": 2, "unsure": 1})
+    assert TriggeredArm(explore=0.0).pick(p, 6, ctx) == [f"d{i}" for i in range(6)]  # all by estimate (ties by priority)
+    even = TriggeredArm(explore=1.0).pick(p, 6, ctx)
+    assert sorted(even) == ["d0", "d1", "m0", "m1", "u0", "u1"]  # an even split
