@@ -142,3 +142,13 @@ def test_a_new_task_declared_in_the_run_is_in_the_summary_and_the_report(tmp_pat
     exp.new_task = None
     report.write(DemoResult(run="abc", config={}, experiments=[exp], wall_seconds=60.0), tmp_path)
     assert json.loads((tmp_path / "summary.json").read_text())["new_task"] is None
+
+
+def test_the_attribute_cases_detector_triggers_fire_only_where_the_attribute_is_legible():
+    plans = {p.case: p for p in trigger_plans("abc-s0", {"occluded": "occ_d", "except_right_turn": "ert_d", "handheld": "hand_d"}, 60.0, 2, 15) if p.case}
+    assert plans["occluded"].expression == 'score("occ_d") > 0.5 and any(d.cls == stop_sign)'
+    assert plans["except_right_turn"].expression == 'score("ert_d") > 0.5 and any(d.cls == stop_sign and d.height >= 0.125)'
+    from longtail.triggerlang import compile_trigger
+
+    for p in plans.values():
+        compile_trigger(p.expression)  # valid trigger language
