@@ -137,9 +137,25 @@ class Trainer:
         self._file_tasks = {d.name for d in self.declared}
         if not self.store.exists(LEARNED_TASKS_KEY):
             return
+        dropped = []
         for item in json.loads(self.store.get(LEARNED_TASKS_KEY)):
-            if item["spec"]["name"] not in self._file_tasks:
-                self.declared.append(DeclaredTask(model_mod.TaskSpec.from_dict(item["spec"]), item.get("description", "")))
+            name = item["spec"]["name"]
+            if name in self._file_tasks:
+                continue
+            if self.labels is not None and self._undeclared(name):
+                dropped.append(name)  # no longer declared (or another label store's, on a shared bucket)
+                continue
+            self.declared.append(DeclaredTask(model_mod.TaskSpec.from_dict(item["spec"]), item.get("description", "")))
+        if dropped:
+            log.info("learned tasks the label store does not declare are dropped", tasks=dropped)
+            self._save_learned_tasks()
+
+    def _undeclared(self, name: str) -> bool:
+        try:
+            return self.labels.task(name) is None
+        except Exception as exc:  # noqa: BLE001 - the label store unreachable: keep the head rather than drop it
+            log.warning("cannot check a learned task with the label store; kept", task=name, error=repr(exc))
+            return False
 
     @property
     def alive(self) -> bool:

@@ -137,3 +137,7 @@ def test_a_task_declared_in_the_label_store_while_the_trainer_runs_gets_its_head
     again = Trainer(store, Registry(store), tasks_mod.load(), labels, lambda *a: None, Settings(threads=2))
     again._load_learned_tasks()
     assert "caution_lights" in {d.name for d in again.declared}  # a restarted trainer keeps it
+    del labels.tasks["caution_lights"]
+    gone = Trainer(store, Registry(store), tasks_mod.load(), labels, lambda *a: None, Settings(threads=2))
+    gone._load_learned_tasks()
+    assert "caution_lights" not in {d.name for d in gone.declared}  # ... while its label store declares it
