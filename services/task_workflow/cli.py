@@ -157,9 +157,18 @@ def run(name: str, path: str = typer.Option(None, "--file", help="task declarati
         follow: bool = typer.Option(False, help="keep going while it waits (poll), until certified or blocked"),
         poll_s: float = typer.Option(10.0, help="seconds between looks while waiting (--follow)")) -> None:
     """Advance the task's workflow until it waits, blocks or is certified (safe to stop and run again)."""
+    import grpc
+
     workflow = _workflow(name, path, say=lambda m: err.print(f"[cyan]workflow[/] {m}"))
     while True:
-        outcome = workflow.run()
+        try:
+            outcome = workflow.run()
+        except grpc.RpcError as exc:  # a service down or refusing: the step did not happen, the state is where it was
+            err.print(f"[red]error:[/] {exc.code().name}: {exc.details()} (the workflow stays at {workflow.state.step}; it goes on from there)")
+            if not follow:
+                raise typer.Exit(1) from None
+            time.sleep(poll_s)
+            continue
         if outcome is not Outcome.WAITING or not follow:
             break
         err.print(f"[dim]waiting for {workflow.state.waiting_for}[/]")
