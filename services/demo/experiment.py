@@ -123,7 +123,8 @@ class ExperimentRun:
                 active = [a for a in self.arms.values() if not self.result.arms[a.name].done() and (a.uses_fleet or iteration == 1)]
                 if not active and not self.new_task_pending(iteration):
                     break
-                self.say(f"[bold]seed {self.seed}, iteration {iteration}[/]: arms {', '.join(a.name for a in active)}")
+                self.say(f"[bold]seed {self.seed}, iteration {iteration}[/]: arms {', '.join(a.name for a in active) or 'none'}"
+                         + (f"; the new task {self.s.new_task}" if self.new_task_pending(iteration) else ""))
                 self.iterate(iteration, active)
             triggered = self.result.arms.get("triggered")
             if triggered is not None and triggered.label_cap is None and triggered.candidates:
