@@ -105,6 +105,8 @@ def show(state: WorkflowState) -> None:
             ("trigger", f"{state.trigger_id} ({'active' if state.trigger_active else 'not active'})"),
             ("suite", f"{state.suite}: {state.suite_cases} cases" + (f", {state.passed}/{state.suite_cases} pass ({state.pass_rate:.0%})" if state.pass_rate is not None else "")),
             ("model", f"v{state.model_version}" if state.model_version else "-"),
+            # The dashboard repeats its task row over the trainer's `task` label: the row exists once a version with the head was trained.
+            ("dashboard", f"longtail / model quality, task={state.task}" if state.model_version else "- (after the first trained version)"),
             ("declared", _age(state.declared_at)), ("certified", _age(state.certified_at)), ("updated", _age(state.updated_at))]
     table = Table(show_header=False)
     for k, v in rows:
