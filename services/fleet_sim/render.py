@@ -406,10 +406,12 @@ def _vehicle(p: _Painter, o: WorldObject, back: bool, hw: float, hh: float) -> N
     p.fill(p.rect(0.0, hh * 0.55, hw * 0.72, hh * 0.32), CAR_GLASS)
     lamp = HEADLIGHT if back else HAZARD_ON if lights != "off" else TAIL_OFF
     for side in (-1.0, 1.0):
-        p.fill(p.disk(side * hw * 0.72, -hh * 0.15, 0.26), lamp)
+        if lamp is HAZARD_ON:  # the glow of a flashing lamp: legible from afar, like the stylised signs
+            p.fill(p.disk(side * hw * 0.7, -hh * 0.15, 0.5), HAZARD_ON, opacity=0.55)
+        p.fill(p.disk(side * hw * 0.7, -hh * 0.15, 0.3), lamp)
     if lights == "police":
-        p.fill(p.rect(-0.3, hh + 0.12, 0.3, 0.14), POLICE_RED)
-        p.fill(p.rect(0.3, hh + 0.12, 0.3, 0.14), POLICE_BLUE)
+        p.fill(p.rect(-0.45, hh + 0.18, 0.45, 0.2), POLICE_RED)
+        p.fill(p.rect(0.45, hh + 0.18, 0.45, 0.2), POLICE_BLUE)
 
 
 def _frame_rng(world: World, x: float, y: float, h: float, noise_seed: int | None) -> np.random.Generator:
@@ -467,7 +469,7 @@ def render(world: World, pose, size: int = 64, camera: Camera | None = None, noi
         if o.foliage is not None:
             x0, x1, y1 = x0 - hw, x1 + hw, y1 + hh
         if o.cls == VEHICLE:
-            y1 = hh + 0.3  # the light bar
+            y1 = hh + 0.45  # the light bar
         painter = _Painter(img, rays, cam, (c, s), (o.x, o.y, o.z), ang, (x0 - 0.1, x1 + 0.1, -o.z, y1 + 0.1))
         if painter.ok:
             _draw(painter, o, back, post_dx, o.attributes.get("light_state", ""))

@@ -389,8 +389,12 @@ class Trainer:
         def on_epoch(epoch: int, parts: dict) -> None:
             self._update(run_id, persist=True, epoch=epoch + 1, metrics={"train/loss": float(parts.get("total", 0.0))})
 
-        training.train(model, splits["train"], epochs=epochs, batch_size=int(_hp(spec, "batch_size", s.batch_size)),
-                       lr=float(_hp(spec, "lr", s.lr)), seed=seed, on_step=on_step, on_epoch=on_epoch)
+        only = [h.strip() for h in str(_hp(spec, "train_heads", "")).split(",") if h.strip()]  # e.g. a new task's head alone
+        try:
+            training.train(model, splits["train"], epochs=epochs, batch_size=int(_hp(spec, "batch_size", s.batch_size)),
+                           lr=float(_hp(spec, "lr", s.lr)), seed=seed, on_step=on_step, on_epoch=on_epoch, only_heads=only)
+        except ValueError as exc:
+            raise RunError(str(exc)) from None
 
         self._phase(run_id, T.RUN_PHASE_EVALUATING, 0.8)
         metrics = training.evaluate(model, splits["val"], "val")

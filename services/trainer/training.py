@@ -57,10 +57,27 @@ def build_model(tasks: Sequence[TaskSpec], base: MultiTaskNet | None, seed: int,
 
 
 def train(model: MultiTaskNet, data: Split, *, epochs: int, batch_size: int, lr: float, seed: int,
-          on_step: Callable[[int, int], None] | None = None, on_epoch: Callable[[int, dict], None] | None = None) -> list[dict]:
+          on_step: Callable[[int, int], None] | None = None, on_epoch: Callable[[int, dict], None] | None = None,
+          only_heads: Sequence[str] = ()) -> list[dict]:
+    """`only_heads`: train these heads alone; the backbone and the other heads (weights and batch-norm
+    statistics) come out exactly as they went in, so no other task's output can move."""
     targets = model_mod.encode_targets(model.tasks, data.annotations)
-    return model_mod.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                         on_epoch=on_epoch, on_step=on_step)
+    if not only_heads:
+        return model_mod.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step)
+    unknown = set(only_heads) - {t.name for t in model.tasks}
+    if unknown:
+        raise ValueError(f"train_heads: no such head(s) {', '.join(sorted(unknown))}")
+    trained = tuple(f"heads.{h}." for h in only_heads)
+    frozen = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(trained)}
+    params = [p for name, p in model.named_parameters() if not name.startswith(trained)]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        return model_mod.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step)
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+        model.load_state_dict(frozen, strict=False)
 
 
 def evaluate(model: MultiTaskNet, data: Split, prefix: str = "val") -> dict[str, float]:
