@@ -24,6 +24,10 @@ from fleet_sim.render import GroundTruthObject
 from fleet_sim.world import OTHER_SIGN, RED_ROUND_SIGN, STOP_SIGN, TRAFFIC_LIGHT, World, WorldConfig, WorldObject
 
 DETECTED = "any(d.cls == stop_sign and d.conf >= 0.5)"
+# A plain stop sign is detected, and as a plain one: a candidate that calls every sign "handheld"
+# passes the handheld suite and fails this (measured offline: fine-tuned on frames where the case
+# and the plain signs differed in distance and pose, 96% of plain signs got the case's attribute).
+PLAIN = "any(d.cls == stop_sign and d.conf >= 0.5 and d.attr.mount == pole and d.attr.modifier == none and d.attr.temporary == false)"
 FLEET_LIKE = {"road": 0.4, STOP_SIGN: 0.3, RED_ROUND_SIGN: 0.1, OTHER_SIGN: 0.1, TRAFFIC_LIGHT: 0.1}
 
 
@@ -78,13 +82,16 @@ OCCLUDED = LongTailCase(
     truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, "occlusion") == "foliage" for o in objects),
     description="stop signs partly hidden by foliage",
 )
-# The network must say what it sees, not only that a sign is there: the bootstrap model (common cases
-# only) detects these signs but always answers modifier "none" and mount "pole" (0% on their suites),
-# and the seed set alone does not move that (measured offline: 0%); fleet frames of the case do
-# (about 300 of them: 86-95%). See docs/demo.md. Their detector triggers fire only on signs at least
-# 8 px tall: the plate and the person are a pixel or two farther away, so there the seed-trained
-# detector cannot tell the case from any stop sign (in a 3-case run its uploads showed the case about
-# as often as stop signs do: 26 of 600 picks), and the suite measures 8 px and up anyway.
+# Attribute cases: the network must say what it sees, not only that a sign is there. The bootstrap
+# model (common cases only) detects these signs but always answers mount "pole", modifier "none",
+# temporary "false" (0% on their suites), and the seed set alone does not move that. Fleet frames of
+# the case do, fine-tuned for 12 epochs (measured offline on fleet-like frames where half the signs
+# show the case, so the case and the plain signs differ only by it): handheld 95% with 61 positives,
+# temporary 82% with 80, on a gate 59% with 86, "except right turn" 0% with 152 (at 6 epochs: 30%,
+# 32%, 11%, 0%; the plate needs ~500 positives: 99%). See docs/demo.md. Their detector triggers fire
+# only on signs at least 8 px tall: the plate and the person are a pixel or two farther away, so
+# there the seed-trained detector cannot tell the case from any stop sign, and the suite measures
+# 8 px and up anyway.
 EXCEPT_RIGHT_TURN = LongTailCase(
     name="except_right_turn", task="stop_sign", label_predicate="any(d.cls == stop_sign and d.attr.modifier == except_right_turn)",
     world=WorldConfig().only(modifier_rate=1.0), suite="stop_sign.except-right-turn",
@@ -101,7 +108,23 @@ HANDHELD = LongTailCase(
     suite_predicate="any(d.cls == stop_sign and d.conf >= 0.5 and d.attr.mount == handheld)", distance=(4.0, 20.0),
     trigger_min_height=8 / 64, world_seed=10_801, seed_world=20_025,
 )
-CASES = {c.name: c for c in (OCCLUDED, EXCEPT_RIGHT_TURN, HANDHELD)}
+ON_GATE = LongTailCase(
+    name="on_gate", task="stop_sign", label_predicate="any(d.cls == stop_sign and d.attr.mount == gate)",
+    world=WorldConfig().only(gate_rate=1.0), suite="stop_sign.on-gate",
+    truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, "mount") == "gate" for o in objects),
+    description="stop signs on a gate (level crossings, site entrances)",
+    suite_predicate="any(d.cls == stop_sign and d.conf >= 0.5 and d.attr.mount == gate)", distance=(4.0, 20.0),
+    trigger_min_height=8 / 64, world_seed=10_802, seed_world=20_032,
+)
+TEMPORARY = LongTailCase(
+    name="temporary", task="stop_sign", label_predicate="any(d.cls == stop_sign and d.attr.temporary == true)",
+    world=WorldConfig().only(temporary_rate=1.0), suite="stop_sign.temporary",
+    truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, "temporary") == "true" for o in objects),
+    description="temporary stop signs on a portable stand (road works)",
+    suite_predicate="any(d.cls == stop_sign and d.conf >= 0.5 and d.attr.temporary == true)", distance=(4.0, 20.0),
+    trigger_min_height=8 / 64, world_seed=10_803, seed_world=20_039,
+)
+CASES = {c.name: c for c in (OCCLUDED, EXCEPT_RIGHT_TURN, HANDHELD, ON_GATE, TEMPORARY)}
 
 
 def visible(cls: str, min_px: float) -> Callable:
@@ -136,8 +159,8 @@ class Scenario:
                 SuiteSpec(c.suite, c.task, c.suite_predicate, c.world, c.world_seed, {STOP_SIGN: 1.0}, c.distance, visible(STOP_SIGN, c.min_px))
                 for c in self.cases
             ] + [
-                SuiteSpec("stop_sign.regressions", "stop_sign", DETECTED, WorldConfig().common_only(), 10_778, {STOP_SIGN: 1.0}, (4.0, 25.0), visible(STOP_SIGN, 6),
-                          sample_seed=51),
+                SuiteSpec("stop_sign.regressions", "stop_sign", PLAIN, WorldConfig().common_only(), 10_778, {STOP_SIGN: 1.0}, (4.0, 25.0),
+                          visible(STOP_SIGN, 6), sample_seed=51),
                 SuiteSpec("stop_sign.no-false-alarms", "stop_sign", "not any(d.cls == stop_sign and d.conf >= 0.5)", WorldConfig(), 10_780,
                           {RED_ROUND_SIGN: 0.5, OTHER_SIGN: 0.3, TRAFFIC_LIGHT: 0.2}, (4.0, 20.0), no_stop_sign, sample_seed=52),
                 SuiteSpec("traffic_light.regressions", "traffic_light", "any(d.cls == traffic_light and d.conf >= 0.5)", WorldConfig().common_only(), 10_781,

@@ -206,15 +206,16 @@ def demo(
     duration: float = typer.Option(60.0, help="Simulated seconds the fleet drives per iteration."),
     fps: float = typer.Option(5.0, help="Frames per second each simulated car renders (0.5-30)."),
     suite_cases: int = typer.Option(100, "--suite-cases", help="Held-out cases per unit-test suite."),
-    epochs: int = typer.Option(6, help="Training epochs per run."),
+    epochs: int = typer.Option(12, help="Training epochs per run."),
     seed_examples: int = typer.Option(20, "--seed-examples", help="The seed set's positives (and four times as many fleet-like negatives)."),
     per_car_uploads: int = typer.Option(2, "--per-car-uploads", help="Uploads per car, trigger and drive of the operator's triggers."),
     random_per_car: int = typer.Option(15, "--random-per-car", help="Uploads per car and drive of the random pool (the baselines' source)."),
     shadow_s: float = typer.Option(10.0, "--shadow-s", help="Simulated seconds the fleet runs an accepted candidate in shadow mode before promotion."),
     seeds: int = typer.Option(1, help="Repeat the experiment with this many world/fleet seeds (0, 1, ...) and report mean and spread."),
     seed: int = typer.Option(0, help="The first world/fleet seed."),
-    cases: str = typer.Option("occluded", help="Long-tail cases of the stop-sign task worked at once, comma-separated: occluded, except_right_turn, "
-                              "handheld (each its own suite, seed set, detector and trigger; one fleet and label budget)."),
+    cases: str = typer.Option("occluded,handheld,temporary", help="Long-tail cases of the stop-sign task worked at once, comma-separated: occluded, "
+                              "handheld, temporary, on_gate, except_right_turn (each its own suite, seed set, detector and trigger; one fleet and "
+                              "label budget)."),
     explore: float = typer.Option(0.2, help="Share of the triggered arm's label budget spread over its triggers round-robin, whatever their "
                                   "measured yield (0: all by yield; 1: even split)."),
     new_task: str = typer.Option("", "--new-task", help="Declare this task in the middle of the run (caution_lights) and report its latency "

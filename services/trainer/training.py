@@ -62,18 +62,26 @@ def train(model: MultiTaskNet, data: Split, *, epochs: int, batch_size: int, lr:
     """`only_heads`: train these heads alone; the backbone and the other heads (weights and batch-norm
     statistics) come out exactly as they went in, so no other task's output can move."""
     targets = model_mod.encode_targets(model.tasks, data.annotations)
-    if not only_heads:
+    with _only(model, only_heads):
         return model_mod.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step)
-    unknown = set(only_heads) - {t.name for t in model.tasks}
+
+
+@contextlib.contextmanager
+def _only(model: MultiTaskNet, heads: Sequence[str]):
+    """Within: only `heads` learn (nothing is frozen when empty); after: everything else restored."""
+    if not heads:
+        yield
+        return
+    unknown = set(heads) - {t.name for t in model.tasks}
     if unknown:
         raise ValueError(f"train_heads: no such head(s) {', '.join(sorted(unknown))}")
-    trained = tuple(f"heads.{h}." for h in only_heads)
+    trained = tuple(f"heads.{h}." for h in heads)
     frozen = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(trained)}
     params = [p for name, p in model.named_parameters() if not name.startswith(trained)]
     for p in params:
         p.requires_grad_(False)
     try:
-        return model_mod.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step)
+        yield
     finally:
         for p in params:
             p.requires_grad_(True)

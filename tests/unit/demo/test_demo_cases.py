@@ -26,7 +26,10 @@ def test_a_scenario_has_one_suite_per_case_plus_the_common_ones_each_on_its_own_
     assert len({spec.world_seed for spec in s.suites}) == 6  # held out from each other and from the fleet's worlds
     assert s.case_suites == [OCC, ERT, HANDHELD.suite] and s.tasks == ["stop_sign"]
     assert "d.attr.modifier == except_right_turn" in s.suites[1].predicate and "d.attr.mount == handheld" in s.suites[2].predicate
-    assert set(CASES) == {"occluded", "except_right_turn", "handheld"}
+    assert set(CASES) == {"occluded", "except_right_turn", "handheld", "on_gate", "temporary"}
+    assert len({c.world_seed for c in CASES.values()} | {c.seed_world for c in CASES.values()}) == 2 * len(CASES)
+    # a plain sign must be detected as a plain one (an attribute case's candidate may not call every sign by the case)
+    assert all(f"d.attr.{k} ==" in s.suites[3].predicate for k in ("mount", "modifier", "temporary")) and s.suites[3].name == "stop_sign.regressions"
     with pytest.raises(ValueError):
         Scenario(cases=(OCCLUDED, OCCLUDED))
     with pytest.raises(ValueError):
