@@ -157,6 +157,35 @@ def new_task_lines(exp: Experiment) -> list[str]:
 
 
 # ---------------------------------------------------------------------- plots
+def _curves(ax, exp: Experiment, suite: str) -> None:
+    """One case's suite: each arm's candidates by labels spent, from the baseline."""
+    base = exp.baseline.get(suite)
+    for name, ledger in exp.arms.items():
+        color, style = ARM_STYLE.get(name, ("C4", "-"))
+        pts = [(c.labels, c.candidate[suite].rate) for c in ledger.candidates if suite in c.candidate]
+        if base is not None:
+            pts = [(0, base.rate)] + pts
+        if not pts:
+            continue
+        xs = [max(x, 1) for x, _ in pts]
+        needed = ledger.labels_to(suite)
+        ax.plot(xs, [r.value * 100 for _, r in pts], style, color=color,
+                label=f"{name} ({needed if needed is not None else '> ' + str(ledger.label_cap or ledger.labels_spent)} labels to target)")
+        ax.fill_between(xs, [r.low * 100 for _, r in pts], [r.high * 100 for _, r in pts], color=color, alpha=0.12)
+        gamed = [(max(c.labels, 1), c.candidate[suite].rate.value * 100) for c in ledger.candidates
+                 if suite in c.candidate and ledger.on_target(c, suite) and ledger.regressed(c, suite)]
+        if gamed:  # on target, but another suite fell: does not count
+            ax.plot(*zip(*gamed), "x", color=color, ms=9, mew=2)
+    ax.axhline(exp.target * 100, color="grey", lw=1, ls="--")
+    ax.text(1.05, exp.target * 100 + 0.8, f"target {pct(exp.target)}", color="grey", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("labels spent (seed set included; 1 = the baseline)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(suite, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3, which="both")
+
+
 def plots(result: DemoResult, out: Path) -> list[Path]:
     import matplotlib
 
@@ -166,32 +195,13 @@ def plots(result: DemoResult, out: Path) -> list[Path]:
     files = []
     for exp in result.experiments:
         tag = "" if len(result.experiments) == 1 else f"-seed{exp.seed}"
-        fig, ax = plt.subplots(figsize=(8, 4.8))
-        base = exp.baseline.get(exp.target_suite)
-        for name, ledger in exp.arms.items():
-            color, style = ARM_STYLE.get(name, ("C4", "-"))
-            pts = [(c.labels, c.candidate[exp.target_suite].rate) for c in ledger.candidates if exp.target_suite in c.candidate]
-            if base is not None:
-                pts = [(0, base.rate)] + pts
-            if not pts:
-                continue
-            xs = [max(x, 1) for x, _ in pts]
-            ax.plot(xs, [r.value * 100 for _, r in pts], style, color=color, label=f"{name} ({ledger.labels_to_target or '> ' + str(ledger.label_cap or ledger.labels_spent)} labels to target)")
-            ax.fill_between(xs, [r.low * 100 for _, r in pts], [r.high * 100 for _, r in pts], color=color, alpha=0.12)
-            gamed = [(max(c.labels, 1), c.candidate[exp.target_suite].rate.value * 100) for c in ledger.candidates
-                     if exp.target_suite in c.candidate and ledger.on_target(c) and ledger.regressed(c)]
-            if gamed:  # on target, but another suite fell: does not count
-                ax.plot(*zip(*gamed), "x", color=color, ms=9, mew=2)
-        ax.axhline(exp.target * 100, color="grey", lw=1, ls="--")
-        ax.text(1.05, exp.target * 100 + 0.8, f"target {pct(exp.target)}", color="grey", fontsize=8)
-        ax.set_xscale("log")
-        ax.set_xlabel("labels spent (seed set included; 1 = the baseline, before any label)")
-        ax.set_ylabel(f"candidate pass rate on {exp.target_suite}, %")
-        ax.set_ylim(-2, 102)
-        ax.set_title(f"Labels to target, seed {exp.seed} ({exp.suites.get(exp.target_suite, 0)} held-out cases, bands: 95% Wilson; "
+        suites = exp.target_suites or [exp.target_suite]
+        fig, axes = plt.subplots(1, len(suites), figsize=(8 if len(suites) == 1 else 5.2 * len(suites), 4.8), squeeze=False, sharey=True)
+        for ax, suite in zip(axes[0], suites):
+            _curves(ax, exp, suite)
+        axes[0][0].set_ylabel("candidate pass rate on the case's suite, %")
+        fig.suptitle(f"Labels to target, seed {exp.seed} (held-out suites of {exp.suites.get(suites[0], 0)} cases; bands: 95% Wilson; "
                      "x: on target but another suite fell)", fontsize=9)
-        ax.legend(fontsize=8, loc="lower right")
-        ax.grid(alpha=0.3, which="both")
         fig.tight_layout()
         files.append(out / f"labels_to_target{tag}.png")
         fig.savefig(files[-1], dpi=110)
