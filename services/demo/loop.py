@@ -66,7 +66,7 @@ class DemoConfig:
                   "random-per-car": self.random_per_car >= 1, "shadow-s": self.shadow_s > 0, "epochs": self.epochs >= 1,
                   "seeds": bool(self.seeds) and len(set(self.seeds)) == len(self.seeds),
                   "cases": bool(self.cases) and len(set(self.cases)) == len(self.cases) and all(c in CASES for c in self.cases),
-                  "new-task": self.new_task in ("", *DECLARATIONS), "new-task-at": 1 <= self.new_task_at <= self.max_iterations,
+                  "new-task": self.new_task in ("", *DECLARATIONS), "new-task-at": not self.new_task or 1 <= self.new_task_at <= self.max_iterations,
                   "explore": 0.0 <= self.explore <= 1.0}
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

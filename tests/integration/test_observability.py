@@ -43,7 +43,7 @@ def query(base: str, path: str, **params) -> dict:
 
 def test_every_dashboard_query_returns_data_from_a_demo_run(kafka, s3, triton, prometheus, tmp_path):
     config = loop.DemoConfig(cars=3, max_iterations=1, budget=12, duration_s=30.0, fps=10.0, suite_cases=6, epochs=1, seed_examples=4, random_per_car=4, out=tmp_path / "demo",
-                             manage_infra=False, keep_running=True)
+                             manage_infra=False, keep_running=True, cases=["occluded"])
     said: list[str] = []
     _result, _path, engine = loop.run(config, say=said.append)
     try:

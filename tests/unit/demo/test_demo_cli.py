@@ -6,6 +6,8 @@ from __future__ import annotations
 import inspect
 from dataclasses import fields
 
+import pytest
+
 from demo.loop import DemoConfig
 from longtail import cli
 
@@ -30,10 +32,12 @@ def test_every_demo_option_defaults_to_the_config_default():
 
 
 def test_cases_default_to_the_config_default_and_unknown_ones_are_refused():
-    import pytest
 
     assert inspect.signature(cli.demo).parameters["cases"].default.default.split(",") == DemoConfig().cases
     DemoConfig(cases=["occluded", "except_right_turn", "handheld"]).validate()
+    DemoConfig(max_iterations=1).validate()  # --new-task-at only matters with --new-task
+    with pytest.raises(ValueError, match="new-task-at"):
+        DemoConfig(max_iterations=1, new_task="caution_lights").validate()
     for bad in (["sunroof"], [], ["handheld", "handheld"]):
         with pytest.raises(ValueError, match="--cases"):
             DemoConfig(cases=bad).validate()
