@@ -92,38 +92,26 @@ OCCLUDED = LongTailCase(
 # only on signs at least 8 px tall: the plate and the person are a pixel or two farther away, so
 # there the seed-trained detector cannot tell the case from any stop sign, and the suite measures
 # 8 px and up anyway.
-EXCEPT_RIGHT_TURN = LongTailCase(
-    name="except_right_turn", task="stop_sign", label_predicate="any(d.cls == stop_sign and d.attr.modifier == except_right_turn)",
-    world=WorldConfig().only(modifier_rate=1.0), suite="stop_sign.except-right-turn",
-    truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, "modifier") == "except_right_turn" for o in objects),
-    description="stop signs with an \"except right turn\" plate",
-    suite_predicate="any(d.cls == stop_sign and d.conf >= 0.5 and d.attr.modifier == except_right_turn)", distance=(4.0, 20.0), min_px=8,
-    trigger_min_height=8 / 64, world_seed=10_800, seed_world=20_018,
-)
-HANDHELD = LongTailCase(
-    name="handheld", task="stop_sign", label_predicate="any(d.cls == stop_sign and d.attr.mount == handheld)",
-    world=WorldConfig().only(handheld_rate=1.0), suite="stop_sign.handheld",
-    truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, "mount") == "handheld" for o in objects),
-    description="stop signs held by a person (school crossings, road works)",
-    suite_predicate="any(d.cls == stop_sign and d.conf >= 0.5 and d.attr.mount == handheld)", distance=(4.0, 20.0),
-    trigger_min_height=8 / 64, world_seed=10_801, seed_world=20_025,
-)
-ON_GATE = LongTailCase(
-    name="on_gate", task="stop_sign", label_predicate="any(d.cls == stop_sign and d.attr.mount == gate)",
-    world=WorldConfig().only(gate_rate=1.0), suite="stop_sign.on-gate",
-    truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, "mount") == "gate" for o in objects),
-    description="stop signs on a gate (level crossings, site entrances)",
-    suite_predicate="any(d.cls == stop_sign and d.conf >= 0.5 and d.attr.mount == gate)", distance=(4.0, 20.0),
-    trigger_min_height=8 / 64, world_seed=10_802, seed_world=20_032,
-)
-TEMPORARY = LongTailCase(
-    name="temporary", task="stop_sign", label_predicate="any(d.cls == stop_sign and d.attr.temporary == true)",
-    world=WorldConfig().only(temporary_rate=1.0), suite="stop_sign.temporary",
-    truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, "temporary") == "true" for o in objects),
-    description="temporary stop signs on a portable stand (road works)",
-    suite_predicate="any(d.cls == stop_sign and d.conf >= 0.5 and d.attr.temporary == true)", distance=(4.0, 20.0),
-    trigger_min_height=8 / 64, world_seed=10_803, seed_world=20_039,
-)
+def _attribute_case(name: str, attr: str, value: str, rate: str, suite: str, description: str, world_seed: int, seed_world: int,
+                    **kw) -> LongTailCase:
+    """A stop sign whose attribute `attr` is `value` (its world: every sign so, by `rate`), scored on
+    the attribute at 4-20 m; its detector trigger fires on signs at least 8 px tall."""
+    return LongTailCase(
+        name=name, task="stop_sign", label_predicate=f"any(d.cls == stop_sign and d.attr.{attr} == {value})",
+        world=WorldConfig().only(**{rate: 1.0}), suite=suite,
+        truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, attr) == value for o in objects), description=description,
+        suite_predicate=f"any(d.cls == stop_sign and d.conf >= 0.5 and d.attr.{attr} == {value})", distance=(4.0, 20.0),
+        trigger_min_height=8 / 64, world_seed=world_seed, seed_world=seed_world, **kw)
+
+
+EXCEPT_RIGHT_TURN = _attribute_case("except_right_turn", "modifier", "except_right_turn", "modifier_rate", "stop_sign.except-right-turn",
+                                    "stop signs with an \"except right turn\" plate", 10_800, 20_018, min_px=8)
+HANDHELD = _attribute_case("handheld", "mount", "handheld", "handheld_rate", "stop_sign.handheld",
+                           "stop signs held by a person (school crossings, road works)", 10_801, 20_025)
+ON_GATE = _attribute_case("on_gate", "mount", "gate", "gate_rate", "stop_sign.on-gate", "stop signs on a gate (level crossings, site entrances)",
+                          10_802, 20_032)
+TEMPORARY = _attribute_case("temporary", "temporary", "true", "temporary_rate", "stop_sign.temporary",
+                            "temporary stop signs on a portable stand (road works)", 10_803, 20_039)
 CASES = {c.name: c for c in (OCCLUDED, EXCEPT_RIGHT_TURN, HANDHELD, ON_GATE, TEMPORARY)}
 
 
