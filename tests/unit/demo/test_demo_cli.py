@@ -32,7 +32,6 @@ def test_every_demo_option_defaults_to_the_config_default():
 
 
 def test_cases_default_to_the_config_default_and_unknown_ones_are_refused():
-
     assert inspect.signature(cli.demo).parameters["cases"].default.default.split(",") == DemoConfig().cases
     DemoConfig(cases=["occluded", "except_right_turn", "handheld"]).validate()
     DemoConfig(max_iterations=1).validate()  # --new-task-at only matters with --new-task

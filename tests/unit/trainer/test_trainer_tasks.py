@@ -70,7 +70,7 @@ def test_a_declared_task_gets_a_head_a_label_schema_and_a_suite_and_trains():
 
     # the new head alone: every other tensor (batch-norm statistics too) comes out as it went in
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    history = training.train(model, split, epochs=2, batch_size=32, lr=3e-3, seed=1, only_heads=["caution_lights_on"])
+    training.train(model, split, epochs=2, batch_size=32, lr=3e-3, seed=1, only_heads=["caution_lights_on"])
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items() if not k.startswith("heads.caution_lights_on."))
     assert not all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("heads.caution_lights_on."))
