@@ -26,6 +26,10 @@ class WorkflowSettings:
     model: str = "multitask"  # the model line retrained with the new head
     epochs: int = 8
     replay_samples: int = 400  # rehearsal of the other tasks (synthetic, no labels)
+    # The world those frames come from: "default" has the long tail the other tasks' suites measure;
+    # rehearsing only the common case ("common") let the new line forget occluded signs, and the gate
+    # refused every candidate (docs/task-workflow.md).
+    replay_world: str = "default"
     promote: bool = True  # a gate-accepted version becomes PRODUCTION
 
     @classmethod
@@ -56,6 +60,8 @@ class WorkflowSettings:
             raise ValueError("workflow.target must be in (0, 1] and workflow.detector_threshold in (0, 1)")
         if self.budget_horizon_h <= 0 or self.priority < 0 or self.replay_samples < 0:
             raise ValueError("workflow.budget_horizon_h must be > 0, priority and replay_samples >= 0")
+        if not self.replay_world:
+            raise ValueError("workflow.replay_world: name a simulator world (default, common, occluded, mixed)")
 
 
 def _bool(value: Any) -> bool:

@@ -140,7 +140,7 @@ def generated(tasks: Sequence[TaskSpec], n: int, seed: int, world: str = "defaul
     worlds = {"default": WorldConfig(), "common": WorldConfig().common_only(), "occluded": occluded_only(),
               "mixed": WorldConfig().only(occluded_rate=0.5)}
     if world not in worlds:
-        raise ValueError(f"fallback_world: {world!r} is not one of {', '.join(worlds)}")
+        raise ValueError(f"world {world!r} (fallback_world, replay_world) is not one of {', '.join(worlds)}")
     config = worlds[world]
     frames = sample_frames(World(config, seed=TRAIN_WORLD_SEED + 1000 + seed), n, seed=seed)
     anns = annotations_from_truth(tasks, frames.truths)
