@@ -37,6 +37,17 @@ from longtail.models.v1 import trainer_pb2 as T
 from longtail.triggers.v1 import triggers_pb2 as S
 
 ERROR_RATE = 0.02  # simulated labellers' error rate
+_drive_loop: asyncio.AbstractEventLoop | None = None
+
+
+def drive_loop() -> asyncio.AbstractEventLoop:
+    """One event loop for every drive of the process: grpc.aio binds its completion-queue poller to
+    each loop it served and keeps posting to it, so a loop closed after a drive (asyncio.run) fills
+    the output with "Event loop is closed" tracebacks."""
+    global _drive_loop
+    if _drive_loop is None or _drive_loop.is_closed():
+        _drive_loop = asyncio.new_event_loop()
+    return _drive_loop
 MAX_DATASET_SAMPLES = 10_000  # the label store's limit on SampleFilter.sample_ids
 
 
@@ -366,7 +377,7 @@ class ExperimentRun:
                 last[0] = time.perf_counter()
                 self.say(f"[cyan]fleet[/] {label}: {fraction:4.0%} {report.frames:,} frames, {sum(report.fires.values())} fires, {report.uploads} uploads")
 
-        report = asyncio.run(fleet.run(progress))
+        report = drive_loop().run_until_complete(fleet.run(progress))
         wall = time.perf_counter() - t0
         self.say(f"[cyan]fleet[/] {label}: {report.frames:,} frames ({report.frames / max(wall, 1e-9):,.0f}/s) on {', '.join(sorted(report.models))}, "
                  f"{report.uploads} uploads, {report.upload_errors} upload errors ({report.upload_retries} retried)"

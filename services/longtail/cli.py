@@ -206,7 +206,7 @@ def demo(
     duration: float = typer.Option(60.0, help="Simulated seconds the fleet drives per iteration."),
     fps: float = typer.Option(5.0, help="Frames per second each simulated car renders (0.5-30)."),
     suite_cases: int = typer.Option(100, "--suite-cases", help="Held-out cases per unit-test suite."),
-    epochs: int = typer.Option(12, help="Training epochs per run."),
+    epochs: int = typer.Option(6, help="Training epochs per run (12 teaches the attribute cases from fewer positives; docs/demo.md)."),
     seed_examples: int = typer.Option(20, "--seed-examples", help="The seed set's positives (and four times as many fleet-like negatives)."),
     per_car_uploads: int = typer.Option(2, "--per-car-uploads", help="Uploads per car, trigger and drive of the operator's triggers."),
     random_per_car: int = typer.Option(15, "--random-per-car", help="Uploads per car and drive of the random pool (the baselines' source)."),
