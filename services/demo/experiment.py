@@ -37,6 +37,8 @@ from longtail.models.v1 import trainer_pb2 as T
 from longtail.triggers.v1 import triggers_pb2 as S
 
 ERROR_RATE = 0.02  # simulated labellers' error rate
+MAX_DATASET_SAMPLES = 10_000  # the label store's limit on SampleFilter.sample_ids
+
 _drive_loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -48,7 +50,6 @@ def drive_loop() -> asyncio.AbstractEventLoop:
     if _drive_loop is None or _drive_loop.is_closed():
         _drive_loop = asyncio.new_event_loop()
     return _drive_loop
-MAX_DATASET_SAMPLES = 10_000  # the label store's limit on SampleFilter.sample_ids
 
 
 @dataclass

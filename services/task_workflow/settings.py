@@ -62,7 +62,7 @@ class WorkflowSettings:
         if self.budget_horizon_h <= 0 or self.priority < 0 or self.replay_samples < 0:
             raise ValueError("workflow.budget_horizon_h must be > 0, priority and replay_samples >= 0")
         if not self.replay_world:
-            raise ValueError("workflow.replay_world: name a simulator world (default, common, occluded, mixed)")
+            raise ValueError("workflow.replay_world: name one of the trainer's simulator worlds (docs/trainer.md, replay_world)")
 
 
 def _bool(value: Any) -> bool:
