@@ -25,7 +25,7 @@ class RunResult:
     version: int = 0
     reason: str = ""
     suites: dict[str, tuple[int, int]] = field(default_factory=dict)  # suite -> (passed, cases) of the candidate
-    regressed: list[str] = field(default_factory=list)  # suites the gate found regressed
+    regressed: list[str] = field(default_factory=list)  # suites that lost a stable case or pass rate (docs/trainer.md, the gate)
 
 
 @dataclass
@@ -60,6 +60,12 @@ class Engine(Protocol):
     def promote(self, suite: str, sample_id: str, predicate: str, note: str) -> None: ...
     def train(self, model: str, task: str, dataset: str, seed: int, epochs: int, replay_samples: int, replay_world: str,
               promote: bool) -> RunResult: ...
+
+
+def suite_regressed(g: T.SuiteGate) -> bool:
+    """The gate's meaning: a stable case lost (waived or not) or the pass rate down; a case the
+    baseline passed only by chance does not count."""
+    return bool(set(g.regressed_case_ids) - set(g.unstable_case_ids)) or g.after_pass_rate + 1e-12 < g.before_pass_rate
 
 
 class GrpcEngine:
@@ -149,7 +155,7 @@ class GrpcEngine:
         return RunResult(accepted=run.status == T.RUN_STATUS_SUCCEEDED and gate.accepted, version=int(run.model.version),
                          reason="; ".join(list(gate.reasons) + ([run.error] if run.error else [])),
                          suites={g.suite: (int(round(g.after_pass_rate * g.total)), int(g.total)) for g in gate.suites},
-                         regressed=[g.suite for g in gate.suites if g.regressed_case_ids])
+                         regressed=[g.suite for g in gate.suites if suite_regressed(g)])
 
     # -- trigger catalog --------------------------------------------------------------------
     def ensure_trigger(self, plan: TriggerPlan) -> None:

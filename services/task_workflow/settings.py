@@ -21,6 +21,11 @@ class WorkflowSettings:
     labels_per_iteration: int = 150  # new labelled uploads of the trigger before each retraining
     suite_cases: int = 100  # held-out cases the task's suite needs before it can certify
     holdout_every: int = 3  # one labelled positive in this many goes to the suite, never to training
+    # A held-out positive becomes a suite case only if its label also satisfies this predicate
+    # (empty: the suite's own). Labellers box every object they see, down to a pixel; a unit test
+    # should be one a person can judge, e.g. "any(d.cls == vehicle and d.height >= 0.09)" (6 px of
+    # 64, the rule of the demo's generated suites).
+    suite_admission: str = ""
     target: float = 0.9  # pass rate of the task's suite that certifies the task
     max_iterations: int = 10
     model: str = "multitask"  # the model line retrained with the new head
@@ -61,6 +66,13 @@ class WorkflowSettings:
             raise ValueError("workflow.target must be in (0, 1] and workflow.detector_threshold in (0, 1)")
         if self.budget_horizon_h <= 0 or self.priority < 0 or self.replay_samples < 0:
             raise ValueError("workflow.budget_horizon_h must be > 0, priority and replay_samples >= 0")
+        if self.suite_admission:
+            from longtail.predicates import PredicateError, compile_predicate
+
+            try:
+                compile_predicate(self.suite_admission)
+            except PredicateError as exc:
+                raise ValueError(f"workflow.suite_admission: {exc}") from None
         if not self.replay_world:
             raise ValueError("workflow.replay_world: name one of the trainer's simulator worlds (docs/trainer.md, replay_world)")
 

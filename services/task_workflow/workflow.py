@@ -212,7 +212,8 @@ class Workflow:
             for sample_id in self.engine.labelled(s.task):
                 if size + promoted >= cfg.suite_cases:
                     break
-                if held_out(sample_id, cfg.holdout_every) and self.engine.is_positive(sample_id, s.task, s.predicate):
+                if held_out(sample_id, cfg.holdout_every) and self.engine.is_positive(sample_id, s.task, s.predicate) \
+                        and (not cfg.suite_admission or self.engine.is_positive(sample_id, s.task, cfg.suite_admission)):
                     self.engine.promote(s.suite, sample_id, s.predicate, f"held out by the {s.task} workflow, iteration {s.iteration}")
                     promoted += 1
         s.suite_cases = size + promoted

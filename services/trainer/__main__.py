@@ -57,6 +57,8 @@ class TrainerSettings(BaseSettings):
     consumer_group: str = Field(SERVICE, min_length=1)
     auto_promote: bool = Field(False, description="label-triggered runs publish accepted versions as PRODUCTION (else CANDIDATE)")
     detector_min_auc: float = Field(0.8, ge=0.0, le=1.0)
+    gate_shift_px: int = Field(1, ge=0, le=8, description="the gate counts a lost case only if the baseline passed it with the image moved this many "
+                                                        "pixels each way; 0 = every baseline pass counts")
 
 
 class LabelSettings(BaseSettings):
@@ -117,7 +119,7 @@ async def serve() -> None:
 
     trainer = Trainer(store, registry, declared, labels, publish_event,
                       Settings(threads=settings.threads, default_epochs=settings.epochs, fallback_samples=settings.fallback_samples,
-                               detector_min_auc=settings.detector_min_auc), default_model=settings.model_name)
+                               detector_min_auc=settings.detector_min_auc, gate_shift_px=settings.gate_shift_px), default_model=settings.model_name)
     trainer.start()
     stop = threading.Event()
     consumer_thread = None

@@ -50,12 +50,13 @@ def _ref(text: str):
 
 
 def print_gate(report) -> None:
-    table = Table("suite", "version", "before", "after", "cases", "regressed", "waived", "fixed", title="regression gate")
+    table = Table("suite", "version", "before", "after", "cases", "regressed", "by chance", "waived", "fixed", title="regression gate")
     for s in report.suites:
         drop = s.after_pass_rate + 1e-12 < s.before_pass_rate
         after = f"[red]{s.after_pass_rate:.1%}[/]" if drop else f"{s.after_pass_rate:.1%}"
         table.add_row(s.suite, str(s.suite_version), f"{s.before_pass_rate:.1%}", after, str(s.total),
-                      str(len(s.regressed_case_ids)), str(len(s.waived_case_ids)), str(len(s.fixed_case_ids)))
+                      str(len(s.regressed_case_ids)), str(len(s.unstable_case_ids)), str(len(s.waived_case_ids)),
+                      str(len(s.fixed_case_ids)))
     out.print(table)
     verdict = "[green]ACCEPTED[/]" if report.accepted else "[bold red]REFUSED[/]"
     out.print(f"{verdict} {report.candidate.name}@{report.candidate.version} vs baseline "

@@ -59,6 +59,14 @@ class Settings:
     lr: float = 2e-3
     fallback_samples: int = 800
     detector_min_auc: float = 0.8
+    gate_shift_px: int = 1  # the gate's stability check moves case images by this much (0: every baseline pass counts)
+
+
+def shifted(images: dict[str, np.ndarray], px: int) -> list[dict[str, np.ndarray]]:
+    """The case images moved by `px` pixels up, down, left and right (HWC; none when px is 0)."""
+    if px <= 0:
+        return []
+    return [{k: np.roll(v, px * sign, axis=axis) for k, v in images.items()} for axis in (0, 1) for sign in (1, -1)]
 
 
 def _hp(spec: T.RunSpec, key: str, default):
@@ -406,11 +414,13 @@ class Trainer:
         after = self._suite_results(model, ref, suites, case_images)
         self._export_task_metrics(ref, metrics, {s.name: s.task for s in suites}, after, {t.name for t in tasks})
         before = self._suite_results(base, base_mv.model, suites, case_images) if base is not None else None
+        perturbed = [self._suite_results(base, base_mv.model, suites, moved) for moved in shifted(case_images, self.settings.gate_shift_px)] \
+            if base is not None else []
         for r in after:
             metrics[f"suite/{r.suite}/pass_rate"] = r.pass_rate
 
         self._phase(run_id, T.RUN_PHASE_GATING, 0.9)
-        report = gate.decide(ref, base_mv.model if base_mv else None, after, before, list(spec.waivers))
+        report = gate.decide(ref, base_mv.model if base_mv else None, after, before, list(spec.waivers), perturbed)
         self._update(run_id, persist=True, gate_report=report, metrics=metrics)
         mv = T.ModelVersion(model=ref, kind=T.RUN_KIND_MULTITASK, tasks=[t.name for t in tasks], run_id=run_id, gate_report=report)
         mv.metrics.update(metrics)

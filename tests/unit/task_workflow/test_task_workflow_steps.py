@@ -26,6 +26,7 @@ class FakeEngine:
         self.labelled_ids: list[str] = []
         self.by_trigger: dict[str, list[str]] = {}
         self.positive: set[str] = set()
+        self.clear: set[str] | None = None  # positives that satisfy a suite admission rule (None: all)
         self.suite: list[str] = []
         self.detector_results: list[RunResult] = []
         self.train_results: list[RunResult] = []
@@ -55,6 +56,8 @@ class FakeEngine:
         return [s for s in ids if s not in self.suite]
 
     def is_positive(self, sample_id, task, predicate):
+        if predicate != PREDICATE and self.clear is not None:
+            return sample_id in self.clear
         return sample_id in self.positive
 
     def dataset(self, name, task, sample_ids, description):
@@ -218,6 +221,17 @@ def test_an_accepted_version_that_regressed_another_suite_is_recorded(store):
     assert wf.state.other_suites_regressed
 
 
+def test_only_positives_that_pass_the_admission_rule_become_suite_cases(store):
+    engine, wf = sourcing(store)
+    wf.settings = WorkflowSettings.from_dict({"suite_admission": "any(d.cls == vehicle and d.height >= 0.09)"}, SMALL)
+    engine.label(10, trigger=TID)
+    engine.clear = set(sorted(engine.positive)[::2])
+    engine.train_results = [accepted(1)]
+    wf.run()
+    assert engine.suite and set(engine.suite) <= engine.clear & engine.positive
+    assert any(held_out(s, 2) and s in engine.positive and s not in engine.clear for s in engine.labelled_ids)  # one was left out
+
+
 def test_settings_are_validated_and_a_task_needs_a_positive_predicate(store):
     with pytest.raises(ValueError, match="workflow.seed_lables: unknown setting"):
         WorkflowSettings.from_dict({"seed_lables": 10})
@@ -226,6 +240,8 @@ def test_settings_are_validated_and_a_task_needs_a_positive_predicate(store):
     with pytest.raises(ValueError, match="at least 1"):
         WorkflowSettings.from_dict({"suite_cases": 0})
     assert WorkflowSettings.from_dict({"promote": "false", "target": "0.8"}).promote is False
+    with pytest.raises(ValueError, match="workflow.suite_admission: "):
+        WorkflowSettings.from_dict({"suite_admission": "any(d.cls == vehicle and"})
     bare = DeclaredTask(TASK.spec, suite_name="caution_lights.regressions")
     with pytest.raises(WorkflowError, match="needs a predicate"):
         Workflow(bare, FakeEngine(), StateStore(store))
@@ -283,3 +299,12 @@ def test_the_workflow_keeps_its_declaration_and_a_resume_with_a_new_one_replaces
     Workflow(wider, engine, StateStore(store), SMALL)
     assert declared_task(StateStore(store).load("caution_lights")).workflow == {"upload_budget": 9}
     assert wf.state.task == "caution_lights"
+
+
+def test_a_suite_regressed_when_it_lost_a_stable_case_or_pass_rate_not_a_chance_pass():
+    from longtail.models.v1 import trainer_pb2 as T
+    from task_workflow.engine import suite_regressed
+
+    assert not suite_regressed(T.SuiteGate(before_pass_rate=0.6, after_pass_rate=0.9, regressed_case_ids=["a"], unstable_case_ids=["a"]))
+    assert suite_regressed(T.SuiteGate(before_pass_rate=0.6, after_pass_rate=0.9, regressed_case_ids=["a", "b"], unstable_case_ids=["a"]))
+    assert suite_regressed(T.SuiteGate(before_pass_rate=0.6, after_pass_rate=0.5, regressed_case_ids=["a"], unstable_case_ids=["a"]))

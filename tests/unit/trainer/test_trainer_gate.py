@@ -57,3 +57,25 @@ def test_no_baseline_accepts_and_says_so():
 
 def test_empty_suite_cannot_block():
     assert decide(CAND, BASE, [result("s", {})], [result("s", {})]).accepted
+
+
+def test_a_case_the_baseline_passed_only_by_chance_is_listed_not_blocking():
+    before = [result("s", {"a": True, "b": True, "c": False})]
+    after = [result("s", {"a": True, "b": False, "c": True})]
+    moved = [[result("s", {"a": True, "b": False, "c": False})], [result("s", {"a": True, "b": True, "c": False})]]
+    report = decide(CAND, BASE, after, before, (), moved)
+    assert report.accepted, report.reasons
+    (sg,) = report.suites
+    assert list(sg.regressed_case_ids) == ["b"] and list(sg.unstable_case_ids) == ["b"]
+    assert "1 lost that the baseline passed only by chance" in report.reasons[0]
+
+
+def test_a_stable_case_lost_still_blocks_and_a_drop_made_of_chance_cases_blocks_too():
+    before = [result("s", {"a": True, "b": True, "c": False})]
+    moved = [[result("s", {"a": True, "b": False, "c": False})]]
+    stable_lost = decide(CAND, BASE, [result("s", {"a": False, "b": True, "c": True})], before, (), moved)
+    assert not stable_lost.accepted and "1 case(s) regressed" in stable_lost.reasons[0]
+    assert list(stable_lost.suites[0].unstable_case_ids) == []
+    net_drop = decide(CAND, BASE, [result("s", {"a": True, "b": False, "c": False})], before, (), moved)
+    assert not net_drop.accepted
+    assert net_drop.reasons == ["s: pass rate 33.3% < baseline 66.7%"]

@@ -141,3 +141,15 @@ def test_a_task_declared_in_the_label_store_while_the_trainer_runs_gets_its_head
     gone = Trainer(store, Registry(store), tasks_mod.load(), labels, lambda *a: None, Settings(threads=2))
     gone._load_learned_tasks()
     assert "caution_lights" not in {d.name for d in gone.declared}  # ... while its label store declares it
+
+
+def test_the_gate_perturbs_case_images_by_a_pixel_each_way():
+    import numpy as np
+
+    from trainer.runner import shifted
+
+    image = np.zeros((4, 4, 3), np.uint8)
+    image[1, 2] = 255
+    moved = shifted({"c": image}, 1)
+    assert sorted(tuple(np.argwhere(m["c"][..., 0])[0]) for m in moved) == [(0, 2), (1, 1), (1, 3), (2, 2)]
+    assert shifted({"c": image}, 0) == []

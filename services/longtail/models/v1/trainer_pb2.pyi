@@ -110,7 +110,7 @@ class RunSpec(_message.Message):
     def __init__(self, model_name: _Optional[str] = ..., kind: _Optional[_Union[RunKind, str]] = ..., detector_name: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[_common_pb2.DatasetRef, _Mapping]]] = ..., base_model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., tasks: _Optional[_Iterable[str]] = ..., epochs: _Optional[int] = ..., seed: _Optional[int] = ..., hyperparameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., waivers: _Optional[_Iterable[_Union[Waiver, _Mapping]]] = ..., promote: _Optional[bool] = ..., from_scratch: _Optional[bool] = ..., positive_predicate: _Optional[str] = ...) -> None: ...
 
 class SuiteGate(_message.Message):
-    __slots__ = ("suite", "suite_version", "before_pass_rate", "after_pass_rate", "total", "regressed_case_ids", "fixed_case_ids", "waived_case_ids")
+    __slots__ = ("suite", "suite_version", "before_pass_rate", "after_pass_rate", "total", "regressed_case_ids", "fixed_case_ids", "waived_case_ids", "unstable_case_ids")
     SUITE_FIELD_NUMBER: _ClassVar[int]
     SUITE_VERSION_FIELD_NUMBER: _ClassVar[int]
     BEFORE_PASS_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +119,7 @@ class SuiteGate(_message.Message):
     REGRESSED_CASE_IDS_FIELD_NUMBER: _ClassVar[int]
     FIXED_CASE_IDS_FIELD_NUMBER: _ClassVar[int]
     WAIVED_CASE_IDS_FIELD_NUMBER: _ClassVar[int]
+    UNSTABLE_CASE_IDS_FIELD_NUMBER: _ClassVar[int]
     suite: str
     suite_version: int
     before_pass_rate: float
@@ -127,7 +128,8 @@ class SuiteGate(_message.Message):
     regressed_case_ids: _containers.RepeatedScalarFieldContainer[str]
     fixed_case_ids: _containers.RepeatedScalarFieldContainer[str]
     waived_case_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, suite: _Optional[str] = ..., suite_version: _Optional[int] = ..., before_pass_rate: _Optional[float] = ..., after_pass_rate: _Optional[float] = ..., total: _Optional[int] = ..., regressed_case_ids: _Optional[_Iterable[str]] = ..., fixed_case_ids: _Optional[_Iterable[str]] = ..., waived_case_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    unstable_case_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, suite: _Optional[str] = ..., suite_version: _Optional[int] = ..., before_pass_rate: _Optional[float] = ..., after_pass_rate: _Optional[float] = ..., total: _Optional[int] = ..., regressed_case_ids: _Optional[_Iterable[str]] = ..., fixed_case_ids: _Optional[_Iterable[str]] = ..., waived_case_ids: _Optional[_Iterable[str]] = ..., unstable_case_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GateReport(_message.Message):
     __slots__ = ("candidate", "baseline", "suites", "waivers_applied", "accepted", "reasons")
