@@ -145,6 +145,13 @@ class Workflow:
         s.step = Step.BLOCKED.value
         return Outcome.BLOCKED
 
+    @property
+    def admitted(self) -> str:
+        """What a positive worth sourcing and testing is, on a label: the suite's predicate and the
+        admission rule. The detector learns it, so the trigger brings what the suite can admit."""
+        admission = self.settings.suite_admission
+        return f"({self.state.predicate}) and ({admission})" if admission else self.state.predicate
+
     def _seed_set(self) -> Outcome:
         s = self.state
         labelled = self.engine.labelled(s.task)
@@ -156,7 +163,7 @@ class Workflow:
 
     def _detector(self) -> Outcome:
         s = self.state
-        r = self.engine.train_detector(s.detector, s.task, s.seed_dataset, s.predicate, seed=s.seed_attempt, epochs=self.settings.detector_epochs)
+        r = self.engine.train_detector(s.detector, s.task, s.seed_dataset, self.admitted, seed=s.seed_attempt, epochs=self.settings.detector_epochs)
         if r.accepted:
             s.detector_version, s.detector_published_at = r.version, self.clock()
             return self._move(Step.TRIGGER, f"detector {s.detector} v{r.version} accepted and beamed to the fleet in shadow mode ({r.reason})")
@@ -212,8 +219,7 @@ class Workflow:
             for sample_id in self.engine.labelled(s.task):
                 if size + promoted >= cfg.suite_cases:
                     break
-                if held_out(sample_id, cfg.holdout_every) and self.engine.is_positive(sample_id, s.task, s.predicate) \
-                        and (not cfg.suite_admission or self.engine.is_positive(sample_id, s.task, cfg.suite_admission)):
+                if held_out(sample_id, cfg.holdout_every) and self.engine.is_positive(sample_id, s.task, self.admitted):
                     self.engine.promote(s.suite, sample_id, s.predicate, f"held out by the {s.task} workflow, iteration {s.iteration}")
                     promoted += 1
         s.suite_cases = size + promoted
@@ -234,9 +240,10 @@ class Workflow:
             s.model_version, s.passed, s.pass_rate = r.version, passed, passed / cases if cases else None
             if cases >= cfg.suite_cases and s.pass_rate is not None and s.pass_rate >= cfg.target:
                 s.certified_at, s.certified_iteration = self.clock(), s.iteration
-                self._move(Step.CERTIFIED, f"certified: {verdict} >= {cfg.target:.0%}, accepted by the gate (no suite regressed)")
+                self._move(Step.CERTIFIED, f"certified: {verdict} >= {cfg.target:.0%}, accepted by the gate ({r.reason[:300]})")
                 return Outcome.CERTIFIED
-            verdict += f" accepted by the gate, {'below the target' if cases >= cfg.suite_cases else f'the suite needs {cfg.suite_cases} cases'}"
+            verdict += (f" accepted by the gate ({r.reason[:300]}), "
+                        f"{'below the target' if cases >= cfg.suite_cases else f'the suite needs {cfg.suite_cases} cases'}")
         else:
             verdict += f" refused by the gate ({r.reason[:300]})"
         if s.iteration >= cfg.max_iterations:

@@ -56,7 +56,7 @@ class FakeEngine:
         return [s for s in ids if s not in self.suite]
 
     def is_positive(self, sample_id, task, predicate):
-        if predicate != PREDICATE and self.clear is not None:
+        if predicate != PREDICATE and self.clear is not None:  # PREDICATE and an admission rule
             return sample_id in self.clear
         return sample_id in self.positive
 
@@ -66,6 +66,7 @@ class FakeEngine:
 
     def train_detector(self, detector, task, dataset, predicate, seed, epochs):
         self.calls.append(f"detector {dataset}")
+        self.detector_predicate = predicate
         return self.detector_results.pop(0)
 
     def ensure_trigger(self, plan):
@@ -84,7 +85,7 @@ class FakeEngine:
         return len(self.suite)
 
     def promote(self, suite, sample_id, predicate, note):
-        assert predicate == PREDICATE and sample_id not in self.suite
+        assert predicate == PREDICATE and sample_id not in self.suite  # the case tests the suite's predicate, not the admission
         self.suite.append(sample_id)
 
     def train(self, model, task, dataset, seed, epochs, replay_samples, replay_world, promote):
@@ -221,9 +222,14 @@ def test_an_accepted_version_that_regressed_another_suite_is_recorded(store):
     assert wf.state.other_suites_regressed
 
 
-def test_only_positives_that_pass_the_admission_rule_become_suite_cases(store):
-    engine, wf = sourcing(store)
-    wf.settings = WorkflowSettings.from_dict({"suite_admission": "any(d.cls == vehicle and d.height >= 0.09)"}, SMALL)
+def test_the_admission_rule_decides_what_the_detector_sources_and_what_becomes_a_suite_case(store):
+    rule = "any(d.cls == vehicle and d.height >= 0.09)"
+    engine = FakeEngine()
+    engine.label(20)
+    engine.detector_results, engine.backtests = [RunResult(True, version=1)], [Backtest(1, 500, 1.0)]
+    wf = workflow(engine, store, WorkflowSettings.from_dict({"suite_admission": rule}, SMALL))
+    assert wf.run() is Outcome.WAITING and wf.state.step == Step.SOURCING.value
+    assert engine.detector_predicate == f"({PREDICATE}) and ({rule})"  # the trigger looks for what the suite admits
     engine.label(10, trigger=TID)
     engine.clear = set(sorted(engine.positive)[::2])
     engine.train_results = [accepted(1)]
