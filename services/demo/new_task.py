@@ -28,13 +28,16 @@ tasks:
     object_size_m: 1.6
     description: The vehicle ahead has its hazard or police lights on.
     suite: {name: caution_lights.regressions, predicate: "any(d.cls == vehicle and d.attr.lights != off and d.conf >= 0.5)"}
-    workflow: {seed_labels: 200, shadow_frames: 2000, labels_per_iteration: 150, suite_cases: 100, target: 0.9, max_iterations: 6,
+    workflow: {seed_labels: 200, shadow_frames: 2000, labels_per_iteration: 150, suite_cases: 100, holdout_every: 2, target: 0.9, max_iterations: 6,
                priority: 4, upload_budget: 100000000, model: MODEL, epochs: 24,
                suite_admission: "any(d.cls == vehicle and d.attr.lights != off and d.height >= 0.09)"}
 """,
 }
-# The phenomenon in the fleet's world while a new task runs: parked vehicles, some with their lights on.
-WORLD = {"caution_lights": {"vehicle_rate": 0.3}}
+# The phenomenon in the fleet's world while a new task runs: parked vehicles, 40% with their lights
+# on (twice the world's default: 80 cars on 30-second drives stand in for a fleet that sees
+# thousands of them a day; at 20% the trigger brought 67 uploads a drive, and filling the suite
+# alone took ten drives).
+WORLD = {"caution_lights": {"vehicle_rate": 0.3, "hazard_rate": 0.3, "police_rate": 0.1}}
 
 
 @dataclass

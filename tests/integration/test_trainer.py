@@ -216,6 +216,9 @@ def test_trainer_declares_tasks_trains_gates_publishes_and_trains_a_detector(ser
     assert {s.suite: s.before_pass_rate for s in bad.gate_report.suites}[f"it{run}.plain"] >= 0.5  # the baseline passes cases
     regressed = [s for s in bad.gate_report.suites if s.regressed_case_ids]
     assert any(s.suite == f"it{run}.plain" for s in regressed)
+    # the baseline was also judged on every case moved by a pixel: chance passes are a subset, stable ones block
+    assert all(set(s.unstable_case_ids) <= set(s.regressed_case_ids) for s in bad.gate_report.suites)
+    assert any(set(s.regressed_case_ids) - set(s.unstable_case_ids) for s in regressed)
     refused = api.GetModel(T.GetModelRequest(model=C.ModelRef(name=name, version=bad.model.version)), timeout=10).model
     assert refused.state == T.MODEL_STATE_REFUSED and list(refused.gate_report.reasons) == list(bad.gate_report.reasons)
     with pytest.raises(grpc.RpcError) as err:
