@@ -58,8 +58,7 @@ class Engine(Protocol):
     def retire(self, trigger_id: str, reason: str) -> None: ...
     def suite_size(self, suite: str) -> int: ...
     def promote(self, suite: str, sample_id: str, predicate: str, note: str) -> None: ...
-    def train(self, model: str, task: str, dataset: str, seed: int, epochs: int, replay_samples: int, replay_world: str,
-              promote: bool) -> RunResult: ...
+    def train(self, model: str, task: str, dataset: str, seed: int, epochs: int, hyperparameters: dict, promote: bool) -> RunResult: ...
 
 
 def suite_regressed(g: T.SuiteGate) -> bool:
@@ -130,13 +129,12 @@ class GrpcEngine:
                          seed=seed, epochs=epochs, datasets=[_ref(dataset)])
         return self._run(spec)
 
-    def train(self, model: str, task: str, dataset: str, seed: int, epochs: int, replay_samples: int, replay_world: str,
-              promote: bool) -> RunResult:
+    def train(self, model: str, task: str, dataset: str, seed: int, epochs: int, hyperparameters: dict, promote: bool) -> RunResult:
         from google.protobuf import struct_pb2
 
         heads = list(self.trainer.GetModel(T.GetModelRequest(model=C.ModelRef(name=model)), timeout=10).model.tasks)
         hp = struct_pb2.Struct()
-        hp.update({"replay_samples": replay_samples, "replay_world": replay_world})
+        hp.update(hyperparameters)
         spec = T.RunSpec(model_name=model, tasks=list(dict.fromkeys(heads + [task])), promote=promote, seed=seed, epochs=epochs,
                          hyperparameters=hp, datasets=[_ref(dataset)])
         return self._run(spec)

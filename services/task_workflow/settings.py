@@ -30,6 +30,10 @@ class WorkflowSettings:
     max_iterations: int = 10
     model: str = "multitask"  # the model line retrained with the new head
     epochs: int = 8
+    # Fine-tuning rate of the retraining (the demo arms' rate). The trainer's default, 2e-3, took the
+    # demo's caution suite to 99-100/100 but each candidate lost one or two stable cases of another
+    # suite (run ec835f); 1e-3 lost none offline (docs/task-workflow.md).
+    lr: float = 0.001
     # Rehearsal of the other tasks: simulator frames with ground truth (no labels spent), from a
     # world with the long tail the other tasks' suites measure. Rehearsing the common case only let
     # the new line forget occluded signs and the gate refused every candidate; 1,200 frames rather
@@ -64,8 +68,8 @@ class WorkflowSettings:
                 raise ValueError(f"workflow.{name}: must be at least 1, got {getattr(self, name)}")
         if not 0.0 < self.target <= 1.0 or not 0.0 < self.detector_threshold < 1.0:
             raise ValueError("workflow.target must be in (0, 1] and workflow.detector_threshold in (0, 1)")
-        if self.budget_horizon_h <= 0 or self.priority < 0 or self.replay_samples < 0:
-            raise ValueError("workflow.budget_horizon_h must be > 0, priority and replay_samples >= 0")
+        if self.budget_horizon_h <= 0 or self.priority < 0 or self.replay_samples < 0 or self.lr <= 0:
+            raise ValueError("workflow.budget_horizon_h and lr must be > 0, priority and replay_samples >= 0")
         if self.suite_admission:
             from longtail.predicates import PredicateError, compile_predicate
 

@@ -230,8 +230,8 @@ class Workflow:
         labelled = self.engine.labelled(s.task)  # suite cases are never training data
         s.labels = len(labelled) + s.suite_cases
         dataset = self.engine.dataset(f"{s.task}-train", s.task, labelled, f"{s.task} workflow, iteration {s.iteration}")
-        r = self.engine.train(cfg.model, s.task, dataset, seed=s.iteration, epochs=cfg.epochs, replay_samples=cfg.replay_samples,
-                              replay_world=cfg.replay_world, promote=cfg.promote)
+        r = self.engine.train(cfg.model, s.task, dataset, seed=s.iteration, epochs=cfg.epochs, promote=cfg.promote,
+                              hyperparameters={"lr": cfg.lr, "replay_samples": cfg.replay_samples, "replay_world": cfg.replay_world})
         passed, cases = r.suites.get(s.suite, (0, 0))
         others = [suite for suite in r.regressed if suite != s.suite]
         s.other_suites_regressed = s.other_suites_regressed or (r.accepted and bool(others))

@@ -88,9 +88,9 @@ class FakeEngine:
         assert predicate == PREDICATE and sample_id not in self.suite  # the case tests the suite's predicate, not the admission
         self.suite.append(sample_id)
 
-    def train(self, model, task, dataset, seed, epochs, replay_samples, replay_world, promote):
+    def train(self, model, task, dataset, seed, epochs, hyperparameters, promote):
         self.calls.append(f"train {dataset}")
-        self.rehearsal = (replay_samples, replay_world)
+        self.hyperparameters = hyperparameters
         return self.train_results.pop(0)
 
 
@@ -125,7 +125,8 @@ def test_from_declaration_to_certified_with_every_wait_visible(store):
     assert 0 < len(engine.suite) <= 6 and all(held_out(s, 2) and s in engine.positive for s in engine.suite)
     train_ids = engine.datasets[-1][1]
     assert not set(train_ids) & set(engine.suite)  # suite cases never train
-    assert engine.rehearsal == (SMALL.replay_samples, "default")  # the other tasks rehearsed on the world with the long tail
+    # the other tasks rehearsed on the world with the long tail, at the fine-tuning rate
+    assert engine.hyperparameters == {"replay_samples": SMALL.replay_samples, "replay_world": "default", "lr": 0.001}
     assert wf.state.pass_rate == pytest.approx(2 / 6)
 
     engine.label(40, trigger=TID)
@@ -261,10 +262,10 @@ tasks:
     classes: [vehicle]
     attributes: {lights: [off, hazard, police]}
     suite: {name: caution_lights.regressions, predicate: "any(d.cls == vehicle and d.attr.lights != off)"}
-    workflow: {seed_labels: 300, suite_cases: 50, replay_world: common}
+    workflow: {seed_labels: 300, suite_cases: 50, replay_world: common, lr: 0.002}
 """)
     settings = WorkflowSettings.from_dict(declared[0].workflow)
-    assert settings.seed_labels == 300 and settings.replay_world == "common"
+    assert settings.seed_labels == 300 and settings.replay_world == "common" and settings.lr == 0.002
 
 
 def test_a_label_is_a_positive_when_it_satisfies_the_suite_predicate():
