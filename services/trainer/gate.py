@@ -14,10 +14,10 @@ model) the candidate is accepted and the report says so.
 
 Stable: the baseline also passes the case on every perturbed copy of its image (`before_perturbed`,
 the trainer moves each image by one pixel each way). A pass that does not survive a one-pixel
-move is chance, not a capability, and any retraining flips some of those: measured, the bootstrap
-model passed 61 of the 100 occluded-sign cases but only 28 at every shift, and every fine-tuned
-candidate of the new-task workflow lost one to five of the other 33 (docs/trainer.md). Such a loss
-is listed as `unstable_case_ids` and does not block; a suite whose pass rate drops still does.
+move is chance, not a capability, and retraining flips such passes either way: measured, the
+bootstrap model passed 61 of the 100 occluded-sign cases but only 28 at every shift
+(docs/trainer.md). Such a loss is listed as `unstable_case_ids` and does not block; a suite whose
+pass rate drops still does.
 """
 
 from __future__ import annotations
