@@ -52,6 +52,12 @@ def _passed(result: L.SuiteResult) -> dict[str, bool]:
     return {c.case_id: c.passed for c in result.case_results}
 
 
+def lost(after: Sequence[L.SuiteResult], before: Sequence[L.SuiteResult]) -> set[tuple[str, str]]:
+    """(suite, case id) pairs that passed with the baseline and fail with the candidate."""
+    was = {(r.suite, c.case_id) for r in before for c in r.case_results if c.passed}
+    return {(r.suite, c.case_id) for r in after for c in r.case_results if not c.passed} & was
+
+
 def _unstable(before_perturbed: Sequence[Sequence[L.SuiteResult]]) -> set[tuple[str, str]]:
     """(suite, case id) pairs the baseline fails on at least one perturbed image."""
     return {(r.suite, c.case_id) for results in before_perturbed for r in results for c in r.case_results if not c.passed}

@@ -414,8 +414,9 @@ class Trainer:
         after = self._suite_results(model, ref, suites, case_images)
         self._export_task_metrics(ref, metrics, {s.name: s.task for s in suites}, after, {t.name for t in tasks})
         before = self._suite_results(base, base_mv.model, suites, case_images) if base is not None else None
+        # The baseline on moved images only matters for a case it loses: no loss, no extra evaluations.
         perturbed = [self._suite_results(base, base_mv.model, suites, moved) for moved in shifted(case_images, self.settings.gate_shift_px)] \
-            if base is not None else []
+            if before is not None and gate.lost(after, before) else []
         for r in after:
             metrics[f"suite/{r.suite}/pass_rate"] = r.pass_rate
 

@@ -79,3 +79,12 @@ def test_a_stable_case_lost_still_blocks_and_a_drop_made_of_chance_cases_blocks_
     net_drop = decide(CAND, BASE, [result("s", {"a": True, "b": False, "c": False})], before, (), moved)
     assert not net_drop.accepted
     assert net_drop.reasons == ["s: pass rate 33.3% < baseline 66.7%"]
+
+
+def test_lost_names_the_cases_that_passed_before_and_fail_now():
+    from trainer.gate import lost
+
+    before = [result("s", {"a": True, "b": True, "c": False}), result("t", {"a": True})]
+    after = [result("s", {"a": True, "b": False, "c": False}), result("t", {"a": False})]
+    assert lost(after, before) == {("s", "b"), ("t", "a")}
+    assert lost(before, before) == set()
