@@ -32,7 +32,7 @@ from longtail.storage import ObjectStore
 
 from trainer import data as data_mod
 from trainer import detector as det
-from trainer import gate, training
+from trainer import gate, hyperparameters, training
 from trainer.labels import LabelStoreClient
 from trainer.registry import Registry
 from longtail.tasks import DeclaredTask
@@ -67,15 +67,6 @@ def shifted(images: dict[str, np.ndarray], px: int) -> list[dict[str, np.ndarray
     if px <= 0:
         return []
     return [{k: np.roll(v, px * sign, axis=axis) for k, v in images.items()} for axis in (0, 1) for sign in (1, -1)]
-
-
-def _hp(spec: T.RunSpec, key: str, default):
-    v = spec.hyperparameters.fields.get(key)
-    if v is None:
-        return default
-    kind = v.WhichOneof("kind")
-    value = {"number_value": v.number_value, "string_value": v.string_value, "bool_value": v.bool_value}.get(kind, default)
-    return type(default)(value) if default is not None and not isinstance(default, str) else value
 
 
 class Trainer:
@@ -172,6 +163,7 @@ class Trainer:
     # -- API -------------------------------------------------------------------------------------
     def submit(self, spec: T.RunSpec, run_id: str = "", triggered_by: str = "api") -> tuple[T.Run, bool]:
         gate.check_waivers(spec.waivers)
+        hyperparameters.check(spec, set(spec.tasks) or {d.name for d in self.declared})
         with self._lock:
             if run_id and run_id in self.runs:
                 return self.get(run_id), True
@@ -365,16 +357,16 @@ class Trainer:
             images = data_mod.fetch_images(self._get_object, examples)
             splits = data_mod.to_splits(tasks, examples, images)
         if not examples or not len(splits["train"]):
-            n = int(_hp(spec, "fallback_samples", s.fallback_samples))
-            world = str(_hp(spec, "fallback_world", "default"))
+            n = int(hyperparameters.get(spec, "fallback_samples", s.fallback_samples))
+            world = str(hyperparameters.get(spec, "fallback_world", "default"))
             splits = data_mod.generated(tasks, n, seed, world)
             used.append({"name": f"generator:{world}", "version": 0, "samples": n, "seed": seed})
-        replay = int(_hp(spec, "replay_samples", 0))
+        replay = int(hyperparameters.get(spec, "replay_samples", 0))
         if replay > 0 and used and not used[-1]["name"].startswith("generator:"):
             # Rehearsal: fine-tuning on a few dozen new labels alone makes the model forget the common
             # case it was trained on (the gate then refuses it); mixing in frames of that distribution
             # keeps it. Synthetic (simulator ground truth), so no label budget is spent on them.
-            world = str(_hp(spec, "replay_world", "common"))
+            world = str(hyperparameters.get(spec, "replay_world", "common"))
             splits["train"] = data_mod.concat(splits["train"], data_mod.generated(tasks, replay, seed, world, val_fraction=0.0)["train"])
             used.append({"name": f"replay:{world}", "version": 0, "samples": replay, "seed": seed})
         for split in splits.values():  # only the requested tasks' labels drive the loss
@@ -397,10 +389,10 @@ class Trainer:
         def on_epoch(epoch: int, parts: dict) -> None:
             self._update(run_id, persist=True, epoch=epoch + 1, metrics={"train/loss": float(parts.get("total", 0.0))})
 
-        only = [h.strip() for h in str(_hp(spec, "train_heads", "")).split(",") if h.strip()]  # e.g. a new task's head alone
+        only = [h.strip() for h in str(hyperparameters.get(spec, "train_heads", "")).split(",") if h.strip()]  # e.g. a new task's head alone
         try:
-            training.train(model, splits["train"], epochs=epochs, batch_size=int(_hp(spec, "batch_size", s.batch_size)),
-                           lr=float(_hp(spec, "lr", s.lr)), seed=seed, on_step=on_step, on_epoch=on_epoch, only_heads=only)
+            training.train(model, splits["train"], epochs=epochs, batch_size=int(hyperparameters.get(spec, "batch_size", s.batch_size)),
+                           lr=float(hyperparameters.get(spec, "lr", s.lr)), seed=seed, on_step=on_step, on_epoch=on_epoch, only_heads=only)
         except ValueError as exc:
             raise RunError(str(exc)) from None
 
@@ -484,7 +476,7 @@ class Trainer:
             if examples:
                 raise RunError(f"the datasets have {int(labels.sum())} positive(s) of {len(labels)} labelled samples for {spec.positive_predicate!r}: "
                                "a detector needs both positives and negatives")
-            images, labels = self._generated_detector_data(task, spec.positive_predicate, int(_hp(spec, "fallback_samples", 160)), seed)
+            images, labels = self._generated_detector_data(task, spec.positive_predicate, int(hyperparameters.get(spec, "fallback_samples", 160)), seed)
             order = np.random.default_rng(seed).permutation(len(labels))
             train_idx, val_idx = order[: len(order) // 2], order[len(order) // 2:]
             used.append({"name": "generator:detector", "version": 0, "samples": len(labels), "seed": seed})
@@ -514,7 +506,7 @@ class Trainer:
         self._update(run_id, persist=True, metrics=metrics, model=ref)
 
         self._phase(run_id, T.RUN_PHASE_GATING, 0.9)
-        min_auc = float(_hp(spec, "min_auc", s.detector_min_auc))
+        min_auc = float(hyperparameters.get(spec, "min_auc", s.detector_min_auc))
         report = T.GateReport(candidate=ref, accepted=auc >= min_auc)
         report.reasons.append(f"{where} AUC {auc:.3f} {'>=' if report.accepted else '<'} {min_auc:.2f} "
                               f"(positives score {pos.mean():.2f} on average, negatives {neg.mean():.2f})")

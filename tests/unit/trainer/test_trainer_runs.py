@@ -153,3 +153,9 @@ def test_the_gate_perturbs_case_images_by_a_pixel_each_way():
     moved = shifted({"c": image}, 1)
     assert sorted(tuple(np.argwhere(m["c"][..., 0])[0]) for m in moved) == [(0, 2), (1, 1), (1, 3), (2, 2)]
     assert shifted({"c": image}, 0) == []
+
+
+def test_a_run_with_a_bad_hyperparameter_is_refused_before_it_is_queued(trainer):
+    with pytest.raises(ValueError, match="lr: 5.0 is not a learning rate"):
+        trainer.submit(T.RunSpec(model_name="unit", hyperparameters=_hp(lr=5)))
+    assert trainer.list() == []
