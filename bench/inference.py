@@ -30,6 +30,7 @@ from PIL import Image
 from rich.progress import Progress
 
 from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 from longtail import model_repo, topics
 from longtail.common.v1 import common_pb2
 from longtail.config import S3Settings
@@ -84,7 +85,7 @@ def _closed_loop(call, callers: int, total: int) -> tuple[float, list[float], in
 
 def _model(seed: int) -> model_mod.MultiTaskNet:
     torch.manual_seed(seed)
-    return model_mod.MultiTaskNet(model_mod.DEFAULT_TASKS).eval()
+    return model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS).eval()
 
 
 def _png(img: np.ndarray) -> bytes:

@@ -36,10 +36,11 @@ def run(args, console) -> dict:
     from fleet_sim.render import render
     from fleet_sim.world import World, WorldConfig
     from longtail import model as model_mod
+    from longtail import tasks as tasks_mod
 
     torch.set_num_threads(2)
     world = World(WorldConfig(), seed=0)
-    eager = model_mod.MultiTaskNet(model_mod.DEFAULT_TASKS).eval()
+    eager = model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS).eval()
     onboard = model_mod.load_scripted(model_mod.to_bytes(eager), optimize=True)
     frames = args.sim_frames
     rng = np.random.default_rng(0)

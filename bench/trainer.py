@@ -20,6 +20,7 @@ import time
 import torch
 
 from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 
 SAMPLES = 1024
 EPOCHS = 2
@@ -30,7 +31,7 @@ def _measure(images, targets, batch_size: int, threads: int) -> float:
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(0)
-        net = model_mod.MultiTaskNet(model_mod.DEFAULT_TASKS)
+        net = model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS)
         model_mod.fit(net, images[:128], {t: {k: v[:128] for k, v in tg.items()} for t, tg in targets.items()}, epochs=1, batch_size=batch_size)  # warm-up
         started = time.perf_counter()
         model_mod.fit(net, images, targets, epochs=EPOCHS, batch_size=batch_size, seed=0)
@@ -43,9 +44,9 @@ def run(args, console) -> dict:
     from trainer import data as data_mod
 
     threads = int(os.environ.get("TRAINER_THREADS", "2"))
-    split = data_mod.generated(model_mod.DEFAULT_TASKS, SAMPLES + 1, seed=0, world="default", val_fraction=0.0)["train"]
+    split = data_mod.generated(tasks_mod.DEFAULT_TASKS, SAMPLES + 1, seed=0, world="default", val_fraction=0.0)["train"]
     images = split.images[:SAMPLES]
-    targets = model_mod.encode_targets(model_mod.DEFAULT_TASKS, split.annotations[:SAMPLES])
+    targets = model_mod.encode_targets(tasks_mod.DEFAULT_TASKS, split.annotations[:SAMPLES])
     rows, results = [], {}
     for batch, th in ((8, threads), (64, threads), (256, threads), (64, 1)):
         console.print(f"[magenta]trainer[/] batch {batch}, {th} thread(s) ...")
@@ -56,7 +57,7 @@ def run(args, console) -> dict:
         rows.append([batch, th, f"{sps:,.0f}", f"{sps / base:.2f}x"])
     default = results[(64, threads)]
     return {
-        "title": f"multitask training throughput on CPU ({SAMPLES} frames x {EPOCHS} epochs, {model_mod.num_parameters(model_mod.MultiTaskNet(model_mod.DEFAULT_TASKS)):,} parameters)",
+        "title": f"multitask training throughput on CPU ({SAMPLES} frames x {EPOCHS} epochs, {model_mod.num_parameters(model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS)):,} parameters)",
         "columns": ["batch", "threads", "samples/s", "vs batch 8"],
         "rows": rows,
         "verdict": [f"trainer default (batch 64, {threads} threads): {default:,.0f} samples/s = {default / base:.1f}x the small-batch baseline; "

@@ -36,8 +36,10 @@ from fleet_sim import world as world_mod
 from fleet_sim.render import DEFAULT_CAMERA, Camera, GroundTruthObject, render
 from fleet_sim.world import OTHER_SIGN, RED_ROUND_SIGN, STOP_SIGN, TRAFFIC_LIGHT, DIRECTIONS, World, WorldConfig, WorldObject
 from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
-from longtail.model import DEFAULT_TASKS, MultiTaskNet, TaskSpec, encode_targets, fit
+from longtail.model import MultiTaskNet, encode_targets, fit
+from longtail.tasks import DEFAULT_TASKS, TaskSpec
 
 # What a training/evaluation frame is centred on, with weights.
 DEFAULT_MIX: dict[str, float] = {STOP_SIGN: 0.45, TRAFFIC_LIGHT: 0.2, RED_ROUND_SIGN: 0.12, OTHER_SIGN: 0.08, "road": 0.15}
@@ -154,7 +156,7 @@ def annotations_from_truth(tasks: Sequence[TaskSpec], truths: Sequence[Sequence[
 
 def _code_hash() -> str:
     h = hashlib.sha256()
-    for mod in (world_mod, render_mod, model_mod):
+    for mod in (world_mod, render_mod, model_mod, tasks_mod):
         h.update(Path(mod.__file__).read_bytes())
     h.update(Path(__file__).read_bytes())
     h.update(torch.__version__.encode())

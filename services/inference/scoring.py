@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from longtail.common.v1 import common_pb2
-from longtail.model import TaskSpec, to_detections
+from longtail.model import to_detections
+from longtail.tasks import TaskSpec
 
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096  # a decompression bomb fails here, not in memory

@@ -1,7 +1,7 @@
 """Task declarations and label schemas.
 
 A task is an instance of a prototype (classification with attributes, detection with boxes and
-attributes, landmark with keypoints) — the same declarations as `longtail.model.TaskSpec`, so a
+attributes, landmark with keypoints) — the same declarations as `longtail.tasks.TaskSpec`, so a
 task declared here gets a head in the multitask network. Its label schema follows from the
 declaration; `validate_annotation` checks a label against it and raises SchemaError naming the
 exact field (`label.annotation.detection.detections[1].attributes.occlusion`), which the service
@@ -15,7 +15,7 @@ import re
 
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
-from longtail.model import DEFAULT_TASKS, TaskSpec
+from longtail.tasks import DEFAULT_TASKS, TaskSpec
 
 NAME = re.compile(r"^[a-z0-9_]+$")
 MAX_ANNOTATION_BYTES = 256 * 1024
@@ -37,7 +37,7 @@ class SchemaError(ValueError):
 
 
 def validate_task(task: L.Task) -> None:
-    """A task declaration must make a well-formed head (same rules as model.TaskSpec)."""
+    """A task declaration must make a well-formed head (same rules as tasks.TaskSpec)."""
     if not NAME.match(task.name):
         raise SchemaError("task.name", f"{task.name!r} must match [a-z0-9_]+")
     if task.prototype not in PROTOTYPE_FIELD:

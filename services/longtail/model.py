@@ -1,6 +1,6 @@
 """The shared multitask perception network: one small CNN backbone, one head per declared task.
 
-Tasks are instances of prototypes (`TaskSpec`); declaring a task adds its head with no new code:
+Tasks are instances of prototypes (`longtail.tasks.TaskSpec`); declaring a task adds its head with no new code:
 
 - classification: class logits + one categorical head per attribute;
 - detection: the most salient instance (largest box) of the task's classes: a presence logit, a
@@ -25,10 +25,8 @@ import hashlib
 import io
 import json
 import math
-import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,107 +35,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from longtail.common.v1 import common_pb2
+from longtail.tasks import TaskSpec, tasks_from_dicts
 
-PROTOTYPES = ("classification", "detection", "landmark")
 CONFIG_FILE = "longtail.json"
 IGNORE = -100
-_NAME = re.compile(r"^[a-z0-9_]+$")
-
-
-# ------------------------------------------------------------------------------------------
-# Task declarations
-# ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    name: str
-    prototype: str = "classification"
-    classes: tuple[str, ...] = ()
-    attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    keypoints: tuple[str, ...] = ()  # landmark only
-    object_size_m: float = 0.0  # detection: physical height of the box, for monocular range
-    hidden: int = 64  # width of the head's hidden layer
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "classes", tuple(self.classes))
-        object.__setattr__(self, "keypoints", tuple(self.keypoints))
-        object.__setattr__(self, "attributes", {str(k): tuple(v) for k, v in dict(self.attributes).items()})
-        if not _NAME.match(self.name):
-            raise ValueError(f"task name {self.name!r} must match [a-z0-9_]+")
-        if self.prototype not in PROTOTYPES:
-            raise ValueError(f"task {self.name}: prototype {self.prototype!r} is not one of {PROTOTYPES}")
-        if self.prototype == "classification" and len(self.classes) < 2:
-            raise ValueError(f"task {self.name}: classification needs at least two classes")
-        if self.prototype == "detection" and len(self.classes) < 1:
-            raise ValueError(f"task {self.name}: detection needs at least one class")
-        if self.prototype == "landmark" and not self.keypoints:
-            raise ValueError(f"task {self.name}: landmark needs keypoints")
-        for k, values in self.attributes.items():
-            if not _NAME.match(k) or len(values) < 1 or len(set(values)) != len(values):
-                raise ValueError(f"task {self.name}: bad attribute {k!r}: {values}")
-        if len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"task {self.name}: duplicate classes")
-
-    def outputs(self) -> list[tuple[str, int]]:
-        """(output name, width) of the head, in order."""
-        out: list[tuple[str, int]] = []
-        if self.prototype == "detection":
-            out += [("presence", 1), ("box", 4)]
-            if len(self.classes) > 1:
-                out.append(("logits", len(self.classes)))
-        elif self.prototype == "classification":
-            out.append(("logits", len(self.classes)))
-        else:
-            out += [("keypoints", 2 * len(self.keypoints)), ("visible", len(self.keypoints))]
-        out += [(f"attr:{k}", len(v)) for k, v in self.attributes.items()]
-        return out
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name, "prototype": self.prototype, "classes": list(self.classes),
-            "attributes": {k: list(v) for k, v in self.attributes.items()}, "keypoints": list(self.keypoints),
-            "object_size_m": self.object_size_m, "hidden": self.hidden,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TaskSpec:
-        return cls(
-            name=d["name"], prototype=d.get("prototype", "classification"), classes=tuple(d.get("classes", ())),
-            attributes={k: tuple(v) for k, v in (d.get("attributes") or {}).items()},
-            keypoints=tuple(d.get("keypoints", ())), object_size_m=float(d.get("object_size_m", 0.0)),
-            hidden=int(d.get("hidden", 64)),
-        )
-
-    @classmethod
-    def from_proto(cls, task, object_size_m: float = 0.0) -> TaskSpec:
-        """From a `labels.v1.Task` declaration (`object_size_m` overrides the one it carries)."""
-        names = {common_pb2.TASK_PROTOTYPE_CLASSIFICATION: "classification", common_pb2.TASK_PROTOTYPE_DETECTION: "detection",
-                 common_pb2.TASK_PROTOTYPE_LANDMARK: "landmark"}
-        if task.prototype not in names:
-            raise ValueError(f"task {task.name}: prototype {task.prototype} has no head in this network")
-        return cls(
-            name=task.name, prototype=names[task.prototype], classes=tuple(task.classes),
-            attributes={a.name: tuple(a.values) for a in task.attributes if a.values},
-            keypoints=tuple(task.keypoint_names), object_size_m=object_size_m or float(getattr(task, "object_size_m", 0.0)),
-        )
-
-
-STOP_SIGN_TASK = TaskSpec(
-    "stop_sign", "detection", ("stop_sign",),
-    {"occlusion": ("none", "foliage"), "mount": ("pole", "handheld", "gate"), "modifier": ("none", "except_right_turn"), "temporary": ("false", "true")},
-    object_size_m=1.8,
-)
-TRAFFIC_LIGHT_TASK = TaskSpec("traffic_light", "detection", ("traffic_light",), {"light_state": ("red", "yellow", "green")}, object_size_m=2.2)
-DEFAULT_TASKS: tuple[TaskSpec, ...] = (STOP_SIGN_TASK, TRAFFIC_LIGHT_TASK)
-
-
-def tasks_from_dicts(items: Sequence[Mapping[str, Any]]) -> list[TaskSpec]:
-    """From a parsed task list (e.g. tasks.yaml: `tasks: [{name, prototype, classes, ...}]`)."""
-    tasks = [TaskSpec.from_dict(d) for d in items]
-    if len({t.name for t in tasks}) != len(tasks):
-        raise ValueError("duplicate task names")
-    return tasks
 
 
 # ------------------------------------------------------------------------------------------

@@ -39,8 +39,10 @@ import numpy as np
 import torch
 
 from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
-from longtail.model import MultiTaskNet, TaskSpec
+from longtail.model import MultiTaskNet
+from longtail.tasks import TaskSpec
 from longtail.storage import MODELS, ObjectStore
 
 MANIFEST_FORMAT = 1
@@ -405,7 +407,7 @@ def load_version(store: ObjectStore, name: str, version: int, *, check_forward: 
     if manifest.get("name") != name or manifest.get("version") != int(version):
         raise InvalidModelVersion(f"{MANIFEST_FILE} describes {manifest.get('name')}@{manifest.get('version')}, not {name}@{version}")
     try:
-        tasks = model_mod.tasks_from_dicts(manifest["tasks"])
+        tasks = tasks_mod.tasks_from_dicts(manifest["tasks"])
         layout = [(o["task"], o["output"], int(o["width"])) for o in manifest["outputs"]]
         files = {f: manifest["files"][f]["sha256"] for f in (WEIGHTS_FILE, BACKEND_FILE)}
         size = (int(manifest["input"]["height"]), int(manifest["input"]["width"]))

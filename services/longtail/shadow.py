@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 from longtail.fleet.v1 import fleet_pb2
 
 DETECTED = 0.5  # confidence at which a detection counts as "seen"
@@ -20,13 +21,13 @@ MIN_IOU = 0.5
 K = fleet_pb2
 
 
-def shared_tasks(production: Iterable[model_mod.TaskSpec], candidate: Iterable[model_mod.TaskSpec]) -> list[model_mod.TaskSpec]:
+def shared_tasks(production: Iterable[tasks_mod.TaskSpec], candidate: Iterable[tasks_mod.TaskSpec]) -> list[tasks_mod.TaskSpec]:
     """The candidate's tasks that production has too (same name and prototype): the ones compared."""
     prototypes = {t.name: t.prototype for t in production}
     return [t for t in candidate if prototypes.get(t.name) == t.prototype]
 
 
-def differences(tasks: Iterable[model_mod.TaskSpec], production: Mapping[str, Mapping[str, Any]],
+def differences(tasks: Iterable[tasks_mod.TaskSpec], production: Mapping[str, Mapping[str, Any]],
                 candidate: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, fleet_pb2.ShadowDifference]]:
     """(task, difference) for every task both models have (two `postprocess` outputs of one image)."""
     out = []

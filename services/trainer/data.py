@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from longtail.model import TaskSpec
+from longtail.tasks import TaskSpec
 
 IMAGE_SIZE = 64
 SPLITS = ("train", "val", "test")

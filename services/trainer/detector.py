@@ -24,7 +24,8 @@ from google.protobuf import json_format
 
 from longtail import model as model_mod
 from longtail.common.v1 import common_pb2 as C
-from longtail.model import MultiTaskNet, TaskSpec
+from longtail.model import MultiTaskNet
+from longtail.tasks import TaskSpec
 
 CHANNELS = (8, 16, 24, 32)
 CLASSES = ("absent", "present")

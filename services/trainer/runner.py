@@ -22,6 +22,7 @@ from google.protobuf import json_format
 from prometheus_client import Gauge
 
 from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 from longtail import model_repo, topics
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
@@ -117,7 +118,7 @@ class Trainer:
             if not missing:
                 return set()
             found = {n: self.labels.task(n) for n in missing} if self.labels is not None else {}
-            learned = [DeclaredTask(model_mod.TaskSpec.from_proto(t), t.description) for t in found.values() if t is not None]
+            learned = [DeclaredTask(tasks_mod.TaskSpec.from_proto(t), t.description) for t in found.values() if t is not None]
             if learned:
                 self.declared += learned
                 self._save_learned_tasks()
@@ -144,7 +145,7 @@ class Trainer:
             if self.labels is not None and self._undeclared(name):
                 dropped.append(name)  # no longer declared (or another label store's, on a shared bucket)
                 continue
-            self.declared.append(DeclaredTask(model_mod.TaskSpec.from_dict(item["spec"]), item.get("description", "")))
+            self.declared.append(DeclaredTask(tasks_mod.TaskSpec.from_dict(item["spec"]), item.get("description", "")))
         if dropped:
             log.info("learned tasks the label store does not declare are dropped", tasks=dropped)
             self._save_learned_tasks()

@@ -17,7 +17,8 @@ import torch
 
 from longtail import model as model_mod
 from longtail.common.v1 import common_pb2 as C
-from longtail.model import MultiTaskNet, TaskSpec
+from longtail.model import MultiTaskNet
+from longtail.tasks import TaskSpec
 
 from trainer.data import Split
 

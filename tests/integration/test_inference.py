@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 from longtail import model_repo, topics
 from longtail.common.v1 import common_pb2
 from longtail.config import S3Settings
@@ -33,12 +34,12 @@ from longtail.supervisor import ServiceProcess
 from kafka_probe import read_since
 
 SERVICE = "longtail.inference.v1.InferenceService"
-WEATHER = model_mod.TaskSpec("weather", "classification", ("dry", "wet"))
+WEATHER = tasks_mod.TaskSpec("weather", "classification", ("dry", "wet"))
 
 
 def make_model(seed: int, extra=()) -> model_mod.MultiTaskNet:
     torch.manual_seed(seed)
-    net = model_mod.MultiTaskNet(list(model_mod.DEFAULT_TASKS) + list(extra))
+    net = model_mod.MultiTaskNet(list(tasks_mod.DEFAULT_TASKS) + list(extra))
     with torch.no_grad():  # non-trivial BatchNorm statistics, so versions really differ
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

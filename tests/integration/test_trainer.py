@@ -20,6 +20,7 @@ import pytest
 from fleet_sim.bootstrap import occluded_only, sample_frames
 from fleet_sim.world import STOP_SIGN, World, WorldConfig
 from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 from longtail import model_repo, topics
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.common.v1 import common_pb2 as C
@@ -308,7 +309,7 @@ def test_trainer_declares_tasks_trains_gates_publishes_and_trains_a_detector(ser
 def test_import_model_publishes_a_first_version_once_and_refuses_bad_input(services, kafka):
     api, run = services["api"], services["run"]
     name = f"imported-{run}"
-    net = model_mod.MultiTaskNet(list(model_mod.DEFAULT_TASKS))
+    net = model_mod.MultiTaskNet(list(tasks_mod.DEFAULT_TASKS))
     weights = model_mod.to_bytes(net)
     since_ms = int(time.time() * 1000)
     with pytest.raises(grpc.RpcError) as exc:  # writes need an operator
@@ -326,7 +327,7 @@ def test_import_model_publishes_a_first_version_once_and_refuses_bad_input(servi
     assert not first.already_existed and first.model.model.version == 1 and first.model.state == T.MODEL_STATE_PRODUCTION
     again = api.ImportModel(T.ImportModelRequest(model_name=name, weights=weights), metadata=AUTH, timeout=60)  # a retry
     assert again.already_existed and again.model.model.version == 1
-    other = model_mod.to_bytes(model_mod.MultiTaskNet(list(model_mod.DEFAULT_TASKS), (8, 16, 24, 32)))
+    other = model_mod.to_bytes(model_mod.MultiTaskNet(list(tasks_mod.DEFAULT_TASKS), (8, 16, 24, 32)))
     with pytest.raises(grpc.RpcError) as exc:  # later versions come from runs through the gate
         api.ImportModel(T.ImportModelRequest(model_name=name, weights=other), metadata=AUTH, timeout=60)
     assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from longtail import shadow
 from longtail.fleet.v1 import fleet_pb2 as F
-from longtail.model import TaskSpec
+from longtail.tasks import TaskSpec
 
 STOP = TaskSpec("stop_sign", "detection", ("stop_sign",), attributes={"occlusion": ("none", "foliage")})
 LIGHT = TaskSpec("light_state", "classification", ("red", "green"))

@@ -10,6 +10,7 @@ import numpy as np
 from fleet_sim import bootstrap as B
 from fleet_sim.world import STOP_SIGN, World, WorldConfig
 from longtail import model as M
+from longtail import tasks as tasks_mod
 
 
 def test_sample_frames_is_deterministic_and_labels_follow_ground_truth():
@@ -18,7 +19,7 @@ def test_sample_frames_is_deterministic_and_labels_follow_ground_truth():
     b = B.sample_frames(w, 24, seed=3)
     assert np.array_equal(a.images, b.images) and a.truths == b.truths
     assert not np.array_equal(a.images, B.sample_frames(w, 24, seed=4).images)
-    anns = B.annotations_from_truth(M.DEFAULT_TASKS, a.truths, min_box_px=3.0)
+    anns = B.annotations_from_truth(tasks_mod.DEFAULT_TASKS, a.truths, min_box_px=3.0)
     for gt, ann in zip(a.truths, anns):
         stops = [o for o in gt if o.cls == STOP_SIGN]
         if not stops:

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from longtail import model as M
+from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
-from longtail.model import DEFAULT_TASKS, MultiTaskNet, TaskSpec
+from longtail.model import MultiTaskNet
+from longtail.tasks import DEFAULT_TASKS, TaskSpec
 
 TINY = (4, 8, 8, 8)
 CAUTION = TaskSpec("caution_lights", "classification", ("off", "flashing", "steady"), {"colour": ("amber", "red")})
@@ -50,11 +52,11 @@ def test_task_declarations_are_validated_and_round_trip():
     with pytest.raises(ValueError):
         TaskSpec("x", "detection", ())
     with pytest.raises(ValueError):
-        M.tasks_from_dicts([CAUTION.to_dict(), CAUTION.to_dict()])
+        tasks_mod.tasks_from_dicts([CAUTION.to_dict(), CAUTION.to_dict()])
     for t in (*DEFAULT_TASKS, CAUTION, LANDMARK):
         assert TaskSpec.from_dict(t.to_dict()) == t
     yaml_like = [{"name": "caution_lights", "prototype": "classification", "classes": ["off", "on"]}]
-    assert M.tasks_from_dicts(yaml_like)[0].outputs() == [("logits", 2)]
+    assert tasks_mod.tasks_from_dicts(yaml_like)[0].outputs() == [("logits", 2)]
 
 
 def test_task_from_label_store_declaration():

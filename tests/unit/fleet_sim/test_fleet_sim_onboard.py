@@ -13,9 +13,11 @@ from fleet_sim.fleet import SimConfig, SimulatedFleet
 from fleet_sim.onboard import FLUSH_EVERY, CarModels, Installed, run_grouped
 from fleet_sim.world import World, WorldConfig
 from longtail import model as M
+from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2 as C
 from longtail.fleet.v1 import fleet_pb2 as F
-from longtail.model import DEFAULT_TASKS, MultiTaskNet
+from longtail.model import MultiTaskNet
+from longtail.tasks import DEFAULT_TASKS
 
 TINY = (4, 8, 8, 8)
 
@@ -38,7 +40,7 @@ def shadow_command(model, name, version, role):
 
 def detector_command(name, version):
     torch.manual_seed(version)
-    det = MultiTaskNet([M.TaskSpec(name, "classification", ("absent", "present"), hidden=8)], TINY).eval()
+    det = MultiTaskNet([tasks_mod.TaskSpec(name, "classification", ("absent", "present"), hidden=8)], TINY).eval()
     data = M.to_bytes(det)
     cmd = F.Command(command_id=f"det/{name}/{version}")
     cmd.update_trigger_model.CopyFrom(F.UpdateTriggerModel(detector_name=name, model=C.ModelRef(name=name, version=version), weights=data,

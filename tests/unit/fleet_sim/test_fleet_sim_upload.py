@@ -14,7 +14,8 @@ from fleet_sim import fleet as fleet_mod
 from fleet_sim.fleet import PendingUpload, SimCar, SimConfig, SimulatedFleet
 from fleet_sim.world import World, WorldConfig
 from longtail.fleet.v1 import fleet_pb2 as F
-from longtail.model import DEFAULT_TASKS, MultiTaskNet
+from longtail.model import MultiTaskNet
+from longtail.tasks import DEFAULT_TASKS
 from longtail.triggers.v1 import triggers_pb2 as S
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 from longtail import model_repo
 
 
@@ -57,7 +58,7 @@ class FakeTriton:
 
 def make_model(seed: int, extra_tasks=()):
     torch.manual_seed(seed)
-    return model_mod.MultiTaskNet(list(model_mod.DEFAULT_TASKS) + list(extra_tasks)).eval()
+    return model_mod.MultiTaskNet(list(tasks_mod.DEFAULT_TASKS) + list(extra_tasks)).eval()
 
 
 @pytest.fixture(name="make_model")

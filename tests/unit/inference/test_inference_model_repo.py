@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 from longtail import model_repo
 from longtail.common.v1 import common_pb2
 from longtail.model_repo import InvalidModelVersion
 
-WEATHER = model_mod.TaskSpec("weather", "classification", ("dry", "wet", "snow"))
+WEATHER = tasks_mod.TaskSpec("weather", "classification", ("dry", "wet", "snow"))
 
 
 def test_publish_writes_tritons_layout_and_validates(store, make_model):

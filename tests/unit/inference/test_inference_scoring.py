@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from inference.scoring import BadImage, decode_snapshot, entropy_margin, predictions
-from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
 
 
@@ -62,8 +62,8 @@ def test_bad_snapshots_raise_bad_image(data, content_type, message):
 
 
 def test_predictions_per_prototype_carry_uncertainty():
-    tasks = [model_mod.STOP_SIGN_TASK, model_mod.TaskSpec("weather", "classification", ("dry", "wet")),
-             model_mod.TaskSpec("pole", "landmark", keypoints=("base", "top"))]
+    tasks = [tasks_mod.STOP_SIGN_TASK, tasks_mod.TaskSpec("weather", "classification", ("dry", "wet")),
+             tasks_mod.TaskSpec("pole", "landmark", keypoints=("base", "top"))]
     outputs = {
         "stop_sign": {"presence": 0.5, "confidence": 0.5, "cls": "stop_sign", "class_scores": {"stop_sign": 0.5, "background": 0.5},
                       "box": (0.1, 0.2, 0.3, 0.4), "attributes": {"occlusion": "foliage"}, "attribute_scores": {"occlusion": 0.9},

@@ -16,13 +16,13 @@ from PIL import Image
 from inference.service import InferenceServicer
 from inference.serving import ModelManager, NotServing
 from inference.worker import SnapshotWorker, score
-from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 from longtail import model_repo, topics
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.inference.v1 import inference_pb2
 from longtail.kafka import Record, RecordError
 
-WEATHER = model_mod.TaskSpec("weather", "classification", ("dry", "wet"))
+WEATHER = tasks_mod.TaskSpec("weather", "classification", ("dry", "wet"))
 
 
 def image(seed=0, size=64):

@@ -6,7 +6,7 @@ from label_store.agreement import agree, majority
 from label_store.schema import MAX_ANNOTATION_BYTES, SchemaError, default_tasks, validate_annotation, validate_task
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
-from longtail.model import TaskSpec
+from longtail.tasks import TaskSpec
 
 from label_store_helpers import stop_sign
 

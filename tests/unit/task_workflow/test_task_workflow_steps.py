@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from longtail.model import TaskSpec
+from longtail.tasks import TaskSpec
 from longtail.tasks import DeclaredTask, parse
 from task_workflow.engine import Backtest, RunResult
 from task_workflow.settings import WorkflowSettings

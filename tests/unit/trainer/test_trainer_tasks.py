@@ -32,7 +32,7 @@ tasks:
 
 
 def test_repository_tasks_are_the_shared_model_tasks():
-    assert [t.spec for t in tasks_mod.load()] == list(model_mod.DEFAULT_TASKS)
+    assert [t.spec for t in tasks_mod.load()] == list(tasks_mod.DEFAULT_TASKS)
 
 
 def test_bad_declarations_name_the_problem():
@@ -53,7 +53,7 @@ def test_a_declared_task_gets_a_head_a_label_schema_and_a_suite_and_trains():
     assert suite.name == "caution_lights_on.regressions" and suite.task == "caution_lights_on"
 
     torch.manual_seed(0)
-    base = model_mod.MultiTaskNet(model_mod.DEFAULT_TASKS)
+    base = model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS)
     model, fresh = training.build_model([d.spec for d in declared], base, seed=0)
     assert fresh == ["caution_lights_on"] and "caution_lights_on" in model.heads
     assert torch.equal(model.state_dict()["backbone.0.weight"], base.state_dict()["backbone.0.weight"])  # from production
@@ -80,7 +80,7 @@ def test_a_declared_task_gets_a_head_a_label_schema_and_a_suite_and_trains():
 
 
 def test_training_is_reproducible_for_a_seed():
-    tasks = list(model_mod.DEFAULT_TASKS)
+    tasks = list(tasks_mod.DEFAULT_TASKS)
     split = data_mod.generated(tasks, 96, seed=0, world="common")["train"]
     digests = []
     for seed in (5, 5, 6):
@@ -91,12 +91,12 @@ def test_training_is_reproducible_for_a_seed():
 
 
 def test_manifest_annotations_become_targets():
-    stop, tl = model_mod.DEFAULT_TASKS
+    stop, tl = tasks_mod.DEFAULT_TASKS
     out = {"detection": {"detections": [{"cls": "stop_sign", "box": {"x_max": 0.5, "y_min": 0.1, "y_max": 0.4}, "attributes": {"occlusion": "foliage"}}]}}
     ann = data_mod.annotation_for(stop, out)
     assert ann == [{"cls": "stop_sign", "box": (0.0, 0.1, 0.5, 0.4), "attributes": {"occlusion": "foliage"}}]
     assert data_mod.annotation_for(tl, {"detection": {}}) == []  # "nothing there" is a label
     t = model_mod.encode_targets([stop], [{"stop_sign": ann}])["stop_sign"]
     assert t["presence"][0] == 1 and t["attr:occlusion"][0] == 1
-    cls = model_mod.TaskSpec("c", "classification", ("off", "on"))
+    cls = tasks_mod.TaskSpec("c", "classification", ("off", "on"))
     assert data_mod.annotation_for(cls, {"classification": {"cls": "on"}}) == {"cls": "on", "attributes": {}}
