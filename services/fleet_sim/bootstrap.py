@@ -36,6 +36,7 @@ from fleet_sim import world as world_mod
 from fleet_sim.render import DEFAULT_CAMERA, Camera, GroundTruthObject, render
 from fleet_sim.world import OTHER_SIGN, RED_ROUND_SIGN, STOP_SIGN, TRAFFIC_LIGHT, DIRECTIONS, World, WorldConfig, WorldObject
 from longtail import model as model_mod
+from longtail import predictions as predictions_mod
 from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
 from longtail.model import MultiTaskNet, encode_targets, fit
@@ -270,7 +271,7 @@ def evaluate_on(model, config: WorldConfig, samples: int = 400, seed: int = 0, w
             p = pred[task]
             if p["presence"] >= threshold:
                 hits += 1
-                ious.append(model_mod.box_iou(p["box"], best.box))
+                ious.append(predictions_mod.box_iou(p["box"], best.box))
             for k, v in best.attributes.items():
                 if k in p["attributes"]:
                     attr_n[k] = attr_n.get(k, 0) + 1

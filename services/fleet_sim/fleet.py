@@ -25,7 +25,7 @@ from PIL import Image
 
 from fleet_sim.car_client import CarLink
 from fleet_sim.onboard import CarModels, Installed, ModelRejected, ModelShelf, detector_score, run_grouped
-from longtail import model as model_mod
+from longtail import predictions as predictions_mod
 from longtail.common.v1 import common_pb2
 from longtail.fleet.v1 import fleet_pb2
 from longtail.auth import issue_token
@@ -247,7 +247,7 @@ class SimulatedFleet:
             frame = fleet_pb2.Frame(frame_id=f"{car.vehicle_id}:{car.sequence}", vehicle_id=car.vehicle_id, sequence=car.sequence, model=models.production.ref)
             frame.captured_at.seconds, frame.captured_at.nanos = seconds, nanos
             frame.ego.CopyFrom(pose)
-            frame.detections.extend(model_mod.to_detections(production[i]))
+            frame.detections.extend(predictions_mod.to_detections(production[i]))
             running = f"{models.production.ref.name}@{models.production.ref.version}"
             self.report.models[running] = self.report.models.get(running, 0) + 1
             for name, installed in models.detectors.items():
@@ -256,7 +256,7 @@ class SimulatedFleet:
                 frame.trigger_scores[name] = score  # the newest version under its bare name
             if models.candidate is not None:
                 frame.shadow_model.CopyFrom(models.candidate.ref)
-                frame.shadow_detections.extend(model_mod.to_detections(candidate[i]))
+                frame.shadow_detections.extend(predictions_mod.to_detections(candidate[i]))
                 self.report.shadow_frames += 1
                 self._send_reports(car, models.compare(frame, production[i], candidate[i]))
             for active in car.triggers.values():

@@ -15,9 +15,9 @@ from minio.error import S3Error
 
 from longtail.inference.v1 import inference_pb2, inference_pb2_grpc
 from longtail.log import get_logger
+from longtail.snapshots import MAX_IMAGE_BYTES, BadImage, decode_image, decode_snapshot
 from longtail.storage import SNAPSHOTS, content_key
 
-from inference.scoring import MAX_IMAGE_BYTES, BadImage, decode_image, decode_snapshot
 from inference.serving import ModelManager, NotServing
 from inference.worker import score
 

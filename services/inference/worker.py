@@ -24,8 +24,9 @@ from longtail.inference.v1 import events_pb2
 from longtail.kafka import BatchConsumer, ConsumerThread, Producer, Record, RecordError
 from longtail.log import get_logger
 from longtail.model import postprocess
+from longtail.predictions import predictions
+from longtail.snapshots import BadImage, decode_snapshot
 
-from inference.scoring import BadImage, decode_snapshot, predictions
 from inference.serving import SERVICE, ModelManager
 
 log = get_logger(__name__)

@@ -11,7 +11,7 @@ Tasks are instances of prototypes (`longtail.tasks.TaskSpec`); declaring a task 
 The same definition runs everywhere: the bootstrap model (fleet_sim.bootstrap), the trainer, the
 cars (shadow mode) and inference. The network takes raw camera frames (uint8 [N, H, W, 3]) and
 returns raw head outputs (`Dict[task, Dict[output, Tensor]]`); `postprocess` turns them into
-probabilities, boxes, ranges and bearings, and `to_detections` into `common.v1.Detection`s.
+probabilities, boxes, ranges and bearings, and `longtail.predictions.to_detections` into `common.v1.Detection`s.
 
 Weights travel as TorchScript (`save`/`to_bytes`) with the model config (tasks, channels, camera)
 embedded as the extra file `longtail.json`; `load`/`from_bytes` rebuild the eager model,
@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from longtail.common.v1 import common_pb2
+from longtail.predictions import to_detections
 from longtail.tasks import TaskSpec, tasks_from_dicts
 
 CONFIG_FILE = "longtail.json"
@@ -214,41 +215,6 @@ def postprocess(tasks: Sequence[TaskSpec], raw: Mapping[str, Mapping[str, torch.
                 d["confidence"] = float(cls_p[i, ci])
             per_image[i][t.name] = d
     return per_image
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def to_detections(outputs: Mapping[str, Mapping[str, Any]], min_confidence: float = 0.25) -> list[common_pb2.Detection]:
-    """One image's `postprocess` output -> `Detection`s for its detection tasks whose confidence
-    is at least `min_confidence` (at most one per detection task: the most salient instance).
-    Low-confidence detections are kept on purpose (default 0.25) so that uncertainty triggers
-    see them; treat confidence >= 0.5 as "detected"."""
-    return [detection(out) for out in outputs.values() if "presence" in out and out["confidence"] >= min_confidence]
-
-
-def detection(out: Mapping[str, Any]) -> common_pb2.Detection:
-    """One task's `postprocess` output as a `Detection` (a classification output has no box)."""
-    det = common_pb2.Detection(cls=out["cls"], confidence=float(out["confidence"]))
-    if "box" in out:
-        b = out["box"]
-        det.box.CopyFrom(common_pb2.BoundingBox(x_min=b[0], y_min=b[1], x_max=b[2], y_max=b[3]))
-    for k, v in out["attributes"].items():
-        det.attributes[k] = v
-        det.attribute_scores[k] = float(out["attribute_scores"][k])
-    for c, p in (out.get("class_scores") or out.get("probabilities") or {}).items():
-        det.class_scores[c] = float(p)
-    if out.get("range_m") is not None:
-        det.range_m = float(out["range_m"])
-    if "bearing_rad" in out:
-        det.bearing_rad = float(out["bearing_rad"])
-    return det
 
 
 # ------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from longtail import model as model_mod
+from longtail import predictions as predictions_mod
 from longtail import tasks as tasks_mod
 from longtail.fleet.v1 import fleet_pb2
 
@@ -45,7 +45,7 @@ def differences(tasks: Iterable[tasks_mod.TaskSpec], production: Mapping[str, Ma
         elif seen_p and seen_c:
             changed = sorted(k for k in {*p["attributes"], *c["attributes"]} if p["attributes"].get(k) != c["attributes"].get(k))
             if t.prototype == "detection":
-                diff.iou = model_mod.box_iou(p["box"], c["box"])
+                diff.iou = predictions_mod.box_iou(p["box"], c["box"])
             if p["cls"] != c["cls"]:
                 diff.kind = K.SHADOW_DIFFERENCE_KIND_CLASS_CHANGED
             elif changed:
@@ -55,9 +55,9 @@ def differences(tasks: Iterable[tasks_mod.TaskSpec], production: Mapping[str, Ma
         if diff.kind == K.SHADOW_DIFFERENCE_KIND_UNSPECIFIED:
             continue
         if seen_p:
-            diff.production.CopyFrom(model_mod.detection(p))
+            diff.production.CopyFrom(predictions_mod.detection(p))
         if seen_c:
-            diff.candidate.CopyFrom(model_mod.detection(c))
+            diff.candidate.CopyFrom(predictions_mod.detection(c))
         out.append((t.name, diff))
     return out
 

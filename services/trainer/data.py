@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from longtail.snapshots import decode_snapshot  # the one snapshot decoder (PNG, JPEG, clips)
 from longtail.tasks import TaskSpec
 
 IMAGE_SIZE = 64
@@ -94,8 +95,6 @@ def annotation_for(task: TaskSpec, output: Mapping[str, Any] | None):
 
 def decode(data: bytes, content_type: str = "", size: int = IMAGE_SIZE) -> np.ndarray:
     from PIL import Image
-
-    from inference.scoring import decode_snapshot  # the one snapshot decoder (PNG, JPEG, clips)
 
     img = decode_snapshot(data, content_type)
     if img.shape[:2] != (size, size):

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from longtail import model as model_mod
+from longtail import predictions as predictions_mod
 from longtail.common.v1 import common_pb2 as C
 from longtail.model import MultiTaskNet
 from longtail.tasks import TaskSpec
@@ -133,7 +134,7 @@ def evaluate(model: MultiTaskNet, data: Split, prefix: str = "val") -> dict[str,
                 tn += not said and not present
                 if present and said:
                     best = max(objs, key=lambda o: (o["box"][2] - o["box"][0]) * (o["box"][3] - o["box"][1]))
-                    ious.append(model_mod.box_iou(p["box"], best["box"]))
+                    ious.append(predictions_mod.box_iou(p["box"], best["box"]))
                     for k, v in (best.get("attributes") or {}).items():
                         if k in t.attributes and v in t.attributes[k]:
                             attr_ok.setdefault(k, []).append(p["attributes"][k] == v)
@@ -169,6 +170,4 @@ def evaluate(model: MultiTaskNet, data: Split, prefix: str = "val") -> dict[str,
 def task_predictions(model, images: np.ndarray, tasks: Sequence[str] = ()) -> list[dict[str, C.TaskPrediction]]:
     """Per image, {task: TaskPrediction} exactly as the inference service would report it (so a
     suite judges the candidate the way it will judge the served version)."""
-    from inference.scoring import predictions
-
-    return [predictions(model.tasks, p, tasks) for p in model.predict(images)]
+    return [predictions_mod.predictions(model.tasks, p, tasks) for p in model.predict(images)]

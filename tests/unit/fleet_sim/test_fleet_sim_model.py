@@ -8,6 +8,7 @@ import torch
 
 from longtail import model as M
 from longtail import tasks as tasks_mod
+from longtail.predictions import to_detections
 from longtail.common.v1 import common_pb2
 from longtail.model import MultiTaskNet
 from longtail.tasks import DEFAULT_TASKS, TaskSpec
@@ -78,14 +79,14 @@ def test_predict_and_to_detections():
     assert sum(p["class_scores"].values()) == pytest.approx(1.0, abs=1e-5)
     assert set(p["attributes"]) == {"occlusion", "mount", "modifier", "temporary"}
     assert sum(preds[0]["caution_lights"]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-    dets = M.to_detections(preds[0], min_confidence=0.0)
+    dets = to_detections(preds[0], min_confidence=0.0)
     assert [d.cls for d in dets] == ["stop_sign", "traffic_light"]  # classification tasks are not detections
     for d in dets:
         assert isinstance(d, common_pb2.Detection)
         assert 0.0 <= d.box.x_min <= d.box.x_max <= 1.0 and 0.0 <= d.box.y_min <= d.box.y_max <= 1.0
         assert set(d.attribute_scores) == set(d.attributes)
         assert d.HasField("bearing_rad")
-    assert M.to_detections(preds[0], min_confidence=1.01) == []
+    assert to_detections(preds[0], min_confidence=1.01) == []
     assert len(model.detect(_images(3), min_confidence=0.0)) == 3
 
 

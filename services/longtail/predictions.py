@@ -1,5 +1,6 @@
-"""Pure functions of the inference service: decode a snapshot into an image, and turn the model's
-post-processed outputs into `common.v1.TaskPrediction`s with their uncertainty.
+"""The network's post-processed outputs (`longtail.model.postprocess`) as the contracts carry them:
+`common.v1.Detection`s and `common.v1.TaskPrediction`s with their uncertainty. Torch-free: the
+inference service, the trainer, shadow mode and the simulated cars share these rules.
 
 Uncertainty (what the label store ranks its queues by):
 - classification: entropy (nats) and margin (top-1 minus top-2) of the class distribution;
@@ -11,21 +12,15 @@ Uncertainty (what the label store ranks its queues by):
 
 from __future__ import annotations
 
-import io
 import math
-import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from longtail.common.v1 import common_pb2
-from longtail.model import to_detections
 from longtail.tasks import TaskSpec
 
-MAX_IMAGE_BYTES = 4 * 1024 * 1024
-MAX_PIXELS = 4096 * 4096  # a decompression bomb fails here, not in memory
-MIN_SIDE = 16  # the backbone halves the image four times
 MIN_DETECTION_CONFIDENCE = 0.25  # as on the cars: low-confidence instances stay visible to labellers
 PROTOTYPES = {
     "classification": common_pb2.TASK_PROTOTYPE_CLASSIFICATION,
@@ -34,59 +29,39 @@ PROTOTYPES = {
 }
 
 
-class BadImage(ValueError):
-    """The bytes are not an image this service can score (the record is dead-lettered)."""
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
-def _sniff(data: bytes) -> str:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if len(data) > 262 and data[257:262] == b"ustar":
-        return "application/x-tar"
-    return ""
+def to_detections(outputs: Mapping[str, Mapping[str, Any]], min_confidence: float = 0.25) -> list[common_pb2.Detection]:
+    """One image's `postprocess` output -> `Detection`s for its detection tasks whose confidence
+    is at least `min_confidence` (at most one per detection task: the most salient instance).
+    Low-confidence detections are kept on purpose (default 0.25) so that uncertainty triggers
+    see them; treat confidence >= 0.5 as "detected"."""
+    return [detection(out) for out in outputs.values() if "presence" in out and out["confidence"] >= min_confidence]
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 RGB [H, W, 3]."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise BadImage(f"image of {img.width}x{img.height} pixels is larger than {MAX_PIXELS}")
-            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise BadImage(f"not a decodable image: {exc}") from None
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) < MIN_SIDE:
-        raise BadImage(f"image shape {rgb.shape}: expected RGB of at least {MIN_SIDE}x{MIN_SIDE} pixels")
-    return rgb
-
-
-def decode_snapshot(data: bytes, content_type: str = "", frame_id: str = "", clip_frame_ids: Sequence[str] = ()) -> np.ndarray:
-    """A snapshot object -> the image to score. A clip (tar of `<i>.png`, `clip_frame_ids[i]`) is
-    scored on its firing frame (`frame_id`), or its first frame when that is not in the clip."""
-    kind = content_type or _sniff(data)
-    if kind in ("image/png", "image/jpeg"):
-        return decode_image(data)
-    if kind != "application/x-tar":
-        raise BadImage(f"unsupported content type {content_type!r}")
-    index = list(clip_frame_ids).index(frame_id) if frame_id in clip_frame_ids else 0
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-            names = {m.name: m for m in tar.getmembers() if m.isfile()}
-            member = names.get(f"{index}.png") or names.get("0.png")
-            if member is None:
-                raise BadImage(f"clip has no frame {index}.png (members: {sorted(names)[:5]})")
-            return decode_image(tar.extractfile(member).read())
-    except tarfile.TarError as exc:
-        raise BadImage(f"not a readable clip: {exc}") from None
-
-
-# ------------------------------------------------------------------------------------------
-# Predictions and uncertainty
-# ------------------------------------------------------------------------------------------
+def detection(out: Mapping[str, Any]) -> common_pb2.Detection:
+    """One task's `postprocess` output as a `Detection` (a classification output has no box)."""
+    det = common_pb2.Detection(cls=out["cls"], confidence=float(out["confidence"]))
+    if "box" in out:
+        b = out["box"]
+        det.box.CopyFrom(common_pb2.BoundingBox(x_min=b[0], y_min=b[1], x_max=b[2], y_max=b[3]))
+    for k, v in out["attributes"].items():
+        det.attributes[k] = v
+        det.attribute_scores[k] = float(out["attribute_scores"][k])
+    for c, p in (out.get("class_scores") or out.get("probabilities") or {}).items():
+        det.class_scores[c] = float(p)
+    if out.get("range_m") is not None:
+        det.range_m = float(out["range_m"])
+    if "bearing_rad" in out:
+        det.bearing_rad = float(out["bearing_rad"])
+    return det
 
 
 def entropy_margin(probabilities: Iterable[float]) -> tuple[float, float]:

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.scoring import BadImage, decode_snapshot, entropy_margin, predictions
 from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
+from longtail.predictions import entropy_margin, predictions
+from longtail.snapshots import BadImage, decode_snapshot
 
 
 def png(image: np.ndarray) -> bytes:
