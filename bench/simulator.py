@@ -32,9 +32,9 @@ def _fleet_fps(model, cars: int, frames: int, world) -> float:
 
 
 def run(args, console) -> dict:
-    from fleet_sim.bootstrap import random_road_pose
-    from fleet_sim.render import render
-    from fleet_sim.world import World, WorldConfig
+    from longtail.synthetic.frames import random_road_pose
+    from longtail.synthetic.render import render
+    from longtail.synthetic.world import World, WorldConfig
     from longtail import model as model_mod
     from longtail import tasks as tasks_mod
 

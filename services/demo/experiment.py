@@ -30,7 +30,7 @@ from demo.arms import Arm, ArmContext, PoolSample, budget_schedule
 from demo.new_task import WORLD, NewTask
 from demo.scenario import OCCLUDED, LongTailCase, Scenario, trigger_plans
 from demo.stack import Stack
-from fleet_sim.world import WorldConfig
+from longtail.synthetic.world import WorldConfig
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.models.v1 import trainer_pb2 as T
@@ -358,7 +358,7 @@ class ExperimentRun:
         import torch
 
         from fleet_sim.fleet import SimConfig, SimulatedFleet
-        from fleet_sim.world import World
+        from longtail.synthetic.world import World
 
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
         self.drives += 1

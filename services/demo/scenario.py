@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from fleet_sim.render import GroundTruthObject
-from fleet_sim.world import OTHER_SIGN, RED_ROUND_SIGN, STOP_SIGN, TRAFFIC_LIGHT, World, WorldConfig, WorldObject
+from longtail.synthetic.render import GroundTruthObject
+from longtail.synthetic.world import OTHER_SIGN, RED_ROUND_SIGN, STOP_SIGN, TRAFFIC_LIGHT, World, WorldConfig, WorldObject
 
 DETECTED = "any(d.cls == stop_sign and d.conf >= 0.5)"
 # A plain stop sign is detected, and as a plain one: a candidate that calls every sign "handheld"
@@ -170,7 +170,7 @@ class Scenario:
         return [c.name for c in self.cases if c.truth(objects)]
 
     def suite_frames(self, spec: SuiteSpec):
-        from fleet_sim.bootstrap import sample_frames
+        from longtail.synthetic.frames import sample_frames
 
         return sample_frames(World(spec.world, seed=spec.world_seed), self.suite_cases, seed=spec.sample_seed, mix=spec.mix, distance=spec.distance,
                              accept=spec.accept, max_tries=50, lateral_sd=spec.lateral_sd, heading_sd=spec.heading_sd)
@@ -178,7 +178,7 @@ class Scenario:
     def seed_close_ups(self, case: LongTailCase, seed: int = 0):
         """Close-ups (5-10 m, centred) of `seed_signs` signs of `case` (lightly occluded ones for
         the occluded case): what an operator gathers by hand when asked for the case."""
-        from fleet_sim.bootstrap import sample_frames
+        from longtail.synthetic.frames import sample_frames
 
         world = World(case.world, seed=case.seed_world + 100 * seed)
         light = [o for o in world.objects_of(STOP_SIGN) if o.foliage is None or o.foliage.covered_fraction < 0.55][: self.seed_signs]
@@ -190,7 +190,7 @@ class Scenario:
         """`seed_negatives` times as many fleet-like frames (road, plain stop signs, look-alikes) as
         one case has positives, shared by every case's detector: a detector that only saw signs
         close up fires on trees and red signs all over the fleet."""
-        from fleet_sim.bootstrap import sample_frames
+        from longtail.synthetic.frames import sample_frames
 
         return sample_frames(World(WorldConfig().common_only(), seed=20_012 + 100 * seed), self.seed_negatives * self.seed_positives, seed=72,
                              mix=FLEET_LIKE, distance=(4.0, 30.0))

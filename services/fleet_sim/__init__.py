@@ -1,7 +1,7 @@
-"""The fleet simulator: a seeded procedural world (`world`), its camera (`render`), the bootstrap
-perception model trained on common cases only (`bootstrap`), and the simulated fleet
-(`fleet`, `car_client`) that drives it through the real gateway.
+"""The simulated fleet: cars that drive the synthetic world (`longtail.synthetic`) and talk to the
+real gateway (`fleet`, `car_client`), their on-car models (`onboard`), and the bootstrap
+perception model trained on common cases only (`bootstrap`).
 
-Modules are imported explicitly (``from fleet_sim.world import World``); importing this package
-pulls in nothing heavy.
+Modules are imported explicitly (``from fleet_sim.fleet import SimulatedFleet``); importing this
+package pulls in nothing heavy.
 """

@@ -23,7 +23,7 @@ from fleet_sim.fleet import SimConfig, SimReport, SimulatedFleet
 
 def build_fleet(sim: SimConfig, gateway_address: str | None, secret: str | None, store: ObjectStore | None, say=print) -> SimulatedFleet:
     from fleet_sim.bootstrap import train_bootstrap_model
-    from fleet_sim.world import World, WorldConfig
+    from longtail.synthetic.world import World, WorldConfig
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     world = World(WorldConfig(), seed=sim.seed)

@@ -104,7 +104,7 @@ class SimCar:
 
     def __init__(self, vehicle_id: str, body, models: CarModels, link: CarLink | None = None) -> None:
         self.vehicle_id = vehicle_id
-        self.body = body  # fleet_sim.world.Car: pose over time
+        self.body = body  # longtail.synthetic.world.Car: pose over time
         self.models = models
         self.link = link
         self.sequence = 0
@@ -149,7 +149,7 @@ class SimulatedFleet:
         truth and serves beamed-down weights; without a gateway the fleet runs offline.
         `truth_tags` name predicates over a frame's ground truth whose matches are counted
         (`SimReport.truth_frames`), e.g. the base rate of a long-tail case."""
-        from fleet_sim.world import Car
+        from longtail.synthetic.world import Car
 
         self.config = config
         self.world = world
@@ -225,7 +225,7 @@ class SimulatedFleet:
 
     def _tick(self, clock: float) -> None:
         images, truths, poses = [], [], []
-        from fleet_sim.render import render
+        from longtail.synthetic.render import render
 
         dt = 1.0 / self.config.fps
         for car in self.cars:

@@ -104,10 +104,10 @@ class SimulatedWorld:
 
 def simulator_world(world_seed: int = 0, blocks: int | None = None, missing_rate: float = 0.1, stale_rate: float = 0.05,
                     map_seed: int = 0) -> SimulatedWorld:
-    """The adapter to fleet_sim.world (the only code here that knows its API): the simulator's
+    """The adapter to longtail.synthetic.world (the only code here that knows its API): the simulator's
     imperfect map export (`World.map_features`: some features missing, some moved along their
     road and stale, ids = world object ids), the ground truth, and cars driving its roads."""
-    from fleet_sim.world import Car, World, WorldConfig
+    from longtail.synthetic.world import Car, World, WorldConfig
 
     from map_vision.synthetic import TruthFeature
 

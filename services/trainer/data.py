@@ -133,8 +133,8 @@ def generated(tasks: Sequence[TaskSpec], n: int, seed: int, world: str = "defaul
     long tail), "common" (long tail off), "occluded" (every stop sign occluded), "mixed" (half
     of the stop signs occluded, the rest plain: what labelled fleet data of the long tail plus
     the common case looks like)."""
-    from fleet_sim.bootstrap import TRAIN_WORLD_SEED, annotations_from_truth, occluded_only, sample_frames
-    from fleet_sim.world import World, WorldConfig
+    from longtail.synthetic.frames import TRAIN_WORLD_SEED, annotations_from_truth, occluded_only, sample_frames
+    from longtail.synthetic.world import World, WorldConfig
 
     worlds = {"default": WorldConfig(), "common": WorldConfig().common_only(), "occluded": occluded_only(),
               "mixed": WorldConfig().only(occluded_rate=0.5)}

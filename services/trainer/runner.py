@@ -531,8 +531,8 @@ class Trainer:
     def _generated_detector_data(self, task: str, predicate: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Simulator frames labelled from ground truth: approaches to stop signs in a world where
         every stop sign is occluded, and in one with the long tail off, plus other scenes."""
-        from fleet_sim.bootstrap import TRAIN_WORLD_SEED, annotations_from_truth, occluded_only, sample_frames
-        from fleet_sim.world import STOP_SIGN, World, WorldConfig
+        from longtail.synthetic.frames import TRAIN_WORLD_SEED, annotations_from_truth, occluded_only, sample_frames
+        from longtail.synthetic.world import STOP_SIGN, World, WorldConfig
 
         specs = [d.spec for d in self.declared if d.name == task]
         if not specs:

@@ -46,8 +46,8 @@ tasks:
 
 def frames_behind_vehicles(world, n: int, seed: int):
     """Lake samples: frames 6-16 m behind parked vehicles (with and without caution lights) and of empty road."""
-    from fleet_sim.render import render
-    from fleet_sim.world import VEHICLE
+    from longtail.synthetic.render import render
+    from longtail.synthetic.world import VEHICLE
 
     rng = np.random.default_rng(seed)
     vehicles = world.objects_of(VEHICLE)
@@ -66,7 +66,7 @@ def frames_behind_vehicles(world, n: int, seed: int):
 def test_a_task_declared_while_the_engine_runs_gets_a_detector_trigger_uploads_a_suite_and_a_trained_head(kafka, s3, tmp_path):
     from fleet_sim.bootstrap import train_bootstrap_model
     from fleet_sim.fleet import SimConfig, SimulatedFleet
-    from fleet_sim.world import World, WorldConfig
+    from longtail.synthetic.world import World, WorldConfig
     from longtail import model as model_mod
     from map_vision.seed import simulator_map, write_seed_file
 

@@ -17,8 +17,8 @@ import grpc
 import numpy as np
 import pytest
 
-from fleet_sim.bootstrap import occluded_only, sample_frames
-from fleet_sim.world import STOP_SIGN, World, WorldConfig
+from longtail.synthetic.frames import occluded_only, sample_frames
+from longtail.synthetic.world import STOP_SIGN, World, WorldConfig
 from longtail import model as model_mod
 from longtail import tasks as tasks_mod
 from longtail import model_repo, topics

@@ -33,9 +33,6 @@ MAY_IMPORT = {  # importer's layer -> the other layers it may import (a package 
 KNOWN = {  # (importing file, imported module): to be removed by issue #16, never added to
     ("longtail/cli.py", "label_store"), ("longtail/cli.py", "trigger_evaluator"), ("longtail/cli.py", "task_workflow"),
     ("longtail/cli.py", "trainer"), ("longtail/cli.py", "fleet_sim.__main__"), ("longtail/cli.py", "demo"),
-    ("map_vision/seed.py", "fleet_sim.world"),
-    ("trainer/data.py", "fleet_sim.bootstrap"), ("trainer/data.py", "fleet_sim.world"),
-    ("trainer/runner.py", "fleet_sim.bootstrap"), ("trainer/runner.py", "fleet_sim.world"),
 }
 
 

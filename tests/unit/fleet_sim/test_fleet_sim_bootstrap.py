@@ -1,42 +1,13 @@
-"""Bootstrap model plumbing: deterministic data, labels from ground truth, seeded training and
-the on-disk cache (tiny runs only; the real bootstrap takes about a minute)."""
+"""Bootstrap model plumbing: seeded training and the on-disk cache (tiny runs only; the real
+bootstrap takes about a minute)."""
 
 from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from fleet_sim import bootstrap as B
-from fleet_sim.world import STOP_SIGN, World, WorldConfig
 from longtail import model as M
-from longtail import tasks as tasks_mod
-
-
-def test_sample_frames_is_deterministic_and_labels_follow_ground_truth():
-    w = World(WorldConfig(), seed=1)
-    a = B.sample_frames(w, 24, seed=3)
-    b = B.sample_frames(w, 24, seed=3)
-    assert np.array_equal(a.images, b.images) and a.truths == b.truths
-    assert not np.array_equal(a.images, B.sample_frames(w, 24, seed=4).images)
-    anns = B.annotations_from_truth(tasks_mod.DEFAULT_TASKS, a.truths, min_box_px=3.0)
-    for gt, ann in zip(a.truths, anns):
-        stops = [o for o in gt if o.cls == STOP_SIGN]
-        if not stops:
-            assert ann["stop_sign"] == []
-        elif any(o.box_px >= 3.0 for o in stops):
-            assert ann["stop_sign"] and all(o.cls == STOP_SIGN and o.box_px >= 3.0 for o in ann["stop_sign"])
-        else:
-            assert "stop_sign" not in ann  # too small to call: unlabelled
-    assert sum(1 for ann in anns if ann.get("stop_sign")) >= 5
-
-
-def test_occluded_only_world_and_accept_filter():
-    w = World(B.occluded_only(), seed=2)
-    assert all(o.attributes["occlusion"] == "foliage" for o in w.objects_of(STOP_SIGN))
-    frames = B.sample_frames(w, 6, seed=0, mix={STOP_SIGN: 1.0}, accept=lambda target, gt: any(o.object_id == target.object_id for o in gt), max_tries=50)
-    for target, gt in zip(frames.targets, frames.truths):
-        assert target in {o.object_id for o in gt}
+from longtail.synthetic.world import WorldConfig
 
 
 def test_tiny_bootstrap_is_seeded_and_cached(tmp_path, monkeypatch):

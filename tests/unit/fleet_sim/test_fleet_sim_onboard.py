@@ -11,7 +11,7 @@ import torch
 
 from fleet_sim.fleet import SimConfig, SimulatedFleet
 from fleet_sim.onboard import FLUSH_EVERY, CarModels, Installed, run_grouped
-from fleet_sim.world import World, WorldConfig
+from longtail.synthetic.world import World, WorldConfig
 from longtail import model as M
 from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2 as C

@@ -12,7 +12,7 @@ import pytest
 
 from fleet_sim import fleet as fleet_mod
 from fleet_sim.fleet import PendingUpload, SimCar, SimConfig, SimulatedFleet
-from fleet_sim.world import World, WorldConfig
+from longtail.synthetic.world import World, WorldConfig
 from longtail.fleet.v1 import fleet_pb2 as F
 from longtail.model import MultiTaskNet
 from longtail.tasks import DEFAULT_TASKS

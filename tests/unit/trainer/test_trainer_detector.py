@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fleet_sim.bootstrap import occluded_only, sample_frames
-from fleet_sim.world import STOP_SIGN, World, WorldConfig
+from longtail.synthetic.frames import occluded_only, sample_frames
+from longtail.synthetic.world import STOP_SIGN, World, WorldConfig
 from longtail import model as model_mod
 from longtail.fleet.v1 import fleet_pb2
 from longtail.triggerlang import compile_trigger

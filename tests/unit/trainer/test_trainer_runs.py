@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from fleet_sim.bootstrap import occluded_only, sample_frames
-from fleet_sim.world import STOP_SIGN, World, WorldConfig
+from longtail.synthetic.frames import occluded_only, sample_frames
+from longtail.synthetic.world import STOP_SIGN, World, WorldConfig
 from longtail import model_repo, topics
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L

@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from fleet_sim.world import (
+from longtail.synthetic.world import (
     LABELLED_CLASSES,
     OTHER_SIGN,
     RED_ROUND_SIGN,

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from fleet_sim.bootstrap import approach_pose
-from fleet_sim.render import DEFAULT_CAMERA, Camera, GroundTruthObject, render
-from fleet_sim.world import STOP_SIGN, TRAFFIC_LIGHT, Car, World, WorldConfig, wrap_angle
+from longtail.synthetic.frames import approach_pose
+from longtail.synthetic.render import DEFAULT_CAMERA, Camera, GroundTruthObject, render
+from longtail.synthetic.world import STOP_SIGN, TRAFFIC_LIGHT, Car, World, WorldConfig, wrap_angle
 from longtail.common.v1 import common_pb2
 
 
@@ -121,7 +121,7 @@ def test_render_is_fast(world):
 
 
 def test_a_parked_vehicle_is_ground_truth_with_its_lights_and_its_lamps_glow_when_they_are_on():
-    from fleet_sim.world import VEHICLE
+    from longtail.synthetic.world import VEHICLE
 
     parked = World(WorldConfig(vehicle_rate=0.3), seed=2)
 

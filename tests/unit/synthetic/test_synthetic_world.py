@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fleet_sim.world import (
+from longtail.synthetic.world import (
     RED_ROUND_SIGN,
     STOP_SIGN,
     TRAFFIC_LIGHT,
@@ -150,7 +150,7 @@ def test_cars_stop_at_stop_signs():
 
 
 def test_parked_vehicles_are_off_by_default_and_leave_the_rest_of_the_world_alone():
-    from fleet_sim.world import VEHICLE
+    from longtail.synthetic.world import VEHICLE
 
     plain, parked = World(seed=5), World(WorldConfig(vehicle_rate=0.3), seed=5)
     assert not plain.objects_of(VEHICLE)
@@ -161,7 +161,7 @@ def test_parked_vehicles_are_off_by_default_and_leave_the_rest_of_the_world_alon
 
 
 def test_a_world_of_only_police_cars_has_every_light_bar_on():
-    from fleet_sim.world import VEHICLE
+    from longtail.synthetic.world import VEHICLE
 
     world = World(WorldConfig(vehicle_rate=0.5, police_rate=1.0), seed=1)
     assert {o.attributes["lights"] for o in world.objects_of(VEHICLE)} == {"police"}
