@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
 
-    from longtail.infra import Launcher
+    from longtail_dev.infra import Launcher
 
     console = Console()
     os.environ.update(Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(["kafka", "s3"]))

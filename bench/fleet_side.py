@@ -28,7 +28,7 @@ from rich.progress import Progress
 
 from longtail import topics
 from longtail.fleet.v1 import events_pb2 as fleet_events
-from longtail.smoke import telemetry_batch
+from longtail_dev.smoke import telemetry_batch
 from longtail.triggers.v1 import triggers_pb2 as S
 
 TRIGGERS = 100

@@ -26,8 +26,8 @@ from longtail import topics
 from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from longtail.auth import issue_token
 from longtail.kafka import Producer
-from longtail.smoke import telemetry_batch
-from longtail.supervisor import ServiceProcess
+from longtail_dev.smoke import telemetry_batch
+from longtail_dev.supervisor import ServiceProcess
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2
 

@@ -37,7 +37,7 @@ from longtail.config import S3Settings
 from longtail.inference.v1 import inference_pb2, inference_pb2_grpc
 from longtail.kafka import Producer
 from longtail.storage import ObjectStore
-from longtail.supervisor import ServiceProcess
+from longtail_dev.supervisor import ServiceProcess
 
 CALLERS = 16
 REQUESTS = 3000
@@ -208,7 +208,7 @@ def _swap(store: ObjectStore, bootstrap: str, name: str, callers: int, progress:
 
 
 def run(args, console) -> dict:
-    from longtail.infra import Launcher
+    from longtail_dev.infra import Launcher
 
     os.environ.update(Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(["triton"]))
     store = ObjectStore(S3Settings(endpoint=os.environ["S3_ENDPOINT"], access_key=os.environ["S3_ACCESS_KEY"],

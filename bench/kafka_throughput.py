@@ -17,7 +17,7 @@ from rich.progress import Progress
 
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.kafka import BatchConsumer, Producer
-from longtail.smoke import telemetry_batch
+from longtail_dev.smoke import telemetry_batch
 from longtail.topics import Topic
 
 FRAMES_PER_BATCH = 100

@@ -23,7 +23,7 @@ from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
-from longtail.supervisor import ServiceProcess
+from longtail_dev.supervisor import ServiceProcess
 
 SECRET = "bench-label-store-operator-secret-0123456789"
 LABELLERS = 50
@@ -103,7 +103,7 @@ def _backend(name: str, url: str, samples: int) -> dict:
 
 
 def run(args, console) -> dict:
-    from longtail.infra import Launcher
+    from longtail_dev.infra import Launcher
 
     os.environ.update(Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(["postgres"]))
     samples = getattr(args, "label_samples", 3000)

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from longtail.infra import Launcher
+from longtail_dev.infra import Launcher
 
 
 class InfraPool:

@@ -37,7 +37,7 @@ GROUP_TOPICS = {"label-store": ("SNAPSHOTS", "INFERENCE_RESULTS"), "inference": 
 
 
 class Stack:
-    """Infrastructure (`longtail.infra.Launcher`) and the services (`longtail.supervisor.ServiceProcess`)."""
+    """Infrastructure (`longtail_dev.infra.Launcher`) and the services (`longtail_dev.supervisor.ServiceProcess`)."""
 
     def __init__(self, run_id: str, say: Callable[[str], None], manage_infra: bool = True, triton: bool = True, prometheus: bool = True) -> None:
         self.run_id = run_id
@@ -60,7 +60,7 @@ class Stack:
         return [("authorization", f"Bearer {issue_token('demo-operator', self.operator_secret, audience=OPERATOR_AUDIENCE)}")]
 
     def infra_up(self) -> None:
-        from longtail.infra import Launcher
+        from longtail_dev.infra import Launcher
 
         if not self.manage_infra:
             return
@@ -103,7 +103,7 @@ class Stack:
     def start(self, name: str, **env: str) -> None:
         """Start (or restart with `env` on top of its configuration) one service, from the main
         thread: children die with the thread that started them (PR_SET_PDEATHSIG)."""
-        from longtail.supervisor import ServiceProcess
+        from longtail_dev.supervisor import ServiceProcess
 
         if name in self.processes:
             self.processes.pop(name).stop(timeout=30)

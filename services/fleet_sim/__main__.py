@@ -8,21 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
+from typing import TYPE_CHECKING
 
-import torch
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from longtail import config
 from longtail.auth import FleetAuthSettings
 from longtail.storage import ObjectStore
 
-from fleet_sim.fleet import SimConfig, SimReport, SimulatedFleet
+if TYPE_CHECKING:  # torch loads with the fleet, not with the operator CLI that mounts `sim`
+    from fleet_sim.fleet import SimConfig, SimReport, SimulatedFleet
 
 
 def build_fleet(sim: SimConfig, gateway_address: str | None, secret: str | None, store: ObjectStore | None, say=print) -> SimulatedFleet:
+    import torch
+
     from fleet_sim.bootstrap import train_bootstrap_model
+    from fleet_sim.fleet import SimulatedFleet
     from longtail.synthetic.world import World, WorldConfig
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -45,6 +52,8 @@ def run(cars: int, duration: float, seed: int = 0, realtime: bool = False, conso
     except config.ConfigError:
         store = None
         console.print("[yellow]S3_* not set: ground truth of uploads is not kept (simulated labellers need it)[/]")
+    from fleet_sim.fleet import SimConfig
+
     sim = SimConfig(cars=cars, duration_s=duration, seed=seed, realtime=realtime)
     fleet = build_fleet(sim, address, secret, store, say=lambda m: console.print(f"[cyan]sim[/] {m}"))
     with Progress(TextColumn("[bold]simulating[/]"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console) as progress:
@@ -58,12 +67,36 @@ def run(cars: int, duration: float, seed: int = 0, realtime: bool = False, conso
     return report
 
 
+def sim(
+    cars: int = typer.Option(10, help="How many simulated cars (real gRPC clients)."),
+    duration: float = typer.Option(30.0, help="Simulated seconds to drive."),
+    seed: int = typer.Option(0, help="World and model seed."),
+    realtime: bool = typer.Option(False, help="Pace the simulated clock to the wall clock."),
+) -> None:
+    """Drive a simulated fleet through a running gateway (GATEWAY_ADDR, FLEET_TOKEN_SECRET, S3_*)."""
+    if cars < 1 or duration <= 0:
+        raise typer.BadParameter("--cars must be >= 1 and --duration > 0")
+    report = run(cars, duration, seed, realtime)
+    out = Console()
+    table = Table("frames", "acked", "fires", "uploads", "already stored", "upload errors", "dropped batches", "wall s", title="simulated fleet")
+    table.add_row(f"{report.frames:,}", f"{report.frames_acked:,}", str(sum(report.fires.values())), str(report.uploads), str(report.uploads_existing),
+                  str(report.upload_errors), str(report.batches_dropped), f"{report.wall_seconds:.1f}")
+    out.print(table)
+    for trigger_id, fires in sorted(report.fires.items()):
+        out.print(f"  {trigger_id}: {fires} fires")
+    for model, frames in sorted(report.models.items()):
+        out.print(f"  production model {model}: {frames:,} frames")
+    if report.shadow_frames:
+        out.print(f"  shadow mode: {report.shadow_frames:,} frames compared with the candidate, "
+                  f"{report.shadow_disagreements:,} disagreement reports")
+
+
 def main() -> None:
-    import sys
-
-    from longtail.cli import app
-
-    app(["sim", *sys.argv[1:]])
+    try:
+        typer.run(sim)
+    except config.ConfigError as exc:
+        Console(stderr=True).print(f"[bold red]configuration error:[/] {exc}")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ from fleet_sim.car_client import CarLink
 from longtail import topics
 from longtail.auth import issue_token
 from longtail.kafka import BatchConsumer, Producer
-from longtail.smoke import telemetry_batch
-from longtail.supervisor import ServiceProcess
+from longtail_dev.smoke import telemetry_batch
+from longtail_dev.supervisor import ServiceProcess
 
 SECRET = "test-fleet-secret-0123456789abcdefghij"
 SERVICE = "longtail.fleet.v1.FleetGatewayService"

@@ -13,8 +13,8 @@ import pytest
 from longtail import topics
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.kafka import BatchConsumer, Producer
-from longtail.smoke import telemetry_batch
-from longtail.supervisor import ServiceProcess
+from longtail_dev.smoke import telemetry_batch
+from longtail_dev.supervisor import ServiceProcess
 from longtail.triggerlang import FiringOptions, compile_trigger
 from longtail.triggers.v1 import triggers_pb2 as S
 from longtail.triggers.v1 import triggers_pb2_grpc

@@ -25,7 +25,7 @@ from longtail.common.v1 import common_pb2 as C
 from longtail.config import S3Settings, load
 from longtail.kafka import BatchConsumer, Producer, read_time_range
 from longtail.storage import ObjectStore
-from longtail.supervisor import ServiceProcess
+from longtail_dev.supervisor import ServiceProcess
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2 as S
 from trainer import compare, detector

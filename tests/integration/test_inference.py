@@ -30,7 +30,7 @@ from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.inference.v1 import inference_pb2, inference_pb2_grpc
 from longtail.kafka import Producer
 from longtail.storage import SNAPSHOTS, ObjectStore
-from longtail.supervisor import ServiceProcess
+from longtail_dev.supervisor import ServiceProcess
 from kafka_probe import read_since
 
 SERVICE = "longtail.inference.v1.InferenceService"

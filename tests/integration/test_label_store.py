@@ -27,7 +27,7 @@ from longtail.kafka import Producer
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
 from longtail.storage import ObjectStore
-from longtail.supervisor import ServiceProcess
+from longtail_dev.supervisor import ServiceProcess
 from kafka_probe import read_since
 
 SERVICE = "longtail.labels.v1.LabelStoreService"

@@ -29,7 +29,7 @@ from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.kafka import Producer
 from longtail.mapvision.v1 import events_pb2, map_pb2, mapvision_pb2, mapvision_pb2_grpc
-from longtail.supervisor import ServiceProcess
+from longtail_dev.supervisor import ServiceProcess
 from map_vision.seed import simulator_world, write_seed_file
 from map_vision.synthetic import Perception, batches, drive_frames, shift_pose, shifted
 from kafka_probe import read_since

@@ -158,7 +158,7 @@ def test_a_task_declared_while_the_engine_runs_gets_a_detector_trigger_uploads_a
         # the same through the command line: status, apply (a second task, a workflow started), resume
         from typer.testing import CliRunner
 
-        from longtail.cli import app
+        from longtail_cli.app import app
 
         env = {"LABEL_STORE_ADDR": stack.processes["label-store"].address, "TRAINER_ADDR": stack.processes["trainer"].address,
                "TRIGGER_EVALUATOR_ADDR": stack.processes["trigger-evaluator"].address, "OPERATOR_TOKEN_SECRET": stack.operator_secret, "COLUMNS": "250"}

@@ -34,7 +34,7 @@ from longtail.models.v1 import events_pb2 as E
 from longtail.models.v1 import trainer_pb2 as T
 from longtail.models.v1 import trainer_pb2_grpc
 from longtail.storage import SNAPSHOTS, ObjectStore
-from longtail.supervisor import ServiceProcess
+from longtail_dev.supervisor import ServiceProcess
 
 from trainer import data as data_mod
 from trainer import detector

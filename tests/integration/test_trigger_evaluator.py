@@ -16,9 +16,9 @@ from longtail.config import S3Settings, load
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.kafka import Producer
 from longtail.labels.v1 import events_pb2 as label_events
-from longtail.smoke import telemetry_batch
+from longtail_dev.smoke import telemetry_batch
 from longtail.storage import ObjectStore
-from longtail.supervisor import ServiceProcess
+from longtail_dev.supervisor import ServiceProcess
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2 as S
 from longtail.triggers.v1 import triggers_pb2_grpc

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 import tritonclient.grpc as triton_grpc
 
-from longtail.infra.triton_server import TINY_MODEL, tiny_model
+from longtail_dev.infra.triton_server import TINY_MODEL, tiny_model
 
 
 def test_tiny_torch_model_answers_a_grpc_inference_call(triton):

@@ -9,7 +9,7 @@ from dataclasses import fields
 import pytest
 
 from demo.loop import DemoConfig
-from longtail import cli
+from longtail_cli import app as cli
 
 # CLI option -> DemoConfig field, where the names differ
 RENAMED = {"duration": "duration_s", "shadow_s": "shadow_s"}

@@ -7,7 +7,6 @@ import hashlib
 import json
 import math
 import pickle
-import time
 
 import pytest
 from triggerlang_frames import VEHICLE, det, make_frame, standard_frame
@@ -408,18 +407,6 @@ def test_evaluation_does_not_keep_the_frame():
     state = trigger.new_state()
     trigger.evaluate(state, standard_frame())
     assert state.frame is None and state.dets is None and state.ctx is None and state.memo is None
-
-
-def test_evaluate_is_fast_enough_for_every_frame():
-    """Generous bound (the real numbers are a few microseconds; see docs/triggers.md)."""
-    trigger = compile_trigger("any(d.cls == stop_sign and d.attr.occluded and 0.3 < d.conf < 0.6) and ego.speed > 5", FiringOptions())
-    state = trigger.new_state()
-    frames = [standard_frame(i + 1) for i in range(2000)]
-    start = time.perf_counter()
-    for f in frames:
-        trigger.evaluate(state, f)
-    per_frame = (time.perf_counter() - start) / len(frames)
-    assert per_frame < 500e-6
 
 
 def test_huge_numbers_overflow_to_infinity_not_to_an_exception():

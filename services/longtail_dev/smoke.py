@@ -86,7 +86,7 @@ def run(with_triton: bool = True, say: Callable[[str], None] = print) -> list[tu
         import torch
         import tritonclient.grpc as triton_grpc
 
-        from longtail.infra.triton_server import TINY_MODEL, tiny_model
+        from longtail_dev.infra.triton_server import TINY_MODEL, tiny_model
 
         client = triton_grpc.InferenceServerClient(config.load(config.TritonSettings).grpc_addr)
         x = np.arange(8, dtype=np.float32).reshape(2, 4)

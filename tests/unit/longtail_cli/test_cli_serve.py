@@ -8,7 +8,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from longtail import cli
+from longtail_cli import app as cli
 
 
 def test_serve_replaces_the_cli_with_the_service_module(monkeypatch):

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from label_store.labellers import GROUND_TRUTH, annotate, firing_image, firing_objects, render_terminal
-from longtail import client
+from longtail_cli import client
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from longtail import client
+from longtail_cli import client
 
 app = typer.Typer(no_args_is_help=True)
 models_app = typer.Typer(help="Model registry: versions, gate reports, promotion, rollback, comparison.", no_args_is_help=True)

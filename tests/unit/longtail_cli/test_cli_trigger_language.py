@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from typer.testing import CliRunner
 
-from longtail.triggerlang.cli import app
+from longtail_cli.trigger_language import app
 
 runner = CliRunner()
 

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from longtail import client
+from longtail_cli import client
 from longtail import tasks as tasks_mod
 from task_workflow.settings import WorkflowSettings
 from task_workflow.state import StateStore, Step, WorkflowState

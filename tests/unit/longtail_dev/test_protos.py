@@ -1,6 +1,6 @@
 import shutil
 
-from longtail import protogen
+from longtail_dev import protogen
 
 
 def test_generated_code_is_in_sync_with_protos():

@@ -15,7 +15,7 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
-from longtail import client
+from longtail_cli import client
 from longtail.triggers.v1 import triggers_pb2 as S
 from longtail.triggers.v1 import triggers_pb2_grpc
 

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from longtail.infra import InfraError, Launcher
+from longtail_dev.infra import InfraError, Launcher
 
 
 def free_port() -> int:
@@ -62,7 +62,7 @@ def test_bad_port_variable(isolated, monkeypatch):
 
 def test_kafka_cluster_ids_never_look_like_an_option():
     """One id in 64 used to start with '-', which kafka-storage format took for a flag (a red CI run)."""
-    from longtail.infra.launcher import kafka_cluster_id
+    from longtail_dev.infra.launcher import kafka_cluster_id
 
     ids = [kafka_cluster_id() for _ in range(5000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)

@@ -152,7 +152,7 @@ class Kafka(Component):
         mvn = _need("mvn", "to fetch the Kafka broker jars from Maven Central", "apt-get install maven")
         say(f"fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central (once) ...")
         self.dist.mkdir(parents=True, exist_ok=True)
-        pom = resources.files("longtail.infra").joinpath("kafka-pom.xml").read_text().replace("@KAFKA_VERSION@", KAFKA_VERSION)
+        pom = resources.files("longtail_dev.infra").joinpath("kafka-pom.xml").read_text().replace("@KAFKA_VERSION@", KAFKA_VERSION)
         (self.dist / "pom.xml").write_text(pom)
         _run(
             [mvn, "-q", "-B", "-f", str(self.dist / "pom.xml"), "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={self.dist / 'lib'}"],
@@ -196,7 +196,7 @@ class Kafka(Component):
         config = self._write_config()
         classpath = str(self.dist / "lib" / "*")
         log4j = self.home / "log4j2.xml"
-        log4j.write_text(resources.files("longtail.infra").joinpath("kafka-log4j2.xml").read_text())
+        log4j.write_text(resources.files("longtail_dev.infra").joinpath("kafka-log4j2.xml").read_text())
         java_opts = ["-Xmx768m", "-Xms256m", "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={log4j}", "-Djava.awt.headless=true"]
         if not (self.home / "data" / "meta.properties").exists():
             cluster_file = self.home / "cluster-id"
@@ -372,7 +372,7 @@ class Triton(Component):
             raise InfraError("nvidia-pytriton is not installed in this environment: run scripts/bootstrap") from None
 
     def command(self):
-        cmd = [sys.executable, "-m", "longtail.infra.triton_server", "--grpc-port", str(self.ports["grpc"]), "--http-port", str(self.ports["http"]), "--metrics-port", str(self.ports["metrics"])]
+        cmd = [sys.executable, "-m", "longtail_dev.infra.triton_server", "--grpc-port", str(self.ports["grpc"]), "--http-port", str(self.ports["http"]), "--metrics-port", str(self.ports["metrics"])]
         if self._prepare_repository():
             cmd += ["--model-repository", self.model_repository]
         # PyTriton's Python-backend stub links the system libpython; this interpreter's own library
@@ -411,7 +411,7 @@ class Triton(Component):
             client = triton_grpc.InferenceServerClient(f"127.0.0.1:{self.ports['grpc']}")
             try:
                 # The server answers before PyTriton has bound its model: ready means the model is.
-                from longtail.infra.triton_server import TINY_MODEL
+                from longtail_dev.infra.triton_server import TINY_MODEL
 
                 return bool(client.is_server_ready(client_timeout=2)) and bool(client.is_model_ready(TINY_MODEL, client_timeout=2))
             finally:
@@ -428,7 +428,7 @@ class Triton(Component):
 
 
 # -- Prometheus -----------------------------------------------------------------------------------
-# Services started locally (longtail.supervisor.ServiceProcess, Triton) announce their metrics
+# Services started locally (longtail_dev.supervisor.ServiceProcess, Triton) announce their metrics
 # endpoint as a file_sd target file; Prometheus re-reads the directory, so targets come and go with
 # the processes. The labels mirror what the Prometheus Operator adds in a cluster (namespace, pod),
 # so the charts' dashboards and alert rules work unchanged on the local scrape.

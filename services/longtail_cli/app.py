@@ -9,12 +9,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fleet_sim import __main__ as fleet_sim_main
 from longtail.config import ConfigError
-from label_store import cli as label_cli
-from longtail.triggerlang import cli as triggers_cli
-from trigger_evaluator import cli as catalog_cli
-from task_workflow import cli as tasks_cli
-from trainer import cli as trainer_cli
+from longtail_cli import labels as label_cli
+from longtail_cli import tasks as tasks_cli
+from longtail_cli import train as trainer_cli
+from longtail_cli import trigger_language as triggers_cli
+from longtail_cli import triggers as catalog_cli
 
 app = typer.Typer(help="longtail: a data engine for fleet learning.", no_args_is_help=True, pretty_exceptions_enable=False)
 infra_app = typer.Typer(help="Local infrastructure: Kafka, S3, PostgreSQL, Triton on loopback.", no_args_is_help=True)
@@ -38,7 +39,7 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def _components(triton: bool, only: str | None, prometheus: bool = False) -> list[str]:
-    from longtail.infra import DEFAULT
+    from longtail_dev.infra import DEFAULT
 
     if only:
         return [n.strip() for n in only.split(",") if n.strip()]
@@ -52,7 +53,7 @@ def infra_up(
     only: str = typer.Option(None, help="Comma-separated subset: kafka,s3,postgres,triton,prometheus."),
 ) -> None:
     """Install (once, cached in ~/.cache/longtail) and start the local infrastructure; idempotent."""
-    from longtail.infra import InfraError, Launcher
+    from longtail_dev.infra import InfraError, Launcher
 
     try:
         env = Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(_components(triton, only, prometheus))
@@ -66,7 +67,7 @@ def infra_up(
 @infra_app.command("down")
 def infra_down(only: str = typer.Option(None, help="Comma-separated subset to stop.")) -> None:
     """Stop exactly the processes `infra up` started."""
-    from longtail.infra import Launcher
+    from longtail_dev.infra import Launcher
 
     names = [n.strip() for n in only.split(",")] if only else None
     stopped = Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).down(names)
@@ -77,7 +78,7 @@ def infra_down(only: str = typer.Option(None, help="Comma-separated subset to st
 @infra_app.command("status")
 def infra_status() -> None:
     """What is running, where it listens, whether it answers. Exits 1 if something recorded is down."""
-    from longtail.infra import Launcher
+    from longtail_dev.infra import Launcher
 
     table = Table("component", "pid", "running", "ready", "address", "log")
     broken = False
@@ -92,7 +93,7 @@ def infra_status() -> None:
 @infra_app.command("env")
 def infra_env() -> None:
     """Print `export` lines for the running infrastructure (eval "$(longtail infra env)")."""
-    from longtail.infra import Launcher
+    from longtail_dev.infra import Launcher
 
     for key, value in sorted(Launcher().env().items()):
         print(f"export {key}={value}")
@@ -101,7 +102,7 @@ def infra_env() -> None:
 @protos_app.command("generate")
 def protos_generate() -> None:
     """Regenerate services/longtail/**/v1/*_pb2*.py from protos/."""
-    from longtail import protogen
+    from longtail_dev import protogen
 
     changed = protogen.generate()
     console.print("\n".join(changed) if changed else "generated code was already up to date")
@@ -110,7 +111,7 @@ def protos_generate() -> None:
 @protos_app.command("check")
 def protos_check() -> None:
     """Exit 1 if the committed generated code differs from what protos/ generates."""
-    from longtail import protogen
+    from longtail_dev import protogen
 
     problems = protogen.diff()
     if problems:
@@ -166,29 +167,7 @@ def operator_token(name: str, ttl_hours: float = typer.Option(8.0, help="Validit
     print(issue_token(name, load(OperatorAuthSettings).token_secret, ttl_hours * 3600, audience=OPERATOR_AUDIENCE))
 
 
-@app.command("sim")
-def sim(
-    cars: int = typer.Option(10, help="How many simulated cars (real gRPC clients)."),
-    duration: float = typer.Option(30.0, help="Simulated seconds to drive."),
-    seed: int = typer.Option(0, help="World and model seed."),
-    realtime: bool = typer.Option(False, help="Pace the simulated clock to the wall clock."),
-) -> None:
-    """Drive a simulated fleet through a running gateway (GATEWAY_ADDR, FLEET_TOKEN_SECRET, S3_*)."""
-    from fleet_sim.__main__ import run
-
-    if cars < 1 or duration <= 0:
-        fail("--cars must be >= 1 and --duration > 0")
-    report = run(cars, duration, seed, realtime, console)
-    table = Table("frames", "acked", "fires", "uploads", "already stored", "upload errors", "dropped batches", "wall s", title="simulated fleet")
-    table.add_row(f"{report.frames:,}", f"{report.frames_acked:,}", str(sum(report.fires.values())), str(report.uploads), str(report.uploads_existing), str(report.upload_errors), str(report.batches_dropped), f"{report.wall_seconds:.1f}")
-    Console().print(table)
-    for trigger_id, fires in sorted(report.fires.items()):
-        Console().print(f"  {trigger_id}: {fires} fires")
-    for model, frames in sorted(report.models.items()):
-        Console().print(f"  production model {model}: {frames:,} frames")
-    if report.shadow_frames:
-        Console().print(f"  shadow mode: {report.shadow_frames:,} frames compared with the candidate, "
-                        f"{report.shadow_disagreements:,} disagreement reports")
+app.command("sim")(fleet_sim_main.sim)
 
 
 @app.command("demo")
@@ -234,7 +213,7 @@ def demo(
     from pathlib import Path
 
     from demo import loop, report
-    from longtail.infra import InfraError
+    from longtail_dev.infra import InfraError
 
     config = loop.DemoConfig(cars=cars, budget=budget, growth=growth, target=target, tolerance=tolerance, cap_factor=cap_factor, max_iterations=max_iterations,
                              duration_s=duration, fps=fps, suite_cases=suite_cases, epochs=epochs, seed_examples=seed_examples, per_car_uploads=per_car_uploads,
@@ -273,8 +252,8 @@ def demo(
 
 
 def _smoke(triton: bool, keep_running: bool) -> None:
-    from longtail import smoke
-    from longtail.infra import InfraError, Launcher
+    from longtail_dev import smoke
+    from longtail_dev.infra import InfraError, Launcher
 
     launcher = Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}"))
     try:

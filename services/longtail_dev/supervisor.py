@@ -45,7 +45,7 @@ class ServiceProcess:
         self.metrics_port = free_port()
         self.env = {**os.environ, "GRPC_PORT": str(self.grpc_port), "METRICS_PORT": str(self.metrics_port), "LOG_FORMAT": "json", **(env or {})}
         if log_path is None:
-            from longtail.infra.launcher import state_dir
+            from longtail_dev.infra.launcher import state_dir
 
             log_path = state_dir() / "logs" / f"{module.split('.')[0]}-{self.grpc_port}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,7 @@ class ServiceProcess:
 
     def _announce_metrics(self) -> None:
         """Let a local Prometheus (`longtail infra up prometheus`) scrape this process."""
-        from longtail.infra.launcher import register_scrape_target
+        from longtail_dev.infra.launcher import register_scrape_target
 
         job = self.module.split(".")[0].replace("_", "-")
         self.scrape_target = register_scrape_target(job, f"127.0.0.1:{self.metrics_port}", str(self.metrics_port))
