@@ -29,7 +29,7 @@ tasks:
     description: The vehicle ahead has its hazard or police lights on.
     suite: {name: caution_lights.regressions, predicate: "any(d.cls == vehicle and d.attr.lights != off and d.conf >= 0.5)"}
     workflow: {seed_labels: 200, shadow_frames: 2000, labels_per_iteration: 150, suite_cases: 100, holdout_every: 2, target: 0.9, max_iterations: 6,
-               priority: 4, upload_budget: 100000000, model: MODEL, epochs: 24,
+               priority: 4, upload_budget: 100000000, model: MODEL, epochs: 40,
                suite_admission: "any(d.cls == vehicle and d.attr.lights != off and d.height >= 0.09)"}
 """,
 }

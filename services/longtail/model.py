@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import math
+import typing
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -40,6 +41,7 @@ from longtail.tasks import TaskSpec, tasks_from_dicts
 
 CONFIG_FILE = "longtail.json"
 IGNORE = -100
+LAYERS_PER_BLOCK = 4  # conv3x3, batch norm, ReLU, max pool
 
 
 # ------------------------------------------------------------------------------------------
@@ -48,10 +50,17 @@ IGNORE = -100
 
 
 class Head(nn.Module):
-    """A prototype-agnostic head: a hidden layer and one linear map sliced into named outputs."""
+    """A prototype-agnostic head: a hidden layer and one linear map sliced into named outputs.
 
-    def __init__(self, in_features: int, hidden: int, outputs: list[tuple[str, int]]) -> None:
+    A head with a branch (`TaskSpec.branch_blocks` > 0) reads the backbone's feature map `tap`
+    blocks deep and runs its own copy of the remaining blocks (`trunk`), so training it moves no
+    other task's output; an unbranched head reads the shared features (`tap` -1, empty trunk)."""
+
+    def __init__(self, in_features: int, hidden: int, outputs: list[tuple[str, int]], trunk: nn.Sequential | None = None, tap: int = -1) -> None:
         super().__init__()
+        self.trunk = trunk if trunk is not None else nn.Sequential()
+        self.tap = tap
+        self.pool = nn.AdaptiveAvgPool2d(4)
         self.hidden = nn.Linear(in_features, hidden)
         self.out = nn.Linear(hidden, sum(w for _, w in outputs))
         self.names = [n for n, _ in outputs]
@@ -63,6 +72,10 @@ class Head(nn.Module):
         self.starts = starts
         self.ends = ends
 
+    def branch_features(self, tapped: torch.Tensor) -> torch.Tensor:
+        f = self.trunk(tapped)
+        return torch.cat([torch.flatten(self.pool(f), 1), torch.amax(f, dim=(2, 3))], dim=1)
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         y = self.out(F.relu(self.hidden(x)))
         out: dict[str, torch.Tensor] = {}
@@ -71,9 +84,19 @@ class Head(nn.Module):
         return out
 
 
+def _blocks(channels: Sequence[int], c_in: int = 3) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for c in channels:
+        layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        c_in = c
+    return layers
+
+
 class MultiTaskNet(nn.Module):
     """Shared conv backbone (conv3x3-BN-ReLU-maxpool blocks) -> [4x4 spatial features, global max
     pool] -> one `Head` per task. `forward` takes uint8 (or float 0..255) NHWC frames."""
+
+    __annotations__ = {"taps": typing.List[int]}  # TorchScript needs the element type when the list is empty (and no postponed string)
 
     def __init__(self, tasks: Sequence[TaskSpec], channels: Sequence[int] = (16, 32, 48, 64), camera_hfov_deg: float = 60.0) -> None:
         super().__init__()
@@ -85,15 +108,18 @@ class MultiTaskNet(nn.Module):
         self.tasks = tasks  # plain Python attribute: not used by forward, not part of TorchScript
         self.channels = tuple(int(c) for c in channels)
         self.camera_hfov_deg = float(camera_hfov_deg)
-        layers: list[nn.Module] = []
-        c_in = 3
-        for c in self.channels:
-            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-            c_in = c
-        self.backbone = nn.Sequential(*layers)
+        self.backbone = nn.Sequential(*_blocks(self.channels))
         self.pool = nn.AdaptiveAvgPool2d(4)
-        features = c_in * 16 + c_in
-        self.heads = nn.ModuleDict({t.name: Head(features, t.hidden, t.outputs()) for t in tasks})
+        features = self.channels[-1] * 17
+        heads = {}
+        for t in tasks:
+            if t.branch_blocks > len(self.channels):
+                raise ValueError(f"task {t.name}: branch_blocks {t.branch_blocks} > the backbone's {len(self.channels)} blocks")
+            tap = len(self.channels) - t.branch_blocks
+            trunk = nn.Sequential(*_blocks(self.channels[tap:], self.channels[tap - 1] if tap else 3)) if t.branch_blocks else None
+            heads[t.name] = Head(features, t.hidden, t.outputs(), trunk, LAYERS_PER_BLOCK * tap if t.branch_blocks else -1)
+        self.heads = nn.ModuleDict(heads)
+        self.taps = sorted({h.tap for h in heads.values() if h.tap >= 0})  # backbone layer indices whose input a branch reads
 
     @torch.jit.unused
     def config(self) -> dict:
@@ -103,18 +129,19 @@ class MultiTaskNet(nn.Module):
     def from_config(cls, config: Mapping[str, Any]) -> MultiTaskNet:
         return cls(tasks_from_dicts(config["tasks"]), config.get("channels", (16, 32, 48, 64)), config.get("camera_hfov_deg", 60.0))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 63.75) - 2.0  # 0..255 -> -2..2
-        f = self.backbone(x)
-        spatial = torch.flatten(self.pool(f), 1)
-        glob = torch.amax(f, dim=(2, 3))
-        return torch.cat([spatial, glob], dim=1)
-
     def forward(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
-        h = self.features(x)
+        f = x.permute(0, 3, 1, 2).to(torch.float32) * (1.0 / 63.75) - 2.0  # 0..255 -> -2..2
+        tapped: dict[int, torch.Tensor] = {}
+        i = 0
+        for layer in self.backbone:
+            if i in self.taps:
+                tapped[i] = f
+            f = layer(f)
+            i += 1
+        shared = torch.cat([torch.flatten(self.pool(f), 1), torch.amax(f, dim=(2, 3))], dim=1)
         out: dict[str, dict[str, torch.Tensor]] = {}
         for name, head in self.heads.items():
-            out[name] = head(h)
+            out[name] = head(head.branch_features(tapped[head.tap]) if head.tap >= 0 else shared)
         return out
 
     # -- convenience (eager only) ------------------------------------------------------------
@@ -349,10 +376,12 @@ def compute_loss(tasks: Sequence[TaskSpec], raw: Mapping[str, Mapping[str, torch
 def fit(model: MultiTaskNet, images: np.ndarray | torch.Tensor, targets: Mapping[str, Mapping[str, torch.Tensor]], epochs: int = 8,
         batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-        on_step: Callable[[int, int], None] | None = None) -> list[dict[str, float]]:
+        on_step: Callable[[int, int], None] | None = None, train_heads: Sequence[str] = ()) -> list[dict[str, float]]:
     """Train `model` in place (Adam, one-cycle-ish cosine schedule), deterministic for a seed on a
     fixed thread count. Returns the mean loss parts per epoch. `on_step(done, total)` is called
-    after every optimizer step (progress bars)."""
+    after every optimizer step (progress bars). With `train_heads` only those heads are in training
+    mode: the rest of the network normalises with its running statistics, as it will at inference,
+    so the heads learn on the features they will see."""
     x = torch.as_tensor(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
     n = x.shape[0]
     gen = torch.Generator().manual_seed(seed)
@@ -361,6 +390,10 @@ def fit(model: MultiTaskNet, images: np.ndarray | torch.Tensor, targets: Mapping
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
     history = []
     model.train()
+    if train_heads:
+        model.eval()
+        for name in train_heads:
+            model.heads[name].train()
     for epoch in range(epochs):
         perm = torch.randperm(n, generator=gen)
         sums: dict[str, float] = {}

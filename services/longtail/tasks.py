@@ -42,6 +42,7 @@ class TaskSpec:
     keypoints: tuple[str, ...] = ()  # landmark only
     object_size_m: float = 0.0  # detection: physical height of the box, for monocular range
     hidden: int = 64  # width of the head's hidden layer
+    branch_blocks: int = 0  # its own copy of the backbone's last N blocks: training it moves no other task (0: shared)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -62,6 +63,8 @@ class TaskSpec:
                 raise ValueError(f"task {self.name}: bad attribute {k!r}: {values}")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"task {self.name}: duplicate classes")
+        if not isinstance(self.branch_blocks, int) or self.branch_blocks < 0:
+            raise ValueError(f"task {self.name}: branch_blocks must be an integer >= 0, not {self.branch_blocks!r}")
 
     def outputs(self) -> list[tuple[str, int]]:
         """(output name, width) of the head, in order."""
@@ -81,7 +84,7 @@ class TaskSpec:
         return {
             "name": self.name, "prototype": self.prototype, "classes": list(self.classes),
             "attributes": {k: list(v) for k, v in self.attributes.items()}, "keypoints": list(self.keypoints),
-            "object_size_m": self.object_size_m, "hidden": self.hidden,
+            "object_size_m": self.object_size_m, "hidden": self.hidden, **({"branch_blocks": self.branch_blocks} if self.branch_blocks else {}),
         }
 
     @classmethod
@@ -90,7 +93,7 @@ class TaskSpec:
             name=d["name"], prototype=d.get("prototype", "classification"), classes=tuple(d.get("classes", ())),
             attributes={k: tuple(v) for k, v in (d.get("attributes") or {}).items()},
             keypoints=tuple(d.get("keypoints", ())), object_size_m=float(d.get("object_size_m", 0.0)),
-            hidden=int(d.get("hidden", 64)),
+            hidden=int(d.get("hidden", 64)), branch_blocks=int(d.get("branch_blocks", 0)),
         )
 
     @classmethod
@@ -124,7 +127,7 @@ def tasks_from_dicts(items: Sequence[Mapping[str, Any]]) -> list[TaskSpec]:
     return tasks
 
 
-_SPEC_KEYS = {"name", "prototype", "classes", "attributes", "keypoints", "object_size_m", "hidden"}
+_SPEC_KEYS = {"name", "prototype", "classes", "attributes", "keypoints", "object_size_m", "hidden", "branch_blocks"}
 _EXTRA_KEYS = {"description", "labels_per_sample", "suite", "workflow"}
 
 

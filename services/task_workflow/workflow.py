@@ -230,8 +230,11 @@ class Workflow:
         labelled = self.engine.labelled(s.task)  # suite cases are never training data
         s.labels = len(labelled) + s.suite_cases
         dataset = self.engine.dataset(f"{s.task}-train", s.task, labelled, f"{s.task} workflow, iteration {s.iteration}")
-        r = self.engine.train(cfg.model, s.task, dataset, seed=s.iteration, epochs=cfg.epochs, promote=cfg.promote,
-                              hyperparameters={"lr": cfg.lr, "replay_samples": cfg.replay_samples, "replay_world": cfg.replay_world})
+        if cfg.branch_blocks:  # the task's own branch, trained alone: nothing else can move, nothing to rehearse
+            hyperparameters = {"lr": cfg.lr, "train_heads": s.task, "branch_blocks": cfg.branch_blocks}
+        else:
+            hyperparameters = {"lr": cfg.lr, "replay_samples": cfg.replay_samples, "replay_world": cfg.replay_world}
+        r = self.engine.train(cfg.model, s.task, dataset, seed=s.iteration, epochs=cfg.epochs, promote=cfg.promote, hyperparameters=hyperparameters)
         passed, cases = r.suites.get(s.suite, (0, 0))
         others = [suite for suite in r.regressed if suite != s.suite]
         s.other_suites_regressed = s.other_suites_regressed or (r.accepted and bool(others))

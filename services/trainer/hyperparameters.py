@@ -38,6 +38,7 @@ KNOWN: dict[str, Hyperparameter] = {
     "replay_samples": Hyperparameter(int, _count, "an integer >= 0 (generated frames mixed into the training data)"),
     "replay_world": Hyperparameter(str, lambda v: v in WORLDS, f"one of {', '.join(WORLDS)}"),
     "train_heads": Hyperparameter(str, lambda v: True, "comma-separated task names (the heads to train; empty: all)"),
+    "branch_blocks": Hyperparameter(int, _count, "an integer >= 0 (a head new to the network gets its own copy of the last N backbone blocks)"),
     "min_auc": Hyperparameter(float, lambda v: 0 <= v <= 1, "an AUC in [0, 1] (a trigger detector's gate)"),
 }
 

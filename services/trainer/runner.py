@@ -373,7 +373,7 @@ class Trainer:
         for split in splits.values():  # only the requested tasks' labels drive the loss
             split.annotations = [{k: v for k, v in a.items() if k in train_tasks} for a in split.annotations]
         base_mv, base = self._base(spec)
-        model, fresh = training.build_model(tasks, base, seed, spec.from_scratch)
+        model, fresh = training.build_model(tasks, base, seed, spec.from_scratch, branch_blocks=int(hyperparameters.get(spec, "branch_blocks", 0)))
         self._update(run_id, persist=True, fresh_heads=fresh, datasets_used=[f"{d['name']}@{d['version']}" if d["version"] else d["name"] for d in used],
                      metrics={"train/samples": float(len(splits["train"]))})
 

@@ -9,6 +9,7 @@ generator seeded from `seed`, and the run uses a fixed number of intra-op thread
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -35,11 +36,16 @@ def threads(n: int) -> Iterator[None]:
 
 
 def build_model(tasks: Sequence[TaskSpec], base: MultiTaskNet | None, seed: int, from_scratch: bool = False,
-                channels: Sequence[int] | None = None) -> tuple[MultiTaskNet, list[str]]:
+                channels: Sequence[int] | None = None, branch_blocks: int = 0) -> tuple[MultiTaskNet, list[str]]:
     """A network with a head per task. From `base` where the architecture allows: every tensor
     whose name and shape match is copied (backbone, unchanged heads); a head that is new or
-    whose declaration changed starts fresh. Returns (model, names of the fresh heads)."""
+    whose declaration changed starts fresh. A task the base has keeps its branch (`branch_blocks`
+    is the network's, not the declaration's); a task new to the network gets a branch of
+    `branch_blocks` blocks, its trunk starting from the base's blocks. Returns (model, names of the
+    fresh heads)."""
     torch.manual_seed(seed)
+    base_specs = {t.name: t for t in base.tasks} if base is not None and not from_scratch else {}
+    tasks = [_with_branch(t, base_specs.get(t.name), branch_blocks) for t in tasks]
     chans = tuple(channels) if channels else (base.channels if base is not None and not from_scratch else (16, 32, 48, 64))
     model = MultiTaskNet(list(tasks), chans, base.camera_hfov_deg if base is not None else 60.0)
     if base is None or from_scratch:
@@ -48,14 +54,27 @@ def build_model(tasks: Sequence[TaskSpec], base: MultiTaskNet | None, seed: int,
     theirs = base.state_dict()
     copied = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
     own.update(copied)
-    model.load_state_dict(own)
-    base_specs = {t.name: t for t in base.tasks}
     fresh = []
     for t in tasks:
         keys = [k for k in own if k.startswith(f"heads.{t.name}.")]
         if base_specs.get(t.name) != t or not all(k in copied for k in keys):
             fresh.append(t.name)
+            if t.branch_blocks:  # the branch starts as a copy of the shared blocks it replaces
+                first = model_mod.LAYERS_PER_BLOCK * (len(chans) - t.branch_blocks)
+                for k, v in theirs.items():
+                    layer, _, rest = k.removeprefix("backbone.").partition(".")
+                    if k.startswith("backbone.") and int(layer) >= first:
+                        own[f"heads.{t.name}.trunk.{int(layer) - first}.{rest}"] = v.clone()
+    model.load_state_dict(own)
     return model, fresh
+
+
+def _with_branch(declared: TaskSpec, in_base: TaskSpec | None, branch_blocks: int) -> TaskSpec:
+    """The declaration with the network's branch: the base's when it has this very task, else
+    `branch_blocks` (or the declaration's own) for a head that starts fresh."""
+    if in_base is not None and dataclasses.replace(in_base, branch_blocks=declared.branch_blocks) == declared:
+        return in_base
+    return dataclasses.replace(declared, branch_blocks=branch_blocks or declared.branch_blocks)
 
 
 def train(model: MultiTaskNet, data: Split, *, epochs: int, batch_size: int, lr: float, seed: int,
@@ -65,7 +84,8 @@ def train(model: MultiTaskNet, data: Split, *, epochs: int, batch_size: int, lr:
     statistics) come out exactly as they went in, so no other task's output can move."""
     targets = model_mod.encode_targets(model.tasks, data.annotations)
     with _only(model, only_heads):
-        return model_mod.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step)
+        return model_mod.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step,
+                             train_heads=only_heads)
 
 
 @contextlib.contextmanager

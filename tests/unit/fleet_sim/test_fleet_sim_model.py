@@ -161,3 +161,21 @@ def test_detection_target_is_the_most_salient_instance():
     tg = M.encode_targets([t], [{"stop_sign": [small, big, other]}])["stop_sign"]
     assert tg["box"][0].tolist() == pytest.approx([0.6, 0.6, 0.2, 0.2])
     assert tg["attr:mount"][0] == 2
+
+
+def test_a_branched_task_runs_its_own_last_blocks_and_survives_torchscript():
+    branched = TaskSpec("caution_lights", "classification", ("off", "on"), branch_blocks=2)
+    net = MultiTaskNet(list(DEFAULT_TASKS) + [branched], TINY).eval()
+    assert net.taps == [8] and len(net.heads["caution_lights"].trunk) == 2 * M.LAYERS_PER_BLOCK
+    plain = MultiTaskNet(list(DEFAULT_TASKS), TINY).eval()
+    plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("heads.caution_lights.")})
+    x = torch.as_tensor(_images(3))
+    out, ref = net(x), plain(x)
+    assert all(torch.equal(out[t][o], ref[t][o]) for t in ref for o in ref[t])  # the shared path is unchanged by a branch
+    again = M.from_bytes(M.to_bytes(net))
+    assert again.tasks[-1].branch_blocks == 2
+    assert torch.equal(again(x)["caution_lights"]["logits"], out["caution_lights"]["logits"])
+    with pytest.raises(ValueError, match="branch_blocks 5"):
+        MultiTaskNet([TaskSpec("x", "classification", ("a", "b"), branch_blocks=5)], TINY)
+    with pytest.raises(ValueError, match="branch_blocks must be an integer >= 0"):
+        TaskSpec("x", "classification", ("a", "b"), branch_blocks=-1)

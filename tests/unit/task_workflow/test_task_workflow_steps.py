@@ -125,8 +125,8 @@ def test_from_declaration_to_certified_with_every_wait_visible(store):
     assert 0 < len(engine.suite) <= 6 and all(held_out(s, 2) and s in engine.positive for s in engine.suite)
     train_ids = engine.datasets[-1][1]
     assert not set(train_ids) & set(engine.suite)  # suite cases never train
-    # the other tasks rehearsed on the world with the long tail, at the fine-tuning rate
-    assert engine.hyperparameters == {"replay_samples": SMALL.replay_samples, "replay_world": "default", "lr": 0.001}
+    # the task's own branch trained alone: nothing else can move
+    assert engine.hyperparameters == {"lr": 0.005, "train_heads": "caution_lights", "branch_blocks": 2}
     assert wf.state.pass_rate == pytest.approx(2 / 6)
 
     engine.label(40, trigger=TID)
@@ -221,6 +221,18 @@ def test_an_accepted_version_that_regressed_another_suite_is_recorded(store):
     engine.train_results = [accepted(1, regressed=["stop_sign.occluded"])]  # e.g. within a waiver
     wf.run()
     assert wf.state.other_suites_regressed
+
+
+def test_without_a_branch_the_whole_network_is_fine_tuned_rehearsing_the_other_tasks(store):
+    engine = FakeEngine()
+    engine.label(20)
+    engine.detector_results, engine.backtests = [RunResult(True, version=1)], [Backtest(1, 500, 1.0)]
+    wf = workflow(engine, store, WorkflowSettings.from_dict({"branch_blocks": 0, "lr": 0.001}, SMALL))
+    assert wf.run() is Outcome.WAITING and wf.state.step == Step.SOURCING.value
+    engine.label(10, trigger=TID)
+    engine.train_results = [accepted(1)]
+    wf.run()
+    assert engine.hyperparameters == {"lr": 0.001, "replay_samples": SMALL.replay_samples, "replay_world": "default"}
 
 
 def test_the_admission_rule_decides_what_the_detector_sources_and_what_becomes_a_suite_case(store):

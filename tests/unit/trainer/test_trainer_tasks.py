@@ -79,6 +79,32 @@ def test_a_declared_task_gets_a_head_a_label_schema_and_a_suite_and_trains():
         training.train(model, split, epochs=1, batch_size=32, lr=3e-3, seed=1, only_heads=["nope"])
 
 
+def test_a_new_task_with_a_branch_starts_from_the_shared_blocks_and_moves_nothing_else():
+    declared = [d.spec for d in tasks_mod.parse(CAUTION)]
+    torch.manual_seed(0)
+    base = model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS).eval()
+    model, fresh = training.build_model(declared, base, seed=0, branch_blocks=2)
+    assert fresh == ["caution_lights_on"] and model.tasks[-1].branch_blocks == 2
+    own, theirs = model.state_dict(), base.state_dict()
+    assert torch.equal(own["heads.caution_lights_on.trunk.0.weight"], theirs["backbone.8.weight"])  # the copy of block 3
+    assert torch.equal(own["heads.caution_lights_on.trunk.5.running_mean"], theirs["backbone.13.running_mean"])
+
+    split = data_mod.generated(declared, 96, seed=0, world="common")["train"]
+    for a in split.annotations:
+        a["caution_lights_on"] = "on" if a.get("traffic_light") else "off"
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    training.train(model, split, epochs=2, batch_size=32, lr=5e-3, seed=1, only_heads=["caution_lights_on"])
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items() if not k.startswith("heads.caution_lights_on."))
+    assert not torch.equal(after["heads.caution_lights_on.trunk.0.weight"], before["heads.caution_lights_on.trunk.0.weight"])
+    x = torch.as_tensor(split.images[:4])
+    assert all(torch.equal(model(x)[t][o], base(x)[t][o]) for t in ("stop_sign", "traffic_light") for o in base(x)[t])
+
+    # retrained later from that version, the task keeps its branch (the declaration does not name it)
+    again, fresh = training.build_model(declared, model, seed=1)
+    assert fresh == [] and again.tasks[-1].branch_blocks == 2
+
+
 def test_training_is_reproducible_for_a_seed():
     tasks = list(tasks_mod.DEFAULT_TASKS)
     split = data_mod.generated(tasks, 96, seed=0, world="common")["train"]
