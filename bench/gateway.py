@@ -28,6 +28,7 @@ from longtail.auth import issue_token
 from longtail.kafka import Producer
 from longtail_dev.smoke import telemetry_batch
 from longtail_dev.supervisor import ServiceProcess
+from longtail.registry import GATEWAY
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2
 
@@ -37,7 +38,7 @@ CARS_PER_CHANNEL = 200
 
 def start_gateway() -> ServiceProcess:
     env = {"FLEET_TOKEN_SECRET": SECRET, "GATEWAY_MAX_BATCHES_PER_SECOND": "100000", "GATEWAY_MAX_BATCH_FRAMES": "1000", "GATEWAY_SESSION_QUEUE": "64"}
-    return ServiceProcess("gateway", "longtail.fleet.v1.FleetGatewayService", env).start()
+    return ServiceProcess(GATEWAY.package, GATEWAY.grpc, env).start()
 
 
 async def _batched(address: str, cars: int, batches_per_car: int, frames_per_batch: int) -> int:

@@ -36,6 +36,7 @@ from longtail.common.v1 import common_pb2
 from longtail.config import S3Settings
 from longtail.inference.v1 import inference_pb2, inference_pb2_grpc
 from longtail.kafka import Producer
+from longtail.registry import INFERENCE
 from longtail.storage import ObjectStore
 from longtail_dev.supervisor import ServiceProcess
 
@@ -149,7 +150,7 @@ def _swap(store: ObjectStore, bootstrap: str, name: str, callers: int, progress:
         producer.flush()
 
     publish(1)
-    service = ServiceProcess("inference", "longtail.inference.v1.InferenceService",
+    service = ServiceProcess(INFERENCE.package, INFERENCE.grpc,
                              {"INFERENCE_MODEL_NAME": name, "INFERENCE_CONSUMER_GROUP": f"bench-{uuid.uuid4().hex[:6]}"}).start(timeout=240)
     task = progress.add_task("inference: model swap under load", total=None)
     samples: list[tuple[float, float, bool, int]] = []  # (start, latency, ok, version)

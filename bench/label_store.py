@@ -23,6 +23,7 @@ from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
+from longtail.registry import LABEL_STORE
 from longtail_dev.supervisor import ServiceProcess
 
 SECRET = "bench-label-store-operator-secret-0123456789"
@@ -89,7 +90,7 @@ async def _label(address: str, labellers: int) -> dict:
 def _backend(name: str, url: str, samples: int) -> dict:
     env = {"OPERATOR_TOKEN_SECRET": SECRET, "DATABASE_URL": url, "LABEL_STORE_CONSUMER_GROUP": f"label-store-bench-{uuid.uuid4().hex[:6]}",
            "LABEL_STORE_DB_POOL_SIZE": "30", "LOG_LEVEL": "WARNING"}
-    service = ServiceProcess("label_store", "longtail.labels.v1.LabelStoreService", env).start(timeout=90)
+    service = ServiceProcess(LABEL_STORE.package, LABEL_STORE.grpc, env).start(timeout=90)
     try:
         run = uuid.uuid4().hex[:8]
         asyncio.run(_register(service.address, run, samples))

@@ -11,27 +11,8 @@ from pathlib import Path
 
 import grpc
 
-from longtail.fleet.v1 import fleet_pb2
-from longtail.inference.v1 import inference_pb2
-from longtail.labels.v1 import labels_pb2
-from longtail.mapvision.v1 import mapvision_pb2
-from longtail.models.v1 import trainer_pb2
-from longtail.triggers.v1 import triggers_pb2
+from longtail.registry import SERVICES
 
-
-def _service(module, name: str) -> str:
-    return module.DESCRIPTOR.services_by_name[name].full_name
-
-
-# service -> (python package, gRPC service its health check names)
-SERVICES = {
-    "gateway": ("gateway", _service(fleet_pb2, "FleetGatewayService")),
-    "trigger-evaluator": ("trigger_evaluator", _service(triggers_pb2, "TriggerCatalogService")),
-    "label-store": ("label_store", _service(labels_pb2, "LabelStoreService")),
-    "inference": ("inference", _service(inference_pb2, "InferenceService")),
-    "trainer": ("trainer", _service(trainer_pb2, "TrainerService")),
-    "map-vision": ("map_vision", _service(mapvision_pb2, "MapVisionService")),
-}
 # The run's consumer groups and the topics they read (they start at the end: see `Stack.start`).
 GROUP_TOPICS = {"label-store": ("SNAPSHOTS", "INFERENCE_RESULTS"), "inference": ("SNAPSHOTS",), "map-vision": ("TELEMETRY",), "trainer": ("LABELS_CREATED",)}
 
@@ -110,8 +91,8 @@ class Stack:
         if name == "trainer":
             self.env[name]["LABEL_STORE_ADDR"] = self.processes["label-store"].address
         self.env[name].update(env)
-        module, health = SERVICES[name]
-        proc = ServiceProcess(module, health, self.env[name], log_path=self.state / "logs" / f"{name}.log")
+        service = SERVICES[name]
+        proc = ServiceProcess(service.package, service.grpc, self.env[name], log_path=self.state / "logs" / f"{name}.log")
         self.processes[name] = proc  # registered before start: stop() reaches it on failure
         proc.start(timeout=240)
         self.say(f"[green]service[/] {name} serving on {proc.address} (pid {proc.proc.pid})")

@@ -18,6 +18,7 @@ from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from longtail.auth import AuthError, verify_token
 from longtail.kafka import DeliveryError, Producer
 from longtail.log import get_logger
+from longtail.registry import GATEWAY
 from longtail.storage import SNAPSHOTS, ObjectStore
 
 from gateway.fleet_state import CarSession, FleetState
@@ -26,8 +27,8 @@ from gateway.validation import InvalidFrame, validate_frame, validate_shadow_dis
 
 log = get_logger(__name__)
 
-SERVICE = "gateway"
-SERVICE_NAME = "longtail.fleet.v1.FleetGatewayService"
+SERVICE = GATEWAY.name
+SERVICE_NAME = GATEWAY.grpc
 FRAMES = Counter("longtail_gateway_frames_total", "Telemetry frames acked into Kafka", ["service"])
 REJECTS = Counter("longtail_gateway_rejects_total", "Rejected requests by reason", ["service", "reason"])
 REJECT_REASONS = ("unauthenticated", "permission_denied", "no_hello", "invalid_argument", "slow_consumer", "protocol_violation",

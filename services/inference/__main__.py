@@ -29,6 +29,7 @@ from longtail.grpc_server import GrpcServer, run_service
 from longtail.inference.v1 import inference_pb2_grpc
 from longtail.kafka import Producer, TopicFollower
 from longtail.log import get_logger
+from longtail.registry import INFERENCE
 from longtail.storage import ObjectStore
 from longtail.topics import ensure_topics
 
@@ -36,7 +37,7 @@ from inference.service import InferenceServicer
 from inference.serving import MODEL_EVENTS, SERVICE, ModelManager, TritonGrpc, refusal_producer
 from inference.worker import SnapshotWorker
 
-SERVICE_NAME = "longtail.inference.v1.InferenceService"
+SERVICE_NAME = INFERENCE.grpc
 TOPICS = (topics.SNAPSHOTS, topics.INFERENCE_RESULTS, topics.MODELS_PUBLISHED, topics.MODELS_REFUSED, topics.DEAD_LETTERS)
 log = get_logger(__name__)
 

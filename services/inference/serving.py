@@ -33,8 +33,9 @@ from longtail import model_repo, topics
 from longtail.log import get_logger
 from longtail.model_repo import InvalidModelVersion, ModelVersion
 from longtail.models.v1 import events_pb2 as model_events
+from longtail.registry import INFERENCE
 
-SERVICE = "inference"
+SERVICE = INFERENCE.name
 log = get_logger(__name__)
 
 SERVING_VERSION = Gauge("longtail_inference_serving_version", "Model version serving default traffic (0 = none)", ["service", "model"])

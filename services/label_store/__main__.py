@@ -23,6 +23,7 @@ from longtail.grpc_server import GrpcServer, run_service
 from longtail.kafka import Producer
 from longtail.labels.v1 import labels_pb2_grpc
 from longtail.log import get_logger
+from longtail.registry import LABEL_STORE
 from longtail.storage import ObjectStore
 from longtail.topics import ensure_topics
 
@@ -32,7 +33,7 @@ from label_store.service import SERVICE, LabelStoreServicer, OutboxPublisher, up
 from label_store.store import LabelStore
 from label_store.worker import SampleWorker
 
-SERVICE_NAME = "longtail.labels.v1.LabelStoreService"
+SERVICE_NAME = LABEL_STORE.grpc
 TOPICS = (topics.SNAPSHOTS, topics.INFERENCE_RESULTS, topics.SAMPLES_REGISTERED, topics.LABELS_CREATED,
           topics.DATASETS_PUBLISHED, topics.SUITES_EVALUATED, topics.DEAD_LETTERS)
 log = get_logger(__name__)

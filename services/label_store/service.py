@@ -15,10 +15,11 @@ from longtail.kafka import DeliveryError, Producer
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
 from longtail.log import get_logger
+from longtail.registry import LABEL_STORE
 
 from label_store.store import LabelStore, StoreError
 
-SERVICE = "label-store"
+SERVICE = LABEL_STORE.name
 log = get_logger(__name__)
 
 LABELS = Counter("longtail_labelstore_labels_total", "Labels stored (rate = labels/s), by task and labeller kind", ["service", "task", "kind"])

@@ -137,7 +137,7 @@ class GrpcServer:
         self._stopping = asyncio.Event()
 
     def add(self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str) -> None:
-        """Register a servicer, e.g. add(fleet_pb2_grpc.add_FleetGatewayServiceServicer_to_server, s, "longtail.fleet.v1.FleetGatewayService")."""
+        """Register a servicer, e.g. add(fleet_pb2_grpc.add_FleetGatewayServiceServicer_to_server, s, registry.GATEWAY.grpc)."""
         register(servicer, self.server)
         self.service_names.append(full_name)
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from fleet_sim import __main__ as fleet_sim_main
 from longtail.config import ConfigError
+from longtail.registry import SERVICES
 from longtail_cli import labels as label_cli
 from longtail_cli import tasks as tasks_cli
 from longtail_cli import train as trainer_cli
@@ -119,16 +120,6 @@ def protos_check() -> None:
     console.print("generated code is up to date")
 
 
-SERVICES = {
-    "gateway": "gateway.__main__",
-    "trigger-evaluator": "trigger_evaluator.__main__",
-    "map-vision": "map_vision.__main__",
-    "label-store": "label_store.__main__",
-    "inference": "inference.__main__",
-    "trainer": "trainer.__main__",
-}
-
-
 @app.command("serve")
 def serve(service: str = typer.Argument(..., help=f"one of: {', '.join(SERVICES)}")) -> None:
     """Run one service in the foreground (configured from the environment; see `longtail infra env`)."""
@@ -139,7 +130,7 @@ def serve(service: str = typer.Argument(..., help=f"one of: {', '.join(SERVICES)
     # this CLI has imported grpc already.
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", SERVICES[service].removesuffix(".__main__")])
+    os.execv(sys.executable, [sys.executable, "-m", SERVICES[service].package])
 
 
 fleet_app = typer.Typer(help="Fleet administration.", no_args_is_help=True)

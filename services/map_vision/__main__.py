@@ -29,6 +29,7 @@ from longtail.grpc_server import GrpcServer, run_service
 from longtail.kafka import Producer, TopicFollower
 from longtail.log import get_logger
 from longtail.mapvision.v1 import mapvision_pb2_grpc
+from longtail.registry import MAP_VISION
 from longtail.topics import ensure_topics
 
 from map_vision.mapping import InvalidFeature, MapState, Tunables
@@ -36,7 +37,7 @@ from map_vision.seed import load_seed_file
 from map_vision.service import MapVisionServicer, RecentDisagreements
 from map_vision.worker import SERVICE, MapWorker
 
-SERVICE_NAME = "longtail.mapvision.v1.MapVisionService"
+SERVICE_NAME = MAP_VISION.grpc
 TOPICS = (topics.TELEMETRY, topics.MAP_FEATURES, topics.MAP_DISAGREEMENTS, topics.DEAD_LETTERS)
 log = get_logger(__name__)
 

@@ -22,10 +22,11 @@ from longtail import topics
 from longtail.kafka import BatchConsumer, ConsumerThread, Producer, Record
 from longtail.log import get_logger
 from longtail.mapvision.v1 import events_pb2, map_pb2
+from longtail.registry import MAP_VISION
 
 from map_vision.mapping import MapState, validate_frame
 
-SERVICE = "map-vision"
+SERVICE = MAP_VISION.name
 log = get_logger(__name__)
 
 DISAGREEMENTS = Counter("longtail_mapvision_disagreements_total", "Map-vision disagreements emitted, by kind", ["service", "kind"])

@@ -28,6 +28,7 @@ from longtail.kafka import BatchConsumer, Producer, TopicFollower, read_time_ran
 from longtail.log import get_logger
 from longtail.models.v1 import trainer_pb2 as T
 from longtail.models.v1 import trainer_pb2_grpc
+from longtail.registry import TRAINER
 from longtail.storage import ObjectStore
 from longtail.topics import ensure_topics
 
@@ -38,7 +39,7 @@ from trainer.runner import SERVICE, Settings, Trainer
 from trainer.service import TrainerServicer
 from trainer.triggers import LabelTrigger
 
-SERVICE_NAME = "longtail.models.v1.TrainerService"
+SERVICE_NAME = TRAINER.grpc
 TOPICS = (topics.MODELS_PUBLISHED, topics.MODELS_REFUSED, topics.LABELS_CREATED, topics.DEAD_LETTERS)
 log = get_logger(__name__)
 

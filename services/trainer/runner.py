@@ -29,6 +29,7 @@ from longtail.labels.v1 import labels_pb2 as L
 from longtail.log import get_logger
 from longtail.models.v1 import events_pb2 as E
 from longtail.models.v1 import trainer_pb2 as T
+from longtail.registry import TRAINER
 from longtail.storage import ObjectStore
 
 from trainer import data as data_mod
@@ -39,7 +40,7 @@ from trainer.registry import Registry
 from longtail.tasks import DeclaredTask
 
 log = get_logger(__name__)
-SERVICE = "trainer"
+SERVICE = TRAINER.name
 # One series per declared task and metric: the model-quality dashboard repeats its task panel over
 # the `task` label, so a task declared in tasks.yaml gets its panel with no dashboard change.
 LEARNED_TASKS_KEY = "trainer/learned-tasks.json"  # tasks declared after start (`longtail tasks apply`), kept across restarts

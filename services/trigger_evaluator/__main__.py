@@ -15,6 +15,7 @@ from longtail.auth import OperatorAuthSettings
 from longtail.gc_tuning import tune_gc
 from longtail.grpc_server import GrpcServer, run_service
 from longtail.kafka import Producer, TopicFollower
+from longtail.registry import TRIGGER_EVALUATOR
 from longtail.storage import ObjectStore
 from longtail.topics import ensure_topics
 from longtail.triggers.v1 import triggers_pb2_grpc
@@ -24,7 +25,7 @@ from trigger_evaluator.fleet_worker import FleetWorker, MapView, watch_progress
 from trigger_evaluator.ledger import SERVICE, YieldLedger
 from trigger_evaluator.service import TriggerCatalog
 
-SERVICE_NAME = "longtail.triggers.v1.TriggerCatalogService"
+SERVICE_NAME = TRIGGER_EVALUATOR.grpc
 log_ = log.get_logger(__name__)
 
 

@@ -44,13 +44,14 @@ from longtail.fleet.v1 import fleet_pb2
 from longtail.kafka import Producer
 from longtail.log import get_logger
 from longtail.mapvision.v1 import map_pb2
+from longtail.registry import TRIGGER_EVALUATOR
 from longtail.triggerlang import CompiledTrigger, EvalContext, FiringOptions, compile_trigger, map_expectations
 from longtail.triggerlang.vector import BatchEvaluator, CarFrames
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2 as S
 
 log = get_logger(__name__)
-SERVICE = "trigger-evaluator"
+SERVICE = TRIGGER_EVALUATOR.name
 FLEET_SITES = (S.TRIGGER_SITE_FLEET, S.TRIGGER_SITE_BOTH)
 UPLOAD_TTL_SECONDS = 3600
 DEDUP_CELL_METERS = 25.0

@@ -14,10 +14,11 @@ from prometheus_client import Counter, Gauge
 
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.labels.v1 import events_pb2 as label_events
+from longtail.registry import TRIGGER_EVALUATOR
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2
 
-SERVICE = "trigger-evaluator"
+SERVICE = TRIGGER_EVALUATOR.name
 STAGE = Counter("longtail_trigger_yield_events_total", "Distinct fires reaching each stage", ["service", "trigger", "version", "stage"])
 YIELD = Gauge("longtail_trigger_yield_ratio", "True positives / labelled, per trigger version", ["service", "trigger", "version"])
 STAGES = ("fired", "upload_requested", "uploaded", "labelled", "true_positive")

@@ -32,6 +32,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from longtail.registry import GATEWAY, INFERENCE, LABEL_STORE, MAP_VISION, TRAINER, TRIGGER_EVALUATOR
 
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "charts"
@@ -368,7 +369,7 @@ def test_gateway_deployment(render: Renderer) -> None:
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert c[probe]["grpc"]["port"] == 50051, probe
         assert "httpGet" not in c[probe] and "tcpSocket" not in c[probe] and "exec" not in c[probe]
-    assert c["readinessProbe"]["grpc"]["service"] == "longtail.fleet.v1.FleetGatewayService"
+    assert c["readinessProbe"]["grpc"]["service"] == GATEWAY.grpc
     assert "service" not in c["livenessProbe"]["grpc"]
 
     # locked down
@@ -667,8 +668,8 @@ def test_trigger_evaluator_statefulset(render: Renderer) -> None:
     assert services["trigger-evaluator-headless"]["spec"]["clusterIP"] == "None"
     c = container(docs, "StatefulSet")
     assert c["args"] == ["trigger-evaluator"] and c["image"] == "longtail:0.1.0"
-    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": "longtail.triggers.v1.TriggerCatalogService"}
-    assert c["startupProbe"]["grpc"]["service"] == "longtail.triggers.v1.TriggerCatalogService"
+    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": TRIGGER_EVALUATOR.grpc}
+    assert c["startupProbe"]["grpc"]["service"] == TRIGGER_EVALUATOR.grpc
     assert c["livenessProbe"]["grpc"] == {"port": 50051}
     _assert_locked_down(docs, "StatefulSet", 10001)
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
@@ -772,7 +773,7 @@ def test_map_vision_is_one_writer(render: Renderer) -> None:
     assert pdb == {**pdb, "maxUnavailable": 1} and "minAvailable" not in pdb, "a single pod must stay evictable"
     c = container(docs)
     assert c["args"] == ["map-vision"]
-    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": "longtail.mapvision.v1.MapVisionService"}
+    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": MAP_VISION.grpc}
     assert c["livenessProbe"]["grpc"] == {"port": 50051}, "liveness asks for the server, which turns NOT_SERVING when the consumer stalls"
     _assert_locked_down(docs, "Deployment", 10001)
     (operator,) = c["env"]
@@ -926,7 +927,7 @@ def test_label_store_deployment_on_postgresql(render: Renderer) -> None:
     assert not [d for d in docs if d["kind"] == "StatefulSet"]
     c = container(docs)
     assert c["args"] == ["label-store"]
-    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": "longtail.labels.v1.LabelStoreService"}
+    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": LABEL_STORE.grpc}
     assert c["livenessProbe"]["grpc"] == {"port": 50051}
     _assert_locked_down(docs, "Deployment", 10001)
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
@@ -1013,7 +1014,7 @@ def test_inference_deployment(render: Renderer) -> None:
     assert one(docs, "Deployment")["spec"]["replicas"] == 2
     c = container(docs)
     assert c["args"] == ["inference"]
-    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": "longtail.inference.v1.InferenceService"}
+    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": INFERENCE.grpc}
     _assert_locked_down(docs, "Deployment", 10001)
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
     assert refs == {"S3_ACCESS_KEY": {"name": "longtail-s3", "key": "access-key"}, "S3_SECRET_KEY": {"name": "longtail-s3", "key": "secret-key"}}
@@ -1072,7 +1073,7 @@ def test_trainer_is_one_replica(render: Renderer) -> None:
     assert pdb["maxUnavailable"] == 1 and "minAvailable" not in pdb
     c = container(docs)
     assert c["args"] == ["trainer"]
-    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": "longtail.models.v1.TrainerService"}
+    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": TRAINER.grpc}
     _assert_locked_down(docs, "Deployment", 10001)
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
     assert refs["OPERATOR_TOKEN_SECRET"] == {"name": "longtail-operator", "key": "token-secret"}

@@ -12,11 +12,12 @@ from fleet_sim.car_client import CarLink
 from longtail import topics
 from longtail.auth import issue_token
 from longtail.kafka import BatchConsumer, Producer
+from longtail.registry import GATEWAY
 from longtail_dev.smoke import telemetry_batch
 from longtail_dev.supervisor import ServiceProcess
 
 SECRET = "test-fleet-secret-0123456789abcdefghij"
-SERVICE = "longtail.fleet.v1.FleetGatewayService"
+SERVICE = GATEWAY.grpc
 
 
 def sequences_in_kafka(kafka: str, vehicle_id: str, want: set[int]) -> set[int]:

@@ -15,12 +15,13 @@ from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.kafka import BatchConsumer, Producer
 from longtail_dev.smoke import telemetry_batch
 from longtail_dev.supervisor import ServiceProcess
+from longtail.registry import TRIGGER_EVALUATOR
 from longtail.triggerlang import FiringOptions, compile_trigger
 from longtail.triggers.v1 import triggers_pb2 as S
 from longtail.triggers.v1 import triggers_pb2_grpc
 
 SECRET = "test-operator-secret-0123456789abcdefgh"
-SERVICE = "longtail.triggers.v1.TriggerCatalogService"
+SERVICE = TRIGGER_EVALUATOR.grpc
 AUTH = [("authorization", f"Bearer {issue_token('alice', SECRET, audience=OPERATOR_AUDIENCE)}")]
 
 

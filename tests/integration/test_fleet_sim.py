@@ -24,6 +24,7 @@ from longtail import model_repo, topics
 from longtail.common.v1 import common_pb2 as C
 from longtail.config import S3Settings, load
 from longtail.kafka import BatchConsumer, Producer, read_time_range
+from longtail.registry import GATEWAY
 from longtail.storage import ObjectStore
 from longtail_dev.supervisor import ServiceProcess
 from longtail.triggers.v1 import events_pb2 as trigger_events
@@ -38,7 +39,7 @@ FLEET_MODEL = f"simfleet-{uuid.uuid4().hex[:6]}"  # this module's model line: ot
 
 @pytest.fixture(scope="module")
 def gateway(kafka, s3):
-    service = ServiceProcess("gateway", "longtail.fleet.v1.FleetGatewayService", {"FLEET_TOKEN_SECRET": SECRET, "GATEWAY_FLEET_MODEL": FLEET_MODEL}).start()
+    service = ServiceProcess(GATEWAY.package, GATEWAY.grpc, {"FLEET_TOKEN_SECRET": SECRET, "GATEWAY_FLEET_MODEL": FLEET_MODEL}).start()
     yield service.address
     service.stop()
 

@@ -19,6 +19,7 @@ from longtail.auth import issue_token
 from longtail.kafka import BatchConsumer, Producer
 from longtail_dev.smoke import telemetry_batch
 from longtail_dev.supervisor import ServiceProcess
+from longtail.registry import GATEWAY
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2
 
@@ -34,7 +35,7 @@ def gateway(kafka, s3):
         "GATEWAY_MAX_SNAPSHOT_BYTES": "200000",
         "GATEWAY_MAX_CHUNK_BYTES": "65536",
     }
-    service = ServiceProcess("gateway", "longtail.fleet.v1.FleetGatewayService", env).start()
+    service = ServiceProcess(GATEWAY.package, GATEWAY.grpc, env).start()
     yield service.address
     assert service.stop() == 0, "the gateway did not drain and exit cleanly on SIGTERM"
 

@@ -29,11 +29,12 @@ from longtail.config import S3Settings
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.inference.v1 import inference_pb2, inference_pb2_grpc
 from longtail.kafka import Producer
+from longtail.registry import INFERENCE
 from longtail.storage import SNAPSHOTS, ObjectStore
 from longtail_dev.supervisor import ServiceProcess
 from kafka_probe import read_since
 
-SERVICE = "longtail.inference.v1.InferenceService"
+SERVICE = INFERENCE.grpc
 WEATHER = tasks_mod.TaskSpec("weather", "classification", ("dry", "wet"))
 
 

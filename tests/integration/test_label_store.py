@@ -26,11 +26,12 @@ from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.kafka import Producer
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
+from longtail.registry import LABEL_STORE
 from longtail.storage import ObjectStore
 from longtail_dev.supervisor import ServiceProcess
 from kafka_probe import read_since
 
-SERVICE = "longtail.labels.v1.LabelStoreService"
+SERVICE = LABEL_STORE.grpc
 SECRET = "label-store-test-operator-secret-0123456789"
 AUTH = [("authorization", f"Bearer {issue_token('alice', SECRET, audience=OPERATOR_AUDIENCE)}")]
 

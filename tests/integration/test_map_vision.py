@@ -29,12 +29,13 @@ from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.kafka import Producer
 from longtail.mapvision.v1 import events_pb2, map_pb2, mapvision_pb2, mapvision_pb2_grpc
+from longtail.registry import MAP_VISION
 from longtail_dev.supervisor import ServiceProcess
 from map_vision.seed import simulator_world, write_seed_file
 from map_vision.synthetic import Perception, batches, drive_frames, shift_pose, shifted
 from kafka_probe import read_since
 
-SERVICE = "longtail.mapvision.v1.MapVisionService"
+SERVICE = MAP_VISION.grpc
 SECRET = "map-vision-test-operator-secret-0123456789"
 GROUP = "map-vision"
 TOLERANCE_M = 3.0

@@ -17,6 +17,7 @@ import grpc
 import numpy as np
 import pytest
 
+from longtail.registry import LABEL_STORE, TRAINER
 from longtail.synthetic.frames import occluded_only, sample_frames
 from longtail.synthetic.world import STOP_SIGN, World, WorldConfig
 from longtail import model as model_mod
@@ -125,14 +126,14 @@ def services(kafka, s3, tmp_path):
     objects = ObjectStore(load(S3Settings))
     objects.ensure_bucket()
     start_group_at_the_end(kafka, f"label-store-it-{run}", topics.SNAPSHOTS.name)
-    label_store = ServiceProcess("label_store", "longtail.labels.v1.LabelStoreService", {
+    label_store = ServiceProcess(LABEL_STORE.package, LABEL_STORE.grpc, {
         "OPERATOR_TOKEN_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{tmp_path / 'labels.db'}",
         "LABEL_STORE_CONSUMER_GROUP": f"label-store-it-{run}", "LABEL_STORE_DATA_DIR": str(tmp_path)}).start(timeout=90)
     tasks_file = tmp_path / "tasks.yaml"
     tasks_file.write_text(REPO_TASKS.read_text() + CAUTION)
     trainer = None
     try:
-        trainer = ServiceProcess("trainer", "longtail.models.v1.TrainerService", {
+        trainer = ServiceProcess(TRAINER.package, TRAINER.grpc, {
             "OPERATOR_TOKEN_SECRET": SECRET, "LABEL_STORE_ADDR": label_store.address, "TRAINER_TASKS_FILE": str(tasks_file),
             "TRAINER_MODEL_NAME": f"it-{run}", "TRAINER_LABEL_THRESHOLD": "0", "TRAINER_THREADS": "2",
             "TRAINER_CONSUMER_GROUP": f"trainer-it-{run}"}).start(timeout=120)

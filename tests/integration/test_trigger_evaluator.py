@@ -17,6 +17,7 @@ from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.kafka import Producer
 from longtail.labels.v1 import events_pb2 as label_events
 from longtail_dev.smoke import telemetry_batch
+from longtail.registry import TRIGGER_EVALUATOR
 from longtail.storage import ObjectStore
 from longtail_dev.supervisor import ServiceProcess
 from longtail.triggers.v1 import events_pb2 as trigger_events
@@ -25,7 +26,7 @@ from longtail.triggers.v1 import triggers_pb2_grpc
 from trigger_evaluator.backtest import write_segment
 
 SECRET = "test-operator-secret-0123456789abcdefgh"
-SERVICE = "longtail.triggers.v1.TriggerCatalogService"
+SERVICE = TRIGGER_EVALUATOR.grpc
 
 
 def start():
