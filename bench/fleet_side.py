@@ -28,8 +28,9 @@ from rich.progress import Progress
 
 from longtail import topics
 from longtail.fleet.v1 import events_pb2 as fleet_events
-from longtail_dev.smoke import telemetry_batch
 from longtail.triggers.v1 import triggers_pb2 as S
+
+from longtail_dev.smoke import telemetry_batch
 
 TRIGGERS = 100
 FRAMES_PER_BATCH = 100
@@ -84,6 +85,7 @@ def _naive_app(bootstrap: str, app_id: str, telemetry_topic: str, catalog):
     import faust
 
     from longtail.triggerlang import FiringOptions, compile_trigger
+
     from trigger_evaluator.fleet_worker import FRAMES
 
     # datadir: faust creates "<app id>-data" in the working directory otherwise.
@@ -96,7 +98,7 @@ def _naive_app(bootstrap: str, app_id: str, telemetry_topic: str, catalog):
 
     @app.agent(telemetry)
     async def evaluate(stream):
-        async for key, value in stream.items():
+        async for _key, value in stream.items():
             frame = fleet_events.TelemetryBatchEvent.FromString(value).frames[0]
             for trigger_id, program in programs:
                 state_key = f"{frame.vehicle_id}/{trigger_id}"

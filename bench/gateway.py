@@ -23,14 +23,15 @@ import grpc
 from rich.progress import Progress
 
 from longtail import topics
-from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from longtail.auth import issue_token
+from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from longtail.kafka import Producer
-from longtail_dev.smoke import telemetry_batch
-from longtail_dev.supervisor import ServiceProcess
 from longtail.registry import GATEWAY
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2
+
+from longtail_dev.smoke import telemetry_batch
+from longtail_dev.supervisor import ServiceProcess
 
 SECRET = "bench-fleet-secret-0123456789abcdefghij"
 CARS_PER_CHANNEL = 200
@@ -156,7 +157,7 @@ async def _beam_down(address: str, bootstrap: str, cars: int, gateway: ServicePr
     producer.produce(topics.TRIGGER_CATALOG, trigger_id, record)
     try:
         await asyncio.wait_for(all_received.wait(), timeout=120)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     delays = sorted(r - sent for r in received)
     stop.set()

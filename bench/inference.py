@@ -30,14 +30,15 @@ from PIL import Image
 from rich.progress import Progress
 
 from longtail import model as model_mod
-from longtail import tasks as tasks_mod
 from longtail import model_repo, topics
+from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
 from longtail.config import S3Settings
 from longtail.inference.v1 import inference_pb2, inference_pb2_grpc
 from longtail.kafka import Producer
 from longtail.registry import INFERENCE
 from longtail.storage import ObjectStore
+
 from longtail_dev.supervisor import ServiceProcess
 
 CALLERS = 16

@@ -17,8 +17,9 @@ from rich.progress import Progress
 
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.kafka import BatchConsumer, Producer
-from longtail_dev.smoke import telemetry_batch
 from longtail.topics import Topic
+
+from longtail_dev.smoke import telemetry_batch
 
 FRAMES_PER_BATCH = 100
 PARTITIONS = 6

@@ -24,6 +24,7 @@ from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
 from longtail.registry import LABEL_STORE
+
 from longtail_dev.supervisor import ServiceProcess
 
 SECRET = "bench-label-store-operator-secret-0123456789"

@@ -32,11 +32,11 @@ def _fleet_fps(model, cars: int, frames: int, world) -> float:
 
 
 def run(args, console) -> dict:
+    from longtail import model as model_mod
+    from longtail import tasks as tasks_mod
     from longtail.synthetic.frames import random_road_pose
     from longtail.synthetic.render import render
     from longtail.synthetic.world import World, WorldConfig
-    from longtail import model as model_mod
-    from longtail import tasks as tasks_mod
 
     torch.set_num_threads(2)
     world = World(WorldConfig(), seed=0)

@@ -25,16 +25,17 @@ from dataclasses import asdict, dataclass
 import grpc
 import numpy as np
 
+from longtail.common.v1 import common_pb2 as C
+from longtail.labels.v1 import labels_pb2 as L
+from longtail.models.v1 import trainer_pb2 as T
+from longtail.synthetic.world import WorldConfig
+from longtail.triggers.v1 import triggers_pb2 as S
+
 from demo.accounting import ArmLedger, Candidate, Experiment, SuiteScore, TriggerStats
 from demo.arms import Arm, ArmContext, PoolSample, budget_schedule
 from demo.new_task import WORLD, NewTask
 from demo.scenario import OCCLUDED, LongTailCase, Scenario, trigger_plans
 from demo.stack import Stack
-from longtail.synthetic.world import WorldConfig
-from longtail.common.v1 import common_pb2 as C
-from longtail.labels.v1 import labels_pb2 as L
-from longtail.models.v1 import trainer_pb2 as T
-from longtail.triggers.v1 import triggers_pb2 as S
 
 ERROR_RATE = 0.02  # simulated labellers' error rate
 MAX_DATASET_SAMPLES = 10_000  # the label store's limit on SampleFilter.sample_ids
@@ -188,7 +189,7 @@ class ExperimentRun:
         for name, (run_id, c) in runs.items():
             self.record(name, self.wait_run(run_id, f"{name} i{iteration}"), c)
         triggered = self.result.arms.get("triggered")
-        if triggered is not None and triggered.done() and not any(l.label_cap for n, l in self.result.arms.items() if n != "triggered"):
+        if triggered is not None and triggered.done() and not any(arm.label_cap for n, arm in self.result.arms.items() if n != "triggered"):
             self.set_caps(triggered)
         if self.new_task is not None and self.new_task.declared:
             self.new_task.step(iteration)  # after the arms' runs: the trainer serves one run at a time
@@ -357,8 +358,9 @@ class ExperimentRun:
     def drive(self, iteration: int, duration_s: float, label: str):
         import torch
 
-        from fleet_sim.fleet import SimConfig, SimulatedFleet
         from longtail.synthetic.world import World
+
+        from fleet_sim.fleet import SimConfig, SimulatedFleet
 
         torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
         self.drives += 1
@@ -489,6 +491,7 @@ class ExperimentRun:
     def entropies(self, arm: str, pool: list[PoolSample]) -> list[float]:
         """Entropy of the stop-sign output of `arm`'s current PRODUCTION model on each sample."""
         from longtail import model as model_mod
+
         from trainer import data as data_mod
 
         mv = self.stack.trainer.GetModel(T.GetModelRequest(model=C.ModelRef(name=self.lines[arm])), timeout=10).model
@@ -588,6 +591,7 @@ class ExperimentRun:
 def register_frames(stack: Stack, frames, vehicle: str, trigger_id: str = "") -> list[str]:
     """Rendered frames as samples (image + ground truth for the simulated labellers); their ids."""
     from longtail.storage import SNAPSHOTS
+
     from trainer import data as data_mod
 
     ids = []

@@ -84,6 +84,7 @@ class NewTask:
         from longtail.common.v1 import common_pb2 as C
         from longtail.models.v1 import trainer_pb2 as T
         from longtail.tasks import parse
+
         from task_workflow.engine import GrpcEngine
         from task_workflow.state import StateStore
         from task_workflow.workflow import Workflow

@@ -8,8 +8,9 @@ import json
 import math
 from pathlib import Path
 
-from demo.accounting import DemoResult, Experiment
 from longtail.stats import censored_median, mean_spread, rate
+
+from demo.accounting import DemoResult, Experiment
 
 ARM_STYLE = {"triggered": ("C0", "-o"), "random": ("C1", "--s"), "uncertainty": ("C2", ":^"), "seed-only": ("C3", "D")}
 
@@ -108,7 +109,7 @@ def summary(result: DemoResult) -> dict:
     for name in (per_seed[0]["arms"] if per_seed else {}):
         rows = [s["arms"][name] for s in per_seed]
         reached = [r["labels_to_target"] for r in rows]
-        mean_of = lambda key: {suite: _num(mean_spread([r[key].get(suite) for r in rows if r[key].get(suite) is not None])["mean"]) for suite in rows[0][key]}  # noqa: E731
+        mean_of = lambda key, rows=rows: {suite: _num(mean_spread([r[key].get(suite) for r in rows if r[key].get(suite) is not None])["mean"]) for suite in rows[0][key]}  # noqa: E731
         arms[name] = {"labels_to_target": median_if_all_reached(reached),
                       "labels_to_target_by_seed": reached, "seeds_reached": sum(x is not None for x in reached), "label_cap": max(r["label_cap"] for r in rows),
                       "final_candidate_pass": mean_of("final_candidate_pass"), "final_production_pass": mean_of("final_production_pass")}
@@ -303,7 +304,6 @@ def markdown(result: DemoResult) -> str:
         lines.append("")
     for exp in result.experiments:
         tag = "" if len(result.experiments) == 1 else f"-seed{exp.seed}"
-        trig = exp.arms.get("triggered")
         base = exp.baseline.get(exp.target_suite)
         lines += [f"## The answer (seed {exp.seed})", "",
                   f"Every arm starts from the same baseline model ({interval(base.rate) if base else 'n/a'} on {exp.target_suite}), trains on the same "

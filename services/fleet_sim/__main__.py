@@ -28,9 +28,10 @@ if TYPE_CHECKING:  # torch loads with the fleet, not with the operator CLI that 
 def build_fleet(sim: SimConfig, gateway_address: str | None, secret: str | None, store: ObjectStore | None, say=print) -> SimulatedFleet:
     import torch
 
+    from longtail.synthetic.world import World, WorldConfig
+
     from fleet_sim.bootstrap import train_bootstrap_model
     from fleet_sim.fleet import SimulatedFleet
-    from longtail.synthetic.world import World, WorldConfig
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     world = World(WorldConfig(), seed=sim.seed)

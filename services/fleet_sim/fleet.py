@@ -23,15 +23,16 @@ import grpc
 import numpy as np
 from PIL import Image
 
-from fleet_sim.car_client import CarLink
-from fleet_sim.onboard import CarModels, Installed, ModelRejected, ModelShelf, detector_score, run_grouped
 from longtail import predictions as predictions_mod
+from longtail.auth import issue_token
 from longtail.common.v1 import common_pb2
 from longtail.fleet.v1 import fleet_pb2
-from longtail.auth import issue_token
 from longtail.log import get_logger
 from longtail.triggerlang import CompiledTrigger, FiringOptions, compile_trigger
 from longtail.triggers.v1 import triggers_pb2
+
+from fleet_sim.car_client import CarLink
+from fleet_sim.onboard import CarModels, Installed, ModelRejected, ModelShelf, detector_score, run_grouped
 
 log = get_logger(__name__)
 

@@ -13,9 +13,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import Counter, Histogram
 
 from longtail import topics
+from longtail.auth import AuthError, verify_token
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
-from longtail.auth import AuthError, verify_token
 from longtail.kafka import DeliveryError, Producer
 from longtail.log import get_logger
 from longtail.registry import GATEWAY
@@ -103,7 +103,7 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
         serialized already, see add_to_server); a task reads what the car sends."""
         try:
             first = await asyncio.wait_for(request_iterator.__anext__(), self.settings.hello_timeout_seconds)
-        except (asyncio.TimeoutError, StopAsyncIteration):
+        except (TimeoutError, StopAsyncIteration):
             self._reject("no_hello")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the first message must be Hello, within {self.settings.hello_timeout_seconds:.0f}s")
         if first.WhichOneof("payload") != "hello":

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from longtail import topics
+from longtail import predicates, topics
 from longtail.common.v1 import common_pb2 as C
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.inference.v1 import events_pb2 as inference_events
@@ -37,10 +37,18 @@ from longtail.labels.v1 import events_pb2 as E
 from longtail.labels.v1 import labels_pb2 as L
 
 from label_store import agreement, datasets, suites
-from longtail import predicates
 from label_store.db import (
-    case_results, dataset_items, is_sqlite, labels, leases, outbox, predictions, queue_items, samples,
-    suite_cases, suite_results,
+    case_results,
+    dataset_items,
+    is_sqlite,
+    labels,
+    leases,
+    outbox,
+    predictions,
+    queue_items,
+    samples,
+    suite_cases,
+    suite_results,
 )
 from label_store.db import datasets as datasets_t
 from label_store.db import suites as suites_t

@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import math
-import typing
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -96,7 +95,7 @@ class MultiTaskNet(nn.Module):
     """Shared conv backbone (conv3x3-BN-ReLU-maxpool blocks) -> [4x4 spatial features, global max
     pool] -> one `Head` per task. `forward` takes uint8 (or float 0..255) NHWC frames."""
 
-    __annotations__ = {"taps": typing.List[int]}  # TorchScript needs the element type when the list is empty (and no postponed string)
+    __annotations__ = {"taps": list[int]}  # TorchScript needs the element type when the list is empty (and no postponed string)
 
     def __init__(self, tasks: Sequence[TaskSpec], channels: Sequence[int] = (16, 32, 48, 64), camera_hfov_deg: float = 60.0) -> None:
         super().__init__()

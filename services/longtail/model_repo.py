@@ -42,8 +42,8 @@ from longtail import model as model_mod
 from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
 from longtail.model import MultiTaskNet
-from longtail.tasks import TaskSpec
 from longtail.storage import MODELS, ObjectStore
+from longtail.tasks import TaskSpec
 
 MANIFEST_FORMAT = 1
 INPUT_NAME, OUTPUT_NAME = "images", "raw"

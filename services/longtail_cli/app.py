@@ -9,9 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fleet_sim import __main__ as fleet_sim_main
 from longtail.config import ConfigError
 from longtail.registry import SERVICES
+
+from fleet_sim import __main__ as fleet_sim_main
 from longtail_cli import labels as label_cli
 from longtail_cli import tasks as tasks_cli
 from longtail_cli import train as trainer_cli
@@ -143,8 +144,8 @@ def fleet_token(
     ttl_hours: float = typer.Option(24.0, help="Validity in hours."),
 ) -> None:
     """Issue a vehicle token signed with FLEET_TOKEN_SECRET."""
-    from longtail.config import load
     from longtail.auth import FleetAuthSettings, issue_token
+    from longtail.config import load
 
     print(issue_token(vehicle_id, load(FleetAuthSettings).token_secret, ttl_hours * 3600))
 

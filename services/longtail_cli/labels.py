@@ -21,11 +21,12 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
-from label_store.labellers import GROUND_TRUTH, annotate, firing_image, firing_objects, render_terminal
-from longtail_cli import client
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
+
+from label_store.labellers import GROUND_TRUTH, annotate, firing_image, firing_objects, render_terminal
+from longtail_cli import client
 
 console = Console()
 err = Console(stderr=True)
@@ -102,7 +103,7 @@ def ask_annotation(task: L.Task, lease: L.LabelLease, ask: Callable[[str, str], 
                 det.attributes.update(_ask_attributes(task, ask, dict(d.attributes)))
         elif choice.startswith("e"):
             count = int(ask("how many objects?", "1") or "0")
-            for i in range(count):
+            for _ in range(count):
                 cls = task.classes[0] if len(task.classes) == 1 else ask(f"  class ({'/'.join(task.classes)})", task.classes[0])
                 det = out.detection.detections.add(cls=cls, confidence=1.0, box=_ask_box(ask))
                 det.attributes.update(_ask_attributes(task, ask, {}))

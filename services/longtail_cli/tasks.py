@@ -9,14 +9,15 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from longtail_cli import client
 from longtail import tasks as tasks_mod
+
+from longtail_cli import client
 from task_workflow.settings import WorkflowSettings
 from task_workflow.state import StateStore, Step, WorkflowState
 from task_workflow.workflow import Outcome, Workflow, WorkflowError
@@ -36,6 +37,7 @@ def _engine():
     from longtail.labels.v1 import labels_pb2_grpc
     from longtail.models.v1 import trainer_pb2_grpc
     from longtail.triggers.v1 import triggers_pb2_grpc
+
     from task_workflow.engine import GrpcEngine
 
     return GrpcEngine(client.stub(labels_pb2_grpc.LabelStoreServiceStub, "LABEL_STORE_ADDR", "the label-store"),
@@ -90,7 +92,7 @@ def apply(path: str = typer.Argument(None, help="task declarations (default: ./t
 def _age(t: float | None) -> str:
     if not t:
         return "-"
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def show(state: WorkflowState) -> None:

@@ -15,9 +15,10 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
-from longtail_cli import client
 from longtail.triggers.v1 import triggers_pb2 as S
 from longtail.triggers.v1 import triggers_pb2_grpc
+
+from longtail_cli import client
 
 console = Console()
 err = Console(stderr=True)

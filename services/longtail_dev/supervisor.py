@@ -15,7 +15,6 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-
 # The child asks the kernel for SIGTERM when the process that started it dies (Linux
 # PR_SET_PDEATHSIG), so a killed test run or demo leaves no service behind to join the next broker's
 # consumer groups. Done by the child itself, before it runs the module: a preexec_fn would force a

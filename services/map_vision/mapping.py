@@ -686,7 +686,7 @@ class MapState:
                 result.disagreements.append(self._disagreement(vid, frame_id, frame, MISMATCH, f, d, distance, mismatched))
 
         # map without vision
-        for fid, (f, r, b) in expected.items():
+        for f, r, _ in expected.values():
             if any(d.match is f for d in dets):
                 continue
             f.miss_count += 1

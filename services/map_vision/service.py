@@ -52,6 +52,7 @@ class RecentDisagreements:
         with self._lock:
             snapshot = list(self._items)
         out: list[events_pb2.Disagreement] = []
+        last_seq = 0
         for seq, d in reversed(snapshot):
             if before is not None and seq >= before:
                 continue

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from longtail.tasks import DeclaredTask, parse
+
 from task_workflow.engine import Engine, TriggerPlan
 from task_workflow.settings import WorkflowSettings
 from task_workflow.state import StateStore, Step, WorkflowState

@@ -17,11 +17,12 @@ import asyncio
 import threading
 import time
 
+from prometheus_client import Counter, Gauge
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from prometheus_client import Counter, Gauge
 
 from longtail import config, topics
+from longtail import tasks as tasks_mod
 from longtail.auth import OperatorAuthSettings
 from longtail.grpc_server import GrpcServer, run_service
 from longtail.kafka import BatchConsumer, Producer, TopicFollower, read_time_range
@@ -32,7 +33,6 @@ from longtail.registry import TRAINER
 from longtail.storage import ObjectStore
 from longtail.topics import ensure_topics
 
-from longtail import tasks as tasks_mod
 from trainer.labels import LabelStoreClient
 from trainer.registry import Registry
 from trainer.runner import SERVICE, Settings, Trainer

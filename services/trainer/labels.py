@@ -11,7 +11,6 @@ from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
 from longtail.log import get_logger
-
 from longtail.tasks import DeclaredTask, default_suite_yaml, label_store_task
 
 log = get_logger(__name__)

@@ -22,8 +22,8 @@ from google.protobuf import json_format
 from prometheus_client import Gauge
 
 from longtail import model as model_mod
-from longtail import tasks as tasks_mod
 from longtail import model_repo, topics
+from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.log import get_logger
@@ -31,13 +31,13 @@ from longtail.models.v1 import events_pb2 as E
 from longtail.models.v1 import trainer_pb2 as T
 from longtail.registry import TRAINER
 from longtail.storage import ObjectStore
+from longtail.tasks import DeclaredTask
 
 from trainer import data as data_mod
 from trainer import detector as det
 from trainer import gate, hyperparameters, training
 from trainer.labels import LabelStoreClient
 from trainer.registry import Registry
-from longtail.tasks import DeclaredTask
 
 log = get_logger(__name__)
 SERVICE = TRAINER.name

@@ -7,14 +7,13 @@ import hashlib
 
 import grpc
 
-from longtail import topics
+from longtail import model as model_mod
+from longtail import model_repo, topics
 from longtail.auth import OPERATOR_AUDIENCE, AuthError, bearer, verify_token
 from longtail.common.v1 import common_pb2 as C
 from longtail.log import get_logger
 from longtail.models.v1 import trainer_pb2 as T
 from longtail.models.v1 import trainer_pb2_grpc
-from longtail import model as model_mod
-from longtail import model_repo
 
 from trainer import compare
 from trainer.gate import InvalidWaiver

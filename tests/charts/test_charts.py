@@ -32,6 +32,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+
 from longtail.registry import GATEWAY, INFERENCE, LABEL_STORE, MAP_VISION, TRAINER, TRIGGER_EVALUATOR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,7 +111,7 @@ class Renderer:
         self.helm = helm
         self.charts = charts
 
-    @functools.cache
+    @functools.cache  # noqa: B019 (one renderer for the whole session: nothing to leak)
     def text(self, chart: str, values: str | None = None, extra: tuple[str, ...] = ()) -> str:
         cmd = [self.helm, "template", chart, self.charts / chart, "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
         if values:
@@ -599,9 +600,10 @@ def test_docs_create_the_secrets_and_configmaps_the_charts_reference(kubectl: st
 def test_gateway_environment_is_accepted_by_the_service(render: Renderer, monkeypatch: pytest.MonkeyPatch, values: str) -> None:
     """The rendered environment loads through the gateway's own settings classes (types, host:port
     checks, every GATEWAY_* name a real field), with the Secret-provided variables filled in."""
-    from gateway.settings import GatewaySettings
     from longtail import config
     from longtail.auth import FleetAuthSettings
+
+    from gateway.settings import GatewaySettings
 
     docs = render.docs("gateway", values)
     env = dict(env_configmap(docs)["data"])
@@ -821,6 +823,7 @@ def test_map_vision_environment_is_accepted_by_the_service(render: Renderer, mon
 
     from longtail import config
     from longtail.auth import OperatorAuthSettings
+
     from map_vision.__main__ import MapVisionSettings
     from map_vision.mapping import Tunables
 
@@ -978,9 +981,10 @@ def test_label_store_environment_is_accepted_by_the_service(render: Renderer, mo
     """The rendered environment loads through the classes label-store's serve() loads:
     ServiceSettings, KafkaSettings, LabelStoreSettings, OperatorAuthSettings and, when set, S3Settings;
     the database URL is the Secret's (PostgreSQL) or the SQLite file under the data directory."""
-    from label_store.__main__ import LabelStoreSettings, database_url
     from longtail import config
     from longtail.auth import OperatorAuthSettings
+
+    from label_store.__main__ import LabelStoreSettings, database_url
 
     docs = render.docs("label-store", values)
     c = container(docs)
@@ -1043,8 +1047,9 @@ def test_inference_schema_covers_every_setting() -> None:
 @pytest.mark.parametrize("values", sorted(p.stem for p in (CHARTS / "inference" / "ci").glob("*.yaml")))
 def test_inference_environment_is_accepted_by_the_service(render: Renderer, monkeypatch: pytest.MonkeyPatch, values: str) -> None:
     """ServiceSettings, KafkaSettings, S3Settings, TritonSettings and InferenceSettings (serve())."""
-    from inference.__main__ import InferenceSettings
     from longtail import config
+
+    from inference.__main__ import InferenceSettings
 
     docs = render.docs("inference", values)
     c = container(docs)
@@ -1104,6 +1109,7 @@ def test_trainer_environment_is_accepted_by_the_service(render: Renderer, monkey
     and OperatorAuthSettings (serve())."""
     from longtail import config
     from longtail.auth import OperatorAuthSettings
+
     from trainer.__main__ import LabelSettings, TrainerSettings
 
     docs = render.docs("trainer", values)

@@ -8,11 +8,12 @@ import uuid
 
 import grpc
 
-from fleet_sim.car_client import CarLink
 from longtail import topics
 from longtail.auth import issue_token
 from longtail.kafka import BatchConsumer, Producer
 from longtail.registry import GATEWAY
+
+from fleet_sim.car_client import CarLink
 from longtail_dev.smoke import telemetry_batch
 from longtail_dev.supervisor import ServiceProcess
 

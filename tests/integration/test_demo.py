@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 
-from demo import loop, report
 from longtail.stats import wilson
+
+from demo import loop, report
 
 ARMS = {"triggered", "random", "uncertainty", "seed-only"}
 
@@ -37,7 +38,7 @@ def test_demo_experiment_writes_a_summary_that_results_and_report_agree_with(kaf
     # the same start: one baseline for every arm's first gate, the seed set in every dataset
     seed_labels = exp["seed_labels"]
     assert seed_labels == (len(config.cases) + 4) * config.seed_examples  # close-ups per case, shared fleet-like negatives
-    for name, ledger in exp["arms"].items():
+    for ledger in exp["arms"].values():
         first = ledger["candidates"][0]
         assert first["iteration"] == 1 and first["labels"] == seed_labels + first["fleet_labels"], first
         assert all(c["labels"] == seed_labels + c["fleet_labels"] for c in ledger["candidates"])
@@ -46,7 +47,7 @@ def test_demo_experiment_writes_a_summary_that_results_and_report_agree_with(kaf
     # the same label budget per iteration: no arm exceeds the schedule, and the two arms drawing on
     # the same random pool have the same count at every iteration
     for iteration in (1, 2):
-        added = {n: next((c["fleet_labels"] for c in l["candidates"] if c["iteration"] == iteration), None) for n, l in exp["arms"].items()}
+        added = {n: next((c["fleet_labels"] for c in arm["candidates"] if c["iteration"] == iteration), None) for n, arm in exp["arms"].items()}
         assert all(v <= config.budget * (2 ** iteration - 1) for v in added.values() if v is not None), added
         if added["random"] is not None and added["uncertainty"] is not None:
             assert added["random"] == added["uncertainty"], added

@@ -13,12 +13,13 @@ import pytest
 from longtail import topics
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.kafka import BatchConsumer, Producer
-from longtail_dev.smoke import telemetry_batch
-from longtail_dev.supervisor import ServiceProcess
 from longtail.registry import TRIGGER_EVALUATOR
 from longtail.triggerlang import FiringOptions, compile_trigger
 from longtail.triggers.v1 import triggers_pb2 as S
 from longtail.triggers.v1 import triggers_pb2_grpc
+
+from longtail_dev.smoke import telemetry_batch
+from longtail_dev.supervisor import ServiceProcess
 
 SECRET = "test-operator-secret-0123456789abcdefgh"
 SERVICE = TRIGGER_EVALUATOR.grpc

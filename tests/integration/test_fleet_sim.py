@@ -15,23 +15,23 @@ from collections import Counter
 
 import pytest
 import torch
+from kafka_probe import read_since
 
-from fleet_sim.__main__ import build_fleet
-from fleet_sim.bootstrap import train_bootstrap_model
-from fleet_sim.fleet import GROUND_TRUTH, SimConfig
-from gateway.fleet_state import in_shadow_cohort
 from longtail import model_repo, topics
 from longtail.common.v1 import common_pb2 as C
 from longtail.config import S3Settings, load
 from longtail.kafka import BatchConsumer, Producer, read_time_range
 from longtail.registry import GATEWAY
 from longtail.storage import ObjectStore
-from longtail_dev.supervisor import ServiceProcess
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2 as S
-from trainer import compare, detector
 
-from kafka_probe import read_since
+from fleet_sim.__main__ import build_fleet
+from fleet_sim.bootstrap import train_bootstrap_model
+from fleet_sim.fleet import GROUND_TRUTH, SimConfig
+from gateway.fleet_state import in_shadow_cohort
+from longtail_dev.supervisor import ServiceProcess
+from trainer import compare, detector
 
 SECRET = "test-fleet-secret-0123456789abcdefghij"
 FLEET_MODEL = f"simfleet-{uuid.uuid4().hex[:6]}"  # this module's model line: other tests' models never reach these cars

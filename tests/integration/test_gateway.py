@@ -14,14 +14,15 @@ import grpc
 import pytest
 
 from longtail import topics
-from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from longtail.auth import issue_token
+from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from longtail.kafka import BatchConsumer, Producer
-from longtail_dev.smoke import telemetry_batch
-from longtail_dev.supervisor import ServiceProcess
 from longtail.registry import GATEWAY
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2
+
+from longtail_dev.smoke import telemetry_batch
+from longtail_dev.supervisor import ServiceProcess
 
 SECRET = "test-fleet-secret-0123456789abcdefghij"
 

@@ -19,11 +19,12 @@ import grpc
 import numpy as np
 import pytest
 import torch
+from kafka_probe import read_since
 from PIL import Image
 
 from longtail import model as model_mod
-from longtail import tasks as tasks_mod
 from longtail import model_repo, topics
+from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
 from longtail.config import S3Settings
 from longtail.fleet.v1 import events_pb2 as fleet_events
@@ -31,8 +32,8 @@ from longtail.inference.v1 import inference_pb2, inference_pb2_grpc
 from longtail.kafka import Producer
 from longtail.registry import INFERENCE
 from longtail.storage import SNAPSHOTS, ObjectStore
+
 from longtail_dev.supervisor import ServiceProcess
-from kafka_probe import read_since
 
 SERVICE = INFERENCE.grpc
 WEATHER = tasks_mod.TaskSpec("weather", "classification", ("dry", "wet"))

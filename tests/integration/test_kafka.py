@@ -5,6 +5,7 @@ import uuid
 from longtail import topics
 from longtail.kafka import BatchConsumer, Producer, RecordError, start_group_at_end
 from longtail.ops.v1 import events_pb2 as ops_events
+
 from longtail_dev.smoke import telemetry_batch
 
 

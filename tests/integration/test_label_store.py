@@ -15,9 +15,8 @@ from contextlib import contextmanager
 import grpc
 import pytest
 import sqlalchemy as sa
+from kafka_probe import read_since
 
-from label_store import db, schema
-from label_store.store import LabelStore, StoreError
 from longtail import topics
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.common.v1 import common_pb2 as C
@@ -28,8 +27,10 @@ from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
 from longtail.registry import LABEL_STORE
 from longtail.storage import ObjectStore
+
+from label_store import db, schema
+from label_store.store import LabelStore, StoreError
 from longtail_dev.supervisor import ServiceProcess
-from kafka_probe import read_since
 
 SERVICE = LABEL_STORE.grpc
 SECRET = "label-store-test-operator-secret-0123456789"

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from confluent_kafka import TopicPartition
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from kafka_probe import read_since
 
 from longtail import topics
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
@@ -30,10 +31,10 @@ from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.kafka import Producer
 from longtail.mapvision.v1 import events_pb2, map_pb2, mapvision_pb2, mapvision_pb2_grpc
 from longtail.registry import MAP_VISION
+
 from longtail_dev.supervisor import ServiceProcess
 from map_vision.seed import simulator_world, write_seed_file
 from map_vision.synthetic import Perception, batches, drive_frames, shift_pose, shifted
-from kafka_probe import read_since
 
 SERVICE = MAP_VISION.grpc
 SECRET = "map-vision-test-operator-secret-0123456789"

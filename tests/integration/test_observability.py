@@ -13,8 +13,9 @@ from pathlib import Path
 
 from google.protobuf import struct_pb2
 
-from demo import loop
 from longtail.models.v1 import trainer_pb2 as T
+
+from demo import loop
 
 CHARTS = Path(__file__).resolve().parents[2] / "charts"
 # Series only a GPU produces: this machine (and CI) has none.

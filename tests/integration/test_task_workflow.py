@@ -16,13 +16,14 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from demo.experiment import label_queue, register_frames
-from demo.stack import Stack
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.models.v1 import trainer_pb2 as T
 from longtail.tasks import parse
 from longtail.triggers.v1 import triggers_pb2 as S
+
+from demo.experiment import label_queue, register_frames
+from demo.stack import Stack
 from task_workflow.engine import GrpcEngine
 from task_workflow.settings import WorkflowSettings
 from task_workflow.state import StateStore, Step
@@ -64,10 +65,11 @@ def frames_behind_vehicles(world, n: int, seed: int):
 
 
 def test_a_task_declared_while_the_engine_runs_gets_a_detector_trigger_uploads_a_suite_and_a_trained_head(kafka, s3, tmp_path):
+    from longtail import model as model_mod
+    from longtail.synthetic.world import World, WorldConfig
+
     from fleet_sim.bootstrap import train_bootstrap_model
     from fleet_sim.fleet import SimConfig, SimulatedFleet
-    from longtail.synthetic.world import World, WorldConfig
-    from longtail import model as model_mod
     from map_vision.seed import simulator_map, write_seed_file
 
     run_id = uuid.uuid4().hex[:6]

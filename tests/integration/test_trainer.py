@@ -16,13 +16,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from kafka_probe import read_since
 
-from longtail.registry import LABEL_STORE, TRAINER
-from longtail.synthetic.frames import occluded_only, sample_frames
-from longtail.synthetic.world import STOP_SIGN, World, WorldConfig
 from longtail import model as model_mod
-from longtail import tasks as tasks_mod
 from longtail import model_repo, topics
+from longtail import tasks as tasks_mod
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.common.v1 import common_pb2 as C
 from longtail.config import S3Settings, load
@@ -34,12 +32,14 @@ from longtail.labels.v1 import labels_pb2_grpc
 from longtail.models.v1 import events_pb2 as E
 from longtail.models.v1 import trainer_pb2 as T
 from longtail.models.v1 import trainer_pb2_grpc
+from longtail.registry import LABEL_STORE, TRAINER
 from longtail.storage import SNAPSHOTS, ObjectStore
-from longtail_dev.supervisor import ServiceProcess
+from longtail.synthetic.frames import occluded_only, sample_frames
+from longtail.synthetic.world import STOP_SIGN, World, WorldConfig
 
+from longtail_dev.supervisor import ServiceProcess
 from trainer import data as data_mod
 from trainer import detector
-from kafka_probe import read_since
 
 SECRET = "trainer-test-operator-secret-0123456789abcdef"
 AUTH = [("authorization", f"Bearer {issue_token('alice', SECRET, audience=OPERATOR_AUDIENCE)}")]

@@ -16,13 +16,14 @@ from longtail.config import S3Settings, load
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.kafka import Producer
 from longtail.labels.v1 import events_pb2 as label_events
-from longtail_dev.smoke import telemetry_batch
 from longtail.registry import TRIGGER_EVALUATOR
 from longtail.storage import ObjectStore
-from longtail_dev.supervisor import ServiceProcess
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2 as S
 from longtail.triggers.v1 import triggers_pb2_grpc
+
+from longtail_dev.smoke import telemetry_batch
+from longtail_dev.supervisor import ServiceProcess
 from trigger_evaluator.backtest import write_segment
 
 SECRET = "test-operator-secret-0123456789abcdefgh"

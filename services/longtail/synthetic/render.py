@@ -23,6 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from longtail.common.v1 import common_pb2
 from longtail.synthetic.world import (
     LABELLED_CLASSES,
     OTHER_SIGN,
@@ -34,7 +35,6 @@ from longtail.synthetic.world import (
     World,
     WorldObject,
 )
-from longtail.common.v1 import common_pb2
 
 
 @dataclass(frozen=True)

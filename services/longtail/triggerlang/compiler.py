@@ -19,8 +19,9 @@ import math
 import operator
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from longtail.triggerlang.errors import TriggerSyntaxError
 from longtail.triggerlang.parser import (

@@ -280,7 +280,7 @@ def _check_size(source: str) -> None:
     if size > MAX_SOURCE_BYTES:
         # Point at the first character beyond the limit.
         cut, total = 0, 0
-        for cut, ch in enumerate(source):
+        for cut, ch in enumerate(source):  # noqa: B007 (the index where the loop stops is the answer)
             total += len(ch.encode("utf-8", errors="surrogatepass"))
             if total > MAX_SOURCE_BYTES:
                 break

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from longtail.triggerlang.compiler import (
     UNSET,
@@ -56,7 +57,7 @@ class FiringOptions:
                 raise ValueError(f"{name} must be an integer in [0, {MAX_CAPTURE_FRAMES}], got {value!r}")
 
     @classmethod
-    def from_spec(cls, spec: Any) -> "FiringOptions":
+    def from_spec(cls, spec: Any) -> FiringOptions:
         """From a longtail.triggers.v1.TriggerSpec (FIRING_MODE_UNSPECIFIED = rising edge)."""
         from longtail.triggers.v1 import triggers_pb2
 
@@ -126,7 +127,7 @@ def _expectation(item: Any) -> MapExpectation:
             raise ValueError(f"a map feature is (cls, range_m, bearing_rad), got {item!r}")
         cls, rng, brg = (list(item) + [None, None])[:3]
     else:
-        cls, rng, brg = getattr(item, "cls"), getattr(item, "range_m", None), getattr(item, "bearing_rad", None)
+        cls, rng, brg = item.cls, getattr(item, "range_m", None), getattr(item, "bearing_rad", None)
     if not isinstance(cls, str):
         raise ValueError(f"a map feature's cls must be a str, got {cls!r}")
     rng = math.nan if rng is None else float(rng)

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from longtail.triggerlang.compiler import REDUCED_FIELDS, VEC_TEMPORAL, _truthy
-from longtail.triggerlang.runtime import EVERY_FRAME, CompiledTrigger, EvalContext, Fire, TriggerState, fire_id
+from longtail.triggerlang.runtime import CompiledTrigger, EvalContext, Fire, TriggerState, fire_id
 
 COLUMNS = frozenset({"const", "det", "attr", "attr_score", "class_score", "ego", "score", "has_score", "all_dets"})  # decoded input
 NO_INDEX = -(2**62)  # "never" for frame indices (windows are at most 1000 frames)
@@ -505,7 +506,7 @@ class _Evaluator:
         carried = np.asarray([NO_INDEX if s.start is None else s.start for s in slots], np.int64)[run.seg]
         carried = np.where(carried == NO_INDEX, idx[run.seg_first], carried)  # a run starting on the first frame
         start = np.where(last_false >= 0, idx[np.minimum(last_false + 1, run.n - 1)], carried)
-        for slot, last, on, begin in zip(slots, run.lasts.tolist(), cond[run.lasts].tolist(), start[run.lasts].tolist()):
+        for slot, on, begin in zip(slots, cond[run.lasts].tolist(), start[run.lasts].tolist()):
             slot.start = begin if on else None
         return self._scatter(cond & (idx - start + 1 >= frames))
 

@@ -3,9 +3,10 @@ bootstrap takes about a minute)."""
 
 from __future__ import annotations
 
-from fleet_sim import bootstrap as B
 from longtail import model as M
 from longtail.synthetic.world import WorldConfig
+
+from fleet_sim import bootstrap as B
 
 
 def test_tiny_bootstrap_is_seeded_and_cached(tmp_path, monkeypatch):

@@ -8,9 +8,9 @@ import torch
 
 from longtail import model as M
 from longtail import tasks as tasks_mod
-from longtail.predictions import to_detections
 from longtail.common.v1 import common_pb2
 from longtail.model import MultiTaskNet
+from longtail.predictions import to_detections
 from longtail.tasks import DEFAULT_TASKS, TaskSpec
 
 TINY = (4, 8, 8, 8)

@@ -9,15 +9,16 @@ import hashlib
 import numpy as np
 import torch
 
-from fleet_sim.fleet import SimConfig, SimulatedFleet
-from fleet_sim.onboard import FLUSH_EVERY, CarModels, Installed, run_grouped
-from longtail.synthetic.world import World, WorldConfig
 from longtail import model as M
 from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2 as C
 from longtail.fleet.v1 import fleet_pb2 as F
 from longtail.model import MultiTaskNet
+from longtail.synthetic.world import World, WorldConfig
 from longtail.tasks import DEFAULT_TASKS
+
+from fleet_sim.fleet import SimConfig, SimulatedFleet
+from fleet_sim.onboard import FLUSH_EVERY, CarModels, Installed, run_grouped
 
 TINY = (4, 8, 8, 8)
 

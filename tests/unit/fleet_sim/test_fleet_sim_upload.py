@@ -10,13 +10,14 @@ import grpc
 import numpy as np
 import pytest
 
-from fleet_sim import fleet as fleet_mod
-from fleet_sim.fleet import PendingUpload, SimCar, SimConfig, SimulatedFleet
-from longtail.synthetic.world import World, WorldConfig
 from longtail.fleet.v1 import fleet_pb2 as F
 from longtail.model import MultiTaskNet
+from longtail.synthetic.world import World, WorldConfig
 from longtail.tasks import DEFAULT_TASKS
 from longtail.triggers.v1 import triggers_pb2 as S
+
+from fleet_sim import fleet as fleet_mod
+from fleet_sim.fleet import PendingUpload, SimCar, SimConfig, SimulatedFleet
 
 
 class FlakyLink:

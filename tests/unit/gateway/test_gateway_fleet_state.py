@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.fleet_state import CarSession, FleetState, in_shadow_cohort
 from longtail.common.v1 import common_pb2 as C
 from longtail.fleet.v1 import fleet_pb2 as F
 from longtail.models.v1 import events_pb2 as M
 from longtail.triggers.v1 import events_pb2 as TE
 from longtail.triggers.v1 import triggers_pb2 as T
+
+from gateway.fleet_state import CarSession, FleetState, in_shadow_cohort
 
 
 def published(name, version, role, fraction=0.0):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.validation import InvalidFrame, validate_shadow_disagreement
 from longtail.common.v1 import common_pb2 as C
 from longtail.fleet.v1 import fleet_pb2 as F
+
+from gateway.validation import InvalidFrame, validate_shadow_disagreement
 
 
 def report(**changes):

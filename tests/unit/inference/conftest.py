@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from longtail import model as model_mod
-from longtail import tasks as tasks_mod
 from longtail import model_repo
+from longtail import tasks as tasks_mod
 
 
 class FakeTriton:

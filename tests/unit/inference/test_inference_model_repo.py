@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from longtail import model as model_mod
-from longtail import tasks as tasks_mod
 from longtail import model_repo
+from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
 from longtail.model_repo import InvalidModelVersion
 

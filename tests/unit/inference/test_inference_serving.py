@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.service import InferenceServicer
-from inference.serving import ModelManager, NotServing
-from inference.worker import SnapshotWorker, score
-from longtail import tasks as tasks_mod
 from longtail import model_repo, topics
+from longtail import tasks as tasks_mod
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.inference.v1 import inference_pb2
 from longtail.kafka import Record, RecordError
+
+from inference.service import InferenceServicer
+from inference.serving import ModelManager, NotServing
+from inference.worker import SnapshotWorker, score
 
 WEATHER = tasks_mod.TaskSpec("weather", "classification", ("dry", "wet"))
 

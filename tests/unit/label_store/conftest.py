@@ -1,9 +1,8 @@
 import pytest
+from label_store_helpers import Clock
 
 from label_store import db, schema
 from label_store.store import LabelStore
-
-from label_store_helpers import Clock
 
 
 @pytest.fixture

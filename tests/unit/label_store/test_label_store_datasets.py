@@ -5,11 +5,11 @@ from collections import Counter
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from label_store_helpers import sid, stop_sign
 
-from label_store.datasets import fractions, manifest, split_of
 from longtail.labels.v1 import labels_pb2 as L
 
-from label_store_helpers import sid, stop_sign
+from label_store.datasets import fractions, manifest, split_of
 
 
 @given(st.text(min_size=1, max_size=64))

@@ -2,8 +2,8 @@
 
 import pytest
 
-from longtail.predicates import PredicateError, as_frame, compile_predicate, evaluate
 from longtail.common.v1 import common_pb2 as C
+from longtail.predicates import PredicateError, as_frame, compile_predicate, evaluate
 
 
 def detection(*objects) -> C.TaskPrediction:

@@ -5,14 +5,14 @@ import threading
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from label_store_helpers import register, sid, stop_sign
 
-from label_store import db
-from label_store.store import StoreError
 from longtail.common.v1 import common_pb2 as C
 from longtail.inference.v1 import events_pb2 as inference_events
 from longtail.labels.v1 import labels_pb2 as L
 
-from label_store_helpers import register, sid, stop_sign
+from label_store import db
+from label_store.store import StoreError
 
 
 def code_of(fn, *args):
@@ -197,8 +197,9 @@ def test_a_filter_can_name_the_samples(store):
 
 
 def test_an_upload_of_a_higher_priority_trigger_is_labelled_first(store):
-    from label_store.store import sample_from_snapshot
     from longtail.fleet.v1 import events_pb2 as fleet_events
+
+    from label_store.store import sample_from_snapshot
 
     def snapshot(i: int, trigger: str, priority: int):
         return sample_from_snapshot(fleet_events.SnapshotUploaded(snapshot_id=sid(i), vehicle_id="car-1", frame_id=f"car-1:{i}", trigger_id=trigger,

@@ -1,14 +1,14 @@
 """Label schemas: a label that does not fit its task is refused, naming the field."""
 
 import pytest
+from label_store_helpers import stop_sign
 
-from label_store.agreement import agree, majority
-from label_store.schema import MAX_ANNOTATION_BYTES, SchemaError, default_tasks, validate_annotation, validate_task
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.tasks import TaskSpec
 
-from label_store_helpers import stop_sign
+from label_store.agreement import agree, majority
+from label_store.schema import MAX_ANNOTATION_BYTES, SchemaError, default_tasks, validate_annotation, validate_task
 
 STOP = {t.name: t for t in default_tasks()}["stop_sign"]
 LIGHT_CLS = L.Task(name="light_state", prototype=C.TASK_PROTOTYPE_CLASSIFICATION, classes=["red", "yellow", "green"],

@@ -3,13 +3,13 @@
 from pathlib import Path
 
 import pytest
+from label_store_helpers import register, sid
 
-from label_store.store import StoreError
-from label_store.suites import SuiteFileError, parse
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 
-from label_store_helpers import register, sid
+from label_store.store import StoreError
+from label_store.suites import SuiteFileError, parse
 
 REPO = Path(__file__).resolve().parents[3]
 OCCLUDED = "any(d.cls == stop_sign and d.attr.occlusion == foliage and d.conf >= 0.5)"

@@ -1,8 +1,9 @@
 """`longtail label` (the human prompt flow) and `longtail suites report`."""
 
-from label_store.schema import default_tasks, validate_annotation
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
+
+from label_store.schema import default_tasks, validate_annotation
 from longtail_cli.labels import ask_annotation, needs_data_next, report_table
 
 STOP = {t.name: t for t in default_tasks()}["stop_sign"]

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from longtail.mapvision.v1 import events_pb2
+
 from map_vision.mapping import Tunables, disagreement_id, faces, fleet_feature_id, in_view, observe, project, sector, wrap
 
 PI = math.pi

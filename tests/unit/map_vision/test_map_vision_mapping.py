@@ -12,6 +12,7 @@ import pytest
 from longtail.common.v1 import common_pb2
 from longtail.fleet.v1 import fleet_pb2
 from longtail.mapvision.v1 import events_pb2, map_pb2
+
 from map_vision.mapping import (
     FLEET,
     SEED,

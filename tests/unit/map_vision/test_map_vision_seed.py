@@ -7,6 +7,7 @@ import math
 import pytest
 
 from longtail.mapvision.v1 import map_pb2
+
 from map_vision.mapping import InvalidFeature
 from map_vision.seed import dump_seed, load_seed_file, parse_seed, simulator_world, write_seed_file
 

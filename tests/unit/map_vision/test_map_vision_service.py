@@ -10,12 +10,13 @@ import threading
 import grpc
 import pytest
 
+from longtail import topics
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.fleet.v1 import fleet_pb2
 from longtail.kafka import Record
 from longtail.mapvision.v1 import events_pb2, map_pb2, mapvision_pb2
-from longtail import topics
+
 from map_vision.mapping import InvalidFrame, MapState, Tunables
 from map_vision.service import MapVisionServicer, RecentDisagreements
 from map_vision.worker import MapWorker

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from longtail.common.v1 import common_pb2
 from longtail.synthetic.frames import approach_pose
 from longtail.synthetic.render import DEFAULT_CAMERA, Camera, GroundTruthObject, render
 from longtail.synthetic.world import STOP_SIGN, TRAFFIC_LIGHT, Car, World, WorldConfig, wrap_angle
-from longtail.common.v1 import common_pb2
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from longtail.common.v1 import common_pb2
 from longtail.synthetic.world import (
     RED_ROUND_SIGN,
     STOP_SIGN,
@@ -15,7 +16,6 @@ from longtail.synthetic.world import (
     World,
     WorldConfig,
 )
-from longtail.common.v1 import common_pb2
 
 
 def _signature(world: World) -> list:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from longtail.tasks import TaskSpec
-from longtail.tasks import DeclaredTask, parse
+from longtail.tasks import DeclaredTask, TaskSpec, parse
+
 from task_workflow.engine import Backtest, RunResult
 from task_workflow.settings import WorkflowSettings
 from task_workflow.state import StateStore, Step
@@ -322,6 +322,7 @@ def test_the_workflow_keeps_its_declaration_and_a_resume_with_a_new_one_replaces
 
 def test_a_suite_regressed_when_it_lost_a_stable_case_or_pass_rate_not_a_chance_pass():
     from longtail.models.v1 import trainer_pb2 as T
+
     from task_workflow.engine import suite_regressed
 
     assert not suite_regressed(T.SuiteGate(before_pass_rate=0.6, after_pass_rate=0.9, regressed_case_ids=["a"], unstable_case_ids=["a"]))

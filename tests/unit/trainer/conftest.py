@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from longtail.predicates import evaluate
 from longtail.labels.v1 import labels_pb2 as L
+from longtail.predicates import evaluate
 
 from trainer import data as data_mod
 

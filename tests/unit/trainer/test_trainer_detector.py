@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from longtail.synthetic.frames import occluded_only, sample_frames
-from longtail.synthetic.world import STOP_SIGN, World, WorldConfig
 from longtail import model as model_mod
 from longtail.fleet.v1 import fleet_pb2
+from longtail.synthetic.frames import occluded_only, sample_frames
+from longtail.synthetic.world import STOP_SIGN, World, WorldConfig
 from longtail.triggerlang import compile_trigger
 
 from trainer import detector

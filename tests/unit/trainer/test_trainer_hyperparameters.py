@@ -2,6 +2,7 @@ import pytest
 from google.protobuf import struct_pb2
 
 from longtail.models.v1 import trainer_pb2 as T
+
 from trainer import hyperparameters
 
 TASKS = {"stop_sign", "caution_lights"}

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from longtail.synthetic.frames import occluded_only, sample_frames
-from longtail.synthetic.world import STOP_SIGN, World, WorldConfig
 from longtail import model_repo, topics
+from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.models.v1 import trainer_pb2 as T
+from longtail.synthetic.frames import occluded_only, sample_frames
+from longtail.synthetic.world import STOP_SIGN, World, WorldConfig
 
-from longtail import tasks as tasks_mod
 from trainer.registry import Registry
 from trainer.runner import Settings, Trainer
 

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2 as C
 
 from trainer import data as data_mod
-from longtail import tasks as tasks_mod
 from trainer import training
 
 CAUTION = """

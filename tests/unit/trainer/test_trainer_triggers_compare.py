@@ -6,12 +6,12 @@ import numpy as np
 import torch
 
 from longtail import model as model_mod
+from longtail import tasks as tasks_mod
 from longtail.labels.v1 import events_pb2 as LE
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.models.v1 import trainer_pb2 as T
 
 from trainer import compare
-from longtail import tasks as tasks_mod
 from trainer.triggers import LabelTrigger
 
 

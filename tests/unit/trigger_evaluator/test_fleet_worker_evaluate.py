@@ -9,6 +9,7 @@ from longtail.fleet.v1 import fleet_pb2
 from longtail.triggerlang import FiringOptions, compile_trigger
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2 as S
+
 from trigger_evaluator import fleet_worker
 
 TRIGGERS = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from longtail.fleet.v1 import events_pb2 as FE
 from longtail.triggerlang import EvalContext, FiringOptions, compile_trigger
 from longtail.triggers.v1 import triggers_pb2 as S
+
 from trigger_evaluator.backtest import run_backtest
 
 

@@ -11,9 +11,8 @@ import pickle
 import pytest
 from triggerlang_frames import VEHICLE, det, make_frame, standard_frame
 
-from longtail.mapvision.v1 import map_pb2
 from longtail.common.v1 import common_pb2
-from longtail.triggers.v1 import triggers_pb2
+from longtail.mapvision.v1 import map_pb2
 from longtail.triggerlang import (
     EvalContext,
     Fire,
@@ -23,6 +22,7 @@ from longtail.triggerlang import (
     fire_id,
     map_expectations,
 )
+from longtail.triggers.v1 import triggers_pb2
 
 EVERY = FiringOptions(mode="every_frame")
 

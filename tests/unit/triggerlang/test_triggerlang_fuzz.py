@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
-from triggerlang_frames import make_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from triggerlang_frames import make_frame
 
 from longtail.fleet.v1 import fleet_pb2
 from longtail.triggerlang import EvalContext, FiringOptions, TriggerSyntaxError, compile_trigger, validate

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_triggerlang_fuzz import DETECTIONS, FLOAT32, FRAME_BOOL
@@ -12,8 +13,6 @@ from triggerlang_frames import det, make_frame
 
 from longtail.triggerlang import FiringOptions, compile_trigger
 from longtail.triggerlang.vector import BatchEvaluator, CarFrames, last_true
-
-import numpy as np
 
 TEMPORAL = st.one_of(
     st.tuples(st.sampled_from(["stop_sign", "car"]), st.integers(2, 6), st.integers(1, 5)).filter(lambda t: t[2] < t[1]).map(
