@@ -152,7 +152,10 @@ def test_a_task_declared_while_the_engine_runs_gets_a_detector_trigger_uploads_a
         assert multitask and task in multitask[-1].spec.tasks
         run = multitask[-1]
         assert run.status in (T.RUN_STATUS_SUCCEEDED, T.RUN_STATUS_REFUSED), run.error
-        assert "replay:default" in run.datasets_used, list(run.datasets_used)  # the other tasks rehearsed on the world with the long tail
+        hp = run.spec.hyperparameters
+        assert hp["train_heads"] == task and hp["branch_blocks"] == 2, hp  # the task's own branch, trained alone
+        assert not any(d.startswith("replay:") for d in run.datasets_used), list(run.datasets_used)  # nothing else moves: no rehearsal
+        assert all(not g.regressed_case_ids for g in run.gate_report.suites), run.gate_report  # no case of any suite lost
         assert f"{task}.regressions" in {g.suite for g in run.gate_report.suites}  # the gate measured the new suite
         version = stack.trainer.GetModel(T.GetModelRequest(model=C.ModelRef(name=line, version=run.model.version)), timeout=10).model
         assert task in version.tasks and "stop_sign" in version.tasks  # the new head beside the others
