@@ -59,7 +59,6 @@ class Head(nn.Module):
         super().__init__()
         self.trunk = trunk if trunk is not None else nn.Sequential()
         self.tap = tap
-        self.pool = nn.AdaptiveAvgPool2d(4)
         self.hidden = nn.Linear(in_features, hidden)
         self.out = nn.Linear(hidden, sum(w for _, w in outputs))
         self.names = [n for n, _ in outputs]
@@ -72,8 +71,7 @@ class Head(nn.Module):
         self.ends = ends
 
     def branch_features(self, tapped: torch.Tensor) -> torch.Tensor:
-        f = self.trunk(tapped)
-        return torch.cat([torch.flatten(self.pool(f), 1), torch.amax(f, dim=(2, 3))], dim=1)
+        return pooled(self.trunk(tapped))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         y = self.out(F.relu(self.hidden(x)))
@@ -81,6 +79,11 @@ class Head(nn.Module):
         for i in range(len(self.names)):
             out[self.names[i]] = y[:, self.starts[i]:self.ends[i]]
         return out
+
+
+def pooled(f: torch.Tensor) -> torch.Tensor:
+    """A feature map as a head's input: 4x4 average-pooled cells and the global max, flattened."""
+    return torch.cat([torch.flatten(F.adaptive_avg_pool2d(f, 4), 1), torch.amax(f, dim=(2, 3))], dim=1)
 
 
 def _blocks(channels: Sequence[int], c_in: int = 3) -> list[nn.Module]:
@@ -108,7 +111,6 @@ class MultiTaskNet(nn.Module):
         self.channels = tuple(int(c) for c in channels)
         self.camera_hfov_deg = float(camera_hfov_deg)
         self.backbone = nn.Sequential(*_blocks(self.channels))
-        self.pool = nn.AdaptiveAvgPool2d(4)
         features = self.channels[-1] * 17
         heads = {}
         for t in tasks:
@@ -137,7 +139,7 @@ class MultiTaskNet(nn.Module):
                 tapped[i] = f
             f = layer(f)
             i += 1
-        shared = torch.cat([torch.flatten(self.pool(f), 1), torch.amax(f, dim=(2, 3))], dim=1)
+        shared = pooled(f)
         out: dict[str, dict[str, torch.Tensor]] = {}
         for name, head in self.heads.items():
             out[name] = head(head.branch_features(tapped[head.tap]) if head.tap >= 0 else shared)

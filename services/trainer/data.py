@@ -24,6 +24,7 @@ from longtail.tasks import TaskSpec
 
 IMAGE_SIZE = 64
 SPLITS = ("train", "val", "test")
+WORLDS = ("default", "common", "occluded", "mixed")  # what `generated` draws from (fallback_world, replay_world)
 
 
 @dataclass
@@ -136,8 +137,7 @@ def generated(tasks: Sequence[TaskSpec], n: int, seed: int, world: str = "defaul
     from longtail.synthetic.frames import TRAIN_WORLD_SEED, annotations_from_truth, occluded_only, sample_frames
     from longtail.synthetic.world import World, WorldConfig
 
-    worlds = {"default": WorldConfig(), "common": WorldConfig().common_only(), "occluded": occluded_only(),
-              "mixed": WorldConfig().only(occluded_rate=0.5)}
+    worlds = dict(zip(WORLDS, (WorldConfig(), WorldConfig().common_only(), occluded_only(), WorldConfig().only(occluded_rate=0.5)), strict=True))
     if world not in worlds:
         raise ValueError(f"world {world!r} (fallback_world, replay_world) is not one of {', '.join(worlds)}")
     config = worlds[world]

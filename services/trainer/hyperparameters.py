@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from longtail.models.v1 import trainer_pb2 as T
 
-WORLDS = ("default", "common", "occluded", "mixed")  # the generator's worlds (data.generated)
+from trainer.data import WORLDS
 
 
 @dataclass(frozen=True)
