@@ -29,13 +29,13 @@ import torch
 from PIL import Image
 from rich.progress import Progress
 
-from longtail import model as model_mod
 from longtail import model_repo, topics
 from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
 from longtail.config import S3Settings
 from longtail.inference.v1 import inference_pb2, inference_pb2_grpc
 from longtail.kafka import Producer
+from longtail.model.network import MultiTaskNet
 from longtail.registry import INFERENCE
 from longtail.storage import ObjectStore
 
@@ -85,9 +85,9 @@ def _closed_loop(call, callers: int, total: int) -> tuple[float, list[float], in
     return time.perf_counter() - t0, latencies, failures
 
 
-def _model(seed: int) -> model_mod.MultiTaskNet:
+def _model(seed: int) -> MultiTaskNet:
     torch.manual_seed(seed)
-    return model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS).eval()
+    return MultiTaskNet(tasks_mod.DEFAULT_TASKS).eval()
 
 
 def _png(img: np.ndarray) -> bytes:

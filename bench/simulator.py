@@ -32,16 +32,17 @@ def _fleet_fps(model, cars: int, frames: int, world) -> float:
 
 
 def run(args, console) -> dict:
-    from longtail import model as model_mod
     from longtail import tasks as tasks_mod
+    from longtail.model import torchscript
+    from longtail.model.network import MultiTaskNet
     from longtail.synthetic.frames import random_road_pose
     from longtail.synthetic.render import render
     from longtail.synthetic.world import World, WorldConfig
 
     torch.set_num_threads(2)
     world = World(WorldConfig(), seed=0)
-    eager = model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS).eval()
-    onboard = model_mod.load_scripted(model_mod.to_bytes(eager), optimize=True)
+    eager = MultiTaskNet(tasks_mod.DEFAULT_TASKS).eval()
+    onboard = torchscript.load_scripted(torchscript.to_bytes(eager), optimize=True)
     frames = args.sim_frames
     rng = np.random.default_rng(0)
     poses = [random_road_pose(world, rng) for _ in range(min(frames, 2000))]

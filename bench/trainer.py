@@ -1,6 +1,6 @@
 """Training throughput of the multitask network on CPU (samples/s), in one run:
 
-- the same `longtail.model.fit` loop (Adam, the trainer's loss) on the same 1024 simulator
+- the same `longtail.model.fitting.fit` loop (Adam, the trainer's loss) on the same 1024 simulator
   frames, at batch sizes 8 (close to per-sample updates: the baseline), 64 (the trainer's
   default) and 256, with the trainer's thread count (TRAINER_THREADS, default 2);
 - the default batch size with 1 thread, to show what the intra-op threads buy.
@@ -19,8 +19,9 @@ import time
 
 import torch
 
-from longtail import model as model_mod
 from longtail import tasks as tasks_mod
+from longtail.model import fitting
+from longtail.model.network import MultiTaskNet, num_parameters
 
 SAMPLES = 1024
 EPOCHS = 2
@@ -31,10 +32,10 @@ def _measure(images, targets, batch_size: int, threads: int) -> float:
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(0)
-        net = model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS)
-        model_mod.fit(net, images[:128], {t: {k: v[:128] for k, v in tg.items()} for t, tg in targets.items()}, epochs=1, batch_size=batch_size)  # warm-up
+        net = MultiTaskNet(tasks_mod.DEFAULT_TASKS)
+        fitting.fit(net, images[:128], {t: {k: v[:128] for k, v in tg.items()} for t, tg in targets.items()}, epochs=1, batch_size=batch_size)  # warm-up
         started = time.perf_counter()
-        model_mod.fit(net, images, targets, epochs=EPOCHS, batch_size=batch_size, seed=0)
+        fitting.fit(net, images, targets, epochs=EPOCHS, batch_size=batch_size, seed=0)
         return SAMPLES * EPOCHS / (time.perf_counter() - started)
     finally:
         torch.set_num_threads(previous)
@@ -46,7 +47,7 @@ def run(args, console) -> dict:
     threads = int(os.environ.get("TRAINER_THREADS", "2"))
     split = data_mod.generated(tasks_mod.DEFAULT_TASKS, SAMPLES + 1, seed=0, world="default", val_fraction=0.0)["train"]
     images = split.images[:SAMPLES]
-    targets = model_mod.encode_targets(tasks_mod.DEFAULT_TASKS, split.annotations[:SAMPLES])
+    targets = fitting.encode_targets(tasks_mod.DEFAULT_TASKS, split.annotations[:SAMPLES])
     rows, results = [], {}
     for batch, th in ((8, threads), (64, threads), (256, threads), (64, 1)):
         console.print(f"[magenta]trainer[/] batch {batch}, {th} thread(s) ...")
@@ -57,7 +58,7 @@ def run(args, console) -> dict:
         rows.append([batch, th, f"{sps:,.0f}", f"{sps / base:.2f}x"])
     default = results[(64, threads)]
     return {
-        "title": f"multitask training throughput on CPU ({SAMPLES} frames x {EPOCHS} epochs, {model_mod.num_parameters(model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS)):,} parameters)",
+        "title": f"multitask training throughput on CPU ({SAMPLES} frames x {EPOCHS} epochs, {num_parameters(MultiTaskNet(tasks_mod.DEFAULT_TASKS)):,} parameters)",
         "columns": ["batch", "threads", "samples/s", "vs batch 8"],
         "rows": rows,
         "verdict": [f"trainer default (batch 64, {threads} threads): {default:,.0f} samples/s = {default / base:.1f}x the small-batch baseline; "

@@ -238,9 +238,9 @@ class ExperimentRun:
     # ------------------------------------------------------------------ baseline and seed set
     def publish_baseline(self) -> None:
         """The bootstrap model becomes v1 PRODUCTION of every arm's line, through the trainer's API."""
-        from longtail import model as model_mod
+        from longtail.model import torchscript
 
-        weights = model_mod.to_bytes(self.model)
+        weights = torchscript.to_bytes(self.model)
         for name in self.lines.values():
             mv = self.stack.trainer.ImportModel(T.ImportModelRequest(model_name=name, weights=weights, role=C.MODEL_ROLE_PRODUCTION,
                                                                       reason="bootstrap model (common cases only): every arm's baseline"),
@@ -490,12 +490,12 @@ class ExperimentRun:
     # ------------------------------------------------------------------ training
     def entropies(self, arm: str, pool: list[PoolSample]) -> list[float]:
         """Entropy of the stop-sign output of `arm`'s current PRODUCTION model on each sample."""
-        from longtail import model as model_mod
+        from longtail.model import torchscript
 
         from trainer import data as data_mod
 
         mv = self.stack.trainer.GetModel(T.GetModelRequest(model=C.ModelRef(name=self.lines[arm])), timeout=10).model
-        model = model_mod.from_bytes(self.stack.objects.get(mv.weights_key))
+        model = torchscript.from_bytes(self.stack.objects.get(mv.weights_key))
         missing = [s for s in pool if s.sample_id not in self.images]
         if missing:
             fetched = data_mod.fetch_images(lambda bucket, key: self.stack.objects.get(key),

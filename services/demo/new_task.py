@@ -80,8 +80,8 @@ class NewTask:
         return self.declared and self.workflow.state.step not in ("certified", "blocked")
 
     def declare(self, iteration: int) -> None:
-        from longtail import model as model_mod
         from longtail.common.v1 import common_pb2 as C
+        from longtail.model import torchscript
         from longtail.models.v1 import trainer_pb2 as T
         from longtail.tasks import parse
 
@@ -89,7 +89,7 @@ class NewTask:
         from task_workflow.state import StateStore
         from task_workflow.workflow import Workflow
 
-        self.stack.trainer.ImportModel(T.ImportModelRequest(model_name=self.line, weights=model_mod.to_bytes(self.model), role=C.MODEL_ROLE_PRODUCTION,
+        self.stack.trainer.ImportModel(T.ImportModelRequest(model_name=self.line, weights=torchscript.to_bytes(self.model), role=C.MODEL_ROLE_PRODUCTION,
                                                             reason=f"bootstrap model: the baseline of the {self.name} task's line"),
                                        metadata=self.stack.auth, timeout=60)
         (declared,) = parse(DECLARATIONS[self.name].replace("MODEL", self.line), f"{self.name} declaration")

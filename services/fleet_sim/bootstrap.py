@@ -1,6 +1,6 @@
 """The bootstrap perception model: what the cars run before the data engine has published anything.
 
-It is the shared `longtail.model.MultiTaskNet` trained on frames rendered from a world with the
+It is the shared `longtail.model.network.MultiTaskNet` trained on frames rendered from a world with the
 long tail switched off (`WorldConfig.common_only()`: no foliage-occluded, handheld, gated,
 temporary or modified stop signs; distractor signs and traffic lights stay). It is therefore good
 at plain stop signs and weak, on purpose, on occluded ones: the gap the data engine has to close.
@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from longtail import model as model_mod
 from longtail import predictions as predictions_mod
 from longtail import tasks as tasks_mod
-from longtail.model import MultiTaskNet, encode_targets, fit
+from longtail.model import fitting, network, postprocess, torchscript
+from longtail.model.fitting import encode_targets, fit
+from longtail.model.network import MultiTaskNet
 from longtail.synthetic import frames as frames_mod
 from longtail.synthetic import render as render_mod
 from longtail.synthetic import world as world_mod
@@ -50,7 +51,7 @@ def cache_dir() -> Path:
 
 def _code_hash() -> str:
     h = hashlib.sha256()
-    for mod in (world_mod, render_mod, frames_mod, model_mod, tasks_mod):
+    for mod in (world_mod, render_mod, frames_mod, network, fitting, postprocess, torchscript, tasks_mod):
         h.update(Path(mod.__file__).read_bytes())
     h.update(Path(__file__).read_bytes())
     h.update(torch.__version__.encode())
@@ -99,7 +100,7 @@ def train_bootstrap_model(seed: int = 0, samples: int = 6000, epochs: int = 8, c
     path = bootstrap_cache_path(seed, params)
     if use_cache and path.exists():
         try:
-            return model_mod.load(str(path))
+            return torchscript.load(str(path))
         except Exception:  # corrupt/partial cache: retrain
             pass
     model = train_on_world(config, seed=seed, samples=samples, epochs=epochs, log=log)
@@ -108,7 +109,7 @@ def train_bootstrap_model(seed: int = 0, samples: int = 6000, epochs: int = 8, c
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         os.close(fd)
         try:
-            model_mod.save(model, tmp)
+            torchscript.save(model, tmp)
             os.replace(tmp, path)  # atomic: concurrent trainers of the same seed agree anyway
         finally:
             if os.path.exists(tmp):
@@ -186,6 +187,6 @@ def evaluate_on(model, config: WorldConfig, samples: int = 400, seed: int = 0, w
 if __name__ == "__main__":  # python -m fleet_sim.bootstrap: train (or load) and report
     started = time.perf_counter()
     m = train_bootstrap_model(log=print)
-    print(f"bootstrap ready in {time.perf_counter() - started:.1f}s, params {model_mod.num_parameters(m)}, sha256 {model_mod.state_dict_sha256(m)[:16]}")
+    print(f"bootstrap ready in {time.perf_counter() - started:.1f}s, params {network.num_parameters(m)}, sha256 {torchscript.state_dict_sha256(m)[:16]}")
     print("plain   ", evaluate_on(m, WorldConfig().common_only()))
     print("occluded", evaluate_on(m, occluded_only(), negatives=0))

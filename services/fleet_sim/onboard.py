@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from longtail import model as model_mod
 from longtail import shadow
 from longtail.common.v1 import common_pb2
 from longtail.fleet.v1 import fleet_pb2
 from longtail.log import get_logger
+from longtail.model import torchscript
 
 log = get_logger(__name__)
 
@@ -72,7 +72,7 @@ class ModelShelf:
         if sha256 and digest != sha256:
             raise ModelRejected(f"sha256 {digest[:12]}... does not match the announced {sha256[:12]}...")
         try:
-            return model_mod.load_scripted(data, optimize=True)  # a car only infers: frozen, batch norm folded
+            return torchscript.load_scripted(data, optimize=True)  # a car only infers: frozen, batch norm folded
         except Exception as exc:  # noqa: BLE001 - any unloadable archive is refused the same way
             raise ModelRejected(f"not a loadable TorchScript model: {type(exc).__name__}: {exc}") from exc
 

@@ -17,8 +17,9 @@ import asyncio
 from longtail import config
 from longtail.auth import FleetAuthSettings
 from longtail.gc_tuning import tune_gc
-from longtail.grpc_server import GrpcServer, run_service
+from longtail.grpc_server import run_service
 from longtail.kafka import Producer, TopicFollower
+from longtail.runtime import ServiceRuntime
 from longtail.storage import ObjectStore
 from longtail.topics import ensure_topics
 
@@ -36,23 +37,18 @@ async def serve(service_settings: config.ServiceSettings | None = None, ready: a
     await asyncio.to_thread(store.ensure_bucket)
     await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, all_topics(), kafka.replication_factor)
 
+    runtime = ServiceRuntime(SERVICE, service_settings, max_message_bytes=max(8 << 20, settings.max_chunk_bytes + (1 << 20)))
     producer = Producer(kafka.bootstrap_servers, SERVICE)
+    runtime.on_shutdown(producer.close)
     state = FleetState(SERVICE, settings.max_pending_commands, settings.fleet_model)
     follower = TopicFollower(kafka.bootstrap_servers, follower_handlers(state), asyncio.get_running_loop(), name=SERVICE)
     follower.start()
+    runtime.on_shutdown(follower.stop)
     await follower.caught_up.wait()  # serve cars only once the current triggers and models are known
     tune_gc()
 
-    server = GrpcServer(SERVICE, service_settings, max_message_bytes=max(8 << 20, settings.max_chunk_bytes + (1 << 20)))
-    server.add(add_to_server, FleetGateway(settings, secret, producer, store, state), SERVICE_NAME)
-    await server.start()
-    if ready is not None:
-        ready.set()
-    try:
-        await server.serve_until_signal()
-    finally:
-        follower.stop()
-        producer.close()
+    runtime.server.add(add_to_server, FleetGateway(settings, secret, producer, store, state), SERVICE_NAME)
+    await runtime.run(started=ready)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from longtail import topics
 from longtail.inference.v1 import events_pb2
 from longtail.kafka import BatchConsumer, ConsumerThread, Producer, Record, RecordError
 from longtail.log import get_logger
-from longtail.model import postprocess
+from longtail.model.postprocess import postprocess
 from longtail.predictions import predictions
 from longtail.snapshots import BadImage, decode_snapshot
 

@@ -42,8 +42,9 @@ tasks = sa.Table(
     sa.Column("updated_at_us", sa.BigInteger, nullable=False),
 )
 
-# One row per (task, sample): the queue item. queue is "label", "review" or "done"; an item is
+# One row per (task, sample): the queue item. queue is LABEL, REVIEW or DONE; an item is
 # leased while lease_expires_us >= now, so an expired lease frees the item with no sweeper.
+LABEL, REVIEW, DONE = "label", "review", "done"
 queue_items = sa.Table(
     "queue_items", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),

@@ -17,7 +17,8 @@ from longtail.labels.v1 import labels_pb2_grpc
 from longtail.log import get_logger
 from longtail.registry import LABEL_STORE
 
-from label_store.store import LabelStore, StoreError
+from label_store.store import LabelStore
+from label_store.tx import StoreError
 
 SERVICE = LABEL_STORE.name
 log = get_logger(__name__)
@@ -46,7 +47,7 @@ class OutboxPublisher:
         self.published = 0
 
     def drain_once(self) -> int:
-        rows = self.store.outbox_batch(1000)
+        rows = self.store.outbox.batch(1000)
         OUTBOX.labels(SERVICE).set(len(rows))
         if not rows:
             return 0
@@ -55,7 +56,7 @@ class OutboxPublisher:
             self.producer.produce_bytes(topic, key, value, headers=[("content-type", b"application/x-protobuf"),
                                                                    ("message-type", t.value_type.DESCRIPTOR.full_name.encode())])
         self.producer.flush()  # raises DeliveryError: rows stay and are retried
-        self.store.outbox_delete([r[0] for r in rows])
+        self.store.outbox.delete([r[0] for r in rows])
         self.published += len(rows)
         return len(rows)
 
@@ -102,40 +103,40 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
     # -- samples --------------------------------------------------------------------------------
     async def RegisterSample(self, request, context):
         await self._operator(context)
-        [(sample, created)] = await self._run(context, self.store.register_samples, [request.sample])
+        [(sample, created)] = await self._run(context, self.store.samples.register, [request.sample])
         SAMPLES.labels(SERVICE, "created" if created else "existing").inc()
         self._changed()
         if not created:
-            sample, _labels, _states = await self._run(context, self.store.get_sample, request.sample.sample_id)
+            sample, _labels, _states = await self._run(context, self.store.samples.get, request.sample.sample_id)
         return L.RegisterSampleResponse(sample=sample, already_existed=not created)
 
     async def GetSample(self, request, context):
-        sample, labels, states = await self._run(context, self.store.get_sample, request.sample_id)
+        sample, labels, states = await self._run(context, self.store.samples.get, request.sample_id)
         return L.GetSampleResponse(sample=sample, labels=labels, states=states)
 
     async def ListSamples(self, request, context):
-        page, token = await self._run(context, self.store.list_samples, request.filter, request.page_size, request.page_token)
+        page, token = await self._run(context, self.store.samples.list, request.filter, request.page_size, request.page_token)
         return L.ListSamplesResponse(samples=page, next_page_token=token)
 
     # -- tasks ----------------------------------------------------------------------------------
     async def UpsertTask(self, request, context):
         operator = await self._operator(context)
-        task, created = await self._run(context, self.store.upsert_task, request.task)
+        task, created = await self._run(context, self.store.tasks.upsert, request.task)
         log.info("task upserted", task=task.name, created=created, operator=operator)
         return L.UpsertTaskResponse(task=task, created=created)
 
     async def ListTasks(self, request, context):
-        return L.ListTasksResponse(tasks=await self._run(context, self.store.list_tasks))
+        return L.ListTasksResponse(tasks=await self._run(context, self.store.tasks.list))
 
     async def GetTask(self, request, context):
-        task, counts = await self._run(context, self.store.get_task, request.name)
+        task, counts = await self._run(context, self.store.tasks.get, request.name)
         QUEUE_DEPTH.labels(SERVICE, task.name, "label").set(counts.queue_depth)
         return L.GetTaskResponse(task=task, queue_depth=counts.queue_depth, review_depth=counts.review_depth, leased=counts.leased, done=counts.done)
 
     # -- labelling ------------------------------------------------------------------------------
     async def GetNextTask(self, request, context):
         lease_s = _seconds(request.lease_duration) if request.HasField("lease_duration") else None
-        lease, depth = await self._run(context, self.store.next_task, request.task, request.labeller_id, lease_s, request.review)
+        lease, depth = await self._run(context, self.store.queue.next_task, request.task, request.labeller_id, lease_s, request.review)
         LEASES.labels(SERVICE, request.task, "granted" if lease is not None else "empty").inc()
         response = L.GetNextTaskResponse(queue_depth=depth)
         if lease is not None:
@@ -144,7 +145,7 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
 
     async def SubmitLabel(self, request, context):
         try:
-            label, duplicate = await asyncio.to_thread(self.store.submit_label, request.lease_id, request.idempotency_key, request.label)
+            label, duplicate = await asyncio.to_thread(self.store.queue.submit_label, request.lease_id, request.idempotency_key, request.label)
         except StoreError as exc:
             LEASES.labels(SERVICE, request.label.task or "?", "refused").inc()
             await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
@@ -155,7 +156,7 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
         return L.SubmitLabelResponse(label=label, duplicate=duplicate)
 
     async def ReleaseLease(self, request, context):
-        released = await self._run(context, self.store.release_lease, request.lease_id, request.reason)
+        released = await self._run(context, self.store.queue.release_lease, request.lease_id, request.reason)
         if released:
             LEASES.labels(SERVICE, "-", "released").inc()
         return L.ReleaseLeaseResponse(released=released)
@@ -163,47 +164,47 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
     # -- datasets -------------------------------------------------------------------------------
     async def CreateDataset(self, request, context):
         operator = await self._operator(context)
-        dataset, existed = await self._run(context, self.store.create_dataset, request.name, list(request.tasks), request.filter,
+        dataset, existed = await self._run(context, self.store.datasets.create, request.name, list(request.tasks), request.filter,
                                            request.split, request.description)
         self._changed()
         log.info("dataset", name=dataset.name, version=dataset.version, existed=existed, operator=operator, sha256=dataset.manifest_sha256)
         return L.CreateDatasetResponse(dataset=dataset, already_existed=existed)
 
     async def GetDataset(self, request, context):
-        return L.GetDatasetResponse(dataset=await self._run(context, self.store.get_dataset, request.name, request.version))
+        return L.GetDatasetResponse(dataset=await self._run(context, self.store.datasets.get, request.name, request.version))
 
     async def ListDatasets(self, request, context):
-        page, token = await self._run(context, self.store.list_datasets, request.name, request.page_size, request.page_token)
+        page, token = await self._run(context, self.store.datasets.list, request.name, request.page_size, request.page_token)
         return L.ListDatasetsResponse(datasets=page, next_page_token=token)
 
     async def RebuildDataset(self, request, context):
         await self._operator(context)
-        dataset, digest, matches, reuploaded = await self._run(context, self.store.rebuild_dataset, request.name, request.version)
+        dataset, digest, matches, reuploaded = await self._run(context, self.store.datasets.rebuild, request.name, request.version)
         return L.RebuildDatasetResponse(dataset=dataset, rebuilt_sha256=digest, matches=matches, reuploaded=reuploaded)
 
     # -- suites ---------------------------------------------------------------------------------
     async def UpsertSuite(self, request, context):
         operator = await self._operator(context)
-        suite, changed = await self._run(context, self.store.upsert_suite, request.yaml)
+        suite, changed = await self._run(context, self.store.suites.upsert, request.yaml)
         log.info("suite upserted", suite=suite.name, version=suite.version, changed=changed, operator=operator)
         return L.UpsertSuiteResponse(suite=suite, changed=changed)
 
     async def GetSuite(self, request, context):
-        return L.GetSuiteResponse(suite=await self._run(context, self.store.get_suite, request.name, request.version))
+        return L.GetSuiteResponse(suite=await self._run(context, self.store.suites.get, request.name, request.version))
 
     async def ListSuites(self, request, context):
-        return L.ListSuitesResponse(suites=await self._run(context, self.store.list_suites, request.task))
+        return L.ListSuitesResponse(suites=await self._run(context, self.store.suites.list, request.task))
 
     async def PromoteToSuiteCase(self, request, context):
         await self._operator(context)
-        case, suite, existed = await self._run(context, self.store.promote, request.suite, request.sample_id, request.predicate, request.note)
+        case, suite, existed = await self._run(context, self.store.suites.promote, request.suite, request.sample_id, request.predicate, request.note)
         return L.PromoteToSuiteCaseResponse(case=case, suite=suite, already_existed=existed)
 
     async def EvaluateSuites(self, request, context):
         if request.record:  # recorded results gate models and feed dashboards: operators only
             await self._operator(context)
         started = time.perf_counter()
-        results = await self._run(context, self.store.evaluate_suites, request.model, list(request.suites), list(request.predictions), request.record)
+        results = await self._run(context, self.store.suites.evaluate, request.model, list(request.suites), list(request.predictions), request.record)
         if request.record:
             self._changed()
             for r in results:
@@ -213,15 +214,15 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
         return L.EvaluateSuitesResponse(results=results)
 
     async def GetSuiteReport(self, request, context):
-        return L.GetSuiteReportResponse(results=await self._run(context, self.store.suite_report, request.suite, request.model_name, request.last_versions))
+        return L.GetSuiteReportResponse(results=await self._run(context, self.store.suites.report, request.suite, request.model_name, request.last_versions))
 
 
 async def update_gauges(store: LabelStore, interval: float = 5.0) -> None:
     """Queue depth and live leases per task, for dashboards and alerts."""
     while True:
         try:
-            stats = await asyncio.to_thread(store.queue_stats)
-            tasks = {t.name for t in await asyncio.to_thread(store.list_tasks)}
+            stats = await asyncio.to_thread(store.queue.stats)
+            tasks = {t.name for t in await asyncio.to_thread(store.tasks.list)}
             for task in tasks:
                 for queue in ("label", "review"):
                     QUEUE_DEPTH.labels(SERVICE, task, queue).set(stats.get((task, queue), (0, 0))[0])

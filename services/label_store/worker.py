@@ -12,8 +12,10 @@ from longtail import topics
 from longtail.kafka import BatchConsumer, ConsumerThread, Producer, Record, RecordError
 from longtail.log import get_logger
 
+from label_store.aggregates.samples import sample_from_snapshot, validate_sample
 from label_store.service import SAMPLES, SERVICE
-from label_store.store import LabelStore, StoreError, sample_from_snapshot, validate_sample
+from label_store.store import LabelStore
+from label_store.tx import StoreError
 
 log = get_logger(__name__)
 TOPICS = (topics.SNAPSHOTS, topics.INFERENCE_RESULTS)
@@ -50,14 +52,14 @@ class SampleWorker(ConsumerThread):
                     raise RecordError("inference result without snapshot_id or model name/version")
                 results.append(rec.value)
         if new_samples:
-            outcome = self.store.register_samples(new_samples)
+            outcome = self.store.samples.register(new_samples)
             created = sum(1 for _, c in outcome if c)
             self.registered += created
             SAMPLES.labels(SERVICE, "created").inc(created)
             SAMPLES.labels(SERVICE, "existing").inc(len(outcome) - created)
         for result in results:
             try:
-                self.store.record_predictions(result)
+                self.store.samples.record_predictions(result)
             except StoreError as exc:
                 raise RecordError(str(exc)) from None
         if new_samples or results:

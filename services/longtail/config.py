@@ -7,6 +7,7 @@ fails at start with one clear line instead of a stack trace later.
 
 from __future__ import annotations
 
+import os
 from typing import TypeVar
 
 from pydantic import Field, ValidationError, field_validator
@@ -81,18 +82,44 @@ class ServiceSettings(BaseSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
+def _variable(settings_cls: type[BaseSettings], field: str) -> str:
+    info = settings_cls.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, str):  # a variable outside the prefix
+        return info.validation_alias.upper()
+    return f"{settings_cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def variables(settings_cls: type[BaseSettings]) -> dict[str, str]:
+    """Field name -> the environment variable it is read from."""
+    return {field: _variable(settings_cls, field) for field in settings_cls.model_fields}
+
+
+def own_fields(settings_cls: type[BaseSettings]) -> list[str]:
+    """The fields read under the section's prefix (not those with a variable name of their own)."""
+    return [field for field in settings_cls.model_fields if not isinstance(settings_cls.model_fields[field].validation_alias, str)]
+
+
 def load(settings_cls: type[S], **overrides: object) -> S:
     """Build a settings section from the environment, or raise ConfigError naming the variable."""
     try:
         return settings_cls(**overrides)
     except ValidationError as exc:
-        prefix = settings_cls.model_config.get("env_prefix", "")
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
-            var = f"{prefix}{field}".upper()
+            if not err["loc"]:  # a rule over several variables
+                problems.append(f"{settings_cls.model_config.get('env_prefix', '')}*: {err['msg'].removeprefix('Value error, ')}")
+                continue
+            field = str(err["loc"][0])
             info = settings_cls.model_fields.get(field)
             hint = f" ({info.description})" if info is not None and info.description else ""
             reason = "is not set" if err["type"] == "missing" else f"is invalid: {err['msg']}"
-            problems.append(f"{var} {reason}{hint}")
+            problems.append(f"{_variable(settings_cls, field)} {reason}{hint}")
         raise ConfigError("; ".join(problems)) from None
+
+
+def load_optional(settings_cls: type[S], variable: str) -> S | None:
+    """A section a service can run without: None when `variable` is unset or empty, else loaded
+    (a malformed section still fails, naming the variable)."""
+    if not os.environ.get(variable, "").strip():
+        return None
+    return load(settings_cls)

@@ -155,13 +155,16 @@ class GrpcServer:
         log.info("grpc server started", address=f"{self.settings.grpc_host}:{self.port}", services=self.service_names, metrics_port=self.settings.metrics_port)
         return self.port
 
-    async def set_serving(self, serving: bool, liveness: bool = True) -> None:
-        """Health from real progress. The service names answer readiness probes, "" (the server)
-        answers liveness: liveness=False changes readiness only (e.g. waiting for a model is not a
-        reason to be restarted; a stalled consumer is)."""
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in (["", *self.service_names] if liveness else self.service_names):
-            await self.health.set(name, status)
+    async def set_health(self, live: bool, ready: bool) -> None:
+        """Health from real progress: "" (the server) answers liveness probes, the service names
+        answer readiness probes. Not ready but alive (e.g. waiting for a model) is no reason to be
+        restarted; a stalled worker is."""
+        def status(ok: bool):
+            return health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+
+        await self.health.set("", status(live))
+        for name in self.service_names:
+            await self.health.set(name, status(live and ready))
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.settings.shutdown_grace_seconds if grace is None else grace

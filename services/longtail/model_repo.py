@@ -4,7 +4,7 @@ read by inference (and by the gateway, which beams `model.pt` to the cars).
 Layout (Triton's own; the bucket's `models/` prefix is the repository root Triton is given):
 
     models/<name>/config.pbtxt               Triton model config, the same for every version
-    models/<name>/<version>/model.pt         TorchScript archive (`longtail.model.to_bytes`): what cars load
+    models/<name>/<version>/model.pt         TorchScript archive (`longtail.model.torchscript.to_bytes`): what cars load
     models/<name>/<version>/model.py         Triton Python-backend code that runs model.pt (`BACKEND_MODEL_PY`)
     models/<name>/<version>/manifest.json    tasks, output layout, parent, metrics, datasets, files + sha256
 
@@ -16,7 +16,7 @@ Why one flat output tensor: a Triton config belongs to the model, not to a versi
 may differ in their heads (a newly declared task adds one). So every version has the same I/O —
 `images` (uint8 [N, H, W, 3]) in, `raw` (fp32 [N, K]) out, the concatenation of every head's
 outputs — and the per-version layout (task, output, width) lives in its manifest. Clients split
-`raw` with `split_raw` and post-process with `longtail.model.postprocess`.
+`raw` with `split_raw` and post-process with `longtail.model.postprocess.postprocess`.
 
 `load_version` validates a published version the way a server must before routing traffic to it:
 files present, sha256 as declared, the archive loads, its tasks and output layout match the
@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from longtail import model as model_mod
 from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
-from longtail.model import MultiTaskNet
+from longtail.model import torchscript
+from longtail.model.network import MultiTaskNet
 from longtail.storage import MODELS, ObjectStore
 from longtail.tasks import TaskSpec
 
@@ -141,7 +141,7 @@ def output_layout(tasks: Sequence[TaskSpec]) -> list[tuple[str, str, int]]:
 
 
 def split_raw(raw: np.ndarray | torch.Tensor, layout: Sequence[tuple[str, str, int]]) -> dict[str, dict[str, torch.Tensor]]:
-    """`raw` [N, K] -> {task: {output: [N, width]}} (the shape `longtail.model.postprocess` takes)."""
+    """`raw` [N, K] -> {task: {output: [N, width]}} (the shape `longtail.model.postprocess.postprocess` takes)."""
     x = torch.as_tensor(np.asarray(raw, dtype=np.float32))
     total = sum(w for _, _, w in layout)
     if x.dim() != 2 or x.shape[1] != total:
@@ -258,7 +258,7 @@ def publish(store: ObjectStore, model: MultiTaskNet, name: str, version: int | N
     it (`published_event`) only after this returns.
     """
     check_name(name)
-    weights = model_mod.to_bytes(model)
+    weights = torchscript.to_bytes(model)
     tasks = list(model.tasks)
     layout = output_layout(tasks)
     _check_archive(weights, tasks, layout, input_size)
@@ -279,7 +279,7 @@ def publish(store: ObjectStore, model: MultiTaskNet, name: str, version: int | N
         "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "NHWC", "height": input_size[0], "width": input_size[1], "channels": 3},
         "camera_hfov_deg": model.camera_hfov_deg,
         "files": {WEIGHTS_FILE: {"sha256": _sha(weights), "size": len(weights)}, BACKEND_FILE: {"sha256": _sha(backend), "size": len(backend)}},
-        "state_dict_sha256": model_mod.state_dict_sha256(model),
+        "state_dict_sha256": torchscript.state_dict_sha256(model),
         "metrics": dict(metrics or {}),
         "datasets": [dict(d) for d in datasets],
         "run_id": run_id,
@@ -354,7 +354,7 @@ class ModelVersion:
 def _check_archive(weights: bytes, tasks: Sequence[TaskSpec], layout: Sequence[tuple[str, str, int]], input_size: tuple[int, int]) -> None:
     """The archive loads, declares `tasks`, and a forward pass yields finite outputs of `layout`."""
     try:
-        scripted = model_mod.load_scripted(weights)
+        scripted = torchscript.load_scripted(weights)
     except Exception as exc:  # torch raises many types for a damaged zip/pickle
         raise InvalidModelVersion(f"{WEIGHTS_FILE} is not a loadable TorchScript archive: {type(exc).__name__}: {str(exc)[:200]}") from None
     declared = [t.to_dict() for t in tasks]

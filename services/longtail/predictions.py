@@ -1,4 +1,4 @@
-"""The network's post-processed outputs (`longtail.model.postprocess`) as the contracts carry them:
+"""The network's post-processed outputs (`longtail.model.postprocess.postprocess`) as the contracts carry them:
 `common.v1.Detection`s and `common.v1.TaskPrediction`s with their uncertainty. Torch-free: the
 inference service, the trainer, shadow mode and the simulated cars share these rules.
 
@@ -80,7 +80,7 @@ def _binary(p: float) -> tuple[float, float]:
 
 
 def task_prediction(task: TaskSpec, out: Mapping[str, Any], min_confidence: float = MIN_DETECTION_CONFIDENCE) -> common_pb2.TaskPrediction:
-    """One task's `longtail.model.postprocess` output -> a TaskPrediction with uncertainty."""
+    """One task's `longtail.model.postprocess.postprocess` output -> a TaskPrediction with uncertainty."""
     pred = common_pb2.TaskPrediction(task=task.name, prototype=PROTOTYPES[task.prototype])
     if task.prototype == "detection":
         pred.output.detection.detections.extend(to_detections({task.name: out}, min_confidence))

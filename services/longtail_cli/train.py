@@ -202,7 +202,7 @@ def models_promote(ref: str = typer.Argument(..., help="NAME@VERSION"), candidat
 
 @models_app.command("import")
 def models_import(name: str = typer.Argument(..., help="Model line (a Triton folder name)."),
-                  weights: Path = typer.Argument(..., exists=True, dir_okay=False, help="TorchScript archive (longtail.model.save)."),
+                  weights: Path = typer.Argument(..., exists=True, dir_okay=False, help="TorchScript archive (longtail.model.torchscript.save)."),
                   candidate: bool = typer.Option(False, "--candidate", help="Publish as a shadow CANDIDATE instead of PRODUCTION."),
                   reason: str = typer.Option("", help="Recorded with the version.")) -> None:
     """Register weights trained elsewhere (e.g. a bootstrap model) as the first version of a model line."""

@@ -33,7 +33,11 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from longtail.mapvision.v1 import events_pb2, map_pb2
 
@@ -63,9 +67,10 @@ class InvalidFeature(ValueError):
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Tunables:
-    """Every knob of the map; `from_env` reads MAP_VISION_<NAME> (e.g. MAP_VISION_STALE_PASSES)."""
+class Tunables(BaseModel):
+    """Every knob of the map. The service reads each from MAP_VISION_<NAME> (map_vision.settings)."""
+
+    model_config = ConfigDict(frozen=True)
 
     view_range_m: float = 60.0  # camera range (fleet_sim Camera.max_range_m): features beyond are never matched
     half_fov_rad: float = 0.5236  # camera half field of view (60 deg horizontal)
@@ -87,7 +92,7 @@ class Tunables:
     min_feature_conf: float = 0.2  # weaker features do not raise MAP_WITHOUT_VISION
     attr_min_conf: float = 0.7  # attribute score needed to vote / to raise ATTRIBUTE_MISMATCH
     attr_switch_votes: float = 5.0  # votes a new attribute value needs over the current one
-    map_attributes: tuple[str, ...] = ("mount", "modifier")  # static attributes the map keeps
+    map_attributes: Annotated[tuple[str, ...], NoDecode] = ("mount", "modifier")  # NoDecode: MAP_VISION_MAP_ATTRIBUTES is "a,b", not JSON  # static attributes the map keeps
     promote_min_observations: int = 5
     promote_within_m: float = 12.0  # a candidate becomes a feature only once seen from this close (accurate range)
     promote_min_passes: int = 2
@@ -101,11 +106,17 @@ class Tunables:
     vehicle_ttl_s: float = 600.0  # per-car state of a silent car is dropped after this
     grid_cell_m: float = 64.0
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            v = getattr(self, f.name)
+    @field_validator("map_attributes", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        return tuple(p.strip() for p in value.split(",") if p.strip()) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> Tunables:
+        for name in type(self).model_fields:
+            v = getattr(self, name)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and (not math.isfinite(v) or v < 0):
-                raise ValueError(f"{f.name} must be a finite number >= 0, got {v!r}")
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         for name in ("hit_gain", "miss_decay", "min_detection_conf", "vision_only_conf", "min_feature_conf", "attr_min_conf"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
@@ -116,30 +127,7 @@ class Tunables:
             raise ValueError("need map_range_m <= compare_range_m <= view_range_m")
         if self.stale_passes < 1 or self.promote_min_observations < 1 or self.promote_min_passes < 1 or self.pass_min_frames < 1:
             raise ValueError("stale_passes, promote_min_observations, promote_min_passes and pass_min_frames must be >= 1")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str], prefix: str = "MAP_VISION_") -> Tunables:
-        """Defaults overridden by `<prefix><NAME>` variables; ValueError names the bad variable."""
-        values = {}
-        for f in fields(cls):
-            var = prefix + f.name.upper()
-            raw = environ.get(var)
-            if raw is None or raw.strip() == "":
-                continue
-            default = f.default
-            try:
-                if isinstance(default, tuple):
-                    values[f.name] = tuple(p.strip() for p in raw.split(",") if p.strip())
-                elif isinstance(default, int):
-                    values[f.name] = int(raw)
-                else:
-                    values[f.name] = float(raw)
-            except ValueError:
-                raise ValueError(f"{var} is invalid: expected {type(default).__name__}, got {raw!r}") from None
-        try:
-            return cls(**values)
-        except ValueError as exc:
-            raise ValueError(f"{prefix}*: {exc}") from None
+        return self
 
 
 # ---------------------------------------------------------------------------------------------

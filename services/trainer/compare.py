@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from longtail import model as model_mod
 from longtail import shadow
 from longtail.fleet.v1 import events_pb2 as fleet_events
+from longtail.model import torchscript
 from longtail.models.v1 import trainer_pb2 as T
 
 from trainer import data as data_mod
@@ -76,7 +76,7 @@ def compare(trainer, request: T.CompareModelsRequest, read_evidence: EvidenceRea
     prod = reg.get(request.production.name or request.candidate.name, request.production.version)
     if prod is None:
         raise CompareError(f"production: {request.production.name or request.candidate.name}@{request.production.version or 'production'} does not exist")
-    models = [model_mod.from_bytes(trainer._get_object("", mv.weights_key)) for mv in (prod, cand)]
+    models = [torchscript.from_bytes(trainer._get_object("", mv.weights_key)) for mv in (prod, cand)]
     ids: list[str] = []
     images = []
     sources = []

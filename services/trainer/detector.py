@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from google.protobuf import json_format
 
-from longtail import model as model_mod
 from longtail.common.v1 import common_pb2 as C
-from longtail.model import MultiTaskNet
+from longtail.model import fitting
+from longtail.model.network import MultiTaskNet
 from longtail.tasks import TaskSpec
 
 CHANNELS = (8, 16, 24, 32)
@@ -94,7 +94,7 @@ def train_detector(name: str, images: np.ndarray, labels: np.ndarray, *, seed: i
     net = new_detector(name, seed)
     x, y = augment(images, np.asarray(labels, dtype=np.int64), copies, seed)
     anns = [{name: CLASSES[int(v)]} for v in y]
-    model_mod.fit(net, x, model_mod.encode_targets(net.tasks, anns), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_step=on_step)
+    fitting.fit(net, x, fitting.encode_targets(net.tasks, anns), epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_step=on_step)
     return net
 
 

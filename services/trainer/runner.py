@@ -21,12 +21,13 @@ import numpy as np
 from google.protobuf import json_format
 from prometheus_client import Gauge
 
-from longtail import model as model_mod
 from longtail import model_repo, topics
 from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.log import get_logger
+from longtail.model import torchscript
+from longtail.model.network import MultiTaskNet
 from longtail.models.v1 import events_pb2 as E
 from longtail.models.v1 import trainer_pb2 as T
 from longtail.registry import TRAINER
@@ -336,7 +337,7 @@ class Trainer:
             if task in declared:
                 TASK_METRIC.labels(SERVICE, ref.name, str(ref.version), task, f"suite/{r.suite}").set(r.pass_rate)
 
-    def _base(self, spec: T.RunSpec) -> tuple[T.ModelVersion | None, model_mod.MultiTaskNet | None]:
+    def _base(self, spec: T.RunSpec) -> tuple[T.ModelVersion | None, MultiTaskNet | None]:
         name = spec.base_model.name or spec.model_name
         mv = self.registry.get(name, spec.base_model.version)
         if mv is None:
@@ -345,7 +346,7 @@ class Trainer:
             return None, None
         if mv.state == T.MODEL_STATE_REFUSED:
             raise RunError(f"spec.base_model: {name}@{mv.model.version} was refused by the gate")
-        return mv, model_mod.from_bytes(self.store.get(mv.weights_key))
+        return mv, torchscript.from_bytes(self.store.get(mv.weights_key))
 
     # -- the multitask run ------------------------------------------------------------------------------
     def _multitask_run(self, run_id: str, spec: T.RunSpec) -> int:
@@ -452,7 +453,7 @@ class Trainer:
 
     def _refuse(self, run_id: str, mv: T.ModelVersion, model, report: T.GateReport) -> int:
         mv.state = T.MODEL_STATE_REFUSED
-        self.registry.save_refused(mv, model_mod.to_bytes(model))
+        self.registry.save_refused(mv, torchscript.to_bytes(model))
         event = E.ModelRefused(model=mv.model, gate_report=report, run_id=run_id, refused_by=SERVICE,
                                reason="; ".join(report.reasons)[:2000])
         event.refused_at.GetCurrentTime()

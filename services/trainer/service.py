@@ -7,11 +7,11 @@ import hashlib
 
 import grpc
 
-from longtail import model as model_mod
 from longtail import model_repo, topics
 from longtail.auth import OPERATOR_AUDIENCE, AuthError, bearer, verify_token
 from longtail.common.v1 import common_pb2 as C
 from longtail.log import get_logger
+from longtail.model import torchscript
 from longtail.models.v1 import trainer_pb2 as T
 from longtail.models.v1 import trainer_pb2_grpc
 
@@ -128,15 +128,15 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         if role not in (C.MODEL_ROLE_PRODUCTION, C.MODEL_ROLE_CANDIDATE):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "role: PRODUCTION or CANDIDATE")
         if not request.weights:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "weights: required (a TorchScript archive from longtail.model.to_bytes)")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "weights: required (a TorchScript archive from longtail.model.torchscript.to_bytes)")
         try:
-            model = await asyncio.to_thread(model_mod.from_bytes, request.weights)
+            model = await asyncio.to_thread(torchscript.from_bytes, request.weights)
         except Exception as exc:  # noqa: BLE001 - whatever torch says about a bad archive
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"weights: not a longtail model archive: {str(exc)[:300]}")
         current = self.registry.production(request.model_name)
         if current > 0:
             pv = await asyncio.to_thread(self.registry.published_version, request.model_name, current)
-            if pv.sha256 != hashlib.sha256(await asyncio.to_thread(model_mod.to_bytes, model)).hexdigest():
+            if pv.sha256 != hashlib.sha256(await asyncio.to_thread(torchscript.to_bytes, model)).hexdigest():
                 await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.model_name} already has PRODUCTION version {current}: "
                                     "new versions of a line come from training runs through the gate")
             return T.ImportModelResponse(model=await asyncio.to_thread(self.registry.get, request.model_name, current), already_existed=True)

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from longtail import model as model_mod
 from longtail import predictions as predictions_mod
 from longtail.common.v1 import common_pb2 as C
-from longtail.model import MultiTaskNet
+from longtail.model import fitting
+from longtail.model.network import LAYERS_PER_BLOCK, MultiTaskNet
 from longtail.tasks import TaskSpec
 
 from trainer.data import Split
@@ -60,7 +60,7 @@ def build_model(tasks: Sequence[TaskSpec], base: MultiTaskNet | None, seed: int,
         if base_specs.get(t.name) != t or not all(k in copied for k in keys):
             fresh.append(t.name)
             if t.branch_blocks:  # the branch starts as a copy of the shared blocks it replaces
-                first = model_mod.LAYERS_PER_BLOCK * (len(chans) - t.branch_blocks)
+                first = LAYERS_PER_BLOCK * (len(chans) - t.branch_blocks)
                 for k, v in theirs.items():
                     layer, _, rest = k.removeprefix("backbone.").partition(".")
                     if k.startswith("backbone.") and int(layer) >= first:
@@ -82,10 +82,10 @@ def train(model: MultiTaskNet, data: Split, *, epochs: int, batch_size: int, lr:
           only_heads: Sequence[str] = ()) -> list[dict]:
     """`only_heads`: train these heads alone; the backbone and the other heads (weights and batch-norm
     statistics) come out exactly as they went in, so no other task's output can move."""
-    targets = model_mod.encode_targets(model.tasks, data.annotations)
+    targets = fitting.encode_targets(model.tasks, data.annotations)
     with _only(model, only_heads):
-        return model_mod.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step,
-                             train_heads=only_heads)
+        return fitting.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step,
+                           train_heads=only_heads)
 
 
 @contextlib.contextmanager
@@ -124,12 +124,12 @@ def evaluate(model: MultiTaskNet, data: Split, prefix: str = "val") -> dict[str,
         return out
     with torch.no_grad():
         model.eval()
-        targets = model_mod.encode_targets(model.tasks, data.annotations)
+        targets = fitting.encode_targets(model.tasks, data.annotations)
         losses = []
         for i in range(0, len(data), 256):
             idx = torch.arange(i, min(i + 256, len(data)))
             raw = model(torch.as_tensor(data.images[i:i + 256]))
-            loss, _ = model_mod.compute_loss(model.tasks, raw, model_mod._index_targets(targets, idx))
+            loss, _ = fitting.compute_loss(model.tasks, raw, fitting._index_targets(targets, idx))
             losses.append(float(loss) * len(idx))
         out[f"{prefix}/loss"] = sum(losses) / len(data)
     preds = model.predict(data.images)

@@ -1,31 +1,32 @@
 """`python -m trigger_evaluator` / `longtail serve trigger-evaluator`.
 
 Environment: KAFKA_BOOTSTRAP_SERVERS, OPERATOR_TOKEN_SECRET, S3_* (backtests over archived
-segments; optional), GRPC_PORT, METRICS_PORT, TRIGGER_EVALUATOR_FLEET_WORKER (0 = catalog API only),
-TRIGGER_EVALUATOR_STALL_TIMEOUT_S (records waiting but no commit for this long: health NOT_SERVING; 120).
+segments; optional), GRPC_PORT, METRICS_PORT, TRIGGER_EVALUATOR_* (trigger_evaluator/settings.py:
+FLEET_WORKER false = catalog API only; STALL_TIMEOUT_S, a fleet stage that has not polled for this
+long turns health NOT_SERVING, 120).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 
 from longtail import config, log, topics
 from longtail.auth import OperatorAuthSettings
 from longtail.gc_tuning import tune_gc
-from longtail.grpc_server import GrpcServer, run_service
+from longtail.grpc_server import run_service
 from longtail.kafka import Producer, TopicFollower
 from longtail.registry import TRIGGER_EVALUATOR
+from longtail.runtime import ServiceRuntime
 from longtail.storage import ObjectStore
 from longtail.topics import ensure_topics
 from longtail.triggers.v1 import triggers_pb2_grpc
 
 from trigger_evaluator.catalog import Catalog, CatalogError
-from trigger_evaluator.fleet_worker import FleetWorker, MapView, watch_progress
+from trigger_evaluator.fleet_worker import FleetWorker, MapView
 from trigger_evaluator.ledger import SERVICE, YieldLedger
 from trigger_evaluator.service import TriggerCatalog
+from trigger_evaluator.settings import TriggerEvaluatorSettings
 
-SERVICE_NAME = TRIGGER_EVALUATOR.grpc
 log_ = log.get_logger(__name__)
 
 
@@ -56,14 +57,15 @@ def enforce_rules(api: TriggerCatalog, changed: tuple[str, int] | None) -> None:
 async def serve() -> None:
     service_settings = config.load(config.ServiceSettings)
     kafka = config.load(config.KafkaSettings)
+    settings = config.load(TriggerEvaluatorSettings)
     operator_secret = config.load(OperatorAuthSettings).token_secret
-    try:
-        store = ObjectStore(config.load(config.S3Settings), service=SERVICE)
-    except config.ConfigError:
-        store = None  # backtests over archived segments need S3; time ranges do not
+    s3 = config.load_optional(config.S3Settings, "S3_ENDPOINT")  # backtests over archived segments need S3; time ranges do not
+    store = ObjectStore(s3, service=SERVICE) if s3 is not None else None
     await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, topics.ALL, kafka.replication_factor)
+    runtime = ServiceRuntime(SERVICE, service_settings)
 
     producer = Producer(kafka.bootstrap_servers, SERVICE)
+    runtime.on_shutdown(producer.close)
     catalog, ledger = Catalog(), YieldLedger()
     map_view = MapView()
     api = TriggerCatalog(catalog, ledger, producer, operator_secret, kafka.bootstrap_servers, store, map_view)
@@ -86,38 +88,17 @@ async def serve() -> None:
         name=SERVICE,
     )
     follower.start()
+    runtime.on_shutdown(follower.stop)
     await follower.caught_up.wait()  # answer only with the whole catalog in view
     tune_gc()
 
-    fleet = None
-    if os.environ.get("TRIGGER_EVALUATOR_FLEET_WORKER", "1").strip().lower() not in ("0", "false", "no", "off"):
-        fleet = await asyncio.to_thread(lambda: FleetWorker(kafka.bootstrap_servers, lambda: catalog.latest, kafka.replication_factor, map_view=map_view).start())
-
-    server = GrpcServer(SERVICE, service_settings)
-    server.add(triggers_pb2_grpc.add_TriggerCatalogServiceServicer_to_server, api, SERVICE_NAME)
-    await server.start()
-    watches = []
-    if fleet is not None:
-        stall = float(os.environ.get("TRIGGER_EVALUATOR_STALL_TIMEOUT_S", "120"))
-        watches = [asyncio.get_running_loop().create_task(c) for c in (watch_progress(kafka.bootstrap_servers, server.set_serving, stall), _exit_on_failure(fleet, server))]
-    try:
-        await server.serve_until_signal()
-    finally:
-        for watch in watches:
-            watch.cancel()
-        if fleet is not None:
-            await asyncio.to_thread(fleet.stop)
-        follower.stop()
-        producer.close()
-
-
-async def _exit_on_failure(fleet: FleetWorker, server: GrpcServer) -> None:
-    """A failed stage (e.g. a broker error it cannot retry) stops the process: the supervisor or
-    Kubernetes restarts it, and it resumes from its last commit."""
-    while fleet.error is None:
-        await asyncio.sleep(1.0)
-    log_.error("fleet worker failed; shutting down", error=repr(fleet.error))
-    server.request_stop()
+    if settings.fleet_worker:
+        fleet = await asyncio.to_thread(FleetWorker, kafka.bootstrap_servers, lambda: catalog.latest, kafka.replication_factor, map_view=map_view)
+        # A failed stage (e.g. a broker error it cannot retry) stops the process: the supervisor or
+        # Kubernetes restarts it, and it resumes from its last commit.
+        runtime.add_worker("fleet worker", fleet, settings.stall_timeout_s)
+    runtime.server.add(triggers_pb2_grpc.add_TriggerCatalogServiceServicer_to_server, api, TRIGGER_EVALUATOR.grpc)
+    await runtime.run()
 
 
 def main() -> None:

@@ -10,7 +10,7 @@
    rate limit. Emits TriggerFired (upload_requested, or why not) and, for fleet-side fires, a
    RequestUpload command for the car with a time-to-live (the gateway holds it until the car connects).
 
-Tables are dicts in memory, each partition backed by a compacted changelog topic
+Tables (longtail.streams) are dicts in memory, each partition backed by a compacted changelog topic
 (`<group>-<table>-changelog`, same partition numbers as the input) and restored from it when the
 partition is assigned — the Kafka Streams / faust table model. Per batch the stage (1) produces its
 outputs and waits for the acks, (2) writes the changed table entries and waits, (3) commits the
@@ -26,25 +26,23 @@ continuous load it also cannot commit (its commit timer overlaps for seconds). d
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-import confluent_kafka
-from confluent_kafka.admin import AdminClient, NewTopic
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
-from longtail import metrics, topics
+from longtail import topics
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.fleet.v1 import fleet_pb2
 from longtail.kafka import Producer
 from longtail.log import get_logger
 from longtail.mapvision.v1 import map_pb2
 from longtail.registry import TRIGGER_EVALUATOR
+from longtail.streams import ChangelogTable, Stage
 from longtail.triggerlang import CompiledTrigger, EvalContext, FiringOptions, compile_trigger, map_expectations
 from longtail.triggerlang.vector import BatchEvaluator, CarFrames
 from longtail.triggers.v1 import events_pb2 as trigger_events
@@ -181,49 +179,6 @@ def _sequence(frame) -> int:
     return frame.sequence
 
 
-def group_progress(bootstrap: str, positions: list[tuple[str, str]]) -> tuple[int, int]:
-    """(lag, committed) summed over the partitions of each (consumer group, topic)."""
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"{SERVICE}-progress", "enable.auto.commit": False})
-    try:
-        metadata = consumer.list_topics(timeout=10).topics
-        lag = committed = 0
-        for group, topic in positions:
-            admin_view = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-            try:
-                parts = [confluent_kafka.TopicPartition(topic, p) for p in metadata[topic].partitions]
-                for tp in admin_view.committed(parts, timeout=10):
-                    _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-                    done = max(tp.offset, 0)
-                    lag, committed = lag + max(high - done, 0), committed + done
-            finally:
-                admin_view.close()
-        return lag, committed
-    finally:
-        consumer.close()
-
-
-async def watch_progress(bootstrap: str, set_serving: Callable[[bool], Awaitable[None]], stall_timeout_s: float = 120.0,
-                         positions: list[tuple[str, str]] | None = None) -> None:
-    """Liveness from real progress: with records waiting, committed offsets must move within
-    stall_timeout_s, else the worker reports NOT_SERVING (and the liveness probe restarts it)."""
-    positions = positions or [(SERVICE, topics.TELEMETRY.name), (f"{SERVICE}-decide", topics.FIRE_CANDIDATES.name)]
-    serving, last_committed, last_move = True, -1, time.monotonic()
-    while True:
-        await asyncio.sleep(min(10.0, stall_timeout_s / 4))
-        try:
-            lag, committed = await asyncio.to_thread(group_progress, bootstrap, positions)
-        except Exception as exc:  # the broker being away is not this worker's fault
-            log.warning("cannot read consumer progress", error=str(exc))
-            continue
-        if committed != last_committed or lag == 0:
-            last_committed, last_move = committed, time.monotonic()
-        healthy = time.monotonic() - last_move < stall_timeout_s
-        if healthy != serving:
-            serving = healthy
-            log.warning("fleet worker progress", serving=serving, lag=lag)
-            await set_serving(serving)
-
-
 def decide(trigger: S.Trigger | None, fired: trigger_events.TriggerFired, budget: dict, now: float) -> tuple[bool, str]:
     """Pure decision over the trigger-version's budget record (mutated when an upload is granted)."""
     if trigger is None or trigger.version != fired.trigger_version:
@@ -249,184 +204,6 @@ def decide(trigger: S.Trigger | None, fired: trigger_events.TriggerFired, budget
 
 
 
-class ChangelogTable:
-    """A dict per partition, persisted as a compacted changelog topic with the input's partition
-    numbers. Writes are buffered until `flush`, so the stage decides when state becomes durable."""
-
-    def __init__(self, name: str, bootstrap: str, group_id: str, producer: Producer) -> None:
-        self.name, self.bootstrap, self.producer = name, bootstrap, producer
-        self.topic = f"{group_id}-{name}-changelog"
-        self.partitions: dict[int, dict[str, dict]] = {}
-        self._dirty: dict[tuple[int, str], dict] = {}
-
-    def ensure_topic(self, input_topic: str, replication_factor: int) -> None:
-        """The changelog has the input topic's partition count (a partition's state sits with it)."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        existing = admin.list_topics(timeout=30).topics
-        if input_topic not in existing:
-            raise RuntimeError(f"{input_topic} does not exist (topics are created at start-up, never by auto-create)")
-        partitions = len(existing[input_topic].partitions)
-        if self.topic in existing:
-            have = len(existing[self.topic].partitions)
-            if have != partitions:
-                raise RuntimeError(f"{self.topic} has {have} partitions but {input_topic} has {partitions}; they must match")
-            return
-        config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
-        futures = admin.create_topics([NewTopic(self.topic, num_partitions=partitions, replication_factor=replication_factor, config=config)])
-        for future in futures.values():
-            try:
-                future.result(30)
-            except confluent_kafka.KafkaException as exc:
-                if exc.args[0].code() != confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise
-
-    def get(self, partition: int, key: str) -> dict:
-        return self.partitions.setdefault(partition, {}).get(key) or {}
-
-    def set(self, partition: int, key: str, value: dict) -> None:
-        self.partitions.setdefault(partition, {})[key] = value
-        self._dirty[(partition, key)] = value
-
-    def flush(self) -> None:
-        for (partition, key), value in self._dirty.items():
-            self.producer.produce_partition(self.topic, partition, key, json.dumps(value, separators=(",", ":")).encode())
-        self._dirty.clear()
-        self.producer.flush()
-
-    def restore(self, partitions: list[int]) -> None:
-        """Rebuild the given partitions from the changelog (start to high watermark)."""
-        self._dirty = {k: v for k, v in self._dirty.items() if k[0] not in partitions}
-        consumer = confluent_kafka.Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"{self.topic}-restore", "enable.auto.commit": False, "enable.partition.eof": True})
-        try:
-            ends = {}
-            for p in partitions:
-                _low, high = consumer.get_watermark_offsets(confluent_kafka.TopicPartition(self.topic, p), timeout=30)
-                self.partitions[p] = {}
-                if high > 0:
-                    ends[p] = high
-            if ends:
-                consumer.assign([confluent_kafka.TopicPartition(self.topic, p, confluent_kafka.OFFSET_BEGINNING) for p in ends])
-            while ends:
-                msg = consumer.poll(30)
-                if msg is None:
-                    raise RuntimeError(f"restoring {self.topic}: no progress in 30 s")
-                if msg.error() is not None:
-                    if msg.error().code() == confluent_kafka.KafkaError._PARTITION_EOF:
-                        ends.pop(msg.partition(), None)
-                        continue
-                    raise confluent_kafka.KafkaException(msg.error())
-                p = msg.partition()
-                key = msg.key().decode()
-                if msg.value() is None:
-                    self.partitions[p].pop(key, None)
-                else:
-                    self.partitions[p][key] = json.loads(msg.value())
-                if msg.offset() + 1 >= ends.get(p, 0):
-                    ends.pop(p, None)
-        finally:
-            consumer.close()
-        log.info("table restored", table=self.name, partitions=partitions, keys=sum(len(self.partitions[p]) for p in partitions))
-
-    def drop(self, partitions: list[int]) -> None:
-        for p in partitions:
-            self.partitions.pop(p, None)
-        self._dirty = {k: v for k, v in self._dirty.items() if k[0] not in partitions}
-
-
-class Stage:
-    """consume → process(records of one poll) → outputs acked → table durable → commit, in a thread.
-
-    `process` gets the poll's records and the stage (for `each` and `dead_letter`)."""
-
-    def __init__(self, name: str, bootstrap: str, group_id: str, topic: str, table: ChangelogTable,
-                 process: Callable[[list, Stage], None], producer: Producer, batch_size: int = 200) -> None:
-        self.name, self.topic, self.table, self.process, self.producer, self.batch_size = name, topic, table, process, producer, batch_size
-        self.group_id = group_id
-        self.consumer = confluent_kafka.Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": group_id,
-            "client.id": f"{group_id}-{name}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            # A worker killed with -9 holds its partitions until its session times out: keep it short.
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 2_000,
-        })
-        self.metrics = metrics.ConsumerMetrics(SERVICE, group_id, [topic])
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"fleet-{name}", daemon=True)
-        self._stop = threading.Event()
-
-    def _assigned(self, _consumer, partitions) -> None:
-        self.table.restore([tp.partition for tp in partitions])
-
-    def _revoked(self, _consumer, partitions) -> None:
-        self.table.drop([tp.partition for tp in partitions])
-
-    def start(self) -> None:
-        self.consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self.poll_once()
-        except BaseException as exc:  # the health watch reports it; the process does not hide it
-            self.error = exc
-            log.exception("fleet stage failed", stage=self.name)
-        finally:
-            self.consumer.close()  # leaves the group: the partitions move at once
-
-    def poll_once(self) -> None:
-        messages = self.consumer.consume(self.batch_size, 0.5)
-        self.metrics.polled(self.consumer)
-        if not messages:
-            return
-        self.metrics.consumed(self.topic, len(messages))
-        records = []
-        for msg in messages:
-            if msg.error() is not None:
-                if msg.error().fatal():
-                    raise confluent_kafka.KafkaException(msg.error())
-                log.warning("kafka consume error", stage=self.name, error=msg.error().str())
-                continue
-            records.append(msg)
-        self.process(records, self)
-        self.producer.flush()  # 1. outputs (and dead letters) acked
-        self.table.flush()  # 2. then the state that produced them
-        try:
-            self.consumer.commit(asynchronous=False)  # 3. then the input offsets
-        except confluent_kafka.KafkaException as exc:  # e.g. a rebalance: the records are redone, idempotently
-            log.warning("commit failed; the batch will be reprocessed", stage=self.name, error=str(exc))
-
-    def each(self, records: list, handle: Callable[[int, bytes | None, bytes], None]) -> None:
-        """handle(partition, key, value) per record; a record it fails on is dead-lettered."""
-        for msg in records:
-            try:
-                handle(msg.partition(), msg.key(), msg.value())
-            except Exception as exc:  # one bad record must not stop the stage (or, replayed, every restart)
-                self.dead_letter(msg, exc)
-
-    def dead_letter(self, msg, exc: BaseException) -> None:
-        from longtail.ops.v1 import events_pb2 as ops_events
-
-        topic, partition, offset, error = msg.topic(), msg.partition(), msg.offset(), f"{type(exc).__name__}: {exc}"
-        letter = ops_events.DeadLetter(source_topic=topic, source_partition=partition, source_offset=offset, key=msg.key() or b"",
-                                       value=msg.value() or b"", error=error[:4000], consumer_group=self.group_id)
-        letter.failed_at.GetCurrentTime()
-        log.warning("dead-lettered record", stage=self.name, topic=topic, partition=partition, offset=offset, error=error[:200])
-        self.metrics.dead_lettered(topic)
-        self.producer.produce(topics.DEAD_LETTERS, f"{topic}/{partition}/{offset}", letter)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-
 class FleetWorker:
     """The two stages. Topic names are parameters only so the benchmark can use its own topics."""
 
@@ -449,8 +226,9 @@ class FleetWorker:
         self.car_states.ensure_topic(telemetry_topic, replication_factor)
         self.budgets.ensure_topic(candidates_topic, replication_factor)
         self.stages = [
-            Stage("evaluate", bootstrap, group_id, telemetry_topic, self.car_states, self.evaluate_poll, self.producer),
-            Stage("decide", bootstrap, f"{group_id}-decide", candidates_topic, self.budgets, lambda records, stage: stage.each(records, self.decide), self.producer),
+            Stage("evaluate", bootstrap, group_id, telemetry_topic, self.car_states, self.evaluate_poll, self.producer, SERVICE),
+            Stage("decide", bootstrap, f"{group_id}-decide", candidates_topic, self.budgets, lambda records, stage: stage.each(records, self.decide),
+                  self.producer, SERVICE),
         ]
         self._frames = FRAMES.labels(SERVICE)
         for path in ("columns", "frame_by_frame"):
@@ -470,6 +248,15 @@ class FleetWorker:
     @property
     def error(self) -> BaseException | None:
         return next((s.error for s in self.stages if s.error is not None), None)
+
+    @property
+    def alive(self) -> bool:
+        return all(stage.alive for stage in self.stages)
+
+    @property
+    def last_progress(self) -> float:
+        """The slower stage's last poll: the worker progresses only when both do."""
+        return min(stage.last_progress for stage in self.stages)
 
     def evaluate_poll(self, records: list, stage: Stage) -> None:
         """All telemetry records of one poll together: each car's frames in record order, every

@@ -33,6 +33,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from longtail import config
 from longtail.registry import GATEWAY, INFERENCE, LABEL_STORE, MAP_VISION, TRAINER, TRIGGER_EVALUATOR
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -600,7 +601,6 @@ def test_docs_create_the_secrets_and_configmaps_the_charts_reference(kubectl: st
 def test_gateway_environment_is_accepted_by_the_service(render: Renderer, monkeypatch: pytest.MonkeyPatch, values: str) -> None:
     """The rendered environment loads through the gateway's own settings classes (types, host:port
     checks, every GATEWAY_* name a real field), with the Secret-provided variables filled in."""
-    from longtail import config
     from longtail.auth import FleetAuthSettings
 
     from gateway.settings import GatewaySettings
@@ -722,22 +722,14 @@ def test_trigger_evaluator_external(render: Renderer) -> None:
     assert data["KAFKA_REPLICATION_FACTOR"] == "3" and data["TZ"] == "UTC" and not [k for k in data if k.startswith("APP_")]
 
 
-def _evaluator_env_names() -> set[str]:
-    """TRIGGER_EVALUATOR_* variables the server reads (not the CLI's TRIGGER_EVALUATOR_ADDR)."""
-    names: set[str] = set()
-    for path in (ROOT / "services" / "trigger_evaluator").glob("*.py"):
-        if path.name != "cli.py":
-            names |= set(re.findall(r"""environ(?:\.get\(|\[)\s*["'](TRIGGER_EVALUATOR_[A-Z0-9_]+)""", path.read_text()))
-    return names
-
-
 @pytest.mark.parametrize("values", sorted(p.stem for p in (CHARTS / "trigger-evaluator" / "ci").glob("*.yaml")))
 def test_trigger_evaluator_environment_is_accepted_by_the_service(render: Renderer, monkeypatch: pytest.MonkeyPatch, values: str) -> None:
     """The rendered environment loads through the settings classes the evaluator's serve() loads
     (services/trigger_evaluator/__main__.py): ServiceSettings, KafkaSettings, OperatorAuthSettings
     and, when the chart sets S3, S3Settings; every TRIGGER_EVALUATOR_* name is one the service reads."""
-    from longtail import config
     from longtail.auth import OperatorAuthSettings
+
+    from trigger_evaluator.settings import TriggerEvaluatorSettings
 
     docs = render.docs("trigger-evaluator", values)
     c = container(docs, "StatefulSet")
@@ -745,11 +737,12 @@ def test_trigger_evaluator_environment_is_accepted_by_the_service(render: Render
     env.update({e["name"]: "x" * 40 for e in c["env"] if e["name"] in SECRET_ENV})
     _load_env(monkeypatch, env, ("TRIGGER_EVALUATOR_", "KAFKA_", "S3_", "GRPC_", "METRICS_", "OPERATOR_"))
 
-    known = _evaluator_env_names()
+    known = set(config.variables(TriggerEvaluatorSettings).values())
     assert "TRIGGER_EVALUATOR_FLEET_WORKER" in known
     unknown = {name for name in env if name.startswith("TRIGGER_EVALUATOR_")} - known
     assert not unknown, f"the chart sets TRIGGER_EVALUATOR_* variables the evaluator does not read: {unknown}"
-    assert env["TRIGGER_EVALUATOR_FLEET_WORKER"] in ("0", "1"), "the service reads '0' as off and anything else as on"
+    evaluator = config.load(TriggerEvaluatorSettings)
+    assert evaluator.fleet_worker is (env["TRIGGER_EVALUATOR_FLEET_WORKER"] == "1")
     service = config.load(config.ServiceSettings)
     kafka = config.load(config.KafkaSettings)
     config.load(OperatorAuthSettings)
@@ -804,12 +797,11 @@ def _camel(name: str) -> str:
 
 def test_map_vision_schema_covers_every_setting() -> None:
     """Every MapVisionSettings field and map tunable can be set, and nothing else."""
-    import dataclasses
-
-    from map_vision.__main__ import MapVisionSettings
     from map_vision.mapping import Tunables
+    from map_vision.settings import MapVisionSettings
 
-    expected = {_camel(n) for n in MapVisionSettings.model_fields} | {_camel(f.name) for f in dataclasses.fields(Tunables)}
+    expected = {_camel(n) for n in MapVisionSettings.model_fields}
+    assert set(Tunables.model_fields) <= set(MapVisionSettings.model_fields)
     schema = json.loads((CHARTS / "map-vision" / "values.schema.json").read_text())["properties"]["mapVision"]
     assert set(schema["properties"]) == expected and schema["additionalProperties"] is False
 
@@ -819,13 +811,9 @@ def test_map_vision_environment_is_accepted_by_the_service(render: Renderer, mon
     """The rendered environment loads through map-vision's own settings (MapVisionSettings, the
     map Tunables, ServiceSettings, KafkaSettings, OperatorAuthSettings); every MAP_VISION_* name is
     a field of one of them."""
-    import dataclasses
-
-    from longtail import config
     from longtail.auth import OperatorAuthSettings
 
-    from map_vision.__main__ import MapVisionSettings
-    from map_vision.mapping import Tunables
+    from map_vision.settings import MapVisionSettings
 
     docs = render.docs("map-vision", values)
     c = container(docs)
@@ -833,11 +821,11 @@ def test_map_vision_environment_is_accepted_by_the_service(render: Renderer, mon
     env.update({e["name"]: "x" * 40 for e in c["env"] if e["name"] in SECRET_ENV})
     _load_env(monkeypatch, env, ("MAP_VISION_", "KAFKA_", "GRPC_", "METRICS_", "OPERATOR_"))
 
-    fields = {f"MAP_VISION_{n.upper()}" for n in MapVisionSettings.model_fields} | {f"MAP_VISION_{f.name.upper()}" for f in dataclasses.fields(Tunables)}
+    fields = set(config.variables(MapVisionSettings).values())
     unknown = {name for name in env if name.startswith("MAP_VISION_")} - fields
     assert not unknown, f"the chart sets MAP_VISION_* variables map-vision does not read: {unknown}"
     settings = config.load(MapVisionSettings)
-    tunables = Tunables.from_env(env)
+    tunables = settings.tunables()
     service = config.load(config.ServiceSettings)
     kafka = config.load(config.KafkaSettings)
     config.load(OperatorAuthSettings)
@@ -970,10 +958,10 @@ def test_label_store_external(render: Renderer) -> None:
 
 
 def test_label_store_schema_covers_every_setting() -> None:
-    from label_store.__main__ import LabelStoreSettings
+    from label_store.settings import LabelStoreSettings
 
     schema = json.loads((CHARTS / "label-store" / "values.schema.json").read_text())["properties"]["labelStore"]
-    assert set(schema["properties"]) == {_camel(n) for n in LabelStoreSettings.model_fields} and schema["additionalProperties"] is False
+    assert set(schema["properties"]) == {_camel(n) for n in config.own_fields(LabelStoreSettings)} and schema["additionalProperties"] is False
 
 
 @pytest.mark.parametrize("values", sorted(p.stem for p in (CHARTS / "label-store" / "ci").glob("*.yaml")))
@@ -981,10 +969,9 @@ def test_label_store_environment_is_accepted_by_the_service(render: Renderer, mo
     """The rendered environment loads through the classes label-store's serve() loads:
     ServiceSettings, KafkaSettings, LabelStoreSettings, OperatorAuthSettings and, when set, S3Settings;
     the database URL is the Secret's (PostgreSQL) or the SQLite file under the data directory."""
-    from longtail import config
     from longtail.auth import OperatorAuthSettings
 
-    from label_store.__main__ import LabelStoreSettings, database_url
+    from label_store.settings import LabelStoreSettings, database_url
 
     docs = render.docs("label-store", values)
     c = container(docs)
@@ -994,7 +981,7 @@ def test_label_store_environment_is_accepted_by_the_service(render: Renderer, mo
         secrets["DATABASE_URL"] = "postgresql+psycopg://longtail:pw@postgres:5432/longtail"
     env.update(secrets)
     _load_env(monkeypatch, env, ("LABEL_STORE_", "KAFKA_", "S3_", "GRPC_", "METRICS_", "OPERATOR_", "DATABASE_"))
-    unknown = {n for n in env if n.startswith("LABEL_STORE_")} - {f"LABEL_STORE_{n.upper()}" for n in LabelStoreSettings.model_fields}
+    unknown = {n for n in env if n.startswith("LABEL_STORE_")} - set(config.variables(LabelStoreSettings).values())
     assert not unknown, f"the chart sets LABEL_STORE_* variables the label store does not read: {unknown}"
     settings = config.load(LabelStoreSettings)
     service = config.load(config.ServiceSettings)
@@ -1038,7 +1025,7 @@ def test_inference_autoscaling(render: Renderer) -> None:
 
 
 def test_inference_schema_covers_every_setting() -> None:
-    from inference.__main__ import InferenceSettings
+    from inference.settings import InferenceSettings
 
     schema = json.loads((CHARTS / "inference" / "values.schema.json").read_text())["properties"]["inference"]
     assert set(schema["properties"]) == {_camel(n) for n in InferenceSettings.model_fields} and schema["additionalProperties"] is False
@@ -1047,9 +1034,8 @@ def test_inference_schema_covers_every_setting() -> None:
 @pytest.mark.parametrize("values", sorted(p.stem for p in (CHARTS / "inference" / "ci").glob("*.yaml")))
 def test_inference_environment_is_accepted_by_the_service(render: Renderer, monkeypatch: pytest.MonkeyPatch, values: str) -> None:
     """ServiceSettings, KafkaSettings, S3Settings, TritonSettings and InferenceSettings (serve())."""
-    from longtail import config
 
-    from inference.__main__ import InferenceSettings
+    from inference.settings import InferenceSettings
 
     docs = render.docs("inference", values)
     c = container(docs)
@@ -1097,30 +1083,29 @@ def test_trainer_is_one_replica(render: Renderer) -> None:
 
 
 def test_trainer_schema_covers_every_setting() -> None:
-    from trainer.__main__ import TrainerSettings
+    from trainer.settings import TrainerSettings
 
     schema = json.loads((CHARTS / "trainer" / "values.schema.json").read_text())["properties"]["trainer"]
-    assert set(schema["properties"]) == {_camel(n) for n in TrainerSettings.model_fields} and schema["additionalProperties"] is False
+    assert set(schema["properties"]) == {_camel(n) for n in config.own_fields(TrainerSettings)} and schema["additionalProperties"] is False
 
 
 @pytest.mark.parametrize("values", sorted(p.stem for p in (CHARTS / "trainer" / "ci").glob("*.yaml")))
 def test_trainer_environment_is_accepted_by_the_service(render: Renderer, monkeypatch: pytest.MonkeyPatch, values: str) -> None:
-    """ServiceSettings, KafkaSettings, S3Settings, TrainerSettings, LabelSettings (LABEL_STORE_ADDR)
-    and OperatorAuthSettings (serve())."""
-    from longtail import config
+    """ServiceSettings, KafkaSettings, S3Settings, TrainerSettings (with LABEL_STORE_ADDR) and
+    OperatorAuthSettings (serve())."""
     from longtail.auth import OperatorAuthSettings
 
-    from trainer.__main__ import LabelSettings, TrainerSettings
+    from trainer.settings import TrainerSettings
 
     docs = render.docs("trainer", values)
     c = container(docs)
     env = dict(env_configmap(docs)["data"])
     env.update({e["name"]: "x" * 40 for e in c["env"] if e["name"] in SECRET_ENV})
     _load_env(monkeypatch, env, ("TRAINER_", "LABEL_STORE_", "KAFKA_", "S3_", "GRPC_", "METRICS_", "OPERATOR_"))
-    unknown = {n for n in env if n.startswith("TRAINER_")} - {f"TRAINER_{n.upper()}" for n in TrainerSettings.model_fields}
+    unknown = {n for n in env if n.startswith("TRAINER_")} - set(config.variables(TrainerSettings).values())
     assert not unknown, f"the chart sets TRAINER_* variables the trainer does not read: {unknown}"
     settings = config.load(TrainerSettings)
-    assert config.load(LabelSettings).addr == env["LABEL_STORE_ADDR"]
+    assert settings.label_store_addr == env["LABEL_STORE_ADDR"]
     config.load(OperatorAuthSettings)
     config.load(config.ServiceSettings)
     config.load(config.KafkaSettings)

@@ -22,7 +22,6 @@ import torch
 from kafka_probe import read_since
 from PIL import Image
 
-from longtail import model as model_mod
 from longtail import model_repo, topics
 from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
@@ -30,6 +29,7 @@ from longtail.config import S3Settings
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.inference.v1 import inference_pb2, inference_pb2_grpc
 from longtail.kafka import Producer
+from longtail.model.network import MultiTaskNet
 from longtail.registry import INFERENCE
 from longtail.storage import SNAPSHOTS, ObjectStore
 
@@ -39,9 +39,9 @@ SERVICE = INFERENCE.grpc
 WEATHER = tasks_mod.TaskSpec("weather", "classification", ("dry", "wet"))
 
 
-def make_model(seed: int, extra=()) -> model_mod.MultiTaskNet:
+def make_model(seed: int, extra=()) -> MultiTaskNet:
     torch.manual_seed(seed)
-    net = model_mod.MultiTaskNet(list(tasks_mod.DEFAULT_TASKS) + list(extra))
+    net = MultiTaskNet(list(tasks_mod.DEFAULT_TASKS) + list(extra))
     with torch.no_grad():  # non-trivial BatchNorm statistics, so versions really differ
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -67,10 +67,10 @@ class Run:
         self.group = f"inference-it-{uuid.uuid4().hex[:6]}"
         self.store = ObjectStore(S3Settings(**{k.removeprefix("S3_").lower(): v for k, v in s3.items()}))
         self.producer = Producer(kafka, "inference-test")
-        self.models: dict[int, model_mod.MultiTaskNet] = {}
+        self.models: dict[int, MultiTaskNet] = {}
         self.since_ms = int(time.time() * 1000) - 1000
 
-    def publish(self, version: int, net: model_mod.MultiTaskNet, announce: bool = True) -> model_repo.PublishedVersion:
+    def publish(self, version: int, net: MultiTaskNet, announce: bool = True) -> model_repo.PublishedVersion:
         pv = model_repo.publish(self.store, net, self.name, version, parent=version - 1 or None)
         self.models[version] = net
         if announce:

@@ -29,7 +29,8 @@ from longtail.registry import LABEL_STORE
 from longtail.storage import ObjectStore
 
 from label_store import db, schema
-from label_store.store import LabelStore, StoreError
+from label_store.store import LabelStore
+from label_store.tx import StoreError
 from longtail_dev.supervisor import ServiceProcess
 
 SERVICE = LABEL_STORE.grpc
@@ -84,13 +85,13 @@ def store(database_url, objects):
     engine = db.create_engine(database_url)
     db.migrate(engine)
     s = LabelStore(engine, objects)
-    s.ensure_tasks(schema.default_tasks())
+    s.tasks.ensure(schema.default_tasks())
     yield s
     engine.dispose()
 
 
 def register(store, run, n):
-    return store.register_samples([L.Sample(sample_id=sid(run, i), object_key=f"snapshots/{run}/{i}", bucket="longtail",
+    return store.samples.register([L.Sample(sample_id=sid(run, i), object_key=f"snapshots/{run}/{i}", bucket="longtail",
                                             content_type="image/png") for i in range(n)])
 
 
@@ -113,16 +114,16 @@ def test_concurrent_labellers_never_share_a_live_lease_and_lose_nothing(store, d
         rng = random.Random(k)
         try:
             while True:
-                lease, _ = mine.next_task("stop_sign", f"l{k}", 0.6)
+                lease, _ = mine.queue.next_task("stop_sign", f"l{k}", 0.6)
                 if lease is None:
-                    if mine.task_counts("stop_sign").leased == 0:
+                    if mine.tasks.counts("stop_sign").leased == 0:
                         return
                     time.sleep(0.1)  # abandoned leases still running: they will come back
                     continue
                 if rng.random() < 0.2:
                     continue  # crash: never submit, never release
                 try:
-                    mine.submit_label(lease.lease_id, lease.lease_id, L.Label(annotation=stop_sign()))
+                    mine.queue.submit_label(lease.lease_id, lease.lease_id, L.Label(annotation=stop_sign()))
                 except StoreError as exc:  # slow enough to lose the lease: refused, not lost
                     assert exc.code == "FAILED_PRECONDITION", exc
                     refused.append(lease.lease_id)
@@ -137,7 +138,7 @@ def test_concurrent_labellers_never_share_a_live_lease_and_lose_nothing(store, d
     for t in threads:
         t.join(120)
     assert not errors, errors
-    with store.engine.connect() as conn:
+    with store.tx.engine.connect() as conn:
         items = {r.id: r for r in conn.execute(sa.select(db.queue_items).where(db.queue_items.c.task == "stop_sign"))}
         label_rows = list(conn.execute(sa.select(db.labels.c.sample_id, db.labels.c.created_at_us, db.labels.c.lease_id).where(db.labels.c.task == "stop_sign")))
         lease_rows = list(conn.execute(sa.select(db.leases).order_by(db.leases.c.item_id, db.leases.c.created_at_us)))
@@ -160,48 +161,48 @@ def test_concurrent_labellers_never_share_a_live_lease_and_lose_nothing(store, d
 def test_expired_lease_returns_the_item(store):
     run = uuid.uuid4().hex[:8]
     register(store, run, 1)
-    first, _ = store.next_task("stop_sign", "alice", 0.3)
-    assert store.next_task("stop_sign", "bob", 0.3)[0] is None
+    first, _ = store.queue.next_task("stop_sign", "alice", 0.3)
+    assert store.queue.next_task("stop_sign", "bob", 0.3)[0] is None
     time.sleep(0.4)
-    second, _ = store.next_task("stop_sign", "bob", 30)
+    second, _ = store.queue.next_task("stop_sign", "bob", 30)
     assert second.sample.sample_id == first.sample.sample_id
     with pytest.raises(StoreError) as err:
-        store.submit_label(first.lease_id, "k", L.Label(annotation=stop_sign()))
+        store.queue.submit_label(first.lease_id, "k", L.Label(annotation=stop_sign()))
     assert err.value.code == "FAILED_PRECONDITION"
-    assert store.submit_label(second.lease_id, "k", L.Label(annotation=stop_sign()))[1] is False
+    assert store.queue.submit_label(second.lease_id, "k", L.Label(annotation=stop_sign()))[1] is False
 
 
 def test_dataset_rebuild_reproduces_the_manifest_hash(store, objects):
     run = uuid.uuid4().hex[:8]
     register(store, run, 30)
     for i in range(30):
-        lease, _ = store.next_task("stop_sign", "alice", 60)
-        store.submit_label(lease.lease_id, "k", L.Label(annotation=stop_sign("foliage" if i % 3 == 0 else "none")))
+        lease, _ = store.queue.next_task("stop_sign", "alice", 60)
+        store.queue.submit_label(lease.lease_id, "k", L.Label(annotation=stop_sign("foliage" if i % 3 == 0 else "none")))
     name = f"stop-signs-{run}"
-    v1, existed = store.create_dataset(name, ["stop_sign"], L.SampleFilter(), L.SplitSpec(val_fraction=0.2, test_fraction=0.2))
+    v1, existed = store.datasets.create(name, ["stop_sign"], L.SampleFilter(), L.SplitSpec(val_fraction=0.2, test_fraction=0.2))
     assert not existed and v1.version == 1 and v1.label_count == 30
     assert sum((v1.split_counts.train, v1.split_counts.val, v1.split_counts.test)) == 30
     data = objects.get(v1.manifest_key)
     assert hashlib.sha256(data).hexdigest() == v1.manifest_sha256
-    again, existed = store.create_dataset(name, ["stop_sign"], L.SampleFilter(), L.SplitSpec(val_fraction=0.2, test_fraction=0.2))
+    again, existed = store.datasets.create(name, ["stop_sign"], L.SampleFilter(), L.SplitSpec(val_fraction=0.2, test_fraction=0.2))
     assert existed and again.version == 1  # nothing changed: same manifest, no new version
 
     register(store, run, 31)  # one more sample, labelled: version 2
-    lease, _ = store.next_task("stop_sign", "alice", 60)
-    store.submit_label(lease.lease_id, "k", L.Label(annotation=stop_sign()))
-    v2, _ = store.create_dataset(name, ["stop_sign"], L.SampleFilter(), L.SplitSpec(val_fraction=0.2, test_fraction=0.2))
+    lease, _ = store.queue.next_task("stop_sign", "alice", 60)
+    store.queue.submit_label(lease.lease_id, "k", L.Label(annotation=stop_sign()))
+    v2, _ = store.datasets.create(name, ["stop_sign"], L.SampleFilter(), L.SplitSpec(val_fraction=0.2, test_fraction=0.2))
     assert v2.version == 2 and v2.label_count == 31
     splits_v1 = {line.split(b'"split":"')[1].split(b'"')[0] for line in data.splitlines()[1:]}
     assert splits_v1 <= {b"train", b"val", b"test"}
 
     # Rebuild v1 after the store moved on, and after losing its manifest object.
-    ds, digest, matches, reuploaded = store.rebuild_dataset(name, 1)
+    ds, digest, matches, reuploaded = store.datasets.rebuild(name, 1)
     assert (digest, matches, reuploaded) == (v1.manifest_sha256, True, False)
     objects.client.remove_object(objects.bucket, v1.manifest_key)
-    ds, digest, matches, reuploaded = store.rebuild_dataset(name, 1)
+    ds, digest, matches, reuploaded = store.datasets.rebuild(name, 1)
     assert matches and reuploaded
     assert objects.get(v1.manifest_key) == data  # bit for bit
-    assert [d.version for d in store.list_datasets(name)[0]] == [2, 1]
+    assert [d.version for d in store.datasets.list(name)[0]] == [2, 1]
 
 
 # ---------------------------------------------------------------------------------------------

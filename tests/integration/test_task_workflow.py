@@ -65,7 +65,7 @@ def frames_behind_vehicles(world, n: int, seed: int):
 
 
 def test_a_task_declared_while_the_engine_runs_gets_a_detector_trigger_uploads_a_suite_and_a_trained_head(kafka, s3, tmp_path):
-    from longtail import model as model_mod
+    from longtail.model import torchscript
     from longtail.synthetic.world import World, WorldConfig
 
     from fleet_sim.bootstrap import train_bootstrap_model
@@ -83,7 +83,7 @@ def test_a_task_declared_while_the_engine_runs_gets_a_detector_trigger_uploads_a
         stack.clients()
         model = train_bootstrap_model(seed=3)
         model.eval()
-        stack.trainer.ImportModel(T.ImportModelRequest(model_name=line, weights=model_mod.to_bytes(model), role=C.MODEL_ROLE_PRODUCTION, reason="baseline"),
+        stack.trainer.ImportModel(T.ImportModelRequest(model_name=line, weights=torchscript.to_bytes(model), role=C.MODEL_ROLE_PRODUCTION, reason="baseline"),
                                   metadata=stack.auth, timeout=60)
         stack.start("gateway", GATEWAY_FLEET_MODEL=line)
         world = World(WorldConfig(vehicle_rate=0.4, hazard_rate=0.3, police_rate=0.1), seed=WORLD_SEED)

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from kafka_probe import read_since
 
-from longtail import model as model_mod
 from longtail import model_repo, topics
 from longtail import tasks as tasks_mod
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
@@ -29,6 +28,8 @@ from longtail.fleet.v1 import fleet_pb2 as F
 from longtail.kafka import Producer
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
+from longtail.model import torchscript
+from longtail.model.network import MultiTaskNet
 from longtail.models.v1 import events_pb2 as E
 from longtail.models.v1 import trainer_pb2 as T
 from longtail.models.v1 import trainer_pb2_grpc
@@ -258,7 +259,7 @@ def test_trainer_declares_tasks_trains_gates_publishes_and_trains_a_detector(ser
                              positive_predicate=OCCLUDED_POSITIVE, datasets=[C.DatasetRef(name=signs.name)]))
     assert d.status == T.RUN_STATUS_SUCCEEDED, (d.error, list(d.gate_report.reasons))
     dmv = api.GetModel(T.GetModelRequest(model=d.model), timeout=10).model
-    net = model_mod.load_scripted(objects.get(dmv.weights_key))  # the bytes the gateway beams to cars
+    net = torchscript.load_scripted(objects.get(dmv.weights_key))  # the bytes the gateway beams to cars
     sp, sn = detector.scores(net, occl.images), detector.scores(net, plain.images)
     assert sp.mean() > sn.mean() and detector.auc(sp, sn) > 0.8, (sp, sn)
 
@@ -310,8 +311,8 @@ def test_trainer_declares_tasks_trains_gates_publishes_and_trains_a_detector(ser
 def test_import_model_publishes_a_first_version_once_and_refuses_bad_input(services, kafka):
     api, run = services["api"], services["run"]
     name = f"imported-{run}"
-    net = model_mod.MultiTaskNet(list(tasks_mod.DEFAULT_TASKS))
-    weights = model_mod.to_bytes(net)
+    net = MultiTaskNet(list(tasks_mod.DEFAULT_TASKS))
+    weights = torchscript.to_bytes(net)
     since_ms = int(time.time() * 1000)
     with pytest.raises(grpc.RpcError) as exc:  # writes need an operator
         api.ImportModel(T.ImportModelRequest(model_name=name, weights=weights), timeout=30)
@@ -328,7 +329,7 @@ def test_import_model_publishes_a_first_version_once_and_refuses_bad_input(servi
     assert not first.already_existed and first.model.model.version == 1 and first.model.state == T.MODEL_STATE_PRODUCTION
     again = api.ImportModel(T.ImportModelRequest(model_name=name, weights=weights), metadata=AUTH, timeout=60)  # a retry
     assert again.already_existed and again.model.model.version == 1
-    other = model_mod.to_bytes(model_mod.MultiTaskNet(list(tasks_mod.DEFAULT_TASKS), (8, 16, 24, 32)))
+    other = torchscript.to_bytes(MultiTaskNet(list(tasks_mod.DEFAULT_TASKS), (8, 16, 24, 32)))
     with pytest.raises(grpc.RpcError) as exc:  # later versions come from runs through the gate
         api.ImportModel(T.ImportModelRequest(model_name=name, weights=other), metadata=AUTH, timeout=60)
     assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -336,4 +337,4 @@ def test_import_model_publishes_a_first_version_once_and_refuses_bad_input(servi
     published = [(e.model.version, e.role) for _, e in read_since(kafka, topics.MODELS_PUBLISHED, since_ms) if e.model.name == name]
     assert published == [(1, C.MODEL_ROLE_PRODUCTION)]
     stored = services["objects"].get(model_repo.file_key(name, 1, model_repo.WEIGHTS_FILE))
-    assert model_mod.state_dict_sha256(model_mod.from_bytes(stored)) == model_mod.state_dict_sha256(net)
+    assert torchscript.state_dict_sha256(torchscript.from_bytes(stored)) == torchscript.state_dict_sha256(net)

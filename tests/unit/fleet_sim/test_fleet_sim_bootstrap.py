@@ -3,7 +3,7 @@ bootstrap takes about a minute)."""
 
 from __future__ import annotations
 
-from longtail import model as M
+from longtail.model import torchscript
 from longtail.synthetic.world import WorldConfig
 
 from fleet_sim import bootstrap as B
@@ -20,11 +20,11 @@ def test_tiny_bootstrap_is_seeded_and_cached(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(B, "train_on_world", no_training)
         again = B.train_bootstrap_model(seed=5, samples=48, epochs=1)
-    assert M.state_dict_sha256(again) == M.state_dict_sha256(a)
+    assert torchscript.state_dict_sha256(again) == torchscript.state_dict_sha256(a)
     fresh = B.train_bootstrap_model(seed=5, samples=48, epochs=1, use_cache=False)
-    assert M.state_dict_sha256(fresh) == M.state_dict_sha256(a)  # reproducible from the seed
+    assert torchscript.state_dict_sha256(fresh) == torchscript.state_dict_sha256(a)  # reproducible from the seed
     other = B.train_bootstrap_model(seed=6, samples=48, epochs=1)
-    assert M.state_dict_sha256(other) != M.state_dict_sha256(a)
+    assert torchscript.state_dict_sha256(other) != torchscript.state_dict_sha256(a)
     assert len(list(tmp_path.glob("bootstrap-*.pt"))) == 2
     metrics = B.evaluate_on(a, WorldConfig().common_only(), samples=8, negatives=8)
     assert 0.0 <= metrics["stop_sign/recall"] <= 1.0 and "stop_sign/false_positive_rate" in metrics

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from longtail import model as M
 from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
-from longtail.model import MultiTaskNet
+from longtail.model import fitting, torchscript
+from longtail.model.network import LAYERS_PER_BLOCK, MultiTaskNet
 from longtail.predictions import to_detections
 from longtail.tasks import DEFAULT_TASKS, TaskSpec
 
@@ -95,25 +95,25 @@ def test_torchscript_round_trip_gives_identical_outputs(tmp_path):
     model = MultiTaskNet([*DEFAULT_TASKS, CAUTION, LANDMARK], channels=TINY).eval()
     x = torch.as_tensor(_images(5))
     path = tmp_path / "model.pt"
-    sha = M.save(model, str(path))
+    sha = torchscript.save(model, str(path))
     import hashlib
 
     assert sha == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert M.to_bytes(model) == path.read_bytes()  # deterministic archive
-    loaded = M.load(str(path))
-    scripted = M.load_scripted(str(path))
-    from_bytes = M.from_bytes(path.read_bytes())
+    assert torchscript.to_bytes(model) == path.read_bytes()  # deterministic archive
+    loaded = torchscript.load(str(path))
+    scripted = torchscript.load_scripted(str(path))
+    from_bytes = torchscript.from_bytes(path.read_bytes())
     assert isinstance(scripted.module, torch.jit.ScriptModule)
     ref = model(x)
     for other in (loaded(x), scripted.module(x), from_bytes(x)):
         for task in ref:
             for k in ref[task]:
                 assert torch.equal(ref[task][k], other[task][k]), (task, k)
-    assert M.state_dict_sha256(loaded) == M.state_dict_sha256(model)
+    assert torchscript.state_dict_sha256(loaded) == torchscript.state_dict_sha256(model)
     assert [t.to_dict() for t in loaded.tasks] == [t.to_dict() for t in model.tasks]
     assert scripted.predict(x.numpy()) == model.predict(x.numpy())
     # what the cars run: frozen, batch norm folded into the convolutions; equal within float error
-    optimized = M.load_scripted(str(path), optimize=True)
+    optimized = torchscript.load_scripted(str(path), optimize=True)
     fast = optimized.module(x)
     for task in ref:
         for k in ref[task]:
@@ -138,17 +138,17 @@ def test_loss_masks_unlabelled_tasks_and_training_reduces_it():
         if i % 4 == 0:
             ann["caution_lights"] = {"cls": "flashing", "attributes": {"colour": "amber"}}
         annotations.append(ann)
-    targets = M.encode_targets(tasks, annotations)
+    targets = fitting.encode_targets(tasks, annotations)
     st = targets["stop_sign"]
     assert st["presence"].tolist() == [1.0, 0.0] * 8 and st["mask"].sum() == 16
     assert st["box"][0].tolist() == pytest.approx([0.45, 0.375, 0.1, 0.15])
-    assert st["attr:occlusion"][0] == 1 and st["attr:mount"][0] == M.IGNORE  # undeclared value ignored
+    assert st["attr:occlusion"][0] == 1 and st["attr:mount"][0] == fitting.IGNORE  # undeclared value ignored
     assert targets["caution_lights"]["mask"].sum() == 4
     # no labels for a task in a batch -> no loss term for it
     raw = model(torch.as_tensor(images[1:2]))
-    _, parts = M.compute_loss(tasks, raw, M._index_targets(targets, torch.tensor([1])))
+    _, parts = fitting.compute_loss(tasks, raw, fitting._index_targets(targets, torch.tensor([1])))
     assert not any(k.startswith("caution_lights") for k in parts) and "stop_sign/box" not in parts
-    history = M.fit(model, images, targets, epochs=6, batch_size=8, lr=1e-2, seed=0)
+    history = fitting.fit(model, images, targets, epochs=6, batch_size=8, lr=1e-2, seed=0)
     assert history[-1]["total"] < history[0]["total"]
 
 
@@ -158,7 +158,7 @@ def test_detection_target_is_the_most_salient_instance():
     big = common_pb2.Detection(cls="stop_sign", box=common_pb2.BoundingBox(x_min=0.5, y_min=0.5, x_max=0.7, y_max=0.7))
     big.attributes["mount"] = "gate"
     other = {"cls": "red_round_sign", "box": (0.0, 0.0, 1.0, 1.0)}
-    tg = M.encode_targets([t], [{"stop_sign": [small, big, other]}])["stop_sign"]
+    tg = fitting.encode_targets([t], [{"stop_sign": [small, big, other]}])["stop_sign"]
     assert tg["box"][0].tolist() == pytest.approx([0.6, 0.6, 0.2, 0.2])
     assert tg["attr:mount"][0] == 2
 
@@ -166,13 +166,13 @@ def test_detection_target_is_the_most_salient_instance():
 def test_a_branched_task_runs_its_own_last_blocks_and_survives_torchscript():
     branched = TaskSpec("caution_lights", "classification", ("off", "on"), branch_blocks=2)
     net = MultiTaskNet(list(DEFAULT_TASKS) + [branched], TINY).eval()
-    assert net.taps == [8] and len(net.heads["caution_lights"].trunk) == 2 * M.LAYERS_PER_BLOCK
+    assert net.taps == [8] and len(net.heads["caution_lights"].trunk) == 2 * LAYERS_PER_BLOCK
     plain = MultiTaskNet(list(DEFAULT_TASKS), TINY).eval()
     plain.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("heads.caution_lights.")})
     x = torch.as_tensor(_images(3))
     out, ref = net(x), plain(x)
     assert all(torch.equal(out[t][o], ref[t][o]) for t in ref for o in ref[t])  # the shared path is unchanged by a branch
-    again = M.from_bytes(M.to_bytes(net))
+    again = torchscript.from_bytes(torchscript.to_bytes(net))
     assert again.tasks[-1].branch_blocks == 2
     assert torch.equal(again(x)["caution_lights"]["logits"], out["caution_lights"]["logits"])
     with pytest.raises(ValueError, match="branch_blocks 5"):

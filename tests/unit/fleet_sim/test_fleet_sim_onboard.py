@@ -9,11 +9,11 @@ import hashlib
 import numpy as np
 import torch
 
-from longtail import model as M
 from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2 as C
 from longtail.fleet.v1 import fleet_pb2 as F
-from longtail.model import MultiTaskNet
+from longtail.model import torchscript
+from longtail.model.network import MultiTaskNet
 from longtail.synthetic.world import World, WorldConfig
 from longtail.tasks import DEFAULT_TASKS
 
@@ -32,7 +32,7 @@ def net(seed, stop_bias=0.0):
 
 
 def shadow_command(model, name, version, role):
-    data = M.to_bytes(model)
+    data = torchscript.to_bytes(model)
     cmd = F.Command(command_id=f"model/{role}/{name}/{version}")
     cmd.update_shadow_model.CopyFrom(F.UpdateShadowModel(model=C.ModelRef(name=name, version=version), role=role, weights=data,
                                                          sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data)))
@@ -42,7 +42,7 @@ def shadow_command(model, name, version, role):
 def detector_command(name, version):
     torch.manual_seed(version)
     det = MultiTaskNet([tasks_mod.TaskSpec(name, "classification", ("absent", "present"), hidden=8)], TINY).eval()
-    data = M.to_bytes(det)
+    data = torchscript.to_bytes(det)
     cmd = F.Command(command_id=f"det/{name}/{version}")
     cmd.update_trigger_model.CopyFrom(F.UpdateTriggerModel(detector_name=name, model=C.ModelRef(name=name, version=version), weights=data,
                                                            sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data)))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from longtail.fleet.v1 import fleet_pb2 as F
-from longtail.model import MultiTaskNet
+from longtail.model.network import MultiTaskNet
 from longtail.synthetic.world import World, WorldConfig
 from longtail.tasks import DEFAULT_TASKS
 from longtail.triggers.v1 import triggers_pb2 as S

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from longtail import model as model_mod
 from longtail import model_repo
 from longtail import tasks as tasks_mod
+from longtail.model import torchscript
+from longtail.model.network import MultiTaskNet
 
 
 class FakeTriton:
@@ -36,7 +37,7 @@ class FakeTriton:
             raise RuntimeError(f"failed to load '{name}' version {bad[0]}")
         loaded = {}
         for v in versions:
-            loaded[(name, v)] = self.models.get((name, v)) or model_mod.load_scripted(self.store.get(model_repo.file_key(name, v, "model.pt")))
+            loaded[(name, v)] = self.models.get((name, v)) or torchscript.load_scripted(self.store.get(model_repo.file_key(name, v, "model.pt")))
         with self.lock:
             self.models = {k: m for k, m in self.models.items() if k[0] != name}
             self.models.update(loaded)
@@ -58,7 +59,7 @@ class FakeTriton:
 
 def make_model(seed: int, extra_tasks=()):
     torch.manual_seed(seed)
-    return model_mod.MultiTaskNet(list(tasks_mod.DEFAULT_TASKS) + list(extra_tasks)).eval()
+    return MultiTaskNet(list(tasks_mod.DEFAULT_TASKS) + list(extra_tasks)).eval()
 
 
 @pytest.fixture(name="make_model")

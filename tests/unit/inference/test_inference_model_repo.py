@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from longtail import model as model_mod
 from longtail import model_repo
 from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2
+from longtail.model import torchscript
 from longtail.model_repo import InvalidModelVersion
 
 WEATHER = tasks_mod.TaskSpec("weather", "classification", ("dry", "wet", "snow"))
@@ -32,7 +32,7 @@ def test_publish_writes_tritons_layout_and_validates(store, make_model):
     # the next version gets the next number; the cars' file is the plain TorchScript archive
     pv2 = model_repo.publish(store, make_model(1, [WEATHER]), "multitask", parent=1)
     assert pv2.version == 2 and pv2.parent == 1 and model_repo.list_versions(store, "multitask") == [1, 2]
-    assert [t.name for t in model_mod.from_bytes(store.objects[pv2.weights_key]).tasks] == ["stop_sign", "traffic_light", "weather"]
+    assert [t.name for t in torchscript.from_bytes(store.objects[pv2.weights_key]).tasks] == ["stop_sign", "traffic_light", "weather"]
     event = model_repo.published_event(pv2, common_pb2.MODEL_ROLE_PRODUCTION, bucket="longtail")
     assert (event.model.name, event.model.version, event.parent.version, event.weights_key, list(event.tasks)) == (
         "multitask", 2, 1, "models/multitask/2/model.pt", ["stop_sign", "traffic_light", "weather"])

@@ -15,6 +15,6 @@ def store(tmp_path, clock):
     engine = db.create_engine(f"sqlite:///{tmp_path / 'labels.db'}")
     db.migrate(engine)
     s = LabelStore(engine, clock=clock)
-    s.ensure_tasks(schema.default_tasks())
+    s.tasks.ensure(schema.default_tasks())
     yield s
     engine.dispose()

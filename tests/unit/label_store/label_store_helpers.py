@@ -26,4 +26,4 @@ def stop_sign(occlusion="none", box=(0.1, 0.1, 0.3, 0.3), modifier="none", conf=
 
 
 def register(store, n, start=0, priority=0.0):
-    return store.register_samples([L.Sample(sample_id=sid(i), object_key=f"snapshots/{i}", priority=priority) for i in range(start, start + n)])
+    return store.samples.register([L.Sample(sample_id=sid(i), object_key=f"snapshots/{i}", priority=priority) for i in range(start, start + n)])

@@ -1,15 +1,19 @@
-"""map-vision geometry: projection, its inverse, field of view, ids, tunables (pure, table-driven)."""
+"""map-vision geometry: projection, its inverse, field of view, ids, tunables and their MAP_VISION_* variables (table-driven)."""
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 
 import pytest
 
+from longtail import config
+from longtail.config import ConfigError
 from longtail.mapvision.v1 import events_pb2
 
 from map_vision.mapping import Tunables, disagreement_id, faces, fleet_feature_id, in_view, observe, project, sector, wrap
+from map_vision.settings import MapVisionSettings
 
 PI = math.pi
 
@@ -105,8 +109,8 @@ def test_fleet_feature_id(cls, x, y, cell, expected):
         ({"MAP_VISION_SEED_FILE": "/x.json", "OTHER": "1"}, lambda t: t == Tunables()),  # not a tunable: ignored here
     ],
 )
-def test_tunables_from_env(env, check):
-    assert check(Tunables.from_env(env))
+def test_tunables_from_env(env, check, monkeypatch):
+    assert check(_settings(env, monkeypatch).tunables())
 
 
 @pytest.mark.parametrize(
@@ -119,6 +123,14 @@ def test_tunables_from_env(env, check):
         ({"MAP_VISION_STALE_PASSES": "0"}, "stale_passes"),
     ],
 )
-def test_tunables_from_env_errors_name_the_problem(env, message):
-    with pytest.raises(ValueError, match=message):
-        Tunables.from_env(env)
+def test_tunables_from_env_errors_name_the_problem(env, message, monkeypatch):
+    with pytest.raises(ConfigError, match=message):
+        _settings(env, monkeypatch)
+
+
+def _settings(env, monkeypatch) -> MapVisionSettings:
+    for name in [n for n in os.environ if n.startswith("MAP_VISION_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return config.load(MapVisionSettings)

@@ -16,7 +16,7 @@ from trainer import data as data_mod
 
 
 class FakeLabels:
-    """Suites with cases on images stored in `store`; evaluate() like LabelStore.evaluate_suites."""
+    """Suites with cases on images stored in `store`; evaluate() like LabelStore.suites.evaluate."""
 
     def __init__(self, store) -> None:  # the `store` fixture (tests/unit/conftest.py)
         self.store = store

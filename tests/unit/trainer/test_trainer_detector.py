@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from longtail import model as model_mod
 from longtail.fleet.v1 import fleet_pb2
+from longtail.model import torchscript
 from longtail.synthetic.frames import occluded_only, sample_frames
 from longtail.synthetic.world import STOP_SIGN, World, WorldConfig
 from longtail.triggerlang import compile_trigger
@@ -23,7 +23,7 @@ def test_detector_from_few_examples_scores_positives_above_negatives_and_feeds_s
     x = np.concatenate([pos.images[:12], neg.images[:20]])
     y = np.array([1] * 12 + [0] * 20)
     net = detector.train_detector("occluded_stop_sign", x, y, seed=0, epochs=10)
-    scripted = model_mod.load_scripted(model_mod.to_bytes(net))  # what the cars run
+    scripted = torchscript.load_scripted(torchscript.to_bytes(net))  # what the cars run
     sp, sn = detector.scores(scripted, pos.images[12:]), detector.scores(scripted, neg.images[20:])
     assert sp.mean() > sn.mean() + 0.3 and detector.auc(sp, sn) > 0.85, (sp, sn)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from longtail import model as model_mod
 from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2 as C
+from longtail.model import fitting, torchscript
+from longtail.model.network import MultiTaskNet
 
 from trainer import data as data_mod
 from trainer import training
@@ -53,7 +54,7 @@ def test_a_declared_task_gets_a_head_a_label_schema_and_a_suite_and_trains():
     assert suite.name == "caution_lights_on.regressions" and suite.task == "caution_lights_on"
 
     torch.manual_seed(0)
-    base = model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS)
+    base = MultiTaskNet(tasks_mod.DEFAULT_TASKS)
     model, fresh = training.build_model([d.spec for d in declared], base, seed=0)
     assert fresh == ["caution_lights_on"] and "caution_lights_on" in model.heads
     assert torch.equal(model.state_dict()["backbone.0.weight"], base.state_dict()["backbone.0.weight"])  # from production
@@ -82,7 +83,7 @@ def test_a_declared_task_gets_a_head_a_label_schema_and_a_suite_and_trains():
 def test_a_new_task_with_a_branch_starts_from_the_shared_blocks_and_moves_nothing_else():
     declared = [d.spec for d in tasks_mod.parse(CAUTION)]
     torch.manual_seed(0)
-    base = model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS).eval()
+    base = MultiTaskNet(tasks_mod.DEFAULT_TASKS).eval()
     model, fresh = training.build_model(declared, base, seed=0, branch_blocks=2)
     assert fresh == ["caution_lights_on"] and model.tasks[-1].branch_blocks == 2
     own, theirs = model.state_dict(), base.state_dict()
@@ -112,7 +113,7 @@ def test_training_is_reproducible_for_a_seed():
     for seed in (5, 5, 6):
         m, _ = training.build_model(tasks, None, seed)
         training.train(m, split, epochs=1, batch_size=32, lr=2e-3, seed=seed)
-        digests.append(model_mod.state_dict_sha256(m))
+        digests.append(torchscript.state_dict_sha256(m))
     assert digests[0] == digests[1] != digests[2]
 
 
@@ -122,7 +123,7 @@ def test_manifest_annotations_become_targets():
     ann = data_mod.annotation_for(stop, out)
     assert ann == [{"cls": "stop_sign", "box": (0.0, 0.1, 0.5, 0.4), "attributes": {"occlusion": "foliage"}}]
     assert data_mod.annotation_for(tl, {"detection": {}}) == []  # "nothing there" is a label
-    t = model_mod.encode_targets([stop], [{"stop_sign": ann}])["stop_sign"]
+    t = fitting.encode_targets([stop], [{"stop_sign": ann}])["stop_sign"]
     assert t["presence"][0] == 1 and t["attr:occlusion"][0] == 1
     cls = tasks_mod.TaskSpec("c", "classification", ("off", "on"))
     assert data_mod.annotation_for(cls, {"classification": {"cls": "on"}}) == {"cls": "on", "attributes": {}}

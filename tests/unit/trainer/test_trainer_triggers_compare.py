@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from longtail import model as model_mod
 from longtail import tasks as tasks_mod
 from longtail.labels.v1 import events_pb2 as LE
 from longtail.labels.v1 import labels_pb2 as L
+from longtail.model.network import MultiTaskNet
 from longtail.models.v1 import trainer_pb2 as T
 
 from trainer import compare
@@ -62,13 +62,13 @@ def test_enough_new_labels_trigger_one_run_and_duplicates_do_not_count():
 
 def test_compare_counts_disagreements_by_kind_and_task():
     torch.manual_seed(0)
-    a = model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS).eval()
+    a = MultiTaskNet(tasks_mod.DEFAULT_TASKS).eval()
     with torch.no_grad():
         a.heads["stop_sign"].out.bias[0] -= 50.0  # production sees no stop sign anywhere
     images = np.random.default_rng(0).integers(0, 255, (6, 64, 64, 3), dtype=np.uint8)
     same = compare.compare_on(a, a, images, [f"s{i}" for i in range(6)])
     assert same.frames_compared == 6 and same.frames_disagreeing == 0
-    b = model_mod.MultiTaskNet(tasks_mod.DEFAULT_TASKS).eval()
+    b = MultiTaskNet(tasks_mod.DEFAULT_TASKS).eval()
     with torch.no_grad():
         b.load_state_dict(a.state_dict())
         b.heads["stop_sign"].out.bias[0] += 100.0  # candidate sees a stop sign everywhere

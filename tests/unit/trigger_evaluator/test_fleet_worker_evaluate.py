@@ -4,6 +4,7 @@ malformed record, edge fires, and the frame-by-frame fallback. The integration t
 
 from __future__ import annotations
 
+from longtail import streams
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.fleet.v1 import fleet_pb2
 from longtail.triggerlang import FiringOptions, compile_trigger
@@ -65,7 +66,7 @@ class Stage:
     def dead_letter(self, msg, exc):
         self.dead.append((msg.offset(), str(exc)))
 
-    each = fleet_worker.Stage.each
+    each = streams.Stage.each
 
 
 def catalog() -> dict[str, S.Trigger]:

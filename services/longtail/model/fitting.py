@@ -1,0 +1,194 @@
+"""Training the network: annotations -> target tensors (`encode_targets`), the masked multitask
+loss (`compute_loss`) and the optimisation loop (`fit`, Adam with a one-cycle schedule,
+deterministic for a seed). The trainer service (`trainer.training`) and the bootstrap model
+(`fleet_sim.bootstrap`) both train through here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from longtail.model.network import MultiTaskNet
+from longtail.tasks import TaskSpec
+
+IGNORE = -100
+
+
+def _obj_fields(obj: Any) -> tuple[str, tuple[float, float, float, float], Mapping[str, str]]:
+    """(cls, box, attributes) of a Detection proto, GroundTruthObject-like or dict."""
+    if isinstance(obj, Mapping):
+        box = obj["box"]
+        if isinstance(box, Mapping):
+            box = (box["x_min"], box["y_min"], box["x_max"], box["y_max"])
+        return obj["cls"], tuple(box), obj.get("attributes", {}) or {}
+    box = obj.box
+    if not isinstance(box, tuple | list):
+        box = (box.x_min, box.y_min, box.x_max, box.y_max)
+    return obj.cls, tuple(box), dict(obj.attributes)
+
+
+def encode_targets(tasks: Sequence[TaskSpec], annotations: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, torch.Tensor]]:
+    """Per-image annotations -> target tensors. `annotations[i][task]` is:
+
+    - detection: a list of objects (Detection protos, ground-truth objects or dicts with cls,
+      box (x_min, y_min, x_max, y_max) and attributes); the largest box of the task's classes is
+      the target; an empty list means "nothing there";
+    - classification: a class name, or {"cls": ..., "attributes": {...}};
+    - landmark: {keypoint name: (x, y, visible)};
+
+    A task missing from an image's dict (or None) is unlabelled there and adds no loss; so are
+    attribute values outside the task's declared values.
+    """
+    n = len(annotations)
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for t in tasks:
+        tg: dict[str, torch.Tensor] = {"mask": torch.zeros(n)}
+        attr = {k: torch.full((n,), IGNORE, dtype=torch.long) for k in t.attributes}
+        if t.prototype in ("detection", "classification"):
+            tg["class"] = torch.full((n,), IGNORE, dtype=torch.long)
+        if t.prototype == "detection":
+            tg["presence"] = torch.zeros(n)
+            tg["box"] = torch.zeros(n, 4)
+            tg["box_mask"] = torch.zeros(n)
+        if t.prototype == "landmark":
+            tg["keypoints"] = torch.zeros(n, 2 * len(t.keypoints))
+            tg["visible"] = torch.zeros(n, len(t.keypoints))
+        for i, ann in enumerate(annotations):
+            value = ann.get(t.name) if ann is not None else None
+            if value is None:
+                continue
+            tg["mask"][i] = 1.0
+            attributes: Mapping[str, str] = {}
+            if t.prototype == "detection":
+                best, best_area = None, -1.0
+                for obj in value:
+                    cls, box, a = _obj_fields(obj)
+                    if cls not in t.classes:
+                        continue
+                    area = max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0)
+                    if area > best_area:
+                        best, best_area = (cls, box, a), area
+                if best is None:
+                    continue
+                cls, box, attributes = best
+                tg["presence"][i] = 1.0
+                tg["box"][i] = torch.tensor([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]])
+                tg["box_mask"][i] = 1.0
+                tg["class"][i] = t.classes.index(cls)
+            elif t.prototype == "classification":
+                cls = value["cls"] if isinstance(value, Mapping) else value
+                attributes = value.get("attributes", {}) if isinstance(value, Mapping) else {}
+                if cls in t.classes:
+                    tg["class"][i] = t.classes.index(cls)
+            else:
+                for j, name in enumerate(t.keypoints):
+                    if name in value:
+                        x, y, vis = value[name]
+                        tg["keypoints"][i, 2 * j:2 * j + 2] = torch.tensor([x, y])
+                        tg["visible"][i, j] = float(bool(vis))
+            for k, values in t.attributes.items():
+                v = attributes.get(k)
+                if v in values:
+                    attr[k][i] = values.index(v)
+        for k, v in attr.items():
+            tg[f"attr:{k}"] = v
+        out[t.name] = tg
+    return out
+
+
+def _index_targets(targets: Mapping[str, Mapping[str, torch.Tensor]], idx: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+    return {t: {k: v[idx] for k, v in tg.items()} for t, tg in targets.items()}
+
+
+def compute_loss(tasks: Sequence[TaskSpec], raw: Mapping[str, Mapping[str, torch.Tensor]], targets: Mapping[str, Mapping[str, torch.Tensor]],
+                 box_weight: float = 5.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Sum over tasks of the masked losses; returns (total, {"<task>/<part>": value})."""
+    total = torch.zeros(())
+    parts: dict[str, float] = {}
+
+    def add(name: str, value: torch.Tensor) -> None:
+        nonlocal total
+        total = total + value
+        parts[name] = float(value.detach())
+
+    for t in tasks:
+        out, tg = raw[t.name], targets[t.name]
+        mask = tg["mask"]
+        if mask.sum() == 0:
+            continue
+        if t.prototype == "detection":
+            bce = F.binary_cross_entropy_with_logits(out["presence"][:, 0], tg["presence"], reduction="none")
+            add(f"{t.name}/presence", (bce * mask).sum() / mask.sum().clamp(min=1))
+            bm = tg["box_mask"]
+            if bm.sum() > 0:
+                l1 = F.smooth_l1_loss(torch.sigmoid(out["box"]), tg["box"], reduction="none", beta=0.02).sum(1)
+                add(f"{t.name}/box", box_weight * (l1 * bm).sum() / bm.sum())
+        if "logits" in out and (tg["class"] != IGNORE).any():
+            add(f"{t.name}/class", F.cross_entropy(out["logits"], tg["class"], ignore_index=IGNORE))
+        if t.prototype == "landmark":
+            vis = tg["visible"] * mask[:, None]
+            add(f"{t.name}/visible", (F.binary_cross_entropy_with_logits(out["visible"], tg["visible"], reduction="none") * mask[:, None]).sum() / mask.sum().clamp(min=1) / len(t.keypoints))
+            if vis.sum() > 0:
+                xy = F.smooth_l1_loss(torch.sigmoid(out["keypoints"]), tg["keypoints"], reduction="none", beta=0.02)
+                add(f"{t.name}/keypoints", box_weight * (xy * vis.repeat_interleave(2, dim=1)).sum() / vis.sum())
+        for k in t.attributes:
+            y = tg[f"attr:{k}"]
+            if (y != IGNORE).any():
+                add(f"{t.name}/attr:{k}", 0.5 * F.cross_entropy(out[f"attr:{k}"], y, ignore_index=IGNORE))
+    return total, parts
+
+
+def fit(model: MultiTaskNet, images: np.ndarray | torch.Tensor, targets: Mapping[str, Mapping[str, torch.Tensor]], epochs: int = 8,
+        batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
+        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+        on_step: Callable[[int, int], None] | None = None, train_heads: Sequence[str] = ()) -> list[dict[str, float]]:
+    """Train `model` in place (Adam, one-cycle-ish cosine schedule), deterministic for a seed on a
+    fixed thread count. Returns the mean loss parts per epoch. `on_step(done, total)` is called
+    after every optimizer step (progress bars). With `train_heads` only those heads are in training
+    mode: the rest of the network normalises with its running statistics, as it will at inference,
+    so the heads learn on the features they will see."""
+    x = torch.as_tensor(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
+    n = x.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * math.ceil(n / batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
+    history = []
+    model.train()
+    if train_heads:
+        model.eval()
+        for name in train_heads:
+            model.heads[name].train()
+    for epoch in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        sums: dict[str, float] = {}
+        count = 0
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            if idx.numel() < 2:
+                continue
+            raw = model(x[idx])
+            loss, parts = compute_loss(model.tasks, raw, _index_targets(targets, idx))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            done_steps = len(history) * math.ceil(n / batch_size) + i // batch_size + 1
+            if on_step is not None:
+                on_step(done_steps, steps)
+            parts["total"] = float(loss.detach())
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+        means = {k: v / max(count, 1) for k, v in sums.items()}
+        history.append(means)
+        if on_epoch is not None:
+            on_epoch(epoch, means)
+    model.eval()
+    return history
