@@ -18,8 +18,7 @@ from rich.table import Table
 from bench import fleet_side, gateway, inference, kafka_throughput, label_store, simulator
 from bench import trainer as trainer_bench
 
-BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway, "fleet-side": fleet_side, "inference": inference, "label-store": label_store, "trainer": trainer_bench,
-              "simulator": simulator}
+BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway, "fleet-side": fleet_side, "inference": inference, "label-store": label_store, "trainer": trainer_bench, "simulator": simulator}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,8 +89,9 @@ def _naive_app(bootstrap: str, app_id: str, telemetry_topic: str, catalog):
     from trigger_evaluator.fleet_worker import FRAMES
 
     # datadir: faust creates "<app id>-data" in the working directory otherwise.
-    app = faust.App(app_id, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
-                    datadir=os.path.join(tempfile.gettempdir(), f"{app_id}-data"), topic_partitions=topics.TELEMETRY.partitions, consumer_auto_offset_reset="earliest")
+    app = faust.App(
+        app_id, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False, datadir=os.path.join(tempfile.gettempdir(), f"{app_id}-data"), topic_partitions=topics.TELEMETRY.partitions, consumer_auto_offset_reset="earliest"
+    )
     telemetry = app.topic(telemetry_topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     states = app.Table("naive-states", default=dict, partitions=topics.TELEMETRY.partitions)
     programs = [(t.trigger_id, compile_trigger(t.spec.expression, FiringOptions.from_spec(t.spec), t.trigger_id, t.version)) for t in catalog.values()]
@@ -231,8 +232,7 @@ def _engine(frames: int) -> list[list[str]]:
 
     programs = [compile_trigger(t.spec.expression, FiringOptions.from_spec(t.spec), t.trigger_id, t.version) for t in bench_triggers().values()]
     cars, per_car = 20, max(frames // 20, FRAMES_PER_BATCH)
-    raw = [telemetry_batch(f"bench-car-{c}", first, FRAMES_PER_BATCH).SerializeToString()
-           for first in range(1, per_car + 1, FRAMES_PER_BATCH) for c in range(cars)]
+    raw = [telemetry_batch(f"bench-car-{c}", first, FRAMES_PER_BATCH).SerializeToString() for first in range(1, per_car + 1, FRAMES_PER_BATCH) for c in range(cars)]
 
     def columns(share: bool) -> float:
         evaluator = BatchEvaluator(programs, share=share)
@@ -240,7 +240,7 @@ def _engine(frames: int) -> list[list[str]]:
         started, done = time.process_time(), 0
         for poll in range(0, len(raw), 200):
             by_car: dict[str, list] = {}
-            for value in raw[poll:poll + 200]:
+            for value in raw[poll : poll + 200]:
                 batch = fleet_events.TelemetryBatchEvent.FromString(value)
                 by_car.setdefault(batch.vehicle_id, []).extend(batch.frames)
             evaluator.run([CarFrames(f, states.setdefault(v, [p.new_state() for p in programs])) for v, f in by_car.items()])
@@ -262,8 +262,7 @@ def _engine(frames: int) -> list[list[str]]:
     thresholds = gc.get_threshold()
     tune_gc()  # as in the service
     try:
-        rates = {"frame by frame (CompiledTrigger.evaluate)": frame_by_frame(), "columns, each trigger on its own": columns(False),
-                 "columns, shared subexpressions (the worker)": columns(True)}
+        rates = {"frame by frame (CompiledTrigger.evaluate)": frame_by_frame(), "columns, each trigger on its own": columns(False), "columns, shared subexpressions (the worker)": columns(True)}
     finally:
         gc.unfreeze()
         gc.set_threshold(*thresholds)
@@ -293,8 +292,7 @@ def run(args, console) -> dict:
         "columns": ["path", "frames", "CPU s", "frames / CPU-s", "frames / s (wall)", "vs naive"],
         "rows": rows,
         "recovery": recovery,
-        "more_tables": [{"title": f"The engine alone, {TRIGGERS} triggers, no Kafka (frames per CPU-second, one process)",
-                   "columns": ["evaluation", "frames / CPU-s", "vs frame by frame"], "rows": engine}],
+        "more_tables": [{"title": f"The engine alone, {TRIGGERS} triggers, no Kafka (frames per CPU-second, one process)", "columns": ["evaluation", "frames / CPU-s", "vs frame by frame"], "rows": engine}],
         "verdict": [
             f"per core: {rate['batched']:,.0f} frames/s (target 100,000: {'met' if rate['batched'] >= 100_000 else 'NOT met'})",
             f"vs naive per-event agent: {ratio:.1f}x (target 20x: {'met' if ratio >= 20 else 'NOT met'})",

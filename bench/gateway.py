@@ -44,10 +44,7 @@ def start_gateway() -> ServiceProcess:
 
 async def _batched(address: str, cars: int, batches_per_car: int, frames_per_batch: int) -> int:
     async def car(channel, vid):
-        prebuilt = [
-            fleet_pb2.CarMessage(telemetry=fleet_pb2.TelemetryBatch(batch_seq=seq + 1, frames=telemetry_batch(vid, seq * frames_per_batch, frames_per_batch).frames))
-            for seq in range(batches_per_car)
-        ]
+        prebuilt = [fleet_pb2.CarMessage(telemetry=fleet_pb2.TelemetryBatch(batch_seq=seq + 1, frames=telemetry_batch(vid, seq * frames_per_batch, frames_per_batch).frames)) for seq in range(batches_per_car)]
         window = asyncio.Semaphore(8)
 
         async def requests():
@@ -169,8 +166,7 @@ async def _beam_down(address: str, bootstrap: str, cars: int, gateway: ServicePr
     for channel in channels:
         await channel.close()
     p = lambda q: delays[min(len(delays) - 1, int(q * len(delays)))] if delays else float("nan")  # noqa: E731
-    return {"cars": cars, "received": len(delays), "p50": p(0.5), "p99": p(0.99), "rss_per_car": (rss_after - rss_before) / cars,
-            "already_active_triggers": already_active}
+    return {"cars": cars, "received": len(delays), "p50": p(0.5), "p99": p(0.99), "rss_per_car": (rss_after - rss_before) / cars, "already_active_triggers": already_active}
 
 
 def _active_edge_triggers(gateway: ServiceProcess) -> int:
@@ -223,8 +219,7 @@ def run(args, console) -> dict:
         f"beam-down to {beam['cars']:,} cars: {beam['received']:,} received, p50 {beam['p50'] * 1000:.0f} ms, p99 {beam['p99'] * 1000:.0f} ms (target p99 < 1000 ms: {'met' if beam['p99'] < 1 else 'NOT met'})",
         f"gateway memory per connected car: {beam['rss_per_car'] / 1024:.1f} KiB (target < 20 KB: {'met' if beam['rss_per_car'] < 20_000 else 'NOT met'})",
         f"edge triggers already active when the cars connected: {beam['already_active_triggers']}"
-        + (" (each car gets them all on connect: memory and beam-down are worse than on a fresh broker; "
-           "use a fresh LONGTAIL_STATE_DIR for comparable figures)" if beam["already_active_triggers"] > 5 else ""),
+        + (" (each car gets them all on connect: memory and beam-down are worse than on a fresh broker; use a fresh LONGTAIL_STATE_DIR for comparable figures)" if beam["already_active_triggers"] > 5 else ""),
     ]
     return {
         "title": "fleet-gateway: ingest, beam-down, memory",

@@ -151,8 +151,7 @@ def _swap(store: ObjectStore, bootstrap: str, name: str, callers: int, progress:
         producer.flush()
 
     publish(1)
-    service = ServiceProcess(INFERENCE.package, INFERENCE.grpc,
-                             {"INFERENCE_MODEL_NAME": name, "INFERENCE_CONSUMER_GROUP": f"bench-{uuid.uuid4().hex[:6]}"}).start(timeout=240)
+    service = ServiceProcess(INFERENCE.package, INFERENCE.grpc, {"INFERENCE_MODEL_NAME": name, "INFERENCE_CONSUMER_GROUP": f"bench-{uuid.uuid4().hex[:6]}"}).start(timeout=240)
     task = progress.add_task("inference: model swap under load", total=None)
     samples: list[tuple[float, float, bool, int]] = []  # (start, latency, ok, version)
     lock = threading.Lock()
@@ -213,19 +212,16 @@ def run(args, console) -> dict:
     from longtail_dev.infra import Launcher
 
     os.environ.update(Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(["triton"]))
-    store = ObjectStore(S3Settings(endpoint=os.environ["S3_ENDPOINT"], access_key=os.environ["S3_ACCESS_KEY"],
-                                   secret_key=os.environ["S3_SECRET_KEY"], bucket=os.environ.get("S3_BUCKET", "longtail")))
+    store = ObjectStore(S3Settings(endpoint=os.environ["S3_ENDPOINT"], access_key=os.environ["S3_ACCESS_KEY"], secret_key=os.environ["S3_SECRET_KEY"], bucket=os.environ.get("S3_BUCKET", "longtail")))
     requests = getattr(args, "inference_requests", REQUESTS)
     with Progress(console=console, transient=True) as progress:
         rows = _throughput(store, os.environ["TRITON_GRPC_ADDR"], f"bench_{uuid.uuid4().hex[:8]}", requests, CALLERS, progress)
         swap = _swap(store, os.environ["KAFKA_BOOTSTRAP_SERVERS"], f"bench_swap_{uuid.uuid4().hex[:8]}", 8, progress)
     eager_tp, triton_tp = float(rows[0][2].replace(",", "")), float(rows[1][2].replace(",", ""))
     eager_p95, triton_p95 = float(rows[0][4]), float(rows[1][4])
-    rows.append([f"swap v1 -> v2 under load (8 callers, {swap['swap_seconds']:.1f} s swap)", f"{swap['requests']:,}", "", "", "",
-                 f"{swap['p99_during_ms']:.1f}", str(swap["failed"])])
+    rows.append([f"swap v1 -> v2 under load (8 callers, {swap['swap_seconds']:.1f} s swap)", f"{swap['requests']:,}", "", "", "", f"{swap['p99_during_ms']:.1f}", str(swap["failed"])])
     verdict = [
-        f"Triton vs eager at {CALLERS} concurrent callers: throughput {triton_tp / eager_tp:.2f}x (target >= 2x), "
-        f"p95 {triton_p95:.1f} ms vs {eager_p95:.1f} ms ({eager_p95 / triton_p95:.2f}x better; target: equal or better)",
+        f"Triton vs eager at {CALLERS} concurrent callers: throughput {triton_tp / eager_tp:.2f}x (target >= 2x), p95 {triton_p95:.1f} ms vs {eager_p95:.1f} ms ({eager_p95 / triton_p95:.2f}x better; target: equal or better)",
         f"model swap: {swap['failed']} failed of {swap['requests']:,} requests ({swap['failed_during']} of {swap['during']:,} during the "
         f"{swap['swap_seconds']:.1f} s swap; target 0); p99 {swap['p99_before_ms']:.1f} ms before, {swap['p99_during_ms']:.1f} ms during; "
         f"versions answered {swap['versions']}",

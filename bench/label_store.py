@@ -84,13 +84,11 @@ async def _label(address: str, labellers: int) -> dict:
     finally:
         for c in channels:
             await c.close()
-    return {"labels": labelled, "wall": wall, "rate": labelled / wall, "checkout_p50": _percentile(checkout, 0.5),
-            "checkout_p99": _percentile(checkout, 0.99), "submit_p99": _percentile(submit, 0.99)}
+    return {"labels": labelled, "wall": wall, "rate": labelled / wall, "checkout_p50": _percentile(checkout, 0.5), "checkout_p99": _percentile(checkout, 0.99), "submit_p99": _percentile(submit, 0.99)}
 
 
 def _backend(name: str, url: str, samples: int) -> dict:
-    env = {"OPERATOR_TOKEN_SECRET": SECRET, "DATABASE_URL": url, "LABEL_STORE_CONSUMER_GROUP": f"label-store-bench-{uuid.uuid4().hex[:6]}",
-           "LABEL_STORE_DB_POOL_SIZE": "30", "LOG_LEVEL": "WARNING"}
+    env = {"OPERATOR_TOKEN_SECRET": SECRET, "DATABASE_URL": url, "LABEL_STORE_CONSUMER_GROUP": f"label-store-bench-{uuid.uuid4().hex[:6]}", "LABEL_STORE_DB_POOL_SIZE": "30", "LOG_LEVEL": "WARNING"}
     service = ServiceProcess(LABEL_STORE.package, LABEL_STORE.grpc, env).start(timeout=90)
     try:
         run = uuid.uuid4().hex[:8]
@@ -126,12 +124,16 @@ def run(args, console) -> dict:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         admin.dispose()
     base = results[0]
-    rows = [[r["backend"], f"{r['labels']:,}", f"{r['rate']:,.0f}", f"{r['checkout_p50'] * 1000:.1f}", f"{r['checkout_p99'] * 1000:.1f}",
-             f"{r['submit_p99'] * 1000:.1f}", f"{r['server_cpu']:.1f}", f"{r['rate'] / base['rate']:.2f}x"] for r in results]
+    rows = [
+        [r["backend"], f"{r['labels']:,}", f"{r['rate']:,.0f}", f"{r['checkout_p50'] * 1000:.1f}", f"{r['checkout_p99'] * 1000:.1f}", f"{r['submit_p99'] * 1000:.1f}", f"{r['server_cpu']:.1f}", f"{r['rate'] / base['rate']:.2f}x"]
+        for r in results
+    ]
     sqlite, postgres = results
-    verdict = [f"PostgreSQL vs SQLite: {postgres['rate'] / sqlite['rate']:.2f}x label submissions/s, "
-               f"checkout p99 {postgres['checkout_p99'] * 1000:.1f} ms vs {sqlite['checkout_p99'] * 1000:.1f} ms "
-               f"({postgres['checkout_p99'] / sqlite['checkout_p99']:.2f}x)"]
+    verdict = [
+        f"PostgreSQL vs SQLite: {postgres['rate'] / sqlite['rate']:.2f}x label submissions/s, "
+        f"checkout p99 {postgres['checkout_p99'] * 1000:.1f} ms vs {sqlite['checkout_p99'] * 1000:.1f} ms "
+        f"({postgres['checkout_p99'] / sqlite['checkout_p99']:.2f}x)"
+    ]
     return {
         "title": f"label-store: {LABELLERS} concurrent labellers, SQLite vs PostgreSQL",
         "columns": ["backend", "labels", "labels/s", "checkout p50 ms", "checkout p99 ms", "submit p99 ms", "server CPU-s", "vs SQLite"],

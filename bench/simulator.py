@@ -62,7 +62,10 @@ def run(args, console) -> dict:
         "title": f"simulated fleet, offline, {frames:,} frames per row (render + batched on-car inference + triggers)",
         "columns": ["cars", "model", "frames/s", "vs 1 car, eager", "vs the renderer alone"],
         "rows": rows,
-        "verdict": [f"renderer alone: {render_fps:,.0f} frames/s; 40 cars (the demo's default) with the onboard model: {fps[(40, 'onboard')]:,.0f} frames/s "
-                    f"= {fps[(40, 'onboard')] / base:.1f}x one car, {fps[(40, 'onboard')] / fps[(40, 'eager')]:.2f}x the eager model"],
-        "frames_per_s": {f"{c}-{n}": v for (c, n), v in fps.items()}, "render_frames_per_s": render_fps,
+        "verdict": [
+            f"renderer alone: {render_fps:,.0f} frames/s; 40 cars (the demo's default) with the onboard model: {fps[(40, 'onboard')]:,.0f} frames/s "
+            f"= {fps[(40, 'onboard')] / base:.1f}x one car, {fps[(40, 'onboard')] / fps[(40, 'eager')]:.2f}x the eager model"
+        ],
+        "frames_per_s": {f"{c}-{n}": v for (c, n), v in fps.items()},
+        "render_frames_per_s": render_fps,
     }

@@ -61,7 +61,6 @@ def run(args, console) -> dict:
         "title": f"multitask training throughput on CPU ({SAMPLES} frames x {EPOCHS} epochs, {num_parameters(MultiTaskNet(tasks_mod.DEFAULT_TASKS)):,} parameters)",
         "columns": ["batch", "threads", "samples/s", "vs batch 8"],
         "rows": rows,
-        "verdict": [f"trainer default (batch 64, {threads} threads): {default:,.0f} samples/s = {default / base:.1f}x the small-batch baseline; "
-                    f"{default / results[(64, 1)]:.2f}x one thread"],
+        "verdict": [f"trainer default (batch 64, {threads} threads): {default:,.0f} samples/s = {default / base:.1f}x the small-batch baseline; {default / results[(64, 1)]:.2f}x one thread"],
         "samples_per_s": {f"b{b}_t{t}": v for (b, t), v in results.items()},
     }

@@ -79,15 +79,20 @@ class ArmLedger:
         self.candidates.append(candidate)
 
     def _targets(self, suite: str | None) -> tuple[str, ...]:
-        return self.target_suites if suite is None else (suite,)
+        if suite is not None:
+            return (suite,)
+        assert not isinstance(self.target_suites, str)  # a tuple since __post_init__
+        return self.target_suites
 
     def regressed(self, c: Candidate, suite: str | None = None) -> list[str]:
         """The suites other than the target one(s) on which `c` fell more than `tolerance` below
         the baseline (`suite`: one case's suite; None: every case's)."""
         targets = self._targets(suite)
-        return sorted(name for name, score in c.candidate.items()
-                      if name not in targets and name in self.baseline and score.cases and self.baseline[name].cases
-                      and score.passed / score.cases < self.baseline[name].passed / self.baseline[name].cases - self.tolerance - 1e-12)
+        return sorted(
+            name
+            for name, score in c.candidate.items()
+            if name not in targets and name in self.baseline and score.cases and self.baseline[name].cases and score.passed / score.cases < self.baseline[name].passed / self.baseline[name].cases - self.tolerance - 1e-12
+        )
 
     def on_target(self, c: Candidate, suite: str | None = None) -> bool:
         scores = [c.candidate.get(name) for name in self._targets(suite)]

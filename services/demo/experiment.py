@@ -77,8 +77,7 @@ class Settings:
 
 
 class ExperimentRun:
-    def __init__(self, stack: Stack, settings: Settings, scenario: Scenario, arms: list[Arm], seed: int, model, suites: dict[str, int],
-                 say: Callable[[str], None], run_id: str) -> None:
+    def __init__(self, stack: Stack, settings: Settings, scenario: Scenario, arms: list[Arm], seed: int, model, suites: dict[str, int], say: Callable[[str], None], run_id: str) -> None:
         self.stack = stack
         self.s = settings
         self.scenario = scenario
@@ -103,8 +102,7 @@ class ExperimentRun:
         self.production: dict[str, dict[str, SuiteScore]] = {}
         self.drives = 0
         self.fleet_world = WorldConfig(**WORLD.get(settings.new_task, {}))  # the new task's phenomenon is in the world from the start
-        self.new_task = NewTask(stack, settings.new_task, f"demo-{self.suffix}-{settings.new_task.replace('_', '-')}", model, seed, say) \
-            if settings.new_task else None
+        self.new_task = NewTask(stack, settings.new_task, f"demo-{self.suffix}-{settings.new_task.replace('_', '-')}", model, seed, say) if settings.new_task else None
 
     @property
     def triggered_line(self) -> str:
@@ -136,16 +134,15 @@ class ExperimentRun:
                 active = [a for a in self.arms.values() if not self.result.arms[a.name].done() and (a.uses_fleet or iteration == 1)]
                 if not active and not self.new_task_pending(iteration):
                     break
-                self.say(f"[bold]seed {self.seed}, iteration {iteration}[/]: arms {', '.join(a.name for a in active) or 'none'}"
-                         + (f"; the new task {self.s.new_task}" if self.new_task_pending(iteration) else ""))
+                self.say(f"[bold]seed {self.seed}, iteration {iteration}[/]: arms {', '.join(a.name for a in active) or 'none'}" + (f"; the new task {self.s.new_task}" if self.new_task_pending(iteration) else ""))
                 self.iterate(iteration, active)
             triggered = self.result.arms.get("triggered")
             if triggered is not None and triggered.label_cap is None and triggered.candidates:
                 self.set_caps(triggered)  # it never reached the target: the caps it implies, for the report
             for name, ledger in self.result.arms.items():
-                ledger.stopped = ledger.stopped or ("reached the target" if ledger.labels_to_target is not None
-                                                    else "label cap" if ledger.done() else "no fleet data" if not self.arms[name].uses_fleet
-                                                    else f"--max-iterations {self.s.max_iterations}")
+                ledger.stopped = ledger.stopped or (
+                    "reached the target" if ledger.labels_to_target is not None else "label cap" if ledger.done() else "no fleet data" if not self.arms[name].uses_fleet else f"--max-iterations {self.s.max_iterations}"
+                )
         finally:
             self.retire_triggers()
             if self.new_task is not None:
@@ -172,8 +169,7 @@ class ExperimentRun:
                 self.result.notes.append(f"seed {self.seed}, iteration {iteration}: the random pool stayed short of what the baselines may pick")
                 break
         # The ground truth stands in for the labels an arm paid for (the simulated labellers' error rate is 2%).
-        context = ArmContext(seed=self.seed, priorities={t.trigger_id: t.priority for t in self.triggers.values()}, entropy=self.entropies,
-                             positive=self.shows_unmet_case())
+        context = ArmContext(seed=self.seed, priorities={t.trigger_id: t.priority for t in self.triggers.values()}, entropy=self.entropies, positive=self.shows_unmet_case())
         runs = {}
         for arm in active:
             picked = arm.pick(self.pool[arm.source] if arm.uses_fleet else [], wants[arm.name], context)
@@ -181,8 +177,7 @@ class ExperimentRun:
             fleet = len(arm.picked)
             positives = sum(self.is_positive(sid) for sid in arm.picked)
             c = Candidate(iteration, arm.name, len(self.seed_ids) + fleet, fleet, f"{ds.name}@{ds.version}", positives=positives)
-            self.say(f"[green]dataset[/] {arm.name} i{iteration}: +{len(picked)} fleet labels -> {c.labels} labels "
-                     f"({len(self.seed_ids)} seed set, {positives} fleet frames showing the case)")
+            self.say(f"[green]dataset[/] {arm.name} i{iteration}: +{len(picked)} fleet labels -> {c.labels} labels ({len(self.seed_ids)} seed set, {positives} fleet frames showing the case)")
             runs[arm.name] = (self.start_run(arm.name, iteration, ds), c)
         if "triggered" in runs and self.published:
             self.retrain_detectors(iteration)  # queued behind the arms' runs; beamed before the next drive
@@ -242,9 +237,9 @@ class ExperimentRun:
 
         weights = torchscript.to_bytes(self.model)
         for name in self.lines.values():
-            mv = self.stack.trainer.ImportModel(T.ImportModelRequest(model_name=name, weights=weights, role=C.MODEL_ROLE_PRODUCTION,
-                                                                      reason="bootstrap model (common cases only): every arm's baseline"),
-                                                metadata=self.stack.auth, timeout=60).model
+            mv = self.stack.trainer.ImportModel(
+                T.ImportModelRequest(model_name=name, weights=weights, role=C.MODEL_ROLE_PRODUCTION, reason="bootstrap model (common cases only): every arm's baseline"), metadata=self.stack.auth, timeout=60
+            ).model
             if mv.model.version != 1 or mv.state != T.MODEL_STATE_PRODUCTION:
                 raise RuntimeError(f"{name}: the import gave version {mv.model.version} in state {T.ModelState.Name(mv.state)}, not v1 PRODUCTION")
         self.say(f"[blue]baseline[/] the bootstrap model is v1 PRODUCTION of {', '.join(self.lines.values())}")
@@ -272,23 +267,44 @@ class ExperimentRun:
         """`case`'s detector run on the labelled `sample_ids` (its positive predicate makes the
         other cases' frames its negatives); True when published (beamed to the cars)."""
         detector = self.detectors[case.name]
-        created = self.stack.labels.CreateDataset(L.CreateDatasetRequest(
-            name=f"demo-{self.suffix}-detector" + ("" if case is OCCLUDED else f"-{case.name.replace('_', '-')}"), tasks=[case.task],
-            filter=L.SampleFilter(sample_ids=sample_ids), split=L.SplitSpec(val_fraction=0.25),
-            description=f"{case.name} detector, iteration {iteration}: {what}"), metadata=self.stack.auth, timeout=120)
+        created = self.stack.labels.CreateDataset(
+            L.CreateDatasetRequest(
+                name=f"demo-{self.suffix}-detector" + ("" if case is OCCLUDED else f"-{case.name.replace('_', '-')}"),
+                tasks=[case.task],
+                filter=L.SampleFilter(sample_ids=sample_ids),
+                split=L.SplitSpec(val_fraction=0.25),
+                description=f"{case.name} detector, iteration {iteration}: {what}",
+            ),
+            metadata=self.stack.auth,
+            timeout=120,
+        )
         ds = created.dataset
         if created.already_existed and any(d["name"] == detector for d in self.result.detectors):
             self.say(f"[blue]detector[/] no new labelled upload since {ds.name}@{ds.version}, not retrained")
             return False
-        spec = T.RunSpec(kind=T.RUN_KIND_TRIGGER_DETECTOR, model_name=detector, detector_name=detector, tasks=[case.task],
-                         positive_predicate=case.label_predicate, seed=self.seed * 100 + iteration, epochs=16,
-                         datasets=[C.DatasetRef(name=ds.name, version=ds.version)])
+        spec = T.RunSpec(
+            kind=T.RUN_KIND_TRIGGER_DETECTOR,
+            model_name=detector,
+            detector_name=detector,
+            tasks=[case.task],
+            positive_predicate=case.label_predicate,
+            seed=self.seed * 100 + iteration,
+            epochs=16,
+            datasets=[C.DatasetRef(name=ds.name, version=ds.version)],
+        )
         run = self.wait_run(self.stack.trainer.StartRun(T.StartRunRequest(spec=spec), metadata=self.stack.auth, timeout=10).run.run_id, f"{case.name} detector i{iteration}")
         accepted = run.status == T.RUN_STATUS_SUCCEEDED
         samples = ds.split_counts.train + ds.split_counts.val + ds.split_counts.test
-        entry = {"name": detector, "case": case.name, "iteration": iteration, "version": int(run.model.version) if accepted else 0, "samples": samples,
-                 "dataset": f"{ds.name}@{ds.version}", "status": T.RunStatus.Name(run.status).removeprefix("RUN_STATUS_"),
-                 "gate": "; ".join(run.gate_report.reasons) or run.error}
+        entry = {
+            "name": detector,
+            "case": case.name,
+            "iteration": iteration,
+            "version": int(run.model.version) if accepted else 0,
+            "samples": samples,
+            "dataset": f"{ds.name}@{ds.version}",
+            "status": T.RunStatus.Name(run.status).removeprefix("RUN_STATUS_"),
+            "gate": "; ".join(run.gate_report.reasons) or run.error,
+        }
         self.result.detectors.append(entry)
         self.say(f"[blue]detector[/] {detector} v{run.model.version} from {what} ({samples} samples): {entry['status'].lower()} ({entry['gate']})")
         return accepted
@@ -305,28 +321,31 @@ class ExperimentRun:
         for case in self.scenario.cases:
             if case.name in self.published:
                 positives = sum(self.shows(sid, case.name) for sid in picked)
-                self.train_detector(case, iteration, self.seed_ids + picked,
-                                    f"the seed set and the triggered arm's {len(picked)} fleet labels ({positives} showing the case)")
+                self.train_detector(case, iteration, self.seed_ids + picked, f"the seed set and the triggered arm's {len(picked)} fleet labels ({positives} showing the case)")
 
     # ------------------------------------------------------------------ triggers
     def create_triggers(self) -> None:
         from google.protobuf import duration_pb2
 
-        plans = trigger_plans(self.suffix, {c: d for c, d in self.detectors.items() if c in self.published}, self.s.duration_s, self.s.per_car_uploads,
-                              self.s.random_per_car)
+        plans = trigger_plans(self.suffix, {c: d for c, d in self.detectors.items() if c in self.published}, self.s.duration_s, self.s.per_car_uploads, self.s.random_per_car)
         for p in plans:
-            spec = S.TriggerSpec(name=p.trigger_id, expression=p.expression, site=S.TRIGGER_SITE_FLEET if p.fleet else S.TRIGGER_SITE_EDGE,
-                                 task=self.scenario.tasks[0], priority=p.priority,
-                                 firing_mode=S.FIRING_MODE_EVERY_FRAME if p.every_frame else S.FIRING_MODE_RISING_EDGE,
-                                 min_interval=duration_pb2.Duration(seconds=int(p.min_interval_s), nanos=int((p.min_interval_s % 1) * 1e9)),
-                                 upload_budget=100_000, max_uploads_per_car_hour=p.per_car_hour,
-                                 description=f"demo {self.suffix}: {'the data engine' if p.source == 'triggered' else 'random pool of the baselines'}")
+            spec = S.TriggerSpec(
+                name=p.trigger_id,
+                expression=p.expression,
+                site=S.TRIGGER_SITE_FLEET if p.fleet else S.TRIGGER_SITE_EDGE,
+                task=self.scenario.tasks[0],
+                priority=p.priority,
+                firing_mode=S.FIRING_MODE_EVERY_FRAME if p.every_frame else S.FIRING_MODE_RISING_EDGE,
+                min_interval=duration_pb2.Duration(seconds=int(p.min_interval_s), nanos=int((p.min_interval_s % 1) * 1e9)),
+                upload_budget=100_000,
+                max_uploads_per_car_hour=p.per_car_hour,
+                description=f"demo {self.suffix}: {'the data engine' if p.source == 'triggered' else 'random pool of the baselines'}",
+            )
             check = self.stack.catalog.ValidateTrigger(S.ValidateTriggerRequest(expression=spec.expression, spec=spec), metadata=self.stack.auth, timeout=10)
             if not check.ok:
                 raise RuntimeError(f"trigger {p.trigger_id} does not validate: {check.errors}")
             self.stack.catalog.CreateTrigger(S.CreateTriggerRequest(trigger_id=p.trigger_id, spec=spec), metadata=self.stack.auth, timeout=10)
-            self.triggers[p.trigger_id] = TriggerStats(p.trigger_id, p.source, p.expression, site="fleet" if p.fleet else "edge", priority=p.priority,
-                                                       case=p.case)
+            self.triggers[p.trigger_id] = TriggerStats(p.trigger_id, p.source, p.expression, site="fleet" if p.fleet else "edge", priority=p.priority, case=p.case)
         self.result.triggers = list(self.triggers.values())
         self.say(f"[magenta]operator[/] created triggers {', '.join(self.triggers)}")
 
@@ -338,8 +357,7 @@ class ExperimentRun:
         end.GetCurrentTime()
         for trigger_id, stats in self.triggers.items():
             try:
-                bt = self.stack.catalog.BacktestTrigger(S.BacktestTriggerRequest(trigger=S.TriggerRef(trigger_id=trigger_id), time_range=C.TimeRange(since=start, until=end)),
-                                                        metadata=self.stack.auth, timeout=120)
+                bt = self.stack.catalog.BacktestTrigger(S.BacktestTriggerRequest(trigger=S.TriggerRef(trigger_id=trigger_id), time_range=C.TimeRange(since=start, until=end)), metadata=self.stack.auth, timeout=120)
                 stats.backtest_fires, stats.backtest_frames = int(bt.fires), int(bt.frames_evaluated)
                 self.say(f"[magenta]operator[/] backtest {trigger_id}: {bt.fires} fires in {bt.frames_evaluated} frames ({bt.fires_per_car_hour:.0f}/car-hour)")
             except grpc.RpcError as exc:
@@ -367,12 +385,24 @@ class ExperimentRun:
         # Every drive starts its cars from its own seed: content-addressed uploads of a re-driven
         # route would store nothing new. Fleet-side fires come back as upload requests after the
         # (faster than real time) drive moved on: the cars keep the drive and wait for late requests.
-        sim = SimConfig(cars=self.s.cars, duration_s=duration_s, fps=self.s.fps, seed=(zlib.crc32(self.suffix.encode()) % 100_000) * 1000 + self.drives,
-                        vehicle_prefix=f"{self.suffix}-{label}", ring_frames=min(300, int(duration_s * self.s.fps) + 1), request_grace_s=3.0)
-        fleet = SimulatedFleet(sim, World(self.fleet_world, seed=self.seed), self.model, store=self.stack.objects,
-                               gateway_address=self.stack.processes["gateway"].address, token_secret=self.stack.fleet_secret,
-                               truth_tags={"case": lambda objects: bool(self.scenario.cases_shown(objects)),
-                                           **{f"case:{c.name}": c.truth for c in self.scenario.cases}})
+        sim = SimConfig(
+            cars=self.s.cars,
+            duration_s=duration_s,
+            fps=self.s.fps,
+            seed=(zlib.crc32(self.suffix.encode()) % 100_000) * 1000 + self.drives,
+            vehicle_prefix=f"{self.suffix}-{label}",
+            ring_frames=min(300, int(duration_s * self.s.fps) + 1),
+            request_grace_s=3.0,
+        )
+        fleet = SimulatedFleet(
+            sim,
+            World(self.fleet_world, seed=self.seed),
+            self.model,
+            store=self.stack.objects,
+            gateway_address=self.stack.processes["gateway"].address,
+            token_secret=self.stack.fleet_secret,
+            truth_tags={"case": lambda objects: bool(self.scenario.cases_shown(objects)), **{f"case:{c.name}": c.truth for c in self.scenario.cases}},
+        )
         t0, last = time.perf_counter(), [0.0]
 
         def progress(report, fraction):
@@ -382,15 +412,29 @@ class ExperimentRun:
 
         report = drive_loop().run_until_complete(fleet.run(progress))
         wall = time.perf_counter() - t0
-        self.say(f"[cyan]fleet[/] {label}: {report.frames:,} frames ({report.frames / max(wall, 1e-9):,.0f}/s) on {', '.join(sorted(report.models))}, "
-                 f"{report.uploads} uploads, {report.upload_errors} upload errors ({report.upload_retries} retried)"
-                 + (f", shadow mode: {report.shadow_frames:,} frames compared, {report.shadow_disagreements} disagreements" if report.shadow_frames else ""))
-        self.result.fleet.append({"iteration": iteration, "label": label, "frames": report.frames, "acked": report.frames_acked,
-                                  "fires": dict(report.fires), "uploads": report.uploads, "upload_errors": report.upload_errors,
-                                  "models": dict(report.models), "shadow_frames": report.shadow_frames, "shadow_disagreements": report.shadow_disagreements,
-                                  "case_frames": report.truth_frames.get("case", 0),
-                                  "case_frames_by_case": {c.name: report.truth_frames.get(f"case:{c.name}", 0) for c in self.scenario.cases}, "wall_s": round(wall, 1),
-                                  "upload_retries": report.upload_retries})
+        self.say(
+            f"[cyan]fleet[/] {label}: {report.frames:,} frames ({report.frames / max(wall, 1e-9):,.0f}/s) on {', '.join(sorted(report.models))}, "
+            f"{report.uploads} uploads, {report.upload_errors} upload errors ({report.upload_retries} retried)"
+            + (f", shadow mode: {report.shadow_frames:,} frames compared, {report.shadow_disagreements} disagreements" if report.shadow_frames else "")
+        )
+        self.result.fleet.append(
+            {
+                "iteration": iteration,
+                "label": label,
+                "frames": report.frames,
+                "acked": report.frames_acked,
+                "fires": dict(report.fires),
+                "uploads": report.uploads,
+                "upload_errors": report.upload_errors,
+                "models": dict(report.models),
+                "shadow_frames": report.shadow_frames,
+                "shadow_disagreements": report.shadow_disagreements,
+                "case_frames": report.truth_frames.get("case", 0),
+                "case_frames_by_case": {c.name: report.truth_frames.get(f"case:{c.name}", 0) for c in self.scenario.cases},
+                "wall_s": round(wall, 1),
+                "upload_retries": report.upload_retries,
+            }
+        )
         self.uploaded.update(sid for sid, tid in report.snapshot_ids.items() if tid in self.triggers)
         for tid, n in report.fires.items():
             if tid in self.triggers:
@@ -406,8 +450,7 @@ class ExperimentRun:
         t1 = time.perf_counter()
         labelled_now = label_queue(self.stack, self.ground_truth, self.seed)
         self.result.labels_total += labelled_now
-        self.say(f"[green]label-store[/] {len(samples)} uploads registered ({t1 - t0:.0f}s); {labelled_now} labelled by the simulated labellers "
-                 f"({labelled_now / max(time.perf_counter() - t1, 1e-9):.0f}/s)")
+        self.say(f"[green]label-store[/] {len(samples)} uploads registered ({t1 - t0:.0f}s); {labelled_now} labelled by the simulated labellers ({labelled_now / max(time.perf_counter() - t1, 1e-9):.0f}/s)")
         labelled = {s.sample_id for s in self.list_samples(list(self.triggers), L.LABEL_STATUS_LABELLED)}
         for s in sorted(samples, key=lambda s: (s.provenance.captured_at.ToNanoseconds(), s.sample_id)):
             stats = self.triggers.get(s.provenance.trigger_id)
@@ -422,15 +465,14 @@ class ExperimentRun:
             stats.true_positive += bool(shown)
             for case in shown:
                 stats.by_case[case] = stats.by_case.get(case, 0) + 1
-            self.pool[stats.source].append(PoolSample(s.sample_id, s.provenance.trigger_id, s.provenance.captured_at.ToNanoseconds(),
-                                                      s.bucket, s.object_key, s.content_type))
+            self.pool[stats.source].append(PoolSample(s.sample_id, s.provenance.trigger_id, s.provenance.captured_at.ToNanoseconds(), s.bucket, s.object_key, s.content_type))
         for stats in self.triggers.values():
             if stats.site == "fleet":  # fired on the server: the evaluator's yield ledger counts them
                 yields = self.stack.catalog.GetYield(S.GetYieldRequest(trigger_id=stats.trigger_id), timeout=30).yields
                 stats.fires = sum(int(y.fired) for y in yields)
         self.say(f"[green]label-store[/] pools: {len(self.pool['triggered'])} triggered, {len(self.pool['random'])} random labelled uploads")
 
-    def list_samples(self, trigger_ids: list[str], status: int = L.LABEL_STATUS_UNSPECIFIED) -> list:
+    def list_samples(self, trigger_ids: list[str], status: L.LabelStatus = L.LABEL_STATUS_UNSPECIFIED) -> list:
         out, token = [], ""
         flt = L.SampleFilter(trigger_ids=trigger_ids, tasks=self.scenario.tasks if status else [], label_status=status)
         while True:
@@ -498,8 +540,7 @@ class ExperimentRun:
         model = torchscript.from_bytes(self.stack.objects.get(mv.weights_key))
         missing = [s for s in pool if s.sample_id not in self.images]
         if missing:
-            fetched = data_mod.fetch_images(lambda bucket, key: self.stack.objects.get(key),
-                                            [data_mod.Example(s.sample_id, "", s.bucket, s.object_key, s.content_type) for s in missing])
+            fetched = data_mod.fetch_images(lambda bucket, key: self.stack.objects.get(key), [data_mod.Example(s.sample_id, "", s.bucket, s.object_key, s.content_type) for s in missing])
             self.images.update(zip((s.sample_id for s in missing), fetched))
         task = self.scenario.tasks[0]
         out = []
@@ -509,10 +550,17 @@ class ExperimentRun:
         return out
 
     def dataset(self, arm: Arm, iteration: int):
-        ds = self.stack.labels.CreateDataset(L.CreateDatasetRequest(
-            name=f"demo-{self.suffix}-{arm.name}", tasks=self.scenario.tasks, filter=L.SampleFilter(sample_ids=self.seed_ids + arm.picked),
-            split=L.SplitSpec(val_fraction=0.1, test_fraction=0.0), description=f"demo {self.suffix}: {arm.name} arm, iteration {iteration}"),
-            metadata=self.stack.auth, timeout=120).dataset
+        ds = self.stack.labels.CreateDataset(
+            L.CreateDatasetRequest(
+                name=f"demo-{self.suffix}-{arm.name}",
+                tasks=self.scenario.tasks,
+                filter=L.SampleFilter(sample_ids=self.seed_ids + arm.picked),
+                split=L.SplitSpec(val_fraction=0.1, test_fraction=0.0),
+                description=f"demo {self.suffix}: {arm.name} arm, iteration {iteration}",
+            ),
+            metadata=self.stack.auth,
+            timeout=120,
+        ).dataset
         return ds
 
     def start_run(self, arm: str, iteration: int, dataset) -> str:
@@ -521,8 +569,7 @@ class ExperimentRun:
         hp = struct_pb2.Struct()
         hp.update({"lr": 0.001, "replay_samples": self.s.replay_samples})  # rehearsal of the common case: synthetic, no labels
         # The triggered arm's accepted versions become CANDIDATEs (shadow mode first), the others' PRODUCTION.
-        spec = T.RunSpec(model_name=self.lines[arm], promote=arm != "triggered", seed=self.seed * 100 + iteration, epochs=self.s.epochs,
-                         hyperparameters=hp, datasets=[C.DatasetRef(name=dataset.name, version=dataset.version)])
+        spec = T.RunSpec(model_name=self.lines[arm], promote=arm != "triggered", seed=self.seed * 100 + iteration, epochs=self.s.epochs, hyperparameters=hp, datasets=[C.DatasetRef(name=dataset.name, version=dataset.version)])
         return self.stack.trainer.StartRun(T.StartRunRequest(spec=spec), metadata=self.stack.auth, timeout=10).run.run_id
 
     def wait_run(self, run_id: str, label: str, timeout: float = 1200.0):
@@ -556,8 +603,7 @@ class ExperimentRun:
         self.production[arm] = c.production
         self.result.arms[arm].record(c)
         verdict = ("accepted -> CANDIDATE" if arm == "triggered" else "accepted -> PRODUCTION") if c.accepted else f"{c.status.lower()} ({'; '.join(c.reasons)[:160]})"
-        on_cases = ", ".join(f"{suite} {c.candidate[suite].passed}/{c.candidate[suite].cases}" if suite in c.candidate else f"{suite} n/a"
-                             for suite in self.scenario.case_suites)
+        on_cases = ", ".join(f"{suite} {c.candidate[suite].passed}/{c.candidate[suite].cases}" if suite in c.candidate else f"{suite} n/a" for suite in self.scenario.case_suites)
         self.say(f"[blue]gate[/] {arm} i{c.iteration} v{c.version} ({c.labels} labels): {verdict}; candidate: {on_cases}")
         if c.accepted and arm == "triggered":
             self.shadow_and_promote(c)
@@ -579,12 +625,16 @@ class ExperimentRun:
             if r.frames_compared >= report.shadow_frames or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        c.shadow = {"frames_compared": int(r.frames_compared), "frames_disagreeing": int(r.frames_disagreeing), "cars": int(r.distinct_vehicles),
-                    "disagreement_rate": round(r.disagreement_rate, 4), "by_kind": {k.removeprefix("SHADOW_DIFFERENCE_KIND_"): int(v) for k, v in r.by_kind.items()}}
+        c.shadow = {
+            "frames_compared": int(r.frames_compared),
+            "frames_disagreeing": int(r.frames_disagreeing),
+            "cars": int(r.distinct_vehicles),
+            "disagreement_rate": round(r.disagreement_rate, 4),
+            "by_kind": {k.removeprefix("SHADOW_DIFFERENCE_KIND_"): int(v) for k, v in r.by_kind.items()},
+        }
         evidence = f"shadow mode on {r.distinct_vehicles} cars: {r.frames_disagreeing}/{r.frames_compared} frames disagree ({r.disagreement_rate:.1%})"
         self.say(f"[magenta]operator[/] {name} v{c.version}: {evidence}; promoting")
-        self.stack.trainer.PromoteModel(T.PromoteModelRequest(model=C.ModelRef(name=name, version=c.version), role=C.MODEL_ROLE_PRODUCTION,
-                                                              reason=f"demo {self.suffix}: gate accepted; {evidence}"), metadata=self.stack.auth, timeout=30)
+        self.stack.trainer.PromoteModel(T.PromoteModelRequest(model=C.ModelRef(name=name, version=c.version), role=C.MODEL_ROLE_PRODUCTION, reason=f"demo {self.suffix}: gate accepted; {evidence}"), metadata=self.stack.auth, timeout=30)
 
 
 # ---------------------------------------------------------------------- label store helpers
@@ -599,16 +649,14 @@ def register_frames(stack: Stack, frames, vehicle: str, trigger_id: str = "") ->
         put = stack.objects.put_content(data_mod.png(img), SNAPSHOTS, ".png", "image/png")
         truth = {"snapshot_id": put.sha256, "vehicle_id": vehicle, "firing_frame_id": "f", "frames": [{"frame_id": "f", "objects": [o.to_dict() for o in gt]}]}
         stack.objects.put_at(f"groundtruth/{put.sha256}.json", json.dumps(truth).encode(), "application/json")
-        sample = L.Sample(sample_id=put.sha256, bucket=stack.objects.bucket, object_key=put.key, content_type="image/png",
-                          provenance=L.Provenance(vehicle_id=vehicle, frame_id=put.sha256[:12], trigger_id=trigger_id))
+        sample = L.Sample(sample_id=put.sha256, bucket=stack.objects.bucket, object_key=put.key, content_type="image/png", provenance=L.Provenance(vehicle_id=vehicle, frame_id=put.sha256[:12], trigger_id=trigger_id))
         stack.labels.RegisterSample(L.RegisterSampleRequest(sample=sample), metadata=stack.auth, timeout=10)
         if put.sha256 not in ids:
             ids.append(put.sha256)
     return ids
 
 
-def label_queue(stack: Stack, ground_truth: Callable[[str], dict | None], seed: int, task_name: str = "stop_sign", labellers: int = 4,
-                limit: int | None = None) -> int:
+def label_queue(stack: Stack, ground_truth: Callable[[str], dict | None], seed: int, task_name: str = "stop_sign", labellers: int = 4, limit: int | None = None) -> int:
     """Simulated labellers (`labellers` of them, each its own thread and labeller id) work the queue
     dry, or until `limit` labels (label_store.labellers.annotate, error rate 0.02), in the queue's
     order. Each sample's errors are drawn from its own seeded generator, so a run's labels do not

@@ -63,24 +63,51 @@ class DemoConfig:
     keep_running: bool = False
 
     def validate(self) -> None:
-        checks = {"cars": self.cars >= 1, "budget": self.budget >= 1, "growth": self.growth >= 1.0, "target": 0.0 < self.target <= 1.0, "tolerance": 0.0 <= self.tolerance < 1.0,
-                  "cap-factor": self.cap_factor >= 1.0, "max-iterations": self.max_iterations >= 1, "duration": self.duration_s > 0, "fps": 0.5 <= self.fps <= 30.0,
-                  "suite-cases": self.suite_cases >= 1, "seed-examples": self.seed_examples >= 2, "per-car-uploads": self.per_car_uploads >= 1,
-                  "random-per-car": self.random_per_car >= 1, "shadow-s": self.shadow_s > 0, "epochs": self.epochs >= 1,
-                  "seeds": bool(self.seeds) and len(set(self.seeds)) == len(self.seeds),
-                  "cases": bool(self.cases) and len(set(self.cases)) == len(self.cases) and all(c in CASES for c in self.cases),
-                  "new-task": self.new_task in ("", *DECLARATIONS), "new-task-at": not self.new_task or 1 <= self.new_task_at <= self.max_iterations,
-                  "explore": 0.0 <= self.explore <= 1.0}
+        checks = {
+            "cars": self.cars >= 1,
+            "budget": self.budget >= 1,
+            "growth": self.growth >= 1.0,
+            "target": 0.0 < self.target <= 1.0,
+            "tolerance": 0.0 <= self.tolerance < 1.0,
+            "cap-factor": self.cap_factor >= 1.0,
+            "max-iterations": self.max_iterations >= 1,
+            "duration": self.duration_s > 0,
+            "fps": 0.5 <= self.fps <= 30.0,
+            "suite-cases": self.suite_cases >= 1,
+            "seed-examples": self.seed_examples >= 2,
+            "per-car-uploads": self.per_car_uploads >= 1,
+            "random-per-car": self.random_per_car >= 1,
+            "shadow-s": self.shadow_s > 0,
+            "epochs": self.epochs >= 1,
+            "seeds": bool(self.seeds) and len(set(self.seeds)) == len(self.seeds),
+            "cases": bool(self.cases) and len(set(self.cases)) == len(self.cases) and all(c in CASES for c in self.cases),
+            "new-task": self.new_task in ("", *DECLARATIONS),
+            "new-task-at": not self.new_task or 1 <= self.new_task_at <= self.max_iterations,
+            "explore": 0.0 <= self.explore <= 1.0,
+        }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError("invalid demo settings: --" + ", --".join(bad) + " (see `longtail demo --help` for the ranges; cases: "
-                             + ", ".join(CASES) + "; new tasks: " + ", ".join(DECLARATIONS) + ")")
+            raise ValueError("invalid demo settings: --" + ", --".join(bad) + " (see `longtail demo --help` for the ranges; cases: " + ", ".join(CASES) + "; new tasks: " + ", ".join(DECLARATIONS) + ")")
 
     def settings(self) -> Settings:
-        return Settings(cars=self.cars, duration_s=self.duration_s, fps=self.fps, budget=self.budget, growth=self.growth, target=self.target, tolerance=self.tolerance,
-                        cap_factor=self.cap_factor, max_iterations=self.max_iterations, per_car_uploads=self.per_car_uploads,
-                        random_per_car=self.random_per_car, shadow_s=self.shadow_s, replay_samples=self.replay_samples, epochs=self.epochs,
-                        new_task=self.new_task, new_task_at=self.new_task_at)
+        return Settings(
+            cars=self.cars,
+            duration_s=self.duration_s,
+            fps=self.fps,
+            budget=self.budget,
+            growth=self.growth,
+            target=self.target,
+            tolerance=self.tolerance,
+            cap_factor=self.cap_factor,
+            max_iterations=self.max_iterations,
+            per_car_uploads=self.per_car_uploads,
+            random_per_car=self.random_per_car,
+            shadow_s=self.shadow_s,
+            replay_samples=self.replay_samples,
+            epochs=self.epochs,
+            new_task=self.new_task,
+            new_task_at=self.new_task_at,
+        )
 
 
 class Demo:
@@ -92,7 +119,7 @@ class Demo:
         self.stack = Stack(self.run_id, say, config.manage_infra, config.triton, config.prometheus)
         self.scenario = Scenario(cases=tuple(CASES[c] for c in config.cases), suite_cases=config.suite_cases, seed_positives=config.seed_examples)
         self.result = DemoResult(run=self.run_id, config=asdict(config))
-        self.on_experiment: Callable[[DemoResult], None] | None = None
+        self.on_experiment: Callable[[DemoResult], object] | None = None
 
     @property
     def processes(self) -> dict:
@@ -107,9 +134,9 @@ class Demo:
         counts = {}
         for spec in self.scenario.suites:
             ids = register_frames(self.stack, self.scenario.suite_frames(spec), f"suite-{self.run_id}")
-            text = yaml.safe_dump({"suite": spec.name, "task": spec.task, "predicate": spec.predicate,
-                                   "description": f"{spec.name}: {len(ids)} held-out cases rendered by the demo {self.run_id}",
-                                   "cases": [{"sample": s} for s in ids]}, sort_keys=False)
+            text = yaml.safe_dump(
+                {"suite": spec.name, "task": spec.task, "predicate": spec.predicate, "description": f"{spec.name}: {len(ids)} held-out cases rendered by the demo {self.run_id}", "cases": [{"sample": s} for s in ids]}, sort_keys=False
+            )
             self.stack.labels.UpsertSuite(L.UpsertSuiteRequest(yaml=text), metadata=self.stack.auth, timeout=30)
             counts[spec.name] = len(ids)
         self.say(f"[blue]suites[/] {', '.join(f'{s} ({c} cases)' for s, c in counts.items())}")
@@ -120,12 +147,10 @@ class Demo:
         upload into its label store: retire them (they are the demo operator's, from other runs)."""
         from longtail.triggers.v1 import triggers_pb2 as S
 
-        stale = self.stack.catalog.ListTriggers(S.ListTriggersRequest(states=[S.TRIGGER_STATE_ACTIVE, S.TRIGGER_STATE_PAUSED], page_size=1000),
-                                                metadata=self.stack.auth, timeout=30).triggers
+        stale = self.stack.catalog.ListTriggers(S.ListTriggersRequest(states=[S.TRIGGER_STATE_ACTIVE, S.TRIGGER_STATE_PAUSED], page_size=1000), metadata=self.stack.auth, timeout=30).triggers
         stale = [t for t in stale if t.created_by == "demo-operator"]
         for t in stale:
-            self.stack.catalog.RetireTrigger(S.RetireTriggerRequest(trigger_id=t.trigger_id, reason=f"left active by an interrupted demo run (seen by {self.run_id})"),
-                                             metadata=self.stack.auth, timeout=10)
+            self.stack.catalog.RetireTrigger(S.RetireTriggerRequest(trigger_id=t.trigger_id, reason=f"left active by an interrupted demo run (seen by {self.run_id})"), metadata=self.stack.auth, timeout=10)
         if stale:
             self.result.notes.append(f"retired {len(stale)} triggers an interrupted earlier demo run had left active")
             self.say(f"[yellow]operator[/] retired {len(stale)} triggers an interrupted earlier demo run had left active")

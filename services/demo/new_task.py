@@ -14,8 +14,12 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from demo.stack import Stack
+
+if TYPE_CHECKING:
+    from task_workflow.workflow import Workflow
 
 # What the person declares (tasks.yaml syntax); MODEL is the task's model line.
 DECLARATIONS = {
@@ -37,7 +41,7 @@ tasks:
 # on (twice the world's default: 80 cars on 30-second drives stand in for a fleet that sees
 # thousands of them a day; at 20% the trigger brought 67 uploads a drive, and filling the suite
 # alone took ten drives).
-WORLD = {"caution_lights": {"vehicle_rate": 0.3, "hazard_rate": 0.3, "police_rate": 0.1}}
+WORLD: dict[str, dict[str, Any]] = {"caution_lights": {"vehicle_rate": 0.3, "hazard_rate": 0.3, "police_rate": 0.1}}  # WorldConfig fields
 
 
 @dataclass
@@ -57,8 +61,14 @@ class NewTaskResult:
     history: list[dict] = field(default_factory=list)
 
     def summary(self) -> dict:
-        return {"name": self.name, "declared_at_iteration": self.declared_at_iteration, "certified_at_iteration": self.certified_at_iteration,
-                "labels": self.labels, "minutes": round(self.minutes, 2), "other_suites_regressed": self.other_suites_regressed}
+        return {
+            "name": self.name,
+            "declared_at_iteration": self.declared_at_iteration,
+            "certified_at_iteration": self.certified_at_iteration,
+            "labels": self.labels,
+            "minutes": round(self.minutes, 2),
+            "other_suites_regressed": self.other_suites_regressed,
+        }
 
 
 class NewTask:
@@ -66,7 +76,7 @@ class NewTask:
         if name not in DECLARATIONS:
             raise ValueError(f"--new-task {name!r}: one of {', '.join(DECLARATIONS)}")
         self.stack, self.name, self.line, self.model, self.seed, self.say = stack, name, line, model, seed, say
-        self.workflow = None
+        self.workflow: Workflow | None = None
         self.result: NewTaskResult | None = None
         self._declared_wall = 0.0
 
@@ -77,7 +87,7 @@ class NewTask:
     @property
     def pending(self) -> bool:
         """Declared and neither certified nor blocked: the fleet keeps driving for it."""
-        return self.declared and self.workflow.state.step not in ("certified", "blocked")
+        return self.workflow is not None and self.workflow.state.step not in ("certified", "blocked")
 
     def declare(self, iteration: int) -> None:
         from longtail.common.v1 import common_pb2 as C
@@ -89,14 +99,13 @@ class NewTask:
         from task_workflow.state import StateStore
         from task_workflow.workflow import Workflow
 
-        self.stack.trainer.ImportModel(T.ImportModelRequest(model_name=self.line, weights=torchscript.to_bytes(self.model), role=C.MODEL_ROLE_PRODUCTION,
-                                                            reason=f"bootstrap model: the baseline of the {self.name} task's line"),
-                                       metadata=self.stack.auth, timeout=60)
+        self.stack.trainer.ImportModel(
+            T.ImportModelRequest(model_name=self.line, weights=torchscript.to_bytes(self.model), role=C.MODEL_ROLE_PRODUCTION, reason=f"bootstrap model: the baseline of the {self.name} task's line"), metadata=self.stack.auth, timeout=60
+        )
         (declared,) = parse(DECLARATIONS[self.name].replace("MODEL", self.line), f"{self.name} declaration")
         engine = GrpcEngine(self.stack.labels, self.stack.trainer, self.stack.catalog, self.stack.auth)
         outcome = engine.declare(declared)
-        self.workflow = Workflow(declared, engine, StateStore(self.stack.objects), say=lambda m: self.say(f"[magenta]workflow[/] {m}"),
-                                 fresh=outcome == "created")
+        self.workflow = Workflow(declared, engine, StateStore(self.stack.objects), say=lambda m: self.say(f"[magenta]workflow[/] {m}"), fresh=outcome == "created")
         self._declared_wall = time.perf_counter()
         self.result = NewTaskResult(self.name, iteration)
         self.say(f"[magenta]operator[/] declared the task {self.name} ({outcome} in the label store): its workflow runs from here")
@@ -105,17 +114,17 @@ class NewTask:
         """Label what the workflow waits for, then let it go as far as it can."""
         from demo.experiment import label_queue
 
-        wf = self.workflow
+        wf, result = self._declared()
         for _ in range(4):
             wf.run()
             wanted = self._labels_wanted()
             if not wanted:
                 break
             given = label_queue(self.stack, self._truth, self.seed, task_name=self.name, limit=wanted)
-            self.result.labels += given
+            result.labels += given
             if not given:
                 break
-        s, r = wf.state, self.result
+        s, r = wf.state, result
         r.step, r.waiting_for, r.blocked_reason = s.step, s.waiting_for, s.blocked_reason
         r.pass_rate, r.suite_cases, r.model_version, r.other_suites_regressed = s.pass_rate, s.suite_cases, s.model_version, s.other_suites_regressed
         r.history = [asdict(e) for e in s.history]
@@ -126,13 +135,18 @@ class NewTask:
             r.minutes = (time.perf_counter() - self._declared_wall) / 60.0
         self.say(f"[magenta]workflow[/] {self.name} at {s.step}" + (f": waiting for {s.waiting_for}" if s.waiting_for else ""))
 
+    def _declared(self) -> tuple[Workflow, NewTaskResult]:
+        assert self.workflow is not None and self.result is not None, "declare() first"
+        return self.workflow, self.result
+
     def _labels_wanted(self) -> int:
         """How many labels of the task the workflow waits for (0 when it waits for something else)."""
-        s, cfg = self.workflow.state, self.workflow.settings
+        wf, _ = self._declared()
+        s, cfg = wf.state, wf.settings
         if s.step == "seed_set":
-            return max(0, s.seed_wanted - len(self.workflow.engine.labelled(self.name)))
+            return max(0, s.seed_wanted - len(wf.engine.labelled(self.name)))
         if s.step == "sourcing":
-            done = len(self.workflow.engine.labelled(self.name, s.trigger_id)) - s.sourced_before
+            done = len(wf.engine.labelled(self.name, s.trigger_id)) - s.sourced_before
             return max(0, cfg.labels_per_iteration - done)
         return 0
 
@@ -145,7 +159,7 @@ class NewTask:
     def retire(self) -> None:
         from longtail.triggers.v1 import triggers_pb2 as S
 
-        if not self.declared:
+        if self.workflow is None:  # not declared
             return
         for trigger_id in (self.workflow.state.trigger_id, self.workflow.state.shadow_trigger_id):
             try:

@@ -77,11 +77,16 @@ def _cls(o) -> str:
 
 
 OCCLUDED = LongTailCase(
-    name="occluded", task="stop_sign", label_predicate="any(d.cls == stop_sign and d.attr.occlusion == foliage)",
-    world=WorldConfig().only(occluded_rate=1.0), suite="stop_sign.occluded",
+    name="occluded",
+    task="stop_sign",
+    label_predicate="any(d.cls == stop_sign and d.attr.occlusion == foliage)",
+    world=WorldConfig().only(occluded_rate=1.0),
+    suite="stop_sign.occluded",
     truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, "occlusion") == "foliage" for o in objects),
     description="stop signs partly hidden by foliage",
 )
+
+
 # Attribute cases: the network must say what it sees, not only that a sign is there. The bootstrap
 # model (common cases only) detects these signs but always answers mount "pole", modifier "none",
 # temporary "false" (0% on their suites), and the seed set alone does not move that. Fleet frames of
@@ -94,33 +99,39 @@ OCCLUDED = LongTailCase(
 # 8 px and up anyway. What limits them on the fleet is exposure, not the trigger: the fleet's world
 # (seed 0) has 5 handheld and 11 temporary signs among 239 stop signs, and one 80-car drive of 24,000
 # frames showed a handheld sign in none and a temporary one in 26 (measured offline).
-def _attribute_case(name: str, attr: str, value: str, rate: str, suite: str, description: str, world_seed: int, seed_world: int,
-                    **kw) -> LongTailCase:
+def _attribute_case(name: str, attr: str, value: str, rate: str, suite: str, description: str, world_seed: int, seed_world: int, **kw) -> LongTailCase:
     """A stop sign whose attribute `attr` is `value` (its world: every sign so, by `rate`), scored on
     the attribute at 4-20 m; its detector trigger fires on signs at least 8 px tall."""
     return LongTailCase(
-        name=name, task="stop_sign", label_predicate=f"any(d.cls == stop_sign and d.attr.{attr} == {value})",
-        world=WorldConfig().only(**{rate: 1.0}), suite=suite,
-        truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, attr) == value for o in objects), description=description,
-        suite_predicate=f"any(d.cls == stop_sign and d.conf >= 0.5 and d.attr.{attr} == {value})", distance=(4.0, 20.0),
-        trigger_min_height=8 / 64, world_seed=world_seed, seed_world=seed_world, **kw)
+        name=name,
+        task="stop_sign",
+        label_predicate=f"any(d.cls == stop_sign and d.attr.{attr} == {value})",
+        world=WorldConfig().only(**{rate: 1.0}),
+        suite=suite,
+        truth=lambda objects: any(_cls(o) == STOP_SIGN and _attr(o, attr) == value for o in objects),
+        description=description,
+        suite_predicate=f"any(d.cls == stop_sign and d.conf >= 0.5 and d.attr.{attr} == {value})",
+        distance=(4.0, 20.0),
+        trigger_min_height=8 / 64,
+        world_seed=world_seed,
+        seed_world=seed_world,
+        **kw,
+    )
 
 
-EXCEPT_RIGHT_TURN = _attribute_case("except_right_turn", "modifier", "except_right_turn", "modifier_rate", "stop_sign.except-right-turn",
-                                    "stop signs with an \"except right turn\" plate", 10_800, 20_018, min_px=8)
-HANDHELD = _attribute_case("handheld", "mount", "handheld", "handheld_rate", "stop_sign.handheld",
-                           "stop signs held by a person (school crossings, road works)", 10_801, 20_025)
-ON_GATE = _attribute_case("on_gate", "mount", "gate", "gate_rate", "stop_sign.on-gate", "stop signs on a gate (level crossings, site entrances)",
-                          10_802, 20_032)
-TEMPORARY = _attribute_case("temporary", "temporary", "true", "temporary_rate", "stop_sign.temporary",
-                            "temporary stop signs on a portable stand (road works)", 10_803, 20_039)
+EXCEPT_RIGHT_TURN = _attribute_case("except_right_turn", "modifier", "except_right_turn", "modifier_rate", "stop_sign.except-right-turn", 'stop signs with an "except right turn" plate', 10_800, 20_018, min_px=8)
+HANDHELD = _attribute_case("handheld", "mount", "handheld", "handheld_rate", "stop_sign.handheld", "stop signs held by a person (school crossings, road works)", 10_801, 20_025)
+ON_GATE = _attribute_case("on_gate", "mount", "gate", "gate_rate", "stop_sign.on-gate", "stop signs on a gate (level crossings, site entrances)", 10_802, 20_032)
+TEMPORARY = _attribute_case("temporary", "temporary", "true", "temporary_rate", "stop_sign.temporary", "temporary stop signs on a portable stand (road works)", 10_803, 20_039)
 CASES = {c.name: c for c in (OCCLUDED, EXCEPT_RIGHT_TURN, HANDHELD, ON_GATE, TEMPORARY)}
 
 
 def visible(cls: str, min_px: float) -> Callable:
     """The approached object is in view, at least `min_px` tall and not cut by the border."""
+
     def accept(target: WorldObject | None, gt: list[GroundTruthObject]) -> bool:
         return target is not None and any(o.object_id == target.object_id and o.cls == cls and o.box_px >= min_px and not o.truncated for o in gt)
+
     return accept
 
 
@@ -149,12 +160,23 @@ class Scenario:
                 SuiteSpec(c.suite, c.task, c.suite_predicate, c.world, c.world_seed, {STOP_SIGN: 1.0}, c.distance, visible(STOP_SIGN, c.min_px))
                 for c in self.cases
             ] + [
-                SuiteSpec("stop_sign.regressions", "stop_sign", PLAIN, WorldConfig().common_only(), 10_778, {STOP_SIGN: 1.0}, (4.0, 25.0),
-                          visible(STOP_SIGN, 6), sample_seed=51),
-                SuiteSpec("stop_sign.no-false-alarms", "stop_sign", "not any(d.cls == stop_sign and d.conf >= 0.5)", WorldConfig(), 10_780,
-                          {RED_ROUND_SIGN: 0.5, OTHER_SIGN: 0.3, TRAFFIC_LIGHT: 0.2}, (4.0, 20.0), no_stop_sign, sample_seed=52),
-                SuiteSpec("traffic_light.regressions", "traffic_light", "any(d.cls == traffic_light and d.conf >= 0.5)", WorldConfig().common_only(), 10_781,
-                          {TRAFFIC_LIGHT: 1.0}, (4.0, 14.0), visible(TRAFFIC_LIGHT, 12), lateral_sd=0.5, heading_sd=0.05, sample_seed=53),
+                SuiteSpec("stop_sign.regressions", "stop_sign", PLAIN, WorldConfig().common_only(), 10_778, {STOP_SIGN: 1.0}, (4.0, 25.0), visible(STOP_SIGN, 6), sample_seed=51),
+                SuiteSpec(
+                    "stop_sign.no-false-alarms", "stop_sign", "not any(d.cls == stop_sign and d.conf >= 0.5)", WorldConfig(), 10_780, {RED_ROUND_SIGN: 0.5, OTHER_SIGN: 0.3, TRAFFIC_LIGHT: 0.2}, (4.0, 20.0), no_stop_sign, sample_seed=52
+                ),
+                SuiteSpec(
+                    "traffic_light.regressions",
+                    "traffic_light",
+                    "any(d.cls == traffic_light and d.conf >= 0.5)",
+                    WorldConfig().common_only(),
+                    10_781,
+                    {TRAFFIC_LIGHT: 1.0},
+                    (4.0, 14.0),
+                    visible(TRAFFIC_LIGHT, 12),
+                    lateral_sd=0.5,
+                    heading_sd=0.05,
+                    sample_seed=53,
+                ),
             ]
 
     @property
@@ -172,8 +194,7 @@ class Scenario:
     def suite_frames(self, spec: SuiteSpec):
         from longtail.synthetic.frames import sample_frames
 
-        return sample_frames(World(spec.world, seed=spec.world_seed), self.suite_cases, seed=spec.sample_seed, mix=spec.mix, distance=spec.distance,
-                             accept=spec.accept, max_tries=50, lateral_sd=spec.lateral_sd, heading_sd=spec.heading_sd)
+        return sample_frames(World(spec.world, seed=spec.world_seed), self.suite_cases, seed=spec.sample_seed, mix=spec.mix, distance=spec.distance, accept=spec.accept, max_tries=50, lateral_sd=spec.lateral_sd, heading_sd=spec.heading_sd)
 
     def seed_close_ups(self, case: LongTailCase, seed: int = 0):
         """Close-ups (5-10 m, centred) of `seed_signs` signs of `case` (lightly occluded ones for
@@ -183,8 +204,7 @@ class Scenario:
         world = World(case.world, seed=case.seed_world + 100 * seed)
         light = [o for o in world.objects_of(STOP_SIGN) if o.foliage is None or o.foliage.covered_fraction < 0.55][: self.seed_signs]
         chosen = {o.object_id for o in light}
-        return sample_frames(world, self.seed_positives, seed=71, mix={STOP_SIGN: 1.0}, distance=(5.0, 10.0), accept=visible(STOP_SIGN, 8),
-                             max_tries=50, lateral_sd=0.2, heading_sd=0.02, objects=lambda o: o.object_id in chosen)
+        return sample_frames(world, self.seed_positives, seed=71, mix={STOP_SIGN: 1.0}, distance=(5.0, 10.0), accept=visible(STOP_SIGN, 8), max_tries=50, lateral_sd=0.2, heading_sd=0.02, objects=lambda o: o.object_id in chosen)
 
     def fleet_like_negatives(self, seed: int = 0):
         """`seed_negatives` times as many fleet-like frames (road, plain stop signs, look-alikes) as
@@ -192,8 +212,7 @@ class Scenario:
         close up fires on trees and red signs all over the fleet."""
         from longtail.synthetic.frames import sample_frames
 
-        return sample_frames(World(WorldConfig().common_only(), seed=20_012 + 100 * seed), self.seed_negatives * self.seed_positives, seed=72,
-                             mix=FLEET_LIKE, distance=(4.0, 30.0))
+        return sample_frames(World(WorldConfig().common_only(), seed=20_012 + 100 * seed), self.seed_negatives * self.seed_positives, seed=72, mix=FLEET_LIKE, distance=(4.0, 30.0))
 
 
 @dataclass(frozen=True)
@@ -235,21 +254,15 @@ def trigger_plans(suffix: str, detectors: dict[str, str], duration_s: float, per
         # first drive but only 8 true (13%; this rule: 7 of 7), so no more positives for the arm.
         tall = CASES[case].trigger_min_height
         sign = f"any(d.cls == stop_sign and d.height >= {tall:g})" if tall else "any(d.cls == stop_sign)"
-        plans.append(TriggerPlan(detector_trigger_id(case, suffix), "triggered", f'score("{detector}") > 0.5 and {sign}', every_frame=True,
-                                 min_interval_s=0.5, per_car_hour=5 * per_car, priority=3, case=case))
+        plans.append(TriggerPlan(detector_trigger_id(case, suffix), "triggered", f'score("{detector}") > 0.5 and {sign}', every_frame=True, min_interval_s=0.5, per_car_hour=5 * per_car, priority=3, case=case))
     return plans + [
         # Map-vision disagreement, fleet-side: the map has a stop sign the car should see and its
         # model does not (occluded signs look like that; so do stale map features).
-        TriggerPlan(f"map-stop-{suffix}", "triggered", "map_disagrees(stop_sign, kind=missing)", fleet=True, min_interval_s=2.0,
-                    per_car_hour=per_car, priority=2),
+        TriggerPlan(f"map-stop-{suffix}", "triggered", "map_disagrees(stop_sign, kind=missing)", fleet=True, min_interval_s=2.0, per_car_hour=per_car, priority=2),
         # Uncertainty: a stop sign the shadow model sees without confidence.
-        TriggerPlan(f"unsure-stop-{suffix}", "triggered", "any(d.cls == stop_sign and d.conf < 0.6)", min_interval_s=2.0,
-                    per_car_hour=per_car, priority=1),
+        TriggerPlan(f"unsure-stop-{suffix}", "triggered", "any(d.cls == stop_sign and d.conf < 0.6)", min_interval_s=2.0, per_car_hour=per_car, priority=1),
         # Flicker: a stop sign that comes and goes between frames.
-        TriggerPlan(f"flicker-stop-{suffix}", "triggered",
-                    "any(d.cls == stop_sign and d.conf >= 0.25) and not sustained(any(d.cls == stop_sign and d.conf >= 0.25), frames=3)",
-                    min_interval_s=2.0, per_car_hour=per_car, priority=0),
+        TriggerPlan(f"flicker-stop-{suffix}", "triggered", "any(d.cls == stop_sign and d.conf >= 0.25) and not sustained(any(d.cls == stop_sign and d.conf >= 0.25), frames=3)", min_interval_s=2.0, per_car_hour=per_car, priority=0),
         # Content-blind periodic sampling of fleet frames: the random and uncertainty arms' pool.
-        TriggerPlan(f"random-{suffix}", "random", "true", every_frame=True, min_interval_s=max(0.5, duration_s / random_per_car * 0.95),
-                    per_car_hour=random_per_car),
+        TriggerPlan(f"random-{suffix}", "random", "true", every_frame=True, min_interval_s=max(0.5, duration_s / random_per_car * 0.95), per_car_hour=random_per_car),
     ]

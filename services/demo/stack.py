@@ -8,10 +8,14 @@ import secrets
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
 from longtail.registry import SERVICES
+
+if TYPE_CHECKING:
+    from longtail_dev.infra import Launcher
 
 # The run's consumer groups and the topics they read (they start at the end: see `Stack.start`).
 GROUP_TOPICS = {"label-store": ("SNAPSHOTS", "INFERENCE_RESULTS"), "inference": ("SNAPSHOTS",), "map-vision": ("TELEMETRY",), "trainer": ("LABELS_CREATED",)}
@@ -29,7 +33,7 @@ class Stack:
         self.operator_secret = secrets.token_hex(24)
         self.fleet_secret = secrets.token_hex(24)
         self.processes: dict = {}
-        self.launcher = None
+        self.launcher: Launcher | None = None
         self.notes: list[str] = []
         self.env: dict[str, dict[str, str]] = {}
         self.state = Path(os.environ.get("LONGTAIL_STATE_DIR", Path.home() / ".local/state/longtail")) / "demo" / run_id
@@ -64,15 +68,13 @@ class Stack:
         common = {"OPERATOR_TOKEN_SECRET": self.operator_secret}
         groups = {name: f"{name}-{self.run_id}" for name in GROUP_TOPICS}
         self.env = {
-            "label-store": {**common, "DATABASE_URL": f"sqlite:///{self.state / 'labels.db'}", "LABEL_STORE_CONSUMER_GROUP": groups["label-store"],
-                            "LABEL_STORE_DATA_DIR": str(self.state)},
+            "label-store": {**common, "DATABASE_URL": f"sqlite:///{self.state / 'labels.db'}", "LABEL_STORE_CONSUMER_GROUP": groups["label-store"], "LABEL_STORE_DATA_DIR": str(self.state)},
             "gateway": {"FLEET_TOKEN_SECRET": self.fleet_secret, "GATEWAY_FLEET_MODEL": fleet_model},
             "trigger-evaluator": dict(common),
             "inference": {"INFERENCE_MODEL_NAME": fleet_model, "INFERENCE_CONSUMER_GROUP": groups["inference"]},
             # The demo starts every run itself; the label consumer runs as in production (its lag
             # and progress are on the dashboards) with a threshold no demo reaches.
-            "trainer": {**common, "TRAINER_MODEL_NAME": fleet_model, "TRAINER_LABEL_THRESHOLD": "1000000", "TRAINER_THREADS": "2",
-                        "TRAINER_CONSUMER_GROUP": groups["trainer"]},
+            "trainer": {**common, "TRAINER_MODEL_NAME": fleet_model, "TRAINER_LABEL_THRESHOLD": "1000000", "TRAINER_THREADS": "2", "TRAINER_CONSUMER_GROUP": groups["trainer"]},
             # Seeded with the simulator's deliberately imperfect map (missing and stale features).
             "map-vision": {**common, "MAP_VISION_SEED_FILE": str(seed_map), "MAP_VISION_CONSUMER_GROUP": groups["map-vision"]},
         }
@@ -95,7 +97,7 @@ class Stack:
         proc = ServiceProcess(service.package, service.grpc, self.env[name], log_path=self.state / "logs" / f"{name}.log")
         self.processes[name] = proc  # registered before start: stop() reaches it on failure
         proc.start(timeout=240)
-        self.say(f"[green]service[/] {name} serving on {proc.address} (pid {proc.proc.pid})")
+        self.say(f"[green]service[/] {name} serving on {proc.address} (pid {proc.pid})")
 
     def clients(self) -> None:
         from longtail.config import S3Settings, load

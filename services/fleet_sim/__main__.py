@@ -80,16 +80,14 @@ def sim(
     report = run(cars, duration, seed, realtime)
     out = Console()
     table = Table("frames", "acked", "fires", "uploads", "already stored", "upload errors", "dropped batches", "wall s", title="simulated fleet")
-    table.add_row(f"{report.frames:,}", f"{report.frames_acked:,}", str(sum(report.fires.values())), str(report.uploads), str(report.uploads_existing),
-                  str(report.upload_errors), str(report.batches_dropped), f"{report.wall_seconds:.1f}")
+    table.add_row(f"{report.frames:,}", f"{report.frames_acked:,}", str(sum(report.fires.values())), str(report.uploads), str(report.uploads_existing), str(report.upload_errors), str(report.batches_dropped), f"{report.wall_seconds:.1f}")
     out.print(table)
     for trigger_id, fires in sorted(report.fires.items()):
         out.print(f"  {trigger_id}: {fires} fires")
     for model, frames in sorted(report.models.items()):
         out.print(f"  production model {model}: {frames:,} frames")
     if report.shadow_frames:
-        out.print(f"  shadow mode: {report.shadow_frames:,} frames compared with the candidate, "
-                  f"{report.shadow_disagreements:,} disagreement reports")
+        out.print(f"  shadow mode: {report.shadow_frames:,} frames compared with the candidate, {report.shadow_disagreements:,} disagreement reports")
 
 
 def main() -> None:

@@ -52,6 +52,7 @@ def cache_dir() -> Path:
 def _code_hash() -> str:
     h = hashlib.sha256()
     for mod in (world_mod, render_mod, frames_mod, network, fitting, postprocess, torchscript, tasks_mod):
+        assert mod.__file__ is not None  # modules loaded from source files
         h.update(Path(mod.__file__).read_bytes())
     h.update(Path(__file__).read_bytes())
     h.update(torch.__version__.encode())
@@ -64,8 +65,9 @@ def bootstrap_cache_path(seed: int, params: Mapping) -> Path:
     return cache_dir() / f"bootstrap-{seed}-{h.hexdigest()[:16]}.pt"
 
 
-def train_on_world(config: WorldConfig, seed: int = 0, samples: int = 6000, epochs: int = 8, tasks: Sequence[TaskSpec] | None = None,
-                   batch_size: int = 64, lr: float = 3e-3, threads: int = 2, log: Callable[[str], None] | None = None) -> MultiTaskNet:
+def train_on_world(
+    config: WorldConfig, seed: int = 0, samples: int = 6000, epochs: int = 8, tasks: Sequence[TaskSpec] | None = None, batch_size: int = 64, lr: float = 3e-3, threads: int = 2, log: Callable[[str], None] | None = None
+) -> MultiTaskNet:
     """Train a fresh `MultiTaskNet` on `samples` frames of a world built with `config`."""
     tasks = list(tasks or DEFAULT_TASKS)
     previous_threads = torch.get_num_threads()
@@ -91,8 +93,7 @@ def train_on_world(config: WorldConfig, seed: int = 0, samples: int = 6000, epoc
     return model
 
 
-def train_bootstrap_model(seed: int = 0, samples: int = 6000, epochs: int = 8, config: WorldConfig | None = None, use_cache: bool = True,
-                          log: Callable[[str], None] | None = None) -> MultiTaskNet:
+def train_bootstrap_model(seed: int = 0, samples: int = 6000, epochs: int = 8, config: WorldConfig | None = None, use_cache: bool = True, log: Callable[[str], None] | None = None) -> MultiTaskNet:
     """The bootstrap model for `seed`: trained on common cases only (the long-tail variant rates
     of `config`, default `WorldConfig()`, are forced to 0), cached on disk."""
     config = (config or WorldConfig()).common_only()
@@ -122,8 +123,9 @@ def train_bootstrap_model(seed: int = 0, samples: int = 6000, epochs: int = 8, c
 # ------------------------------------------------------------------------------------------
 
 
-def evaluate_on(model, config: WorldConfig, samples: int = 400, seed: int = 0, world_seed: int = EVAL_WORLD_SEED, min_box_px: float = 6.0,
-                threshold: float = 0.5, negatives: int | None = None, camera: Camera | None = None) -> dict[str, float]:
+def evaluate_on(
+    model, config: WorldConfig, samples: int = 400, seed: int = 0, world_seed: int = EVAL_WORLD_SEED, min_box_px: float = 6.0, threshold: float = 0.5, negatives: int | None = None, camera: Camera | None = None
+) -> dict[str, float]:
     """Measure `model` (anything with `.predict`) on a world built with `config`:
 
     - stop_sign/recall: share of `samples` frames approaching a stop sign (largest stop sign in
@@ -147,6 +149,7 @@ def evaluate_on(model, config: WorldConfig, samples: int = 400, seed: int = 0, w
         def accept(target: WorldObject | None, gt: list[GroundTruthObject]) -> bool:
             best = salient(cls, gt)
             return best is not None and target is not None and best.object_id == target.object_id and best.box_px >= min_box_px and not best.truncated
+
         return accept
 
     def no_stop(target: WorldObject | None, gt: list[GroundTruthObject]) -> bool:
@@ -156,7 +159,10 @@ def evaluate_on(model, config: WorldConfig, samples: int = 400, seed: int = 0, w
     for cls, task, n in ((STOP_SIGN, "stop_sign", samples), (TRAFFIC_LIGHT, "traffic_light", samples // 2)):
         frames = sample_frames(world, n, seed=seed * 31 + len(cls), mix={cls: 1.0}, distance=(3.0, 30.0), accept=accept_for(cls), max_tries=50, camera=camera)
         preds = model.predict(frames.images)
-        hits, ious, attr_ok, attr_n, used = 0, [], {}, {}, 0
+        hits, used = 0, 0
+        ious: list[float] = []
+        attr_ok: dict[str, int] = {}
+        attr_n: dict[str, int] = {}
         for gt, pred in zip(frames.truths, preds):
             best = salient(cls, gt)
             if best is None or best.box_px < min_box_px or best.truncated:

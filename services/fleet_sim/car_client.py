@@ -155,8 +155,7 @@ class CarLink:
         self.stats.errors[reason] = self.stats.errors.get(reason, 0) + 1
 
     def _hello(self) -> fleet_pb2.CarMessage:
-        hello = fleet_pb2.Hello(vehicle_id=self.vehicle_id, auth_token=self.token, software_version=self.software_version, shadow_model=self.shadow_model,
-                                candidate_model=self.candidate_model)
+        hello = fleet_pb2.Hello(vehicle_id=self.vehicle_id, auth_token=self.token, software_version=self.software_version, shadow_model=self.shadow_model, candidate_model=self.candidate_model)
         for trigger in self.active_triggers.values():
             hello.active_triggers.add(trigger_id=trigger.trigger_id, version=trigger.version)
         hello.trigger_detectors.extend(self.detectors.values())

@@ -11,6 +11,7 @@ to `groundtruth/<snapshot_id>.json` in the object store, where only simulated la
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import tarfile
@@ -28,7 +29,7 @@ from longtail.auth import issue_token
 from longtail.common.v1 import common_pb2
 from longtail.fleet.v1 import fleet_pb2
 from longtail.log import get_logger
-from longtail.triggerlang import CompiledTrigger, FiringOptions, compile_trigger
+from longtail.triggerlang import CompiledTrigger, FiringOptions, TriggerState, compile_trigger
 from longtail.triggers.v1 import triggers_pb2
 
 from fleet_sim.car_client import CarLink
@@ -86,7 +87,7 @@ class SimReport:
 class ActiveTrigger:
     trigger: triggers_pb2.Trigger
     compiled: CompiledTrigger
-    state: object
+    state: TriggerState
     upload_times: deque = field(default_factory=deque)  # simulated seconds of recent uploads
 
 
@@ -143,8 +144,7 @@ def encode_clip(images: list[np.ndarray]) -> bytes:
 
 
 class SimulatedFleet:
-    def __init__(self, config: SimConfig, world, model, store=None, gateway_address: str | None = None, token_secret: str | None = None,
-                 truth_tags: dict[str, Callable[[list], bool]] | None = None) -> None:
+    def __init__(self, config: SimConfig, world, model, store=None, gateway_address: str | None = None, token_secret: str | None = None, truth_tags: dict[str, Callable[[list], bool]] | None = None) -> None:
         """`model` (a `MultiTaskNet` or `load_scripted` model: `.predict`, `.tasks`) is what the cars
         run until the gateway sends a production model; `store` (an ObjectStore) receives ground
         truth and serves beamed-down weights; without a gateway the fleet runs offline.
@@ -248,18 +248,24 @@ class SimulatedFleet:
             frame = fleet_pb2.Frame(frame_id=f"{car.vehicle_id}:{car.sequence}", vehicle_id=car.vehicle_id, sequence=car.sequence, model=models.production.ref)
             frame.captured_at.seconds, frame.captured_at.nanos = seconds, nanos
             frame.ego.CopyFrom(pose)
-            frame.detections.extend(predictions_mod.to_detections(production[i]))
+            prod = production[i]
+            assert prod is not None  # every car runs a production model
+            frame.detections.extend(predictions_mod.to_detections(prod))
             running = f"{models.production.ref.name}@{models.production.ref.version}"
             self.report.models[running] = self.report.models.get(running, 0) + 1
             for name, installed in models.detectors.items():
-                score = detector_score(installed.model, detectors[name][i])
+                output = detectors[name][i]
+                assert output is not None  # the car runs this detector
+                score = detector_score(installed.model, output)
                 frame.trigger_scores[f"{name}@{installed.ref.version}"] = score
                 frame.trigger_scores[name] = score  # the newest version under its bare name
             if models.candidate is not None:
                 frame.shadow_model.CopyFrom(models.candidate.ref)
-                frame.shadow_detections.extend(predictions_mod.to_detections(candidate[i]))
+                cand = candidate[i]
+                assert cand is not None  # it runs the candidate
+                frame.shadow_detections.extend(predictions_mod.to_detections(cand))
                 self.report.shadow_frames += 1
-                self._send_reports(car, models.compare(frame, production[i], candidate[i]))
+                self._send_reports(car, models.compare(frame, prod, cand))
             for active in car.triggers.values():
                 fire = active.compiled.evaluate(active.state, frame)
                 if fire is None:
@@ -341,11 +347,13 @@ class SimulatedFleet:
             meta.trigger_scores[name] = score
         meta.clip_frame_ids.extend(f.frame_id for f, _img, _gt in clip)
         meta.image_height, meta.image_width = clip[0][1].shape[:2]
+        slots, link = self._upload_slots, car.link
+        assert slots is not None and link is not None  # uploads happen while run() connects the cars
         receipt = None
         for attempt in range(UPLOAD_ATTEMPTS):
-            async with self._upload_slots:
+            async with slots:
                 try:
-                    receipt = await car.link.upload(header, data)
+                    receipt = await link.upload(header, data)
                     break
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() not in RETRYABLE or attempt + 1 == UPLOAD_ATTEMPTS:
@@ -355,6 +363,7 @@ class SimulatedFleet:
                     self.report.upload_retries += 1
             # Uploads are content-addressed (sha256), so a retry after a lost reply stores nothing twice.
             await asyncio.sleep(UPLOAD_BACKOFF_S * 2**attempt)
+        assert receipt is not None  # the last attempt either succeeded or returned
         self.report.uploads += 1
         self.report.uploads_existing += receipt.already_existed
         self.report.snapshot_ids.setdefault(receipt.snapshot_id, pending.trigger.trigger_id)
@@ -376,13 +385,17 @@ class SimulatedFleet:
         channels: list[grpc.aio.Channel] = []
         link_tasks: list[asyncio.Task] = []
         if self.gateway_address:
+            if self.token_secret is None:
+                raise ValueError("token_secret: the cars need it to sign their tokens for the gateway")
+            links: list[CarLink] = []
             for i, car in enumerate(self.cars):
                 if i % CARS_PER_CHANNEL == 0:
                     channels.append(grpc.aio.insecure_channel(self.gateway_address))
                 token = issue_token(car.vehicle_id, self.token_secret)
-                car.link = CarLink(channels[-1], car.vehicle_id, token, lambda command, car=car: self._on_command(car, command))
-                link_tasks.append(asyncio.create_task(car.link.run()))
-            await asyncio.wait_for(asyncio.gather(*(c.link.connected.wait() for c in self.cars)), 60)
+                link = car.link = CarLink(channels[-1], car.vehicle_id, token, functools.partial(self._on_command, car))
+                links.append(link)
+                link_tasks.append(asyncio.create_task(link.run()))
+            await asyncio.wait_for(asyncio.gather(*(link.connected.wait() for link in links)), 60)
             await asyncio.sleep(0.2)  # let welcome commands (active triggers, models) arrive
             # Models being fetched and loaded; a car applies its commands one by one, so wait until
             # nothing was applying for a few polls in a row.

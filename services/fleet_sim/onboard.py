@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,6 +28,7 @@ from longtail.common.v1 import common_pb2
 from longtail.fleet.v1 import fleet_pb2
 from longtail.log import get_logger
 from longtail.model import torchscript
+from longtail.tasks import TaskSpec
 
 log = get_logger(__name__)
 
@@ -34,6 +37,17 @@ FLUSH_EVERY = 200  # agreeing frames after which a car reports how many it compa
 
 class ModelRejected(Exception):
     pass
+
+
+class OnboardModel(Protocol):
+    """A model a car runs (a loaded TorchScript archive, or the bootstrap network itself)."""
+
+    @property
+    def tasks(self) -> Sequence[TaskSpec]: ...
+
+    def predict(self, images: np.ndarray) -> list[dict[str, Any]]: ...  # per image {task: output}
+
+    def __hash__(self) -> int: ...  # _shared_tasks caches by model
 
 
 def ref_key(ref: common_pb2.ModelRef) -> tuple[str, int]:
@@ -88,7 +102,7 @@ class ModelShelf:
 @dataclass
 class Installed:
     ref: common_pb2.ModelRef
-    model: object  # .predict(images) -> per image {task: output}, .tasks
+    model: OnboardModel
 
 
 @dataclass
@@ -108,17 +122,18 @@ class CarModels:
 
     def compare(self, frame: fleet_pb2.Frame, prod: dict, cand: dict) -> list[fleet_pb2.ShadowDisagreement]:
         """Reports for one frame: one per task the models disagree on, or a periodic count."""
+        assert self.candidate is not None  # frames are compared only while a candidate is installed
         self.compared += 1
         shared = _shared_tasks(self.production.model, self.candidate.model)
         by_task: dict[str, list[fleet_pb2.ShadowDifference]] = {}
         for task, diff in shadow.differences(shared, prod, cand):
             by_task.setdefault(task, []).append(diff)
         if not by_task:
-            return [self.flush()] if self.compared >= FLUSH_EVERY else []
+            report = self.flush() if self.compared >= FLUSH_EVERY else None
+            return [report] if report is not None else []
         reports = []
         for task, diffs in by_task.items():
-            reports.append(fleet_pb2.ShadowDisagreement(frame_id=frame.frame_id, captured_at=frame.captured_at, production=self.production.ref,
-                                                        candidate=self.candidate.ref, task=task, differences=diffs, frames_compared=self.compared))
+            reports.append(fleet_pb2.ShadowDisagreement(frame_id=frame.frame_id, captured_at=frame.captured_at, production=self.production.ref, candidate=self.candidate.ref, task=task, differences=diffs, frames_compared=self.compared))
             self.compared = 0  # only the first message of a frame counts it
         return reports
 
@@ -134,11 +149,13 @@ def run_grouped(images: np.ndarray, installed: list[Installed | None]) -> list[d
     distinct model version (cars of a fleet mostly run the same one)."""
     out: list[dict | None] = [None] * len(installed)
     groups: dict[tuple[str, int], list[int]] = {}
+    models: dict[tuple[str, int], OnboardModel] = {}
     for i, inst in enumerate(installed):
         if inst is not None:
             groups.setdefault(ref_key(inst.ref), []).append(i)
-    for idx in groups.values():
-        model = installed[idx[0]].model
+            models.setdefault(ref_key(inst.ref), inst.model)
+    for key, idx in groups.items():
+        model = models[key]
         for i, prediction in zip(idx, model.predict(images[idx])):
             out[i] = prediction
     return out

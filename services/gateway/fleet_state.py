@@ -62,9 +62,7 @@ def model_command(event: model_events.ModelPublished) -> fleet_pb2.Command:
     cmd.issued_at.GetCurrentTime()
     uri = f"s3://{event.bucket}/{event.weights_key}" if event.weights_key else ""
     if role == common_pb2.MODEL_ROLE_TRIGGER_DETECTOR:
-        cmd.update_trigger_model.CopyFrom(
-            fleet_pb2.UpdateTriggerModel(detector_name=event.detector_name or event.model.name, model=event.model, uri=uri, sha256=event.sha256, size_bytes=event.size_bytes)
-        )
+        cmd.update_trigger_model.CopyFrom(fleet_pb2.UpdateTriggerModel(detector_name=event.detector_name or event.model.name, model=event.model, uri=uri, sha256=event.sha256, size_bytes=event.size_bytes))
     else:
         cmd.update_shadow_model.CopyFrom(fleet_pb2.UpdateShadowModel(model=event.model, role=role, uri=uri, sha256=event.sha256, size_bytes=event.size_bytes))
     return cmd
@@ -181,8 +179,7 @@ class FleetState:
         if prod is not None and (hello.shadow_model.name, hello.shadow_model.version) != (prod.model.name, prod.model.version):
             commands.append(model_command(prod))
         cand = self.candidate_model
-        if cand is not None and in_shadow_cohort(hello.vehicle_id, cand) and \
-                (hello.candidate_model.name, hello.candidate_model.version) != (cand.model.name, cand.model.version):
+        if cand is not None and in_shadow_cohort(hello.vehicle_id, cand) and (hello.candidate_model.name, hello.candidate_model.version) != (cand.model.name, cand.model.version):
             commands.append(model_command(cand))
         car_detectors = {(m.name, m.version) for m in hello.trigger_detectors}
         for name in self.needed_detectors:
@@ -223,7 +220,7 @@ class FleetState:
 
     def _update_detector_uses(self, trigger_id: str, trigger: triggers_pb2.Trigger | None) -> None:
         """Which detectors the cars need after this catalog record (one trigger's entry changes)."""
-        uses = frozenset()
+        uses: frozenset[str] = frozenset()
         if trigger is not None and trigger.state == triggers_pb2.TRIGGER_STATE_ACTIVE:
             try:  # "name@3" and "name" both need the detector "name" (the cars run its newest version)
                 uses = frozenset(k.split("@", 1)[0] for k in compile_trigger(trigger.spec.expression).required_detectors)

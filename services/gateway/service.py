@@ -16,6 +16,7 @@ from longtail import topics
 from longtail.auth import AuthError, verify_token
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
+from longtail.grpc_server import abort
 from longtail.kafka import DeliveryError, Producer
 from longtail.log import get_logger
 from longtail.registry import GATEWAY
@@ -31,8 +32,7 @@ SERVICE = GATEWAY.name
 SERVICE_NAME = GATEWAY.grpc
 FRAMES = Counter("longtail_gateway_frames_total", "Telemetry frames acked into Kafka", ["service"])
 REJECTS = Counter("longtail_gateway_rejects_total", "Rejected requests by reason", ["service", "reason"])
-REJECT_REASONS = ("unauthenticated", "permission_denied", "no_hello", "invalid_argument", "slow_consumer", "protocol_violation",
-                  "limit_exceeded", "rate_limited", "kafka_unavailable")
+REJECT_REASONS = ("unauthenticated", "permission_denied", "no_hello", "invalid_argument", "slow_consumer", "protocol_violation", "limit_exceeded", "rate_limited", "kafka_unavailable")
 UPLOADS = Counter("longtail_gateway_uploads_total", "Snapshot uploads by outcome", ["service", "outcome"])
 UPLOAD_BYTES = Counter("longtail_gateway_upload_bytes_total", "Snapshot bytes received", ["service"])
 ACK_LATENCY = Histogram(
@@ -64,7 +64,7 @@ class TokenBucket:
         return False
 
 
-def _error(code: int, message: str, batch_seq: int = 0, field: str = "", fatal: bool = False) -> fleet_pb2.ServerMessage:
+def _error(code: fleet_pb2.ErrorCode, message: str, batch_seq: int = 0, field: str = "", fatal: bool = False) -> fleet_pb2.ServerMessage:
     return fleet_pb2.ServerMessage(error=fleet_pb2.Error(code=code, message=message, batch_seq=batch_seq, field=field, fatal=fatal))
 
 
@@ -88,10 +88,10 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
             token_vehicle = verify_token(token, self.secret)
         except AuthError as exc:
             self._reject("unauthenticated")
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+            await abort(context, grpc.StatusCode.UNAUTHENTICATED, str(exc))
         if token_vehicle != vehicle_id:
             self._reject("permission_denied")
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"token was issued to {token_vehicle!r}, not {vehicle_id!r}")
+            await abort(context, grpc.StatusCode.PERMISSION_DENIED, f"token was issued to {token_vehicle!r}, not {vehicle_id!r}")
 
     def _limits(self) -> fleet_pb2.SessionLimits:
         s = self.settings
@@ -105,14 +105,14 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
             first = await asyncio.wait_for(request_iterator.__anext__(), self.settings.hello_timeout_seconds)
         except (TimeoutError, StopAsyncIteration):
             self._reject("no_hello")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the first message must be Hello, within {self.settings.hello_timeout_seconds:.0f}s")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"the first message must be Hello, within {self.settings.hello_timeout_seconds:.0f}s")
         if first.WhichOneof("payload") != "hello":
             self._reject("no_hello")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be Hello")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the first message must be Hello")
         hello = first.hello
         if not hello.vehicle_id:
             self._reject("invalid_argument")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "hello.vehicle_id is empty")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "hello.vehicle_id is empty")
         await self._authenticate(hello.auth_token, hello.vehicle_id, context)
 
         session = CarSession(hello.vehicle_id, self.settings.session_queue)
@@ -130,7 +130,7 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
                 await context.write(data)
             if session.overflowed:
                 self._reject("slow_consumer")
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the car fell too far behind reading commands and acks; reconnect")
+                await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "the car fell too far behind reading commands and acks; reconnect")
         finally:
             session.close()
             reader.cancel()
@@ -153,7 +153,7 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
             async for message in request_iterator:
                 kind = message.WhichOneof("payload")
                 if kind == "telemetry":
-                    if bucket is None:
+                    if bucket is None or inflight is None or tasks is None:  # the first batch: all three at once
                         inflight = asyncio.Semaphore(self.settings.max_inflight_batches)
                         bucket = TokenBucket(self.settings.max_batches_per_second)
                         tasks = set()
@@ -186,8 +186,14 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
                         session.offer(_error(fleet_pb2.ERROR_CODE_INVALID_ARGUMENT, exc.problem, field=exc.field))
                         continue
                     event = fleet_events.ShadowDisagreementEvent(
-                        vehicle_id=session.vehicle_id, frame_id=d.frame_id, captured_at=d.captured_at, production=d.production,
-                        candidate=d.candidate, task=d.task, differences=d.differences, frames_compared=d.frames_compared,
+                        vehicle_id=session.vehicle_id,
+                        frame_id=d.frame_id,
+                        captured_at=d.captured_at,
+                        production=d.production,
+                        candidate=d.candidate,
+                        task=d.task,
+                        differences=d.differences,
+                        frames_compared=d.frames_compared,
                     )
                     event.received_at.GetCurrentTime()
                     self.producer.produce(topics.SHADOW_DISAGREEMENTS, session.vehicle_id, event)
@@ -238,13 +244,13 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
             validate_frame(request.frame, request.vehicle_id)
         except InvalidFrame as exc:
             self._reject("invalid_argument")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         event = fleet_events.TelemetryBatchEvent(vehicle_id=request.vehicle_id, gateway_id=self.settings.id, frames=[request.frame])
         event.received_at.GetCurrentTime()
         try:
             await self.producer.produce_and_wait(topics.TELEMETRY, request.vehicle_id, event)
         except DeliveryError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"telemetry not stored: {exc}")
+            await abort(context, grpc.StatusCode.UNAVAILABLE, f"telemetry not stored: {exc}")
         self.frames.inc()
         return fleet_pb2.PublishTelemetryResponse(accepted=True, frame_id=request.frame.frame_id)
 
@@ -253,40 +259,40 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
         try:
             first = await request_iterator.__anext__()
         except StopAsyncIteration:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "empty upload: the first message must be a header")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "empty upload: the first message must be a header")
         if first.WhichOneof("payload") != "header":
             self._reject("invalid_argument")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a header")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a header")
         header = first.header
         await self._authenticate(header.auth_token, header.vehicle_id, context)
         problem = self._check_header(header)
         if problem is not None:
             code, field, text = problem
             self._reject("invalid_argument" if code == grpc.StatusCode.INVALID_ARGUMENT else "limit_exceeded")
-            await context.abort(code, f"header.{field}: {text}")
+            await abort(context, code, f"header.{field}: {text}")
 
         digest = hashlib.sha256()
         parts: list[bytes] = []
         size = 0
         async for message in request_iterator:
             if message.WhichOneof("payload") != "chunk":
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "only chunks may follow the header")
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "only chunks may follow the header")
             chunk = message.chunk
             if len(chunk) > self.settings.max_chunk_bytes:
                 self._reject("limit_exceeded")
-                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"chunk of {len(chunk)} bytes, at most {self.settings.max_chunk_bytes}")
+                await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"chunk of {len(chunk)} bytes, at most {self.settings.max_chunk_bytes}")
             size += len(chunk)
             if size > header.size_bytes:
                 self._reject("invalid_argument")
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"more bytes than the declared size_bytes {header.size_bytes}")
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"more bytes than the declared size_bytes {header.size_bytes}")
             digest.update(chunk)
             parts.append(chunk)
         if size != header.size_bytes:
             self._reject("invalid_argument")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"received {size} bytes, header.size_bytes declared {header.size_bytes}")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"received {size} bytes, header.size_bytes declared {header.size_bytes}")
         if digest.hexdigest() != header.sha256:
             self._reject("invalid_argument")
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"header.sha256: content hashes to {digest.hexdigest()}")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"header.sha256: content hashes to {digest.hexdigest()}")
         UPLOAD_BYTES.labels(SERVICE).inc(size)
         return await self._store_snapshot(header, b"".join(parts), context)
 
@@ -318,7 +324,7 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
             put = await asyncio.to_thread(self.store.put_content, data, SNAPSHOTS, EXTENSIONS[header.content_type], header.content_type, header.sha256)
         except Exception as exc:
             log.error("object store failed", error=repr(exc))
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "object store unavailable; retry the upload")
+            await abort(context, grpc.StatusCode.UNAVAILABLE, "object store unavailable; retry the upload")
         event = fleet_events.SnapshotUploaded(
             snapshot_id=put.sha256,
             vehicle_id=header.vehicle_id,
@@ -339,7 +345,7 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
             await self.producer.produce_and_wait(topics.SNAPSHOTS, put.sha256, event)
             await asyncio.to_thread(self.store.put_at, receipt_key, json.dumps({"object_key": put.key, "snapshot_id": put.sha256, "fire_id": header.fire_id}).encode(), "application/json")
         except DeliveryError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"snapshot stored but not announced; retry the upload: {exc}")
+            await abort(context, grpc.StatusCode.UNAVAILABLE, f"snapshot stored but not announced; retry the upload: {exc}")
         UPLOADS.labels(SERVICE, "stored" if put.created else "existing").inc()
         return fleet_pb2.UploadSnapshotResponse(snapshot_id=put.sha256, object_key=put.key, bucket=self.store.bucket, size_bytes=put.size, already_existed=not put.created)
 
@@ -350,12 +356,8 @@ def add_to_server(gateway: FleetGateway, server: grpc.aio.Server) -> None:
     serialized once for every connected car instead of once per car."""
     handlers = {
         "Session": grpc.stream_stream_rpc_method_handler(gateway.Session, request_deserializer=fleet_pb2.CarMessage.FromString),
-        "UploadSnapshot": grpc.stream_unary_rpc_method_handler(
-            gateway.UploadSnapshot, request_deserializer=fleet_pb2.UploadSnapshotRequest.FromString, response_serializer=fleet_pb2.UploadSnapshotResponse.SerializeToString
-        ),
-        "PublishTelemetry": grpc.unary_unary_rpc_method_handler(
-            gateway.PublishTelemetry, request_deserializer=fleet_pb2.PublishTelemetryRequest.FromString, response_serializer=fleet_pb2.PublishTelemetryResponse.SerializeToString
-        ),
+        "UploadSnapshot": grpc.stream_unary_rpc_method_handler(gateway.UploadSnapshot, request_deserializer=fleet_pb2.UploadSnapshotRequest.FromString, response_serializer=fleet_pb2.UploadSnapshotResponse.SerializeToString),
+        "PublishTelemetry": grpc.unary_unary_rpc_method_handler(gateway.PublishTelemetry, request_deserializer=fleet_pb2.PublishTelemetryRequest.FromString, response_serializer=fleet_pb2.PublishTelemetryResponse.SerializeToString),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)

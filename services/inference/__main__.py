@@ -73,8 +73,7 @@ async def serve() -> None:
 
     servicer = InferenceServicer(manager, store)
     runtime.on_shutdown(servicer.close)
-    worker = SnapshotWorker(manager, store, producer, kafka.bootstrap_servers, group_id=settings.consumer_group,
-                            batch_size=settings.batch_size, max_batch=settings.max_batch)
+    worker = SnapshotWorker(manager, store, producer, kafka.bootstrap_servers, group_id=settings.consumer_group, batch_size=settings.batch_size, max_batch=settings.max_batch)
     # Snapshots wait in Kafka until a model can score them: the consumer starts once a version serves.
     runtime.add_worker("snapshot consumer", worker, settings.stall_timeout_s, start=False)
     follower = TopicFollower(kafka.bootstrap_servers, {topics.MODELS_PUBLISHED: on_published}, asyncio.get_running_loop(), name=SERVICE)

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from minio.error import S3Error
 
+from longtail.grpc_server import abort
 from longtail.inference.v1 import inference_pb2, inference_pb2_grpc
 from longtail.log import get_logger
 from longtail.snapshots import MAX_IMAGE_BYTES, BadImage, decode_image, decode_snapshot
@@ -63,35 +64,34 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
 
     async def Infer(self, request: inference_pb2.InferRequest, context: grpc.aio.ServicerContext) -> inference_pb2.InferResponse:
         if request.model.name and request.model.name != self.manager.name:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"this service serves {self.manager.name!r}, not {request.model.name!r}")
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"this service serves {self.manager.name!r}, not {request.model.name!r}")
         which = request.WhichOneof("input")
         if which is None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "snapshot_id or image is required")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "snapshot_id or image is required")
         if which == "image" and len(request.image) > MAX_IMAGE_BYTES:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"image is larger than {MAX_IMAGE_BYTES} bytes")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"image is larger than {MAX_IMAGE_BYTES} bytes")
         if request.model.version < 0:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "model.version must be >= 0")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "model.version must be >= 0")
         try:
             ran, preds, elapsed = await asyncio.get_running_loop().run_in_executor(self._pool, self._run, request)
         except NotServing as exc:
             code = grpc.StatusCode.FAILED_PRECONDITION if request.model.version else grpc.StatusCode.UNAVAILABLE
-            await context.abort(code, str(exc))
+            await abort(context, code, str(exc))
         except LookupError as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            await abort(context, grpc.StatusCode.NOT_FOUND, str(exc))
         except (BadImage, ValueError) as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         response = inference_pb2.InferResponse(model=ran.ref, predictions=preds)
         response.latency.FromNanoseconds(int(elapsed * 1e9))
         return response
 
     async def GetServingModel(self, request: inference_pb2.GetServingModelRequest, context: grpc.aio.ServicerContext) -> inference_pb2.GetServingModelResponse:
         if request.model_name and request.model_name != self.manager.name:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"this service serves {self.manager.name!r}, not {request.model_name!r}")
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"this service serves {self.manager.name!r}, not {request.model_name!r}")
         current, loaded_at = self.manager.current, self.manager.loaded_at
-        if current is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"no version of {self.manager.name} is served yet")
-        response = inference_pb2.GetServingModelResponse(model=current.ref, tasks=[t.name for t in current.tasks],
-                                                         loaded=[m.ref for m in self.manager.loaded()])
+        if current is None or loaded_at is None:  # set together (ModelManager.apply)
+            await abort(context, grpc.StatusCode.UNAVAILABLE, f"no version of {self.manager.name} is served yet")
+        response = inference_pb2.GetServingModelResponse(model=current.ref, tasks=[t.name for t in current.tasks], loaded=[m.ref for m in self.manager.loaded()])
         response.loaded_at.FromNanoseconds(int(loaded_at * 1e9))
         return response
 

@@ -41,8 +41,7 @@ log = get_logger(__name__)
 SERVING_VERSION = Gauge("longtail_inference_serving_version", "Model version serving default traffic (0 = none)", ["service", "model"])
 LOADED = Gauge("longtail_inference_loaded_version_info", "1 for each model version this replica keeps loaded in Triton", ["service", "model", "version", "role"])
 MODEL_EVENTS = Counter("longtail_inference_model_versions_total", "Published versions handled, by outcome (served, refused, ignored)", ["service", "model", "outcome"])
-SWAP_SECONDS = Histogram("longtail_inference_model_swap_duration_seconds", "From a publication to serving the new version", ["service"],
-                         buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300))
+SWAP_SECONDS = Histogram("longtail_inference_model_swap_duration_seconds", "From a publication to serving the new version", ["service"], buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300))
 
 
 class NotServing(RuntimeError):
@@ -87,8 +86,7 @@ class TritonGrpc:
     def infer(self, name: str, version: int, images: np.ndarray) -> np.ndarray:
         inp = self._grpc.InferInput(model_repo.INPUT_NAME, list(images.shape), "UINT8")
         inp.set_data_from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
-        result = self.client.infer(name, [inp], model_version=str(version), outputs=[self._grpc.InferRequestedOutput(model_repo.OUTPUT_NAME)],
-                                   client_timeout=self.timeout_s)
+        result = self.client.infer(name, [inp], model_version=str(version), outputs=[self._grpc.InferRequestedOutput(model_repo.OUTPUT_NAME)], client_timeout=self.timeout_s)
         return result.as_numpy(model_repo.OUTPUT_NAME)
 
     def close(self) -> None:
@@ -96,8 +94,9 @@ class TritonGrpc:
 
 
 class ModelManager:
-    def __init__(self, name: str, store, triton: TritonControl, *, on_refused: Callable[[model_events.ModelRefused], None] | None = None,
-                 load_timeout_s: float = 300.0, drain_timeout_s: float = 30.0, warmup_size: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self, name: str, store, triton: TritonControl, *, on_refused: Callable[[model_events.ModelRefused], None] | None = None, load_timeout_s: float = 300.0, drain_timeout_s: float = 30.0, warmup_size: tuple[int, int] | None = None
+    ) -> None:
         self.name = model_repo.check_name(name)
         self.store = store
         self.triton = triton
@@ -190,8 +189,7 @@ class ModelManager:
             self._publish_gauges()
             MODEL_EVENTS.labels(SERVICE, self.name, "served").inc()
             SWAP_SECONDS.labels(SERVICE).observe(time.monotonic() - started)
-            log.info("serving model version", model=self.name, version=version, previous=old.version if old else None,
-                     tasks=[t.name for t in mv.tasks], seconds=round(time.monotonic() - started, 2))
+            log.info("serving model version", model=self.name, version=version, previous=old.version if old else None, tasks=[t.name for t in mv.tasks], seconds=round(time.monotonic() - started, 2))
             return "served"
 
     def _retire_except(self, keep: set[int]) -> None:
@@ -224,7 +222,7 @@ class ModelManager:
     def _restore(self, old: ModelVersion | None) -> None:
         keep = [m for m in (old,) if m is not None]
         try:
-            if keep:
+            if old is not None:  # keep == [old]
                 self.triton.load(self.name, model_repo.config_json(old.config, [old.version]))
             with self._cond:
                 self._leasable = {m.version: m for m in keep}
@@ -237,8 +235,7 @@ class ModelManager:
     def _refuse(self, version: int, reason: str) -> str:
         self.refused[version] = reason
         MODEL_EVENTS.labels(SERVICE, self.name, "refused").inc()
-        log.error("model version refused; the previous version keeps serving", model=self.name, version=version, reason=reason,
-                  serving=self.current.version if self.current else None)
+        log.error("model version refused; the previous version keeps serving", model=self.name, version=version, reason=reason, serving=self.current.version if self.current else None)
         if self.on_refused is not None:
             event = model_events.ModelRefused(refused_by=SERVICE, reason=reason[:2000])
             event.model.name, event.model.version = self.name, version

@@ -34,8 +34,7 @@ log = get_logger(__name__)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 REQUESTS = Counter("longtail_inference_requests_total", "Triton inference calls, by path (grpc, snapshots) and outcome", ["service", "path", "outcome"])
 IMAGES = Counter("longtail_inference_images_total", "Images scored, by path and model version", ["service", "path", "version"])
-LATENCY = Histogram("longtail_inference_request_duration_seconds", "Triton round trip of one inference call (one image on the gRPC path, a batch on the snapshot path)",
-                    ["service", "path"], buckets=LATENCY_BUCKETS)
+LATENCY = Histogram("longtail_inference_request_duration_seconds", "Triton round trip of one inference call (one image on the gRPC path, a batch on the snapshot path)", ["service", "path"], buckets=LATENCY_BUCKETS)
 SNAPSHOTS = Counter("longtail_inference_snapshots_total", "Snapshot events, by outcome (scored, skipped)", ["service", "outcome"])
 
 
@@ -50,7 +49,7 @@ def score(manager: ModelManager, images: list[np.ndarray], path: str, max_batch:
     with manager.lease(version) as mv:
         for indices in by_shape.values():
             for start in range(0, len(indices), max_batch):
-                chunk = indices[start:start + max_batch]
+                chunk = indices[start : start + max_batch]
                 t0 = time.perf_counter()
                 try:
                     raw = manager.triton.infer(mv.name, mv.version, np.stack([images[i] for i in chunk]))
@@ -69,8 +68,7 @@ def score(manager: ModelManager, images: list[np.ndarray], path: str, max_batch:
 
 
 class SnapshotWorker(ConsumerThread):
-    def __init__(self, manager: ModelManager, store, producer: Producer, bootstrap_servers: str, *, group_id: str = SERVICE,
-                 batch_size: int = 64, max_batch: int = 64, fetch_threads: int = 8, consumer: BatchConsumer | None = None) -> None:
+    def __init__(self, manager: ModelManager, store, producer: Producer, bootstrap_servers: str, *, group_id: str = SERVICE, batch_size: int = 64, max_batch: int = 64, fetch_threads: int = 8, consumer: BatchConsumer | None = None) -> None:
         self.manager = manager
         self.store = store
         self.producer = producer

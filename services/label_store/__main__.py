@@ -29,8 +29,7 @@ from label_store.settings import LabelStoreSettings, database_url
 from label_store.store import LabelStore
 from label_store.worker import SampleWorker
 
-TOPICS = (topics.SNAPSHOTS, topics.INFERENCE_RESULTS, topics.SAMPLES_REGISTERED, topics.LABELS_CREATED,
-          topics.DATASETS_PUBLISHED, topics.SUITES_EVALUATED, topics.DEAD_LETTERS)
+TOPICS = (topics.SNAPSHOTS, topics.INFERENCE_RESULTS, topics.SAMPLES_REGISTERED, topics.LABELS_CREATED, topics.DATASETS_PUBLISHED, topics.SUITES_EVALUATED, topics.DEAD_LETTERS)
 log = get_logger(__name__)
 
 
@@ -59,8 +58,7 @@ async def serve() -> None:
     publisher = OutboxPublisher(store, producer)
     runtime.on_shutdown(publisher.drain_once)  # what is committed goes out now, or at the next start
     loop = asyncio.get_running_loop()
-    worker = SampleWorker(store, producer, kafka.bootstrap_servers, settings.consumer_group, settings.batch_size,
-                          on_change=lambda: loop.call_soon_threadsafe(publisher.wake.set))
+    worker = SampleWorker(store, producer, kafka.bootstrap_servers, settings.consumer_group, settings.batch_size, on_change=lambda: loop.call_soon_threadsafe(publisher.wake.set))
     runtime.server.add(labels_pb2_grpc.add_LabelStoreServiceServicer_to_server, LabelStoreServicer(store, operator_secret, publisher), LABEL_STORE.grpc)
     runtime.add_worker("snapshot consumer", worker, settings.stall_timeout_s)
     runtime.background(publisher.run())

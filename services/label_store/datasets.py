@@ -49,21 +49,22 @@ def _line(obj: dict) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
 
 
-def manifest(name: str, tasks: list[str], val: float, test: float,
-             items: Iterable[tuple[L.Sample, str, Mapping[str, L.Label]]]) -> bytes:
+def manifest(name: str, tasks: list[str], val: float, test: float, items: Iterable[tuple[L.Sample, str, Mapping[str, L.Label]]]) -> bytes:
     """items: (sample, split, {task: resolved label}), any order; returns the manifest bytes."""
     out = [_line({"dataset": name, "format": FORMAT, "tasks": sorted(tasks), "split": {"val": val, "test": test}})]
     for sample, split, labels in sorted(items, key=lambda it: it[0].sample_id):
-        out.append(_line({
-            "sample_id": sample.sample_id,
-            "split": split,
-            "bucket": sample.bucket,
-            "object_key": sample.object_key,
-            "content_type": sample.content_type,
-            "labels": {task: {"label_id": label.label_id,
-                              "annotation": json_format.MessageToDict(label.annotation, preserving_proto_field_name=True)}
-                       for task, label in sorted(labels.items())},
-        }))
+        out.append(
+            _line(
+                {
+                    "sample_id": sample.sample_id,
+                    "split": split,
+                    "bucket": sample.bucket,
+                    "object_key": sample.object_key,
+                    "content_type": sample.content_type,
+                    "labels": {task: {"label_id": label.label_id, "annotation": json_format.MessageToDict(label.annotation, preserving_proto_field_name=True)} for task, label in sorted(labels.items())},
+                }
+            )
+        )
     return b"".join(out)
 
 

@@ -22,7 +22,8 @@ from sqlalchemy.engine import Engine
 metadata = sa.MetaData()
 
 samples = sa.Table(
-    "samples", metadata,
+    "samples",
+    metadata,
     sa.Column("sample_id", sa.String(64), primary_key=True),
     sa.Column("vehicle_id", sa.String(200), nullable=False, index=True),
     sa.Column("trigger_id", sa.String(200), nullable=False, index=True),
@@ -34,7 +35,8 @@ samples = sa.Table(
 )
 
 tasks = sa.Table(
-    "tasks", metadata,
+    "tasks",
+    metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("labels_per_sample", sa.Integer, nullable=False),
     sa.Column("proto", sa.LargeBinary, nullable=False),  # labels.v1.Task
@@ -46,7 +48,8 @@ tasks = sa.Table(
 # leased while lease_expires_us >= now, so an expired lease frees the item with no sweeper.
 LABEL, REVIEW, DONE = "label", "review", "done"
 queue_items = sa.Table(
-    "queue_items", metadata,
+    "queue_items",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("task", sa.String(100), sa.ForeignKey("tasks.name"), nullable=False),
     sa.Column("sample_id", sa.String(64), sa.ForeignKey("samples.sample_id"), nullable=False),
@@ -67,7 +70,8 @@ queue_items = sa.Table(
 )
 
 leases = sa.Table(
-    "leases", metadata,
+    "leases",
+    metadata,
     sa.Column("lease_id", sa.String(36), primary_key=True),
     sa.Column("item_id", sa.Integer, sa.ForeignKey("queue_items.id"), nullable=False, index=True),
     sa.Column("labeller_id", sa.String(200), nullable=False),
@@ -80,7 +84,8 @@ leases = sa.Table(
 )
 
 labels = sa.Table(
-    "labels", metadata,
+    "labels",
+    metadata,
     sa.Column("label_id", sa.String(64), primary_key=True),
     sa.Column("sample_id", sa.String(64), sa.ForeignKey("samples.sample_id"), nullable=False),
     sa.Column("task", sa.String(100), nullable=False),
@@ -95,7 +100,8 @@ labels = sa.Table(
 # Predictions from inference.results.v1 (pre-labels; also what EvaluateSuites uses when the
 # caller supplies none). No foreign key: a result may arrive before its sample.
 predictions = sa.Table(
-    "predictions", metadata,
+    "predictions",
+    metadata,
     sa.Column("sample_id", sa.String(64), primary_key=True),
     sa.Column("task", sa.String(100), primary_key=True),
     sa.Column("model_name", sa.String(100), primary_key=True),
@@ -106,7 +112,8 @@ predictions = sa.Table(
 )
 
 datasets = sa.Table(
-    "datasets", metadata,
+    "datasets",
+    metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("version", sa.BigInteger, primary_key=True),
     sa.Column("manifest_key", sa.String(500), nullable=False),
@@ -117,7 +124,8 @@ datasets = sa.Table(
 
 # The frozen selection of a dataset version: enough to regenerate its manifest bit for bit.
 dataset_items = sa.Table(
-    "dataset_items", metadata,
+    "dataset_items",
+    metadata,
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("version", sa.BigInteger, primary_key=True),
     sa.Column("sample_id", sa.String(64), primary_key=True),
@@ -127,7 +135,8 @@ dataset_items = sa.Table(
 )
 
 suites = sa.Table(
-    "suites", metadata,
+    "suites",
+    metadata,
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("version", sa.BigInteger, primary_key=True),
     sa.Column("task", sa.String(100), nullable=False),
@@ -138,7 +147,8 @@ suites = sa.Table(
 )
 
 suite_cases = sa.Table(
-    "suite_cases", metadata,
+    "suite_cases",
+    metadata,
     sa.Column("suite", sa.String(200), primary_key=True),
     sa.Column("version", sa.BigInteger, primary_key=True),
     sa.Column("case_id", sa.String(64), primary_key=True),
@@ -150,7 +160,8 @@ suite_cases = sa.Table(
 )
 
 suite_results = sa.Table(
-    "suite_results", metadata,
+    "suite_results",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("suite", sa.String(200), nullable=False),
     sa.Column("suite_version", sa.BigInteger, nullable=False),
@@ -163,7 +174,8 @@ suite_results = sa.Table(
 )
 
 case_results = sa.Table(
-    "case_results", metadata,
+    "case_results",
+    metadata,
     sa.Column("result_id", sa.Integer, sa.ForeignKey("suite_results.id"), primary_key=True),
     sa.Column("case_id", sa.String(64), primary_key=True),
     sa.Column("sample_id", sa.String(64), nullable=False),
@@ -174,7 +186,8 @@ case_results = sa.Table(
 # Transactional outbox: events are written in the same transaction as the change they announce
 # and published to Kafka afterwards, so an acknowledged change is never missing its event.
 outbox = sa.Table(
-    "outbox", metadata,
+    "outbox",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("topic", sa.String(200), nullable=False),
     sa.Column("key", sa.String(200), nullable=False),

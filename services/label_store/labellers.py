@@ -64,6 +64,7 @@ def annotate(task: L.Task, truth: dict, error_rate: float, rng: random.Random) -
         def area(o):
             b = o["box"]
             return (b[2] - b[0]) * (b[3] - b[1])
+
         if objects:
             o = max(objects, key=area)
             cls, a = o["cls"], attributes_of(o)
@@ -85,7 +86,9 @@ def firing_image(data: bytes, content_type: str, frame_id: str = "", clip_frame_
         index = len(members) // 2
         if clip_frame_ids and frame_id in clip_frame_ids:
             index = clip_frame_ids.index(frame_id)
-        return tar.extractfile(members[min(index, len(members) - 1)]).read()
+        file = tar.extractfile(members[min(index, len(members) - 1)])
+        assert file is not None  # a regular file (isfile above)
+        return file.read()
 
 
 def render_terminal(png: bytes, width: int = 64):
@@ -95,12 +98,14 @@ def render_terminal(png: bytes, width: int = 64):
 
     image = Image.open(io.BytesIO(png)).convert("RGB")
     if image.width != width:
-        image = image.resize((width, max(2, round(image.height * width / image.width))), Image.NEAREST)
+        image = image.resize((width, max(2, round(image.height * width / image.width))), Image.Resampling.NEAREST)
     px = image.load()
+    assert px is not None
     text = Text()
     for y in range(0, image.height - 1, 2):
         for x in range(image.width):
             top, bottom = px[x, y], px[x, y + 1]
+            assert isinstance(top, tuple) and isinstance(bottom, tuple)  # RGB: (r, g, b)
             text.append("▀", style=f"rgb({top[0]},{top[1]},{top[2]}) on rgb({bottom[0]},{bottom[1]},{bottom[2]})")
         text.append("\n")
     return text

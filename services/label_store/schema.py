@@ -62,8 +62,7 @@ def validate_task(task: L.Task) -> None:
 
 def task_from_spec(spec: TaskSpec, description: str = "", labels_per_sample: int = 1) -> L.Task:
     prototype = {v: k for k, v in PROTOTYPE_FIELD.items()}[spec.prototype]
-    task = L.Task(name=spec.name, prototype=prototype, classes=spec.classes, keypoint_names=spec.keypoints,
-                  description=description, labels_per_sample=labels_per_sample)
+    task = L.Task(name=spec.name, prototype=prototype, classes=spec.classes, keypoint_names=spec.keypoints, description=description, labels_per_sample=labels_per_sample)
     for name, values in spec.attributes.items():
         task.attributes.add(name=name, values=values)
     return task

@@ -11,6 +11,7 @@ from prometheus_client import Counter, Gauge
 
 from longtail import topics
 from longtail.auth import OPERATOR_AUDIENCE, AuthError, bearer, verify_token
+from longtail.grpc_server import abort
 from longtail.kafka import DeliveryError, Producer
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
@@ -53,8 +54,7 @@ class OutboxPublisher:
             return 0
         for _id, topic, key, value in rows:
             t = topics.by_name(topic)
-            self.producer.produce_bytes(topic, key, value, headers=[("content-type", b"application/x-protobuf"),
-                                                                   ("message-type", t.value_type.DESCRIPTOR.full_name.encode())])
+            self.producer.produce_bytes(topic, key, value, headers=[("content-type", b"application/x-protobuf"), ("message-type", t.value_type.DESCRIPTOR.full_name.encode())])
         self.producer.flush()  # raises DeliveryError: rows stay and are retried
         self.store.outbox.delete([r[0] for r in rows])
         self.published += len(rows)
@@ -88,7 +88,7 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
         try:
             return await asyncio.to_thread(fn, *args)
         except StoreError as exc:
-            await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+            await abort(context, getattr(grpc.StatusCode, exc.code), str(exc))
 
     def _changed(self) -> None:
         if self.publisher is not None:
@@ -98,7 +98,7 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
         try:
             return verify_token(bearer(context.invocation_metadata()), self.operator_secret, OPERATOR_AUDIENCE)
         except AuthError as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"this call needs an operator token (authorization: Bearer ...): {exc}")
+            await abort(context, grpc.StatusCode.UNAUTHENTICATED, f"this call needs an operator token (authorization: Bearer ...): {exc}")
 
     # -- samples --------------------------------------------------------------------------------
     async def RegisterSample(self, request, context):
@@ -148,7 +148,7 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
             label, duplicate = await asyncio.to_thread(self.store.queue.submit_label, request.lease_id, request.idempotency_key, request.label)
         except StoreError as exc:
             LEASES.labels(SERVICE, request.label.task or "?", "refused").inc()
-            await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+            await abort(context, getattr(grpc.StatusCode, exc.code), str(exc))
         if not duplicate:
             LABELS.labels(SERVICE, label.task, KIND.get(label.labeller_kind, "unspecified")).inc()
             LEASES.labels(SERVICE, label.task, "fulfilled").inc()
@@ -164,8 +164,7 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
     # -- datasets -------------------------------------------------------------------------------
     async def CreateDataset(self, request, context):
         operator = await self._operator(context)
-        dataset, existed = await self._run(context, self.store.datasets.create, request.name, list(request.tasks), request.filter,
-                                           request.split, request.description)
+        dataset, existed = await self._run(context, self.store.datasets.create, request.name, list(request.tasks), request.filter, request.split, request.description)
         self._changed()
         log.info("dataset", name=dataset.name, version=dataset.version, existed=existed, operator=operator, sha256=dataset.manifest_sha256)
         return L.CreateDatasetResponse(dataset=dataset, already_existed=existed)
@@ -209,8 +208,7 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
             self._changed()
             for r in results:
                 SUITE_PASS.labels(SERVICE, r.suite, r.model.name, str(r.model.version)).set(r.pass_rate)
-        log.info("suites evaluated", model=f"{request.model.name}:{request.model.version}", suites=len(results), record=request.record,
-                 seconds=round(time.perf_counter() - started, 3))
+        log.info("suites evaluated", model=f"{request.model.name}:{request.model.version}", suites=len(results), record=request.record, seconds=round(time.perf_counter() - started, 3))
         return L.EvaluateSuitesResponse(results=results)
 
     async def GetSuiteReport(self, request, context):

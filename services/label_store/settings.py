@@ -13,8 +13,7 @@ from longtail.registry import LABEL_STORE
 class LabelStoreSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LABEL_STORE_", frozen=True, env_ignore_empty=True)
     data_dir: Path = Field(Path("label-store-data"), description="where the default SQLite database lives")
-    database_url: str = Field("", validation_alias="DATABASE_URL",
-                              description="SQLAlchemy URL, e.g. postgresql+psycopg://...; empty = SQLite under LABEL_STORE_DATA_DIR")
+    database_url: str = Field("", validation_alias="DATABASE_URL", description="SQLAlchemy URL, e.g. postgresql+psycopg://...; empty = SQLite under LABEL_STORE_DATA_DIR")
     consumer_group: str = Field(LABEL_STORE.name, min_length=1)
     lease_seconds: float = Field(600.0, gt=0, description="default lease duration")
     seed_tasks: bool = Field(True, description="create the shared model's tasks (stop_sign, traffic_light) if missing")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from longtail.predicates import PredicateError, compile_predicate
+from longtail.triggerlang.predicates import PredicateError, compile_predicate
 
 MAX_SUITE_BYTES = 1024 * 1024
 MAX_CASES = 10_000
@@ -57,8 +57,7 @@ def case_id(suite: str, sample_id: str, predicate: str) -> str:
 
 def fingerprint(task: str, description: str, cases: list[Case], suite: str) -> str:
     """Identity of a suite's content: a new version only when this changes."""
-    body = {"task": task, "description": description,
-            "cases": sorted((case_id(suite, c.sample_id, c.predicate), c.note) for c in cases)}
+    body = {"task": task, "description": description, "cases": sorted((case_id(suite, c.sample_id, c.predicate), c.note) for c in cases)}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -158,6 +157,5 @@ def parse(text: str) -> SuiteFile:
 
 def render(suite: SuiteFile) -> str:
     """The YAML of a suite (after a promotion the stored source stays the whole truth)."""
-    doc = {"suite": suite.name, "task": suite.task, "description": suite.description,
-           "cases": [{"sample": c.sample_id, "predicate": c.predicate, **({"note": c.note} if c.note else {})} for c in suite.cases]}
+    doc = {"suite": suite.name, "task": suite.task, "description": suite.description, "cases": [{"sample": c.sample_id, "predicate": c.predicate, **({"note": c.note} if c.note else {})} for c in suite.cases]}
     return yaml.safe_dump(doc, sort_keys=False, width=200)

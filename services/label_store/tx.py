@@ -66,6 +66,7 @@ class Transactions:
                 if not transient or attempt == retries - 1:
                     raise
                 time.sleep(0.01 * (attempt + 1))
+        raise ValueError(f"retries must be at least 1, not {retries}")
 
     def emit(self, conn: Connection, topic: topics.Topic, key: str, value) -> None:
         """Queue an event in the outbox table, inside the caller's transaction."""

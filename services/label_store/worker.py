@@ -22,13 +22,11 @@ TOPICS = (topics.SNAPSHOTS, topics.INFERENCE_RESULTS)
 
 
 class SampleWorker(ConsumerThread):
-    def __init__(self, store: LabelStore, producer: Producer, bootstrap: str, group_id: str = SERVICE, batch_size: int = 200,
-                 on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, store: LabelStore, producer: Producer, bootstrap: str, group_id: str = SERVICE, batch_size: int = 200, on_change: Callable[[], object] = lambda: None) -> None:
         self.store = store
         self.on_change = on_change
         # A short session: after a crash the replacement gets the partitions in seconds, not 45 s.
-        consumer = BatchConsumer(bootstrap, group_id, TOPICS, self.handle, producer, batch_size=batch_size,
-                                 **{"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000})
+        consumer = BatchConsumer(bootstrap, group_id, TOPICS, self.handle, producer, batch_size=batch_size, **{"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000})
         super().__init__(consumer, "label-store-worker")
         self.registered = 0
 

@@ -8,7 +8,7 @@ fails at start with one clear line instead of a stack trace later.
 from __future__ import annotations
 
 import os
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -99,7 +99,7 @@ def own_fields(settings_cls: type[BaseSettings]) -> list[str]:
     return [field for field in settings_cls.model_fields if not isinstance(settings_cls.model_fields[field].validation_alias, str)]
 
 
-def load(settings_cls: type[S], **overrides: object) -> S:
+def load(settings_cls: type[S], **overrides: Any) -> S:
     """Build a settings section from the environment, or raise ConfigError naming the variable."""
     try:
         return settings_cls(**overrides)

@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,6 +27,13 @@ from longtail.log import get_logger
 log = get_logger(__name__)
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+async def abort(context: Any, code: grpc.StatusCode, details: str) -> NoReturn:
+    """`await context.abort(code, details)`, which always raises; typed so (grpc has no type
+    information), so that the checker knows the code after it runs only when it did not abort."""
+    await context.abort(code, details)
+    raise AssertionError("ServicerContext.abort returned")
 
 
 def _code_name(context: Any, default: str) -> str:
@@ -81,6 +88,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def _awaited(self, behavior: Callable, method: str) -> Callable:
         """Unary handlers, and streaming ones that write with context.write() (return None)."""
+
         async def wrapper(request: Any, context: Any) -> Any:
             started = time.perf_counter()
             code = "UNKNOWN"
@@ -159,6 +167,7 @@ class GrpcServer:
         """Health from real progress: "" (the server) answers liveness probes, the service names
         answer readiness probes. Not ready but alive (e.g. waiting for a model) is no reason to be
         restarted; a stalled worker is."""
+
         def status(ok: bool):
             return health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -204,4 +213,3 @@ def run_service(service: str, serve: Callable[[], Any]) -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         pass
-

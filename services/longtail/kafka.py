@@ -18,6 +18,7 @@ from typing import Any
 import confluent_kafka
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 from google.protobuf.message import DecodeError, Message
+from prometheus_client import Counter
 
 from longtail import metrics
 from longtail.log import get_logger
@@ -62,8 +63,8 @@ class Producer:
         self._producer = confluent_kafka.Producer(base)
         self._failures: list[str] = []
         self._lock = threading.Lock()
-        self._produced = {}  # topic -> metric child, resolved once (label lookup is not free per message)
-        self._errors = {}
+        self._produced: dict[str, Counter] = {}  # topic -> metric child, resolved once (label lookup is not free per message)
+        self._errors: dict[str, Counter] = {}
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll_forever, name=f"{service}-kafka-poll", daemon=True)
         self._poller.start()
@@ -72,7 +73,7 @@ class Producer:
         while not self._stop.is_set():
             self._producer.poll(0.1)
 
-    def _counters(self, topic: str):
+    def _counters(self, topic: str) -> tuple[Counter, Counter]:
         if topic not in self._produced:
             self._produced[topic] = metrics.KAFKA_PRODUCED.labels(self.service, topic)
             self._errors[topic] = metrics.KAFKA_DELIVERY_ERRORS.labels(self.service, topic)
@@ -246,11 +247,11 @@ class BatchConsumer:
                     raise KafkaException(err)
                 log.warning("kafka consume error", error=err.str())
                 continue
-            self.metrics.consumed(msg.topic())
+            self.metrics.consumed(msg.topic() or "")  # a message without an error has its topic
             try:
                 records.append(self._decode(msg))
             except (DecodeError, ValueError) as exc:
-                self._dead_letter(msg, f"cannot decode as {self.topics[msg.topic()].value_type.DESCRIPTOR.full_name}: {exc}")
+                self._dead_letter(msg, f"cannot decode as {self.topics[msg.topic() or ''].value_type.DESCRIPTOR.full_name}: {exc}")
                 dead += 1
         if records:
             try:
@@ -370,16 +371,15 @@ class ConsumerThread:
 class TopicFollower:
     """Reads whole topics from the beginning on a thread (no consumer group offsets: every
     replica needs all of it) and hands decoded values to the event loop. `caught_up` is set once
-    the first pass reached the end of every partition."""
+    the first pass reached the end of every partition. A handler gets (key, value): the value of
+    its topic's message type, None for a tombstone."""
 
-    def __init__(self, bootstrap: str, handlers: dict[Topic, Callable[[str | None, object], None]], loop: asyncio.AbstractEventLoop, name: str = "follower") -> None:
+    def __init__(self, bootstrap: str, handlers: dict[Topic, Callable[[str | None, Any], object]], loop: asyncio.AbstractEventLoop, name: str = "follower") -> None:
         self.handlers = {t.name: (t, h) for t, h in handlers.items()}
         self.loop = loop
         self.caught_up = asyncio.Event()
         self._stop = threading.Event()
-        self._consumer = confluent_kafka.Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": f"{name}-follower-{uuid.uuid4().hex}", "enable.auto.commit": False, "enable.partition.eof": True}
-        )
+        self._consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": f"{name}-follower-{uuid.uuid4().hex}", "enable.auto.commit": False, "enable.partition.eof": True})
         self._thread = threading.Thread(target=self._run, name=f"{name}-follower", daemon=True)
 
     def start(self) -> None:
@@ -404,14 +404,15 @@ class TopicFollower:
                         if not self._remaining:
                             self.loop.call_soon_threadsafe(self.caught_up.set)
                     continue
-                topic, handler = self.handlers[msg.topic()]
+                topic, handler = self.handlers[msg.topic() or ""]  # a message without an error has its topic
                 raw = msg.value()
                 try:
                     value = None if raw is None else topic.value_type.FromString(raw)
                 except DecodeError as exc:
                     log.warning("undecodable record skipped", topic=msg.topic(), offset=msg.offset(), error=str(exc))
                     continue
-                key = msg.key().decode() if msg.key() is not None else None
+                raw_key = msg.key()
+                key = raw_key.decode() if raw_key is not None else None
                 self.loop.call_soon_threadsafe(_safe, handler, key, value)
         self._consumer.close()
 
@@ -450,8 +451,8 @@ def read_time_range(bootstrap: str, topic: Topic, since_ms: int, until_ms: int, 
         seen = 0
         while remaining:
             for msg in consumer.consume(500, 1.0):
-                if msg.error() is not None:
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                if (err := msg.error()) is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
                         remaining.discard(msg.partition())
                     continue
                 if msg.partition() not in remaining:
@@ -463,7 +464,8 @@ def read_time_range(bootstrap: str, topic: Topic, since_ms: int, until_ms: int, 
                     value = topic.value_type.FromString(msg.value())
                 except (DecodeError, TypeError):
                     continue
-                yield (msg.key().decode() if msg.key() is not None else None, value) if keyed else value
+                raw_key = msg.key()
+                yield (raw_key.decode() if raw_key is not None else None, value) if keyed else value
                 seen += 1
                 if max_records and seen >= max_records:
                     return

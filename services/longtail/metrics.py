@@ -7,18 +7,12 @@ import time
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 KAFKA_PRODUCED = Counter("longtail_kafka_produced_messages_total", "Messages acked by Kafka", ["service", "topic"])
-KAFKA_DELIVERY_ERRORS = Counter(
-    "longtail_kafka_delivery_errors_total", "Messages Kafka failed to deliver", ["service", "topic"]
-)
+KAFKA_DELIVERY_ERRORS = Counter("longtail_kafka_delivery_errors_total", "Messages Kafka failed to deliver", ["service", "topic"])
 # Consumer metrics carry the service and the consumer group (a service may run several groups,
 # e.g. the trigger evaluator's evaluate and decide stages).
 KAFKA_CONSUMED = Counter("longtail_kafka_consumed_messages_total", "Messages consumed", ["service", "group", "topic"])
-KAFKA_DEAD_LETTERED = Counter(
-    "longtail_kafka_dead_lettered_messages_total", "Records sent to the dead-letter topic", ["service", "group", "topic"]
-)
-KAFKA_CONSUMER_LAG = Gauge(
-    "longtail_kafka_consumer_lag_messages", "High watermark minus position", ["service", "group", "topic", "partition"]
-)
+KAFKA_DEAD_LETTERED = Counter("longtail_kafka_dead_lettered_messages_total", "Records sent to the dead-letter topic", ["service", "group", "topic"])
+KAFKA_CONSUMER_LAG = Gauge("longtail_kafka_consumer_lag_messages", "High watermark minus position", ["service", "group", "topic", "partition"])
 KAFKA_LAST_PROGRESS = Gauge(
     "longtail_kafka_consumer_last_progress_timestamp_seconds",
     "Unix time of the consumer's last poll; liveness reads it",

@@ -149,13 +149,12 @@ def split_raw(raw: np.ndarray | torch.Tensor, layout: Sequence[tuple[str, str, i
     out: dict[str, dict[str, torch.Tensor]] = {}
     pos = 0
     for task, name, width in layout:
-        out.setdefault(task, {})[name] = x[:, pos:pos + width]
+        out.setdefault(task, {})[name] = x[:, pos : pos + width]
         pos += width
     return out
 
 
-def triton_config(name: str, max_batch_size: int = DEFAULT_MAX_BATCH, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
-                  instances: int = 1, torch_threads: int = 1):
+def triton_config(name: str, max_batch_size: int = DEFAULT_MAX_BATCH, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US, instances: int = 1, torch_threads: int = 1):
     """The model-level Triton config (a `ModelConfig` proto) shared by every version of `name`."""
     from tritonclient.grpc import model_config_pb2 as mc
 
@@ -237,7 +236,7 @@ def list_versions(store: ObjectStore, name: str) -> list[int]:
     """Complete versions (with a manifest) of `name`, ascending."""
     versions = set()
     for key in store.list(f"{MODELS}{check_name(name)}/"):
-        parts = key[len(MODELS):].split("/")
+        parts = key[len(MODELS) :].split("/")
         if len(parts) == 3 and parts[2] == MANIFEST_FILE and parts[1].isdigit() and int(parts[1]) > 0:
             versions.add(int(parts[1]))
     return sorted(versions)
@@ -247,9 +246,19 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def publish(store: ObjectStore, model: MultiTaskNet, name: str, version: int | None = None, *, parent: int | None = None,
-            metrics: Mapping[str, float] | None = None, datasets: Sequence[Mapping[str, Any]] = (), run_id: str = "",
-            input_size: tuple[int, int] = (64, 64), extra: Mapping[str, Any] | None = None) -> PublishedVersion:
+def publish(
+    store: ObjectStore,
+    model: MultiTaskNet,
+    name: str,
+    version: int | None = None,
+    *,
+    parent: int | None = None,
+    metrics: Mapping[str, float] | None = None,
+    datasets: Sequence[Mapping[str, Any]] = (),
+    run_id: str = "",
+    input_size: tuple[int, int] = (64, 64),
+    extra: Mapping[str, Any] | None = None,
+) -> PublishedVersion:
     """Write `model` as version `version` (default: the next free one) of `name`.
 
     Checks the archive locally first (a model the server would refuse is never published), writes
@@ -303,21 +312,36 @@ def publish(store: ObjectStore, model: MultiTaskNet, name: str, version: int | N
 def _published(name: str, version: int, manifest: Mapping[str, Any]) -> PublishedVersion:
     weights = manifest["files"][WEIGHTS_FILE]
     return PublishedVersion(
-        name=name, version=version, prefix=version_prefix(name, version), config_key=config_key(name),
-        weights_key=file_key(name, version, WEIGHTS_FILE), manifest_key=file_key(name, version, MANIFEST_FILE),
-        sha256=weights["sha256"], size_bytes=int(weights["size"]), tasks=tuple(t["name"] for t in manifest["tasks"]),
-        parent=manifest.get("parent"), manifest=dict(manifest),
+        name=name,
+        version=version,
+        prefix=version_prefix(name, version),
+        config_key=config_key(name),
+        weights_key=file_key(name, version, WEIGHTS_FILE),
+        manifest_key=file_key(name, version, MANIFEST_FILE),
+        sha256=weights["sha256"],
+        size_bytes=int(weights["size"]),
+        tasks=tuple(t["name"] for t in manifest["tasks"]),
+        parent=manifest.get("parent"),
+        manifest=dict(manifest),
     )
 
 
-def published_event(pv: PublishedVersion, role: int = common_pb2.MODEL_ROLE_PRODUCTION, bucket: str = "", run_id: str = ""):
+def published_event(pv: PublishedVersion, role: common_pb2.ModelRole = common_pb2.MODEL_ROLE_PRODUCTION, bucket: str = "", run_id: str = ""):
     """The `models.v1.ModelPublished` announcing `pv` (the trainer produces it on MODELS_PUBLISHED)."""
     from longtail.models.v1 import events_pb2
 
     event = events_pb2.ModelPublished(
-        model=common_pb2.ModelRef(name=pv.name, version=pv.version), role=role, bucket=bucket,
-        repository_prefix=pv.prefix, config_key=pv.config_key, weights_key=pv.weights_key, sha256=pv.sha256,
-        size_bytes=pv.size_bytes, manifest_key=pv.manifest_key, tasks=list(pv.tasks), run_id=run_id or pv.manifest.get("run_id", ""),
+        model=common_pb2.ModelRef(name=pv.name, version=pv.version),
+        role=role,
+        bucket=bucket,
+        repository_prefix=pv.prefix,
+        config_key=pv.config_key,
+        weights_key=pv.weights_key,
+        sha256=pv.sha256,
+        size_bytes=pv.size_bytes,
+        manifest_key=pv.manifest_key,
+        tasks=list(pv.tasks),
+        run_id=run_id or pv.manifest.get("run_id", ""),
     )
     if pv.parent:
         event.parent.CopyFrom(common_pb2.ModelRef(name=pv.name, version=int(pv.parent)))
@@ -423,6 +447,4 @@ def load_version(store: ObjectStore, name: str, version: int, *, check_forward: 
         blobs[filename] = data
     if check_forward:
         _check_archive(blobs[WEIGHTS_FILE], tasks, layout, size)
-    return ModelVersion(name=name, version=int(version), tasks=tuple(tasks), layout=tuple(layout),
-                        camera_hfov_deg=float(manifest.get("camera_hfov_deg", 60.0)), sha256=files[WEIGHTS_FILE],
-                        manifest=manifest, config=cfg)
+    return ModelVersion(name=name, version=int(version), tasks=tuple(tasks), layout=tuple(layout), camera_hfov_deg=float(manifest.get("camera_hfov_deg", 60.0)), sha256=files[WEIGHTS_FILE], manifest=manifest, config=cfg)

@@ -19,7 +19,7 @@ import inspect
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from longtail.config import ServiceSettings
 from longtail.grpc_server import GrpcServer
@@ -38,9 +38,21 @@ class Worker(Protocol):
     @property
     def alive(self) -> bool: ...
 
-    last_progress: float  # read only when the worker is watched with a stall timeout
-
     def stop(self) -> None: ...
+
+
+class _Progressing(Protocol):
+    """A worker watched with a stall timeout also has this (e.g. a ConsumerThread; the trainer's
+    runner and inference's model control, watched without one, do not)."""
+
+    @property
+    def last_progress(self) -> float: ...
+
+
+class _Startable(Protocol):
+    """A worker the runtime starts (`add_worker(..., start=True)`) also has this."""
+
+    def start(self) -> object: ...
 
 
 @dataclass
@@ -53,10 +65,7 @@ class _Watched:
 def health(workers: list[_Watched], ready_checks: list[Callable[[], bool]], now: float) -> tuple[bool, bool, _Watched | None]:
     """(live, ready, the first dead worker) from the workers' progress and the readiness checks."""
     dead = next((w for w in workers if not w.worker.alive), None)
-    live = all(
-        w.stall_timeout_s is None or not getattr(w.worker, "started", True) or now - w.worker.last_progress < w.stall_timeout_s
-        for w in workers
-    )
+    live = all(w.stall_timeout_s is None or not getattr(w.worker, "started", True) or now - cast(_Progressing, w.worker).last_progress < w.stall_timeout_s for w in workers)
     return live, live and all(check() for check in ready_checks), dead
 
 
@@ -72,6 +81,7 @@ class ServiceRuntime:
 
     def on_shutdown(self, step: Callable[[], Any]) -> None:
         """Run `step` at shutdown, after the steps registered later (a blocking one in a thread)."""
+
         async def run() -> None:
             try:
                 result = step() if inspect.iscoroutinefunction(step) else await asyncio.to_thread(step)
@@ -83,10 +93,11 @@ class ServiceRuntime:
         self._cleanup.push_async_callback(run)
 
     def add_worker(self, name: str, worker: Worker, stall_timeout_s: float | None = None, start: bool = True) -> Worker:
-        """Watch `worker` (and start it unless asked not to); it is stopped at shutdown."""
+        """Watch `worker` (and start it unless asked not to); it is stopped at shutdown. With a stall
+        timeout it must have `last_progress`; started here, a `start()` without arguments."""
         self._workers.append(_Watched(name, worker, stall_timeout_s))
         if start:
-            worker.start()
+            cast(_Startable, worker).start()
         self.on_shutdown(worker.stop)
         return worker
 

@@ -27,8 +27,7 @@ def shared_tasks(production: Iterable[tasks_mod.TaskSpec], candidate: Iterable[t
     return [t for t in candidate if prototypes.get(t.name) == t.prototype]
 
 
-def differences(tasks: Iterable[tasks_mod.TaskSpec], production: Mapping[str, Mapping[str, Any]],
-                candidate: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, fleet_pb2.ShadowDifference]]:
+def differences(tasks: Iterable[tasks_mod.TaskSpec], production: Mapping[str, Mapping[str, Any]], candidate: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, fleet_pb2.ShadowDifference]]:
     """(task, difference) for every task both models have (two `postprocess` outputs of one image)."""
     out = []
     for t in tasks:

@@ -60,6 +60,8 @@ def decode_snapshot(data: bytes, content_type: str = "", frame_id: str = "", cli
             member = names.get(f"{index}.png") or names.get("0.png")
             if member is None:
                 raise BadImage(f"clip has no frame {index}.png (members: {sorted(names)[:5]})")
-            return decode_image(tar.extractfile(member).read())
+            file = tar.extractfile(member)
+            assert file is not None  # a regular file (isfile above)
+            return decode_image(file.read())
     except tarfile.TarError as exc:
         raise BadImage(f"not a readable clip: {exc}") from None

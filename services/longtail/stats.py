@@ -90,4 +90,5 @@ def censored_median(values: Sequence[int | None], missed: str = "> cap") -> str:
     lower, upper = ordered[(n - 1) // 2], ordered[n // 2]
     if upper is None:
         return missed
+    assert lower is not None  # None sorts last: lower is no later than upper
     return f"{(lower + upper) / 2:g}"

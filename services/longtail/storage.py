@@ -99,7 +99,8 @@ class ObjectStore:
         self._write(key, data, content_type, metadata, "written")
 
     def _write(self, key: str, data: bytes, content_type: str, metadata: dict[str, str] | None, outcome: str) -> None:
-        self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type, metadata=metadata)
+        meta: dict[str, str | list[str] | tuple[str]] | None = dict(metadata) if metadata is not None else None  # minio's metadata type
+        self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type, metadata=meta)
         metrics.OBJECTS_PUT.labels(self.service, outcome).inc()  # created/existing: content-addressed; written: at a chosen key
         metrics.OBJECT_BYTES.labels(self.service).inc(len(data))
 

@@ -87,19 +87,22 @@ class ChangelogTable:
                 msg = consumer.poll(30)
                 if msg is None:
                     raise RuntimeError(f"restoring {self.topic}: no progress in 30 s")
-                if msg.error() is not None:
-                    if msg.error().code() == confluent_kafka.KafkaError._PARTITION_EOF:
-                        ends.pop(msg.partition(), None)
+                part = msg.partition()
+                if (err := msg.error()) is not None:
+                    if err.code() == confluent_kafka.KafkaError._PARTITION_EOF:
+                        if part is not None:
+                            ends.pop(part, None)
                         continue
-                    raise confluent_kafka.KafkaException(msg.error())
-                p = msg.partition()
-                key = msg.key().decode()
-                if msg.value() is None:
-                    self.partitions[p].pop(key, None)
+                    raise confluent_kafka.KafkaException(err)
+                raw_key, value, offset = msg.key(), msg.value(), msg.offset()
+                assert part is not None and raw_key is not None and offset is not None  # a record of a keyed table
+                key = raw_key.decode()
+                if value is None:
+                    self.partitions[part].pop(key, None)
                 else:
-                    self.partitions[p][key] = json.loads(msg.value())
-                if msg.offset() + 1 >= ends.get(p, 0):
-                    ends.pop(p, None)
+                    self.partitions[part][key] = json.loads(value)
+                if offset + 1 >= ends.get(part, 0):
+                    ends.pop(part, None)
         finally:
             consumer.close()
         log.info("table restored", table=self.name, partitions=partitions, keys=sum(len(self.partitions[p]) for p in partitions))
@@ -115,20 +118,21 @@ class Stage:
 
     `process` gets the poll's records and the stage (for `each` and `dead_letter`)."""
 
-    def __init__(self, name: str, bootstrap: str, group_id: str, topic: str, table: ChangelogTable,
-                 process: Callable[[list, Stage], None], producer: Producer, service: str, batch_size: int = 200) -> None:
+    def __init__(self, name: str, bootstrap: str, group_id: str, topic: str, table: ChangelogTable, process: Callable[[list, Stage], None], producer: Producer, service: str, batch_size: int = 200) -> None:
         self.name, self.topic, self.table, self.process, self.producer, self.batch_size = name, topic, table, process, producer, batch_size
         self.group_id = group_id
-        self.consumer = confluent_kafka.Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": group_id,
-            "client.id": f"{group_id}-{name}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            # A worker killed with -9 holds its partitions until its session times out: keep it short.
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 2_000,
-        })
+        self.consumer = confluent_kafka.Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group_id,
+                "client.id": f"{group_id}-{name}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                # A worker killed with -9 holds its partitions until its session times out: keep it short.
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 2_000,
+            }
+        )
         self.metrics = metrics.ConsumerMetrics(service, group_id, [topic])
         self.error: BaseException | None = None
         self.last_progress = time.monotonic()  # of the last poll, with or without records
@@ -164,10 +168,10 @@ class Stage:
         self.metrics.consumed(self.topic, len(messages))
         records = []
         for msg in messages:
-            if msg.error() is not None:
-                if msg.error().fatal():
-                    raise confluent_kafka.KafkaException(msg.error())
-                log.warning("kafka consume error", stage=self.name, error=msg.error().str())
+            if (err := msg.error()) is not None:
+                if err.fatal():
+                    raise confluent_kafka.KafkaException(err)
+                log.warning("kafka consume error", stage=self.name, error=err.str())
                 continue
             records.append(msg)
         self.process(records, self)
@@ -188,8 +192,7 @@ class Stage:
 
     def dead_letter(self, msg, exc: BaseException) -> None:
         topic, partition, offset, error = msg.topic(), msg.partition(), msg.offset(), f"{type(exc).__name__}: {exc}"
-        letter = ops_events.DeadLetter(source_topic=topic, source_partition=partition, source_offset=offset, key=msg.key() or b"",
-                                       value=msg.value() or b"", error=error[:4000], consumer_group=self.group_id)
+        letter = ops_events.DeadLetter(source_topic=topic, source_partition=partition, source_offset=offset, key=msg.key() or b"", value=msg.value() or b"", error=error[:4000], consumer_group=self.group_id)
         letter.failed_at.GetCurrentTime()
         log.warning("dead-lettered record", stage=self.name, topic=topic, partition=partition, offset=offset, error=error[:200])
         self.metrics.dead_lettered(topic)

@@ -82,36 +82,49 @@ class TaskSpec:
 
     def to_dict(self) -> dict:
         return {
-            "name": self.name, "prototype": self.prototype, "classes": list(self.classes),
-            "attributes": {k: list(v) for k, v in self.attributes.items()}, "keypoints": list(self.keypoints),
-            "object_size_m": self.object_size_m, "hidden": self.hidden, **({"branch_blocks": self.branch_blocks} if self.branch_blocks else {}),
+            "name": self.name,
+            "prototype": self.prototype,
+            "classes": list(self.classes),
+            "attributes": {k: list(v) for k, v in self.attributes.items()},
+            "keypoints": list(self.keypoints),
+            "object_size_m": self.object_size_m,
+            "hidden": self.hidden,
+            **({"branch_blocks": self.branch_blocks} if self.branch_blocks else {}),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TaskSpec:
         return cls(
-            name=d["name"], prototype=d.get("prototype", "classification"), classes=tuple(d.get("classes", ())),
+            name=d["name"],
+            prototype=d.get("prototype", "classification"),
+            classes=tuple(d.get("classes", ())),
             attributes={k: tuple(v) for k, v in (d.get("attributes") or {}).items()},
-            keypoints=tuple(d.get("keypoints", ())), object_size_m=float(d.get("object_size_m", 0.0)),
-            hidden=int(d.get("hidden", 64)), branch_blocks=int(d.get("branch_blocks", 0)),
+            keypoints=tuple(d.get("keypoints", ())),
+            object_size_m=float(d.get("object_size_m", 0.0)),
+            hidden=int(d.get("hidden", 64)),
+            branch_blocks=int(d.get("branch_blocks", 0)),
         )
 
     @classmethod
     def from_proto(cls, task, object_size_m: float = 0.0) -> TaskSpec:
         """From a `labels.v1.Task` declaration (`object_size_m` overrides the one it carries)."""
-        names = {common_pb2.TASK_PROTOTYPE_CLASSIFICATION: "classification", common_pb2.TASK_PROTOTYPE_DETECTION: "detection",
-                 common_pb2.TASK_PROTOTYPE_LANDMARK: "landmark"}
+        names = {common_pb2.TASK_PROTOTYPE_CLASSIFICATION: "classification", common_pb2.TASK_PROTOTYPE_DETECTION: "detection", common_pb2.TASK_PROTOTYPE_LANDMARK: "landmark"}
         if task.prototype not in names:
             raise ValueError(f"task {task.name}: prototype {task.prototype} has no head in this network")
         return cls(
-            name=task.name, prototype=names[task.prototype], classes=tuple(task.classes),
+            name=task.name,
+            prototype=names[task.prototype],
+            classes=tuple(task.classes),
             attributes={a.name: tuple(a.values) for a in task.attributes if a.values},
-            keypoints=tuple(task.keypoint_names), object_size_m=object_size_m or float(getattr(task, "object_size_m", 0.0)),
+            keypoints=tuple(task.keypoint_names),
+            object_size_m=object_size_m or float(getattr(task, "object_size_m", 0.0)),
         )
 
 
 STOP_SIGN_TASK = TaskSpec(
-    "stop_sign", "detection", ("stop_sign",),
+    "stop_sign",
+    "detection",
+    ("stop_sign",),
     {"occlusion": ("none", "foliage"), "mount": ("pole", "handheld", "gate"), "modifier": ("none", "except_right_turn"), "temporary": ("false", "true")},
     object_size_m=1.8,
 )
@@ -150,8 +163,7 @@ class DeclaredTask:
 
     def to_yaml(self) -> str:
         """The declaration as a tasks.yaml document of its own (`parse` gives it back)."""
-        entry: dict[str, Any] = {**self.spec.to_dict(), "description": self.description, "labels_per_sample": self.labels_per_sample,
-                                 "suite": {"name": self.suite_name, "predicate": self.suite_predicate}}
+        entry: dict[str, Any] = {**self.spec.to_dict(), "description": self.description, "labels_per_sample": self.labels_per_sample, "suite": {"name": self.suite_name, "predicate": self.suite_predicate}}
         if self.workflow:
             entry["workflow"] = dict(self.workflow)
         return yaml.safe_dump({"tasks": [entry]}, sort_keys=False, width=200)
@@ -196,8 +208,7 @@ def parse(text: str, source: str = "tasks.yaml") -> list[DeclaredTask]:
         workflow = item.get("workflow") or {}
         if not isinstance(workflow, dict):
             raise TaskFileError(f"{where}.workflow: must be a mapping of settings")
-        out.append(DeclaredTask(spec, str(item.get("description", "")), int(item.get("labels_per_sample", 1) or 1),
-                                str(suite.get("name") or f"{spec.name}.regressions"), str(suite.get("predicate") or "").strip(), dict(workflow)))
+        out.append(DeclaredTask(spec, str(item.get("description", "")), int(item.get("labels_per_sample", 1) or 1), str(suite.get("name") or f"{spec.name}.regressions"), str(suite.get("predicate") or "").strip(), dict(workflow)))
     names = [t.name for t in out]
     if len(set(names)) != len(names):
         raise TaskFileError(f"{source}: duplicate task names")
@@ -218,11 +229,16 @@ def label_store_task(task: DeclaredTask):
     from longtail.common.v1 import common_pb2 as C
     from longtail.labels.v1 import labels_pb2 as L
 
-    prototype = {"classification": C.TASK_PROTOTYPE_CLASSIFICATION, "detection": C.TASK_PROTOTYPE_DETECTION,
-                 "landmark": C.TASK_PROTOTYPE_LANDMARK}[task.spec.prototype]
-    out = L.Task(name=task.name, prototype=prototype, classes=task.spec.classes, keypoint_names=task.spec.keypoints,
-                 description=task.description or f"{task.name} ({task.spec.prototype})", labels_per_sample=task.labels_per_sample,
-                 object_size_m=task.spec.object_size_m)
+    prototype = {"classification": C.TASK_PROTOTYPE_CLASSIFICATION, "detection": C.TASK_PROTOTYPE_DETECTION, "landmark": C.TASK_PROTOTYPE_LANDMARK}[task.spec.prototype]
+    out = L.Task(
+        name=task.name,
+        prototype=prototype,
+        classes=task.spec.classes,
+        keypoint_names=task.spec.keypoints,
+        description=task.description or f"{task.name} ({task.spec.prototype})",
+        labels_per_sample=task.labels_per_sample,
+        object_size_m=task.spec.object_size_m,
+    )
     for name, values in task.spec.attributes.items():
         out.attributes.add(name=name, values=values)
     return out
@@ -230,8 +246,7 @@ def label_store_task(task: DeclaredTask):
 
 def default_suite_yaml(task: DeclaredTask) -> str:
     """An empty default suite for the task (cases are promoted into it from the fleet)."""
-    doc: dict[str, Any] = {"suite": task.suite_name, "task": task.name,
-                           "description": f"Regression cases for {task.name} (declared in tasks.yaml)."}
+    doc: dict[str, Any] = {"suite": task.suite_name, "task": task.name, "description": f"Regression cases for {task.name} (declared in tasks.yaml)."}
     if task.suite_predicate:
         doc["predicate"] = task.suite_predicate
     doc["cases"] = []

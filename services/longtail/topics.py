@@ -59,9 +59,7 @@ class Topic:
 TELEMETRY = Topic("fleet.telemetry.v1", fleet_events.TelemetryBatchEvent, key="vehicle_id", partitions=6)
 SNAPSHOTS = Topic("fleet.snapshots.v1", fleet_events.SnapshotUploaded, key="snapshot_id", partitions=3)
 VEHICLE_COMMANDS = Topic("fleet.vehicle-commands.v1", fleet_events.VehicleCommand, key="vehicle_id", partitions=6)
-SHADOW_DISAGREEMENTS = Topic(
-    "fleet.shadow-disagreements.v1", fleet_events.ShadowDisagreementEvent, key="vehicle_id", partitions=3
-)
+SHADOW_DISAGREEMENTS = Topic("fleet.shadow-disagreements.v1", fleet_events.ShadowDisagreementEvent, key="vehicle_id", partitions=3)
 # triggers: the catalog is compacted, so any replica rebuilds the current set from it
 TRIGGER_CATALOG = Topic("triggers.catalog.v1", trigger_events.TriggerRecord, key="trigger_id", partitions=1, compacted=True)
 TRIGGERS_FIRED = Topic("triggers.fired.v1", trigger_events.TriggerFired, key="vehicle_id", partitions=6)
@@ -103,11 +101,7 @@ def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic] = ALL, replica
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     existing = admin.list_topics(timeout=timeout).topics
     wanted = list(topics)
-    new = [
-        NewTopic(t.name, num_partitions=t.partitions, replication_factor=replication_factor, config=t.kafka_config())
-        for t in wanted
-        if t.name not in existing
-    ]
+    new = [NewTopic(t.name, num_partitions=t.partitions, replication_factor=replication_factor, config=t.kafka_config()) for t in wanted if t.name not in existing]
     created = []
     if new:
         for name, fut in admin.create_topics(new, request_timeout=timeout).items():
@@ -117,11 +111,7 @@ def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic] = ALL, replica
             except Exception as exc:  # a concurrent creator won the race: fine
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise
-    grow = [
-        NewPartitions(t.name, t.partitions)
-        for t in wanted
-        if t.name in existing and len(existing[t.name].partitions) < t.partitions
-    ]
+    grow = [NewPartitions(t.name, t.partitions) for t in wanted if t.name in existing and len(existing[t.name].partitions) < t.partitions]
     if grow:
         for fut in admin.create_partitions(grow, request_timeout=timeout).values():
             fut.result()

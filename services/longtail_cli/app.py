@@ -61,7 +61,7 @@ def infra_up(
         env = Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(_components(triton, only, prometheus))
     except InfraError as exc:
         fail(str(exc))
-    console.print("[green]infrastructure is up.[/] Point services at it with:  eval \"$(longtail infra env)\"")
+    console.print('[green]infrastructure is up.[/] Point services at it with:  eval "$(longtail infra env)"')
     for key, value in sorted(env.items()):
         console.print(f"  {key}={value}")
 
@@ -184,13 +184,14 @@ def demo(
     shadow_s: float = typer.Option(10.0, "--shadow-s", help="Simulated seconds the fleet runs an accepted candidate in shadow mode before promotion."),
     seeds: int = typer.Option(1, help="Repeat the experiment with this many world/fleet seeds (0, 1, ...) and report mean and spread."),
     seed: int = typer.Option(0, help="The first world/fleet seed."),
-    cases: str = typer.Option("occluded,handheld,temporary", help="Long-tail cases of the stop-sign task worked at once, comma-separated: occluded, "
-                              "handheld, temporary, on_gate, except_right_turn (each its own suite, seed set, detector and trigger; one fleet and "
-                              "label budget)."),
-    explore: float = typer.Option(0.2, help="Share of the triggered arm's label budget spread over its triggers round-robin, whatever their "
-                                  "measured yield (0: all by yield; 1: even split)."),
-    new_task: str = typer.Option("", "--new-task", help="Declare this task in the middle of the run (caution_lights) and report its latency "
-                                 "from declaration to certified; the world gets its phenomenon (parked vehicles, some with caution lights)."),
+    cases: str = typer.Option(
+        "occluded,handheld,temporary",
+        help="Long-tail cases of the stop-sign task worked at once, comma-separated: occluded, handheld, temporary, on_gate, except_right_turn (each its own suite, seed set, detector and trigger; one fleet and label budget).",
+    ),
+    explore: float = typer.Option(0.2, help="Share of the triggered arm's label budget spread over its triggers round-robin, whatever their measured yield (0: all by yield; 1: even split)."),
+    new_task: str = typer.Option(
+        "", "--new-task", help="Declare this task in the middle of the run (caution_lights) and report its latency from declaration to certified; the world gets its phenomenon (parked vehicles, some with caution lights)."
+    ),
     new_task_at: int = typer.Option(2, "--new-task-at", help="... at the start of this iteration."),
     out: str = typer.Option("out/demo", help="Report directory (report.md, summary.json, results.json, PNG plots)."),
     smoke: bool = typer.Option(False, "--smoke", help="Only the infrastructure smoke pass (one batch, one snapshot, one inference)."),
@@ -207,11 +208,32 @@ def demo(
     from demo import loop, report
     from longtail_dev.infra import InfraError
 
-    config = loop.DemoConfig(cars=cars, budget=budget, growth=growth, target=target, tolerance=tolerance, cap_factor=cap_factor, max_iterations=max_iterations,
-                             duration_s=duration, fps=fps, suite_cases=suite_cases, epochs=epochs, seed_examples=seed_examples, per_car_uploads=per_car_uploads,
-                             random_per_car=random_per_car, shadow_s=shadow_s, seeds=list(range(seed, seed + max(seeds, 0))), out=Path(out),
-                             cases=[c.strip() for c in cases.split(",") if c.strip()], new_task=new_task.strip(), new_task_at=new_task_at, explore=explore,
-                             triton=triton, prometheus=prometheus, keep_running=keep_running)
+    config = loop.DemoConfig(
+        cars=cars,
+        budget=budget,
+        growth=growth,
+        target=target,
+        tolerance=tolerance,
+        cap_factor=cap_factor,
+        max_iterations=max_iterations,
+        duration_s=duration,
+        fps=fps,
+        suite_cases=suite_cases,
+        epochs=epochs,
+        seed_examples=seed_examples,
+        per_car_uploads=per_car_uploads,
+        random_per_car=random_per_car,
+        shadow_s=shadow_s,
+        seeds=list(range(seed, seed + max(seeds, 0))),
+        out=Path(out),
+        cases=[c.strip() for c in cases.split(",") if c.strip()],
+        new_task=new_task.strip(),
+        new_task_at=new_task_at,
+        explore=explore,
+        triton=triton,
+        prometheus=prometheus,
+        keep_running=keep_running,
+    )
     try:
         config.validate()
     except ValueError as exc:
@@ -232,7 +254,7 @@ def demo(
             console.print(f"  {name}: {proc.address}")
         console.print(f"  OPERATOR_TOKEN_SECRET={engine.stack.operator_secret}  FLEET_TOKEN_SECRET={engine.stack.fleet_secret}")
         if os.environ.get("PROMETHEUS_URL"):
-            console.print(f"  Prometheus: {os.environ['PROMETHEUS_URL']} (queries of charts/*/dashboards/*.json work with namespace=\"local\")")
+            console.print(f'  Prometheus: {os.environ["PROMETHEUS_URL"]} (queries of charts/*/dashboards/*.json work with namespace="local")')
         console.print("[bold]services are up; Ctrl-C stops them (the infrastructure stays up: `longtail infra down`)[/]")
         try:
             import time

@@ -194,8 +194,7 @@ class SimReport:
         self.refused = 0
 
 
-def _simulated_worker(index: int, tasks: list[L.Task], error_rate: float, lease_s: float, idle_exit: float, max_labels: int,
-                      seed: int, report: SimReport, stop: threading.Event) -> None:
+def _simulated_worker(index: int, tasks: list[L.Task], error_rate: float, lease_s: float, idle_exit: float, max_labels: int, seed: int, report: SimReport, stop: threading.Event) -> None:
     stub = _stub()
     objects = _objects()
     rng = random.Random(seed * 1000 + index)
@@ -229,7 +228,7 @@ def _label_loop(stub, objects, rng, labeller, tasks, error_rate, lease_s, idle_e
             except Exception:
                 truth = None
             annotation = annotate(task, truth, error_rate, rng) if truth is not None else None
-            if annotation is None:
+            if truth is None or annotation is None:
                 # Not a simulator snapshot (or a landmark task): leave it to people. The lease is
                 # kept until this worker stops, so the queue moves on to the next item instead of
                 # handing this one straight back; it is released at the end (or expires).
@@ -240,8 +239,7 @@ def _label_loop(stub, objects, rng, labeller, tasks, error_rate, lease_s, idle_e
                 held.append(lease.lease_id)
                 worked = True
                 continue
-            label = L.Label(labeller_id=labeller, labeller_kind=L.LABELLER_KIND_SIMULATED, annotation=annotation,
-                            trigger_true_positive=any(o.get("cls") in task.classes for o in firing_objects(truth)))
+            label = L.Label(labeller_id=labeller, labeller_kind=L.LABELLER_KIND_SIMULATED, annotation=annotation, trigger_true_positive=any(o.get("cls") in task.classes for o in firing_objects(truth)))
             try:
                 stub.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label), timeout=30)
             except grpc.RpcError as exc:  # e.g. the lease expired while we were slow
@@ -262,8 +260,7 @@ def _label_loop(stub, objects, rng, labeller, tasks, error_rate, lease_s, idle_e
             time.sleep(0.2)
 
 
-def simulate(task_names: list[str], error_rate: float, workers: int, lease_s: float = 60.0, idle_exit: float = 5.0,
-             max_labels: int = 0, seed: int = 0) -> SimReport:
+def simulate(task_names: list[str], error_rate: float, workers: int, lease_s: float = 60.0, idle_exit: float = 5.0, max_labels: int = 0, seed: int = 0) -> SimReport:
     stub = _stub()
     all_tasks = _call(stub.ListTasks, L.ListTasksRequest()).tasks
     tasks = [t for t in all_tasks if not task_names or t.name in task_names]
@@ -272,8 +269,7 @@ def simulate(task_names: list[str], error_rate: float, workers: int, lease_s: fl
         err.print(f"[red]error:[/] unknown task(s) {sorted(missing)}; known: {', '.join(t.name for t in all_tasks)}")
         raise typer.Exit(2)
     report, stop = SimReport(), threading.Event()
-    threads = [threading.Thread(target=_simulated_worker, args=(i, tasks, error_rate, lease_s, idle_exit, max_labels, seed, report, stop), daemon=True)
-               for i in range(workers)]
+    threads = [threading.Thread(target=_simulated_worker, args=(i, tasks, error_rate, lease_s, idle_exit, max_labels, seed, report, stop), daemon=True) for i in range(workers)]
     for t in threads:
         t.start()
     try:
@@ -353,16 +349,16 @@ def suites_get(name: str, version: int = typer.Option(0)) -> None:
 
 
 @suites_app.command("promote")
-def suites_promote(suite: str, sample_id: str, predicate: str = typer.Option(..., "--predicate"), note: str = typer.Option(""),
-                   operator: str = typer.Option(None)) -> None:
+def suites_promote(suite: str, sample_id: str, predicate: str = typer.Option(..., "--predicate"), note: str = typer.Option(""), operator: str = typer.Option(None)) -> None:
     """Add a (failing) fleet sample to a suite as a new case."""
     r = _call(_stub().PromoteToSuiteCase, L.PromoteToSuiteCaseRequest(suite=suite, sample_id=sample_id, predicate=predicate, note=note), _auth(operator))
     console.print(f"{r.suite.name} v{r.suite.version}: case {r.case.case_id[:12]}" + (" (already there)" if r.already_existed else " added"))
 
 
 @suites_app.command("evaluate")
-def suites_evaluate(model: str = typer.Argument(..., help="NAME:VERSION"), suite: list[str] = typer.Option(None, "--suite"),
-                    record: bool = typer.Option(False, help="store the results (operator)"), operator: str = typer.Option(None)) -> None:
+def suites_evaluate(
+    model: str = typer.Argument(..., help="NAME:VERSION"), suite: list[str] = typer.Option(None, "--suite"), record: bool = typer.Option(False, help="store the results (operator)"), operator: str = typer.Option(None)
+) -> None:
     """Evaluate suites on the predictions inference stored for a model version."""
     request = L.EvaluateSuitesRequest(model=_model(model), suites=suite or [], record=record)
     response = _call(_stub().EvaluateSuites, request, _auth(operator) if record else None)
@@ -406,15 +402,17 @@ def needs_data_next(results: list[L.SuiteResult], target: float = 1.0) -> Table:
     table = Table("rank", "suite", "model", "pass rate [95% CI]", "failing cases", title=f"needs data next: below {100 * target:g}%, lowest first")
     for i, r in enumerate(failing, 1):
         w = rate(r.passed, r.total)
-        table.add_row(str(i), r.suite, f"{r.model.name}:{r.model.version}", f"{100 * r.pass_rate:.1f}% [{100 * w.low:.0f}, {100 * w.high:.0f}] ({r.passed}/{r.total})",
-                      str(r.total - r.passed))
+        table.add_row(str(i), r.suite, f"{r.model.name}:{r.model.version}", f"{100 * r.pass_rate:.1f}% [{100 * w.low:.0f}, {100 * w.high:.0f}] ({r.passed}/{r.total})", str(r.total - r.passed))
     return table
 
 
 @suites_app.command("report")
-def suites_report(suite: str = typer.Option("", help="one suite (default: all)"), model: str = typer.Option("", help="model name (default: all)"),
-                  last: int = typer.Option(0, help="only the last N model versions"),
-                  target: float = typer.Option(1.0, help="pass rate below which a suite is failing (ranked under 'needs data next')")) -> None:
+def suites_report(
+    suite: str = typer.Option("", help="one suite (default: all)"),
+    model: str = typer.Option("", help="model name (default: all)"),
+    last: int = typer.Option(0, help="only the last N model versions"),
+    target: float = typer.Option(1.0, help="pass rate below which a suite is failing (ranked under 'needs data next')"),
+) -> None:
     """Pass rate per suite across model versions (recorded evaluations; red = regression), then the
     failing suites of each model line's newest version ranked lowest first: which needs data next."""
     if not 0.0 < target <= 1.0:
@@ -436,15 +434,20 @@ def suites_report(suite: str = typer.Option("", help="one suite (default: all)")
 def _datasets_table(items) -> Table:
     table = Table("name", "version", "tasks", "train", "val", "test", "labels", "manifest sha256", "created")
     for d in items:
-        table.add_row(d.name, str(d.version), ",".join(d.tasks), str(d.split_counts.train), str(d.split_counts.val), str(d.split_counts.test),
-                      str(d.label_count), d.manifest_sha256[:16], d.created_at.ToJsonString())
+        table.add_row(d.name, str(d.version), ",".join(d.tasks), str(d.split_counts.train), str(d.split_counts.val), str(d.split_counts.test), str(d.label_count), d.manifest_sha256[:16], d.created_at.ToJsonString())
     return table
 
 
 @datasets_app.command("create")
-def datasets_create(name: str, task: list[str] = typer.Option(..., "--task"), trigger: list[str] = typer.Option(None, "--trigger"),
-                    val: float = typer.Option(0.1), test: float = typer.Option(0.1), description: str = typer.Option(""),
-                    operator: str = typer.Option(None)) -> None:
+def datasets_create(
+    name: str,
+    task: list[str] = typer.Option(..., "--task"),
+    trigger: list[str] = typer.Option(None, "--trigger"),
+    val: float = typer.Option(0.1),
+    test: float = typer.Option(0.1),
+    description: str = typer.Option(""),
+    operator: str = typer.Option(None),
+) -> None:
     """Freeze the resolved labels of TASKs into a new immutable dataset version."""
     request = L.CreateDatasetRequest(name=name, tasks=task, description=description, split=L.SplitSpec(val_fraction=val, test_fraction=test))
     request.filter.trigger_ids.extend(trigger or [])
@@ -472,4 +475,3 @@ def datasets_rebuild(name: str, version: int = typer.Option(0), operator: str = 
     console.print(f"{r.dataset.name} v{r.dataset.version}: {ok} {r.rebuilt_sha256}" + (" (manifest re-uploaded)" if r.reuploaded else ""))
     if not r.matches:
         raise typer.Exit(1)
-

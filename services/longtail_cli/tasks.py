@@ -1,9 +1,9 @@
 """`longtail tasks ...`: declare tasks while the system runs and follow their workflows.
 
-    longtail tasks apply [tasks.yaml] [--only NAME]   # label schema, queue, default suite; a workflow per new task
-    longtail tasks status [NAME]                      # where each workflow stands, what it waits for
-    longtail tasks run NAME [--follow]                # advance it (resumable: stop it any time, run it again)
-    longtail tasks resume NAME [--file tasks.yaml]    # retry the step that blocked it (with a changed declaration)
+longtail tasks apply [tasks.yaml] [--only NAME]   # label schema, queue, default suite; a workflow per new task
+longtail tasks status [NAME]                      # where each workflow stands, what it waits for
+longtail tasks run NAME [--follow]                # advance it (resumable: stop it any time, run it again)
+longtail tasks resume NAME [--file tasks.yaml]    # retry the step that blocked it (with a changed declaration)
 """
 
 from __future__ import annotations
@@ -40,10 +40,12 @@ def _engine():
 
     from task_workflow.engine import GrpcEngine
 
-    return GrpcEngine(client.stub(labels_pb2_grpc.LabelStoreServiceStub, "LABEL_STORE_ADDR", "the label-store"),
-                      client.stub(trainer_pb2_grpc.TrainerServiceStub, "TRAINER_ADDR", "`longtail serve trainer`"),
-                      client.stub(triggers_pb2_grpc.TriggerCatalogServiceStub, "TRIGGER_EVALUATOR_ADDR", "the trigger-evaluator"),
-                      client.operator_metadata())
+    return GrpcEngine(
+        client.stub(labels_pb2_grpc.LabelStoreServiceStub, "LABEL_STORE_ADDR", "the label-store"),
+        client.stub(trainer_pb2_grpc.TrainerServiceStub, "TRAINER_ADDR", "`longtail serve trainer`"),
+        client.stub(triggers_pb2_grpc.TriggerCatalogServiceStub, "TRIGGER_EVALUATOR_ADDR", "the trigger-evaluator"),
+        client.operator_metadata(),
+    )
 
 
 def _declared(name: str, path: str | None) -> tasks_mod.DeclaredTask:
@@ -59,9 +61,11 @@ def _declared(name: str, path: str | None) -> tasks_mod.DeclaredTask:
 
 
 @app.command("apply")
-def apply(path: str = typer.Argument(None, help="task declarations (default: ./tasks.yaml, else the repository's)"),
-          only: str = typer.Option(None, help="apply only this task"),
-          workflow: bool = typer.Option(True, help="start a workflow for every task new to the label store")) -> None:
+def apply(
+    path: str = typer.Argument(None, help="task declarations (default: ./tasks.yaml, else the repository's)"),
+    only: str = typer.Option(None, help="apply only this task"),
+    workflow: bool = typer.Option(True, help="start a workflow for every task new to the label store"),
+) -> None:
     """Declare the tasks in the label store (schema, queue, default suite); the trainer gives each its head
     the first time a run names it. A task new to the label store gets a workflow (`longtail tasks run`)."""
     try:
@@ -100,16 +104,23 @@ def show(state: WorkflowState) -> None:
     at = state.current if state.current is not Step.BLOCKED else Step(state.blocked_step)
     line = " -> ".join(f"[bold]{s.value}[/]" if s is at else f"[dim]{s.value}[/]" if s.order > at.order else s.value for s in steps)
     out.print(f"[bold]{state.task}[/] ({state.suite}): {line}")
-    rows = [("step", state.step + (f" (at {state.blocked_step})" if state.blocked_step and state.current is Step.BLOCKED else "")),
-            ("waiting for", state.waiting_for or "-"), ("blocked", state.blocked_reason or "-"),
-            ("iteration", str(state.iteration)), ("labels", str(state.labels)), ("seed set", f"{state.seed_dataset or '-'} (attempt {state.seed_attempt})"),
-            ("detector", f"{state.detector} v{state.detector_version}" if state.detector_version else "-"),
-            ("trigger", f"{state.trigger_id} ({'active' if state.trigger_active else 'not active'})"),
-            ("suite", f"{state.suite}: {state.suite_cases} cases" + (f", {state.passed}/{state.suite_cases} pass ({state.pass_rate:.0%})" if state.pass_rate is not None else "")),
-            ("model", f"v{state.model_version}" if state.model_version else "-"),
-            # The dashboard repeats its task row over the trainer's `task` label: the row exists once a version with the head was trained.
-            ("dashboard", f"longtail / model quality, task={state.task}" if state.model_version else "- (after the first trained version)"),
-            ("declared", _age(state.declared_at)), ("certified", _age(state.certified_at)), ("updated", _age(state.updated_at))]
+    rows = [
+        ("step", state.step + (f" (at {state.blocked_step})" if state.blocked_step and state.current is Step.BLOCKED else "")),
+        ("waiting for", state.waiting_for or "-"),
+        ("blocked", state.blocked_reason or "-"),
+        ("iteration", str(state.iteration)),
+        ("labels", str(state.labels)),
+        ("seed set", f"{state.seed_dataset or '-'} (attempt {state.seed_attempt})"),
+        ("detector", f"{state.detector} v{state.detector_version}" if state.detector_version else "-"),
+        ("trigger", f"{state.trigger_id} ({'active' if state.trigger_active else 'not active'})"),
+        ("suite", f"{state.suite}: {state.suite_cases} cases" + (f", {state.passed}/{state.suite_cases} pass ({state.pass_rate:.0%})" if state.pass_rate is not None else "")),
+        ("model", f"v{state.model_version}" if state.model_version else "-"),
+        # The dashboard repeats its task row over the trainer's `task` label: the row exists once a version with the head was trained.
+        ("dashboard", f"longtail / model quality, task={state.task}" if state.model_version else "- (after the first trained version)"),
+        ("declared", _age(state.declared_at)),
+        ("certified", _age(state.certified_at)),
+        ("updated", _age(state.updated_at)),
+    ]
     table = Table(show_header=False)
     for k, v in rows:
         table.add_row(k, v)
@@ -134,8 +145,9 @@ def status(name: str = typer.Argument(None, help="a task; all workflows if omitt
     table = Table("task", "step", "iteration", "labels", "suite", "waiting for / blocked", title="task workflows")
     for task in store.tasks():
         s = store.load(task)
-        table.add_row(s.task, s.step, str(s.iteration), str(s.labels), f"{s.passed}/{s.suite_cases}" if s.pass_rate is not None else f"-/{s.suite_cases}",
-                      s.blocked_reason or s.waiting_for or "-")
+        if s is None:  # removed since store.tasks() listed it
+            continue
+        table.add_row(s.task, s.step, str(s.iteration), str(s.labels), f"{s.passed}/{s.suite_cases}" if s.pass_rate is not None else f"-/{s.suite_cases}", s.blocked_reason or s.waiting_for or "-")
     out.print(table)
 
 
@@ -157,9 +169,12 @@ def _workflow(name: str, path: str | None, **kw) -> Workflow:
 
 
 @app.command("run")
-def run(name: str, path: str = typer.Option(None, "--file", help="task declarations to use (default: the declaration the workflow keeps)"),
-        follow: bool = typer.Option(False, help="keep going while it waits (poll), until certified or blocked"),
-        poll_s: float = typer.Option(10.0, help="seconds between looks while waiting (--follow)")) -> None:
+def run(
+    name: str,
+    path: str = typer.Option(None, "--file", help="task declarations to use (default: the declaration the workflow keeps)"),
+    follow: bool = typer.Option(False, help="keep going while it waits (poll), until certified or blocked"),
+    poll_s: float = typer.Option(10.0, help="seconds between looks while waiting (--follow)"),
+) -> None:
     """Advance the task's workflow until it waits, blocks or is certified (safe to stop and run again)."""
     import grpc
 
@@ -182,8 +197,7 @@ def run(name: str, path: str = typer.Option(None, "--file", help="task declarati
 
 
 @app.command("resume")
-def resume(name: str, path: str = typer.Option(None, "--file", help="task declarations to resume with, e.g. a larger upload budget "
-                                                                   "(default: the declaration the workflow keeps)")) -> None:
+def resume(name: str, path: str = typer.Option(None, "--file", help="task declarations to resume with, e.g. a larger upload budget (default: the declaration the workflow keeps)")) -> None:
     """Retry the step that blocked the task's workflow (then `longtail tasks run`)."""
     workflow = _workflow(name, path)
     try:

@@ -54,13 +54,10 @@ def print_gate(report) -> None:
     for s in report.suites:
         drop = s.after_pass_rate + 1e-12 < s.before_pass_rate
         after = f"[red]{s.after_pass_rate:.1%}[/]" if drop else f"{s.after_pass_rate:.1%}"
-        table.add_row(s.suite, str(s.suite_version), f"{s.before_pass_rate:.1%}", after, str(s.total),
-                      str(len(s.regressed_case_ids)), str(len(s.unstable_case_ids)), str(len(s.waived_case_ids)),
-                      str(len(s.fixed_case_ids)))
+        table.add_row(s.suite, str(s.suite_version), f"{s.before_pass_rate:.1%}", after, str(s.total), str(len(s.regressed_case_ids)), str(len(s.unstable_case_ids)), str(len(s.waived_case_ids)), str(len(s.fixed_case_ids)))
     out.print(table)
     verdict = "[green]ACCEPTED[/]" if report.accepted else "[bold red]REFUSED[/]"
-    out.print(f"{verdict} {report.candidate.name}@{report.candidate.version} vs baseline "
-              f"{report.baseline.name + '@' + str(report.baseline.version) if report.baseline.name else '(none)'}")
+    out.print(f"{verdict} {report.candidate.name}@{report.candidate.version} vs baseline {report.baseline.name + '@' + str(report.baseline.version) if report.baseline.name else '(none)'}")
     for r in report.reasons:
         out.print(f"  - {r}")
     for w in report.waivers_applied:
@@ -131,8 +128,7 @@ def train(
 def _print_run(run) -> None:
     from longtail.models.v1 import trainer_pb2 as T
 
-    out.print(f"run {run.run_id}: [bold]{T.RunStatus.Name(run.status).removeprefix('RUN_STATUS_')}[/] "
-              f"model {run.model.name}@{run.model.version} data {', '.join(run.datasets_used)}")
+    out.print(f"run {run.run_id}: [bold]{T.RunStatus.Name(run.status).removeprefix('RUN_STATUS_')}[/] model {run.model.name}@{run.model.version} data {', '.join(run.datasets_used)}")
     if run.error:
         out.print(f"[red]{run.error}[/]")
     metrics = Table("metric", "value", title="metrics")
@@ -154,9 +150,16 @@ def runs(run_id: str = typer.Argument("", help="Show one run in detail.")) -> No
         return
     table = Table("run", "kind", "status", "phase", "progress", "model", "triggered by", "created")
     for r in _call(stub.ListRuns, T.ListRunsRequest(page_size=50)).runs:
-        table.add_row(r.run_id, T.RunKind.Name(r.spec.kind).removeprefix("RUN_KIND_"), T.RunStatus.Name(r.status).removeprefix("RUN_STATUS_"),
-                      T.RunPhase.Name(r.phase).removeprefix("RUN_PHASE_"), f"{r.progress:.0%}", f"{r.model.name}@{r.model.version}",
-                      r.triggered_by, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at.seconds)))
+        table.add_row(
+            r.run_id,
+            T.RunKind.Name(r.spec.kind).removeprefix("RUN_KIND_"),
+            T.RunStatus.Name(r.status).removeprefix("RUN_STATUS_"),
+            T.RunPhase.Name(r.phase).removeprefix("RUN_PHASE_"),
+            f"{r.progress:.0%}",
+            f"{r.model.name}@{r.model.version}",
+            r.triggered_by,
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at.seconds)),
+        )
     out.print(table)
 
 
@@ -170,9 +173,16 @@ def models_list(name: str = typer.Argument("", help="Model name (default: all)."
         state = T.ModelState.Name(m.state).removeprefix("MODEL_STATE_")
         color = {"PRODUCTION": "green", "REFUSED": "red", "RETIRED": "dim"}.get(state, "yellow")
         suites = ", ".join(f"{s.suite} {s.pass_rate:.0%}" for s in m.suite_results if s.total)
-        table.add_row(f"{m.model.name}@{m.model.version}", f"[{color}]{state}[/]", T.RunKind.Name(m.kind).removeprefix("RUN_KIND_"),
-                      str(m.parent.version or "-"), ",".join(m.tasks), suites, "accepted" if m.gate_report.accepted else
-                      ("[red]" + "; ".join(m.gate_report.reasons)[:80] + "[/]" if m.gate_report.reasons else "-"), m.run_id)
+        table.add_row(
+            f"{m.model.name}@{m.model.version}",
+            f"[{color}]{state}[/]",
+            T.RunKind.Name(m.kind).removeprefix("RUN_KIND_"),
+            str(m.parent.version or "-"),
+            ",".join(m.tasks),
+            suites,
+            "accepted" if m.gate_report.accepted else ("[red]" + "; ".join(m.gate_report.reasons)[:80] + "[/]" if m.gate_report.reasons else "-"),
+            m.run_id,
+        )
     out.print(table)
 
 
@@ -188,9 +198,12 @@ def models_get(ref: str = typer.Argument(..., help="NAME@VERSION (NAME = product
 
 
 @models_app.command("promote")
-def models_promote(ref: str = typer.Argument(..., help="NAME@VERSION"), candidate: bool = typer.Option(False, "--candidate", help="Shadow mode only."),
-                   fraction: float = typer.Option(0.0, "--fraction", min=0.0, max=1.0, help="With --candidate: share of the fleet that runs it (0 = all)."),
-                   reason: str = typer.Option("", help="Why (logged).")) -> None:
+def models_promote(
+    ref: str = typer.Argument(..., help="NAME@VERSION"),
+    candidate: bool = typer.Option(False, "--candidate", help="Shadow mode only."),
+    fraction: float = typer.Option(0.0, "--fraction", min=0.0, max=1.0, help="With --candidate: share of the fleet that runs it (0 = all)."),
+    reason: str = typer.Option("", help="Why (logged)."),
+) -> None:
     """Make a published version PRODUCTION (or beam it as a shadow CANDIDATE). Refused versions cannot be promoted."""
     from longtail.common.v1 import common_pb2 as C
     from longtail.models.v1 import trainer_pb2 as T
@@ -201,23 +214,23 @@ def models_promote(ref: str = typer.Argument(..., help="NAME@VERSION"), candidat
 
 
 @models_app.command("import")
-def models_import(name: str = typer.Argument(..., help="Model line (a Triton folder name)."),
-                  weights: Path = typer.Argument(..., exists=True, dir_okay=False, help="TorchScript archive (longtail.model.torchscript.save)."),
-                  candidate: bool = typer.Option(False, "--candidate", help="Publish as a shadow CANDIDATE instead of PRODUCTION."),
-                  reason: str = typer.Option("", help="Recorded with the version.")) -> None:
+def models_import(
+    name: str = typer.Argument(..., help="Model line (a Triton folder name)."),
+    weights: Path = typer.Argument(..., exists=True, dir_okay=False, help="TorchScript archive (longtail.model.torchscript.save)."),
+    candidate: bool = typer.Option(False, "--candidate", help="Publish as a shadow CANDIDATE instead of PRODUCTION."),
+    reason: str = typer.Option("", help="Recorded with the version."),
+) -> None:
     """Register weights trained elsewhere (e.g. a bootstrap model) as the first version of a model line."""
     from longtail.common.v1 import common_pb2 as C
     from longtail.models.v1 import trainer_pb2 as T
 
     role = C.MODEL_ROLE_CANDIDATE if candidate else C.MODEL_ROLE_PRODUCTION
     r = _call(_stub().ImportModel, T.ImportModelRequest(model_name=name, weights=weights.read_bytes(), role=role, reason=reason), metadata=_auth())
-    out.print(f"{r.model.model.name}@{r.model.model.version} is {T.ModelState.Name(r.model.state).removeprefix('MODEL_STATE_')}"
-              + (" (already imported)" if r.already_existed else ""))
+    out.print(f"{r.model.model.name}@{r.model.model.version} is {T.ModelState.Name(r.model.state).removeprefix('MODEL_STATE_')}" + (" (already imported)" if r.already_existed else ""))
 
 
 @models_app.command("rollback")
-def models_rollback(name: str = typer.Argument(...), to: int = typer.Option(0, help="Version (0 = the previous PRODUCTION)."),
-                    reason: str = typer.Option("", help="Why (logged).")) -> None:
+def models_rollback(name: str = typer.Argument(...), to: int = typer.Option(0, help="Version (0 = the previous PRODUCTION)."), reason: str = typer.Option("", help="Why (logged).")) -> None:
     """Re-publish an earlier version as PRODUCTION."""
     from longtail.models.v1 import trainer_pb2 as T
 
@@ -226,11 +239,15 @@ def models_rollback(name: str = typer.Argument(...), to: int = typer.Option(0, h
 
 
 @models_app.command("compare")
-def models_compare(candidate: str = typer.Argument(..., help="NAME@VERSION"), production: str = typer.Option("", help="NAME@VERSION (default: current PRODUCTION)."),
-                   dataset: str = typer.Option("", help="NAME[@VERSION]: compare on its samples."), split: str = typer.Option("", help="train, val or test."),
-                   suite: list[str] = typer.Option([], "--suite", help="Compare on these suites' cases (default with no dataset: all)."),
-                   fleet: bool = typer.Option(False, "--fleet", help="The fleet's shadow-mode reports instead of an offline run."),
-                   since: str = typer.Option("", help="With --fleet: how far back, e.g. 30m, 2h, 1d (default: everything retained).")) -> None:
+def models_compare(
+    candidate: str = typer.Argument(..., help="NAME@VERSION"),
+    production: str = typer.Option("", help="NAME@VERSION (default: current PRODUCTION)."),
+    dataset: str = typer.Option("", help="NAME[@VERSION]: compare on its samples."),
+    split: str = typer.Option("", help="train, val or test."),
+    suite: list[str] = typer.Option([], "--suite", help="Compare on these suites' cases (default with no dataset: all)."),
+    fleet: bool = typer.Option(False, "--fleet", help="The fleet's shadow-mode reports instead of an offline run."),
+    since: str = typer.Option("", help="With --fleet: how far back, e.g. 30m, 2h, 1d (default: everything retained)."),
+) -> None:
     """Where two versions disagree, frame by frame: offline (a dataset and/or suite cases) or, with
     --fleet, what the cars running the candidate in shadow mode reported."""
     from longtail.common.v1 import common_pb2 as C

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from longtail.triggerlang.compiler import BUILTINS, MAX_STATE_ITEMS
+from longtail.triggerlang.catalogue import BUILTINS, MAX_STATE_ITEMS
 from longtail.triggerlang.errors import TriggerSyntaxError
 from longtail.triggerlang.runtime import compile_trigger
 
@@ -55,4 +55,5 @@ def explain_command(expr: str = typer.Argument(..., help="Trigger expression, or
     if trigger.vec is not None:
         typer.echo("fleet-side: column by column, with the other triggers (docs/triggers.md)")
     else:
-        typer.echo("fleet-side: frame by frame (track_flicker, first_seen and map_disagreement are; ~20x slower per frame)")
+        slow = [b.name for b in BUILTINS.values() if not b.columnar]
+        typer.echo(f"fleet-side: frame by frame ({', '.join(slow[:-1])} and {slow[-1]} are; ~20x slower per frame)")

@@ -41,8 +41,15 @@ def _show(triggers) -> None:
     table = Table("id", "v", "state", "site", "task", "budget", "per car/h", "expression", "reason")
     for t in triggers:
         table.add_row(
-            t.trigger_id, str(t.version), S.TriggerState.Name(t.state).removeprefix("TRIGGER_STATE_"), S.TriggerSite.Name(t.spec.site).removeprefix("TRIGGER_SITE_"),
-            t.spec.task, str(t.spec.upload_budget), f"{t.spec.max_uploads_per_car_hour:g}", t.spec.expression, t.state_reason,
+            t.trigger_id,
+            str(t.version),
+            S.TriggerState.Name(t.state).removeprefix("TRIGGER_STATE_"),
+            S.TriggerSite.Name(t.spec.site).removeprefix("TRIGGER_SITE_"),
+            t.spec.task,
+            str(t.spec.upload_budget),
+            f"{t.spec.max_uploads_per_car_hour:g}",
+            t.spec.expression,
+            t.state_reason,
         )
     console.print(table)
 

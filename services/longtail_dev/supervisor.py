@@ -102,13 +102,19 @@ class ServiceProcess:
             self.proc.kill()
             return self.proc.wait()
 
+    @property
+    def pid(self) -> int:
+        """The service's process id (once started)."""
+        assert self.proc is not None, "the service was not started"
+        return self.proc.pid
+
     def cpu_seconds(self) -> float:
         """User+system CPU time the process has used (for per-core throughput figures)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_bytes(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         return 0

@@ -71,8 +71,7 @@ async def serve() -> None:
     producer = Producer(kafka.bootstrap_servers, SERVICE)
     runtime.on_shutdown(producer.close)
     recent = RecentDisagreements(settings.recent_disagreements)
-    worker = MapWorker(state, lock, producer, kafka.bootstrap_servers, recent.add, group_id=settings.consumer_group,
-                       publish_interval_s=settings.publish_interval_s, batch_size=settings.batch_size)
+    worker = MapWorker(state, lock, producer, kafka.bootstrap_servers, recent.add, group_id=settings.consumer_group, publish_interval_s=settings.publish_interval_s, batch_size=settings.batch_size)
     worker.publish(force=True)
     await asyncio.to_thread(producer.flush)
     worker.update_gauges()
@@ -81,8 +80,7 @@ async def serve() -> None:
         worker.publish()
         await asyncio.to_thread(producer.flush)
 
-    runtime.server.add(mapvision_pb2_grpc.add_MapVisionServiceServicer_to_server,
-                       MapVisionServicer(state, lock, recent, publish, operator and operator.token_secret), MAP_VISION.grpc)
+    runtime.server.add(mapvision_pb2_grpc.add_MapVisionServiceServicer_to_server, MapVisionServicer(state, lock, recent, publish, operator.token_secret if operator is not None else None), MAP_VISION.grpc)
     runtime.add_worker("telemetry consumer", worker, settings.stall_timeout_s)
     await runtime.run()
 

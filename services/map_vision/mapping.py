@@ -42,7 +42,7 @@ from pydantic_settings import NoDecode
 from longtail.mapvision.v1 import events_pb2, map_pb2
 
 TWO_PI = 2.0 * math.pi
-CLASS_KIND: dict[str, int] = {"stop_sign": map_pb2.FEATURE_KIND_STOP_SIGN, "traffic_light": map_pb2.FEATURE_KIND_TRAFFIC_LIGHT}
+CLASS_KIND: dict[str, map_pb2.FeatureKind] = {"stop_sign": map_pb2.FEATURE_KIND_STOP_SIGN, "traffic_light": map_pb2.FEATURE_KIND_TRAFFIC_LIGHT}
 KIND_CLASS: dict[int, str] = {v: k for k, v in CLASS_KIND.items()}
 MISSING = events_pb2.DISAGREEMENT_KIND_MAP_WITHOUT_VISION
 EXTRA = events_pb2.DISAGREEMENT_KIND_VISION_WITHOUT_MAP
@@ -157,8 +157,7 @@ def faces(ex: float, ey: float, x: float, y: float, feature_heading: float, tol_
     return abs(wrap(feature_heading - math.atan2(ey - y, ex - x))) <= tol_rad
 
 
-def in_view(ex: float, ey: float, heading: float, x: float, y: float, feature_heading: float | None,
-            max_range: float, half_fov: float, facing_tol: float, min_range: float = 0.0) -> bool:
+def in_view(ex: float, ey: float, heading: float, x: float, y: float, feature_heading: float | None, max_range: float, half_fov: float, facing_tol: float, min_range: float = 0.0) -> bool:
     """Field-of-view and range test: within [min_range, max_range], within +-half_fov of the
     heading and (if `feature_heading` is given) its face pointing at the car."""
     r, b = observe(ex, ey, heading, x, y)
@@ -200,14 +199,42 @@ def _seconds(ts) -> float:
 class Feature:
     """A map feature (or a candidate, `candidate=True`) with its estimation state."""
 
-    __slots__ = ("feature_id", "cls", "x", "y", "heading", "sectors", "dir_x", "dir_y", "attributes", "confidence", "observation_count",
-                 "miss_count", "first_seen", "last_seen", "source", "removed", "weight", "votes", "miss_passes", "passes",
-                 "pass_vehicles", "transient", "permanent", "closest", "candidate", "cell", "change", "published", "updated_at",
-                 "last_published")
+    __slots__ = (
+        "feature_id",
+        "cls",
+        "x",
+        "y",
+        "heading",
+        "sectors",
+        "dir_x",
+        "dir_y",
+        "attributes",
+        "confidence",
+        "observation_count",
+        "miss_count",
+        "first_seen",
+        "last_seen",
+        "source",
+        "removed",
+        "weight",
+        "votes",
+        "miss_passes",
+        "passes",
+        "pass_vehicles",
+        "transient",
+        "permanent",
+        "closest",
+        "candidate",
+        "cell",
+        "change",
+        "published",
+        "updated_at",
+        "last_published",
+    )
 
-    def __init__(self, feature_id: str, cls: str, x: float, y: float, heading: float, *, source: int = FLEET,
-                 confidence: float = 1.0, attributes: Mapping[str, str] | None = None, weight: float = 1.0,
-                 candidate: bool = False) -> None:
+    def __init__(
+        self, feature_id: str, cls: str, x: float, y: float, heading: float, *, source: map_pb2.FeatureSource = FLEET, confidence: float = 1.0, attributes: Mapping[str, str] | None = None, weight: float = 1.0, candidate: bool = False
+    ) -> None:
         self.feature_id = feature_id
         self.cls = cls
         self.x, self.y = float(x), float(y)
@@ -232,20 +259,28 @@ class Feature:
         self.closest = math.inf  # candidates: smallest range it was seen from
         self.candidate = candidate
         self.cell: tuple[int, int] | None = None
-        self.change = 0  # pending FeatureChange (0 = nothing structural pending)
+        self.change = events_pb2.FEATURE_CHANGE_UNSPECIFIED  # pending FeatureChange (0 = nothing structural pending)
         self.published = False
         self.updated_at: float | None = None
         self.last_published = -math.inf
 
     @property
-    def kind(self) -> int:
+    def kind(self) -> map_pb2.FeatureKind:
         return CLASS_KIND[self.cls]
 
     def to_proto(self) -> map_pb2.MapFeature:
         f = map_pb2.MapFeature(
-            feature_id=self.feature_id, kind=self.kind, x=self.x, y=self.y, heading=self.heading,
-            attributes=self.attributes, confidence=self.confidence, observation_count=self.observation_count,
-            miss_count=self.miss_count, source=self.source, removed=self.removed,
+            feature_id=self.feature_id,
+            kind=self.kind,
+            x=self.x,
+            y=self.y,
+            heading=self.heading,
+            attributes=self.attributes,
+            confidence=self.confidence,
+            observation_count=self.observation_count,
+            miss_count=self.miss_count,
+            source=self.source,
+            removed=self.removed,
         )
         _ts(self.first_seen, f.first_seen)
         _ts(self.last_seen, f.last_seen)
@@ -254,8 +289,7 @@ class Feature:
     @classmethod
     def from_proto(cls, p: map_pb2.MapFeature, tun: Tunables) -> Feature:
         """A feature restored from mapvision.features.v1 (smoothing weight from its count)."""
-        f = cls(p.feature_id, KIND_CLASS[p.kind], p.x, p.y, p.heading, source=p.source or FLEET, confidence=p.confidence,
-                attributes=dict(p.attributes), weight=min(tun.smoothing_cap, tun.seed_weight + 0.1 * p.observation_count))
+        f = cls(p.feature_id, KIND_CLASS[p.kind], p.x, p.y, p.heading, source=p.source or FLEET, confidence=p.confidence, attributes=dict(p.attributes), weight=min(tun.smoothing_cap, tun.seed_weight + 0.1 * p.observation_count))
         f.observation_count, f.miss_count, f.removed = p.observation_count, p.miss_count, p.removed
         f.first_seen = _seconds(p.first_seen) if p.HasField("first_seen") else None
         f.last_seen = _seconds(p.last_seen) if p.HasField("last_seen") else None
@@ -305,7 +339,7 @@ class Feature:
             for k in votes:
                 votes[k] *= 0.5
         current = self.attributes.get(key)
-        if value != current and votes[value] >= votes.get(current, 0.0) + switch_votes:
+        if value != current and votes[value] >= (votes.get(current, 0.0) if current is not None else 0.0) + switch_votes:
             self.attributes[key] = value
             return True
         return False
@@ -468,14 +502,13 @@ class MapState:
         return (f for f in self.features.values() if not f.removed)
 
     def counts_by_source(self) -> dict[int, int]:
-        out = {SEED: 0, FLEET: 0}
+        out: dict[int, int] = {SEED: 0, FLEET: 0}
         for f in self.features.values():
             if not f.removed:
                 out[f.source] = out.get(f.source, 0) + 1
         return out
 
-    def query(self, region: tuple[float, float, float, float] | None = None, kinds: Iterable[int] = (),
-              min_confidence: float = 0.0, include_removed: bool = False) -> list[Feature]:
+    def query(self, region: tuple[float, float, float, float] | None = None, kinds: Iterable[int] = (), min_confidence: float = 0.0, include_removed: bool = False) -> list[Feature]:
         kinds = set(kinds)
         if region is None:
             pool: Iterable[Feature] = self.features.values() if include_removed else self.active()
@@ -494,7 +527,7 @@ class MapState:
         out.sort(key=lambda f: f.feature_id)
         return out
 
-    def _mark(self, f: Feature, change: int, t: float | None) -> None:
+    def _mark(self, f: Feature, change: events_pb2.FeatureChange, t: float | None) -> None:
         if change != UPDATED or not f.change:  # the latest structural change wins; UPDATED never hides one
             f.change = change
         f.updated_at = t if t is not None else f.updated_at
@@ -523,8 +556,7 @@ class MapState:
         if not f.removed:
             self.grid.add(f)
 
-    def seed(self, protos: Iterable[map_pb2.MapFeature], *, replace: bool = False, only_new: bool = False,
-             now: float) -> tuple[int, int, int]:
+    def seed(self, protos: Iterable[map_pb2.MapFeature], *, replace: bool = False, only_new: bool = False, now: float) -> tuple[int, int, int]:
         """Load features as source SEED, idempotent by feature_id. `only_new`: keep features the map
         already has (a seed file at start-up must not undo what the fleet learned). `replace`: seeded
         features not in the list are marked removed. Returns (created, updated, removed)."""
@@ -537,8 +569,7 @@ class MapState:
             f = self.features.get(p.feature_id)
             conf = p.confidence if p.confidence > 0 else 1.0
             if f is None:
-                f = Feature(p.feature_id, KIND_CLASS[p.kind], p.x, p.y, p.heading, source=SEED, confidence=conf,
-                            attributes=dict(p.attributes), weight=self.tun.seed_weight)
+                f = Feature(p.feature_id, KIND_CLASS[p.kind], p.x, p.y, p.heading, source=SEED, confidence=conf, attributes=dict(p.attributes), weight=self.tun.seed_weight)
                 self.features[f.feature_id] = f
                 self.grid.add(f)
                 self._mark(f, CREATED, now)
@@ -546,8 +577,7 @@ class MapState:
                 continue
             if only_new:
                 continue
-            same = (f.cls == KIND_CLASS[p.kind] and f.x == p.x and f.y == p.y and f.heading == p.heading
-                    and f.attributes == dict(p.attributes) and f.source == SEED and not f.removed and f.confidence == conf)
+            same = f.cls == KIND_CLASS[p.kind] and f.x == p.x and f.y == p.y and f.heading == p.heading and f.attributes == dict(p.attributes) and f.source == SEED and not f.removed and f.confidence == conf
             if same:
                 continue
             self.grid.remove(f)
@@ -584,7 +614,7 @@ class MapState:
             event = events_pb2.MapFeatureUpdated(feature=f.to_proto(), change=change)
             _ts(f.updated_at if f.updated_at is not None else now_wall, event.updated_at)
             out.append(event)
-            f.change, f.published, f.last_published = 0, True, now_wall
+            f.change, f.published, f.last_published = events_pb2.FEATURE_CHANGE_UNSPECIFIED, True, now_wall
             del self.pending[fid]
         return out
 
@@ -627,6 +657,7 @@ class MapState:
         expected: dict[str, tuple[Feature, float, float]] = {}
         matchable: list[tuple[Feature, float, float]] = []
         det_classes = {d.cls for d in dets}
+        f: Feature | None
         for f in nearby:
             dx, dy = f.x - ex, f.y - ey
             r = math.hypot(dx, dy)
@@ -640,10 +671,13 @@ class MapState:
                 continue
             if f.cls in det_classes:
                 matchable.append((f, r, b))
-            if (tun.min_range_m <= r <= tun.compare_range_m and abs(b) <= tun.compare_half_fov_rad
-                    and f.confidence >= tun.min_feature_conf
-                    # a seeded face must point at the car; a fleet feature must have been seen from here
-                    and (off_face <= tun.facing_tol_rad if f.source != FLEET else f.seen_from(-dx / r, -dy / r, tun.seen_from_min))):
+            if (
+                tun.min_range_m <= r <= tun.compare_range_m
+                and abs(b) <= tun.compare_half_fov_rad
+                and f.confidence >= tun.min_feature_conf
+                # a seeded face must point at the car; a fleet feature must have been seen from here
+                and (off_face <= tun.facing_tol_rad if f.source != FLEET else f.seen_from(-dx / r, -dy / r, tun.seen_from_min))
+            ):
                 expected[f.feature_id] = (f, r, b)
 
         if dets and matchable:
@@ -655,6 +689,7 @@ class MapState:
             f = d.match
             if f is None or not d.confirmed:
                 continue  # a loose match only spares a disagreement
+            assert d.r is not None and d.x is not None and d.y is not None  # confirmed: located (_associate)
             f.observation_count += 1
             if f.first_seen is None:
                 f.first_seen = t
@@ -751,7 +786,9 @@ class MapState:
 
     def _candidate(self, d: _Det, vid: str, ex: float, ey: float, h: float, t: float) -> None:
         tun = self.tun
-        best, best_cost = None, math.inf
+        assert d.r is not None and d.x is not None and d.y is not None  # only located detections seed candidates
+        best: Feature | None = None
+        best_cost = math.inf
         for c in self.cand_grid.near(d.x, d.y, tun.assoc_radius_m + tun.assoc_range_frac * tun.map_range_m):
             if c.cls != d.cls:
                 continue
@@ -771,8 +808,7 @@ class MapState:
         w = d.conf / (1.0 + (d.r / tun.ref_range_m) ** 2)
         if best is None:
             self._cand_seq += 1
-            best = Feature(f"candidate/{self._cand_seq}", d.cls, d.x, d.y, math.atan2(toward[1], toward[0]), source=FLEET,
-                           confidence=0.0, weight=w, candidate=True)
+            best = Feature(f"candidate/{self._cand_seq}", d.cls, d.x, d.y, math.atan2(toward[1], toward[0]), source=FLEET, confidence=0.0, weight=w, candidate=True)
             best.first_seen = t
             self.candidates[best.feature_id] = best
             self.cand_grid.add(best)
@@ -795,8 +831,7 @@ class MapState:
             del best.pass_vehicles[oldest]
         attrs = d.d.attributes
         scores = d.d.attribute_scores
-        transient = any(attrs.get(k) == v and scores.get(k, d.conf) >= tun.attr_min_conf
-                        for k, v in (("mount", "handheld"), ("temporary", "true")))
+        transient = any(attrs.get(k) == v and scores.get(k, d.conf) >= tun.attr_min_conf for k, v in (("mount", "handheld"), ("temporary", "true")))
         if transient:
             best.transient += 1
         else:
@@ -804,8 +839,7 @@ class MapState:
         for k, v in self._confident_attributes(d).items():
             best.votes.setdefault(k, {})
             best.votes[k][v] = best.votes[k].get(v, 0.0) + 1.0
-        if (best.observation_count >= tun.promote_min_observations and best.passes >= tun.promote_min_passes
-                and best.closest <= tun.promote_within_m and best.permanent > best.transient):
+        if best.observation_count >= tun.promote_min_observations and best.passes >= tun.promote_min_passes and best.closest <= tun.promote_within_m and best.permanent > best.transient:
             self._promote(best, t)
 
     def _promote(self, c: Feature, t: float) -> None:
@@ -901,12 +935,19 @@ class MapState:
                 del self.candidates[c.feature_id]
                 self.cand_grid.remove(c)
 
-    def _disagreement(self, vid: str, frame_id: str, frame, kind: int, f: Feature | None, d: _Det | None,
-                      distance: float, mismatched: list[str] | None = None) -> events_pb2.Disagreement:
-        subject = f.feature_id if f is not None else d.subject
+    def _disagreement(self, vid: str, frame_id: str, frame, kind: events_pb2.DisagreementKind, f: Feature | None, d: _Det | None, distance: float, mismatched: list[str] | None = None) -> events_pb2.Disagreement:
+        if f is not None:
+            subject = f.feature_id
+        else:
+            assert d is not None  # a disagreement is about a feature, a detection or both
+            subject = d.subject
         out = events_pb2.Disagreement(
-            disagreement_id=disagreement_id(vid, frame_id, kind, subject), vehicle_id=vid, frame_id=frame_id, kind=kind,
-            distance_m=distance, mismatched_attributes=mismatched or (),
+            disagreement_id=disagreement_id(vid, frame_id, kind, subject),
+            vehicle_id=vid,
+            frame_id=frame_id,
+            kind=kind,
+            distance_m=distance,
+            mismatched_attributes=mismatched or (),
         )
         if f is not None:
             out.feature.CopyFrom(f.to_proto())

@@ -102,8 +102,7 @@ class SimulatedWorld:
     drive: Callable[[int, int, float], list]  # (car seed, frames, dt) -> ego poses along the roads
 
 
-def simulator_world(world_seed: int = 0, blocks: int | None = None, missing_rate: float = 0.1, stale_rate: float = 0.05,
-                    map_seed: int = 0) -> SimulatedWorld:
+def simulator_world(world_seed: int = 0, blocks: int | None = None, missing_rate: float = 0.1, stale_rate: float = 0.05, map_seed: int = 0) -> SimulatedWorld:
     """The adapter to longtail.synthetic.world (the only code here that knows its API): the simulator's
     imperfect map export (`World.map_features`: some features missing, some moved along their
     road and stale, ids = world object ids), the ground truth, and cars driving its roads."""
@@ -112,8 +111,7 @@ def simulator_world(world_seed: int = 0, blocks: int | None = None, missing_rate
     from map_vision.synthetic import TruthFeature
 
     world = World(WorldConfig() if blocks is None else WorldConfig(blocks=blocks), seed=world_seed)
-    truth = [TruthFeature(o.object_id, o.cls, o.x, o.y, o.facing, dict(o.attributes), o.permanent)
-             for o in world.objects if o.cls in CLASS_KIND]
+    truth = [TruthFeature(o.object_id, o.cls, o.x, o.y, o.facing, dict(o.attributes), o.permanent) for o in world.objects if o.cls in CLASS_KIND]
 
     def drive(car_seed: int, frames: int, dt: float = 0.1) -> list:
         car = Car(world, seed=car_seed, vehicle_id=f"car-{car_seed}")
@@ -123,8 +121,7 @@ def simulator_world(world_seed: int = 0, blocks: int | None = None, missing_rate
     return SimulatedWorld(seed_map, truth, drive)
 
 
-def simulator_map(world_seed: int = 0, blocks: int | None = None, missing_rate: float = 0.1, stale_rate: float = 0.05,
-                  map_seed: int = 0) -> list[map_pb2.MapFeature]:
+def simulator_map(world_seed: int = 0, blocks: int | None = None, missing_rate: float = 0.1, stale_rate: float = 0.05, map_seed: int = 0) -> list[map_pb2.MapFeature]:
     return simulator_world(world_seed, blocks, missing_rate, stale_rate, map_seed).seed_map
 
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from longtail.auth import OPERATOR_AUDIENCE, AuthError, bearer, verify_token
+from longtail.grpc_server import abort
 from longtail.log import get_logger
 from longtail.mapvision.v1 import events_pb2, mapvision_pb2, mapvision_pb2_grpc
 
@@ -70,8 +71,7 @@ def _ns(ts) -> int:
 
 
 class MapVisionServicer(mapvision_pb2_grpc.MapVisionServiceServicer):
-    def __init__(self, state: MapState, lock: threading.RLock, recent: RecentDisagreements,
-                 publish: Callable[[], Awaitable[None]], operator_secret: str | None) -> None:
+    def __init__(self, state: MapState, lock: threading.RLock, recent: RecentDisagreements, publish: Callable[[], Awaitable[None]], operator_secret: str | None) -> None:
         self.state = state
         self.lock = lock
         self.recent = recent
@@ -84,13 +84,13 @@ class MapVisionServicer(mapvision_pb2_grpc.MapVisionServiceServicer):
             r = request.region
             values = (r.x_min, r.y_min, r.x_max, r.y_max)
             if not all(math.isfinite(v) for v in values) or r.x_min > r.x_max or r.y_min > r.y_max:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "region must be finite with x_min <= x_max and y_min <= y_max")
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "region must be finite with x_min <= x_max and y_min <= y_max")
             region = values
         if not 0.0 <= request.min_confidence <= 1.0:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "min_confidence must be in [0, 1]")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "min_confidence must be in [0, 1]")
         unknown = [k for k in request.kinds if k not in KIND_CLASS]
         if unknown:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown feature kinds {unknown}")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"unknown feature kinds {unknown}")
 
         def query():
             with self.lock:
@@ -101,31 +101,29 @@ class MapVisionServicer(mapvision_pb2_grpc.MapVisionServiceServicer):
 
         features = await asyncio.to_thread(query)
         if features is None:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"more than {MAX_FEATURES_PER_RESPONSE} features match: ask for a smaller region")
+            await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, f"more than {MAX_FEATURES_PER_RESPONSE} features match: ask for a smaller region")
         response = mapvision_pb2.GetMapResponse(features=features)
         response.as_of.GetCurrentTime()
         return response
 
     async def GetFeature(self, request: mapvision_pb2.GetFeatureRequest, context: grpc.aio.ServicerContext) -> mapvision_pb2.GetFeatureResponse:
         if not request.feature_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "feature_id is required")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "feature_id is required")
         with self.lock:
             f = self.state.get(request.feature_id)
             proto = f.to_proto() if f is not None else None
         if proto is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no map feature {request.feature_id!r}")
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"no map feature {request.feature_id!r}")
         return mapvision_pb2.GetFeatureResponse(feature=proto)
 
-    async def ListDisagreements(self, request: mapvision_pb2.ListDisagreementsRequest,
-                                context: grpc.aio.ServicerContext) -> mapvision_pb2.ListDisagreementsResponse:
+    async def ListDisagreements(self, request: mapvision_pb2.ListDisagreementsRequest, context: grpc.aio.ServicerContext) -> mapvision_pb2.ListDisagreementsResponse:
         if request.page_size < 0:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "page_size must be >= 0")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "page_size must be >= 0")
         limit = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         before = None
         if request.page_token:
             if not request.page_token.isdigit():
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "invalid page_token")
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid page_token")
             before = int(request.page_token)
         kinds = set(request.kinds)
         vehicle, feature_id = request.vehicle_id, request.feature_id
@@ -150,17 +148,16 @@ class MapVisionServicer(mapvision_pb2_grpc.MapVisionServiceServicer):
 
     async def SeedMap(self, request: mapvision_pb2.SeedMapRequest, context: grpc.aio.ServicerContext) -> mapvision_pb2.SeedMapResponse:
         if not self.operator_secret:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                "SeedMap is disabled on this replica: set OPERATOR_TOKEN_SECRET (or seed with MAP_VISION_SEED_FILE)")
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "SeedMap is disabled on this replica: set OPERATOR_TOKEN_SECRET (or seed with MAP_VISION_SEED_FILE)")
         try:
             operator = verify_token(bearer(context.invocation_metadata()), self.operator_secret, audience=OPERATOR_AUDIENCE)
         except AuthError as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"SeedMap needs an operator token: {exc}")
+            await abort(context, grpc.StatusCode.UNAUTHENTICATED, f"SeedMap needs an operator token: {exc}")
         try:
             with self.lock:
                 created, updated, removed = self.state.seed(request.features, replace=request.replace, now=time.time())
         except InvalidFeature as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         await self.publish()
         log.info("map seeded", operator=operator, created=created, updated=updated, removed=removed, replace=request.replace)
         return mapvision_pb2.SeedMapResponse(created=created, updated=updated, removed=removed)

@@ -53,8 +53,7 @@ def _arrays(truth: Sequence[TruthFeature]) -> tuple[np.ndarray, ...]:
     return (np.array([t.x for t in truth]), np.array([t.y for t in truth]), np.array([t.facing for t in truth]))
 
 
-def perceive(truth: Sequence[TruthFeature], arrays, pose: common_pb2.Pose, rng: np.random.Generator,
-             p: Perception) -> list[common_pb2.Detection]:
+def perceive(truth: Sequence[TruthFeature], arrays, pose: common_pb2.Pose, rng: np.random.Generator, p: Perception) -> list[common_pb2.Detection]:
     xs, ys, fs = arrays
     dx, dy = xs - pose.x, ys - pose.y
     r = np.hypot(dx, dy)
@@ -86,9 +85,9 @@ def perceive(truth: Sequence[TruthFeature], arrays, pose: common_pb2.Pose, rng: 
     return out
 
 
-def drive_frames(vehicle_id: str, poses: Iterable[common_pb2.Pose], truth: Sequence[TruthFeature], rng: np.random.Generator,
-                 perception: Perception | None = None, *, t0: float = 1_700_000_000.0, dt: float = 0.1,
-                 first_seq: int = 1) -> list[fleet_pb2.Frame]:
+def drive_frames(
+    vehicle_id: str, poses: Iterable[common_pb2.Pose], truth: Sequence[TruthFeature], rng: np.random.Generator, perception: Perception | None = None, *, t0: float = 1_700_000_000.0, dt: float = 0.1, first_seq: int = 1
+) -> list[fleet_pb2.Frame]:
     """One frame per pose: captured at t0 + i * dt, sequence first_seq + i."""
     perception = perception or Perception()
     arrays = _arrays(truth)
@@ -108,7 +107,7 @@ def batches(vehicle_id: str, frames: Sequence[fleet_pb2.Frame], size: int = 100)
     """TelemetryBatchEvents of `size` frames, as fleet-gateway publishes them."""
     out = []
     for n, i in enumerate(range(0, len(frames), size)):
-        batch = fleet_events.TelemetryBatchEvent(vehicle_id=vehicle_id, gateway_id="synthetic", batch_seq=n + 1, frames=frames[i:i + size])
+        batch = fleet_events.TelemetryBatchEvent(vehicle_id=vehicle_id, gateway_id="synthetic", batch_seq=n + 1, frames=frames[i : i + size])
         batch.received_at.GetCurrentTime()
         out.append(batch)
     return out

@@ -34,8 +34,7 @@ FEATURES = Gauge("longtail_mapvision_features", "Active (not removed) map featur
 CANDIDATES = Gauge("longtail_mapvision_candidates", "Fleet observations not (yet) promoted to map features", ["service"])
 FRAMES = Counter("longtail_mapvision_frames_total", "Telemetry frames, by outcome (compared, duplicate)", ["service", "outcome"])
 FEATURE_CHANGES = Counter("longtail_mapvision_feature_changes_total", "MapFeatureUpdated events published, by change", ["service", "change"])
-RECORD_SECONDS = Histogram("longtail_mapvision_record_duration_seconds", "Time to compare one telemetry record (a batch of frames)",
-                           ["service"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
+RECORD_SECONDS = Histogram("longtail_mapvision_record_duration_seconds", "Time to compare one telemetry record (a batch of frames)", ["service"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1))
 
 KIND_LABEL = {
     events_pb2.DISAGREEMENT_KIND_MAP_WITHOUT_VISION: "map_without_vision",
@@ -43,21 +42,29 @@ KIND_LABEL = {
     events_pb2.DISAGREEMENT_KIND_ATTRIBUTE_MISMATCH: "attribute_mismatch",
 }
 SOURCE_LABEL = {map_pb2.FEATURE_SOURCE_SEED: "seed", map_pb2.FEATURE_SOURCE_FLEET: "fleet"}
-CHANGE_LABEL = {events_pb2.FEATURE_CHANGE_CREATED: "created", events_pb2.FEATURE_CHANGE_UPDATED: "updated",
-                events_pb2.FEATURE_CHANGE_REMOVED: "removed"}
+CHANGE_LABEL = {events_pb2.FEATURE_CHANGE_CREATED: "created", events_pb2.FEATURE_CHANGE_UPDATED: "updated", events_pb2.FEATURE_CHANGE_REMOVED: "removed"}
 
 
 class MapWorker(ConsumerThread):
-    def __init__(self, state: MapState, lock: threading.RLock, producer: Producer, bootstrap_servers: str,
-                 on_disagreements: Callable[[list[events_pb2.Disagreement]], None], *, group_id: str = SERVICE,
-                 publish_interval_s: float = 5.0, batch_size: int = 200, consumer: BatchConsumer | None = None) -> None:
+    def __init__(
+        self,
+        state: MapState,
+        lock: threading.RLock,
+        producer: Producer,
+        bootstrap_servers: str,
+        on_disagreements: Callable[[list[events_pb2.Disagreement]], None],
+        *,
+        group_id: str = SERVICE,
+        publish_interval_s: float = 5.0,
+        batch_size: int = 200,
+        consumer: BatchConsumer | None = None,
+    ) -> None:
         self.state = state
         self.lock = lock
         self.producer = producer
         self.on_disagreements = on_disagreements
         self.publish_interval_s = publish_interval_s
-        super().__init__(consumer or BatchConsumer(bootstrap_servers, group_id, [topics.TELEMETRY], self.handle, producer, batch_size=batch_size),
-                         "map-vision-worker")
+        super().__init__(consumer or BatchConsumer(bootstrap_servers, group_id, [topics.TELEMETRY], self.handle, producer, batch_size=batch_size), "map-vision-worker")
         self._kind = {k: DISAGREEMENTS.labels(SERVICE, v) for k, v in KIND_LABEL.items()}
         self._changes = {k: FEATURE_CHANGES.labels(SERVICE, v) for k, v in CHANGE_LABEL.items()}
         self._frames = FRAMES.labels(SERVICE, "compared")

@@ -103,7 +103,7 @@ class GrpcEngine:
                 return out
 
     def is_positive(self, sample_id: str, task: str, predicate: str) -> bool:
-        from longtail.predicates import label_matches
+        from longtail.triggerlang.predicates import label_matches
 
         r = self.labels.GetSample(L.GetSampleRequest(sample_id=sample_id), timeout=10)
         final = {s.task: s.final_label_id for s in r.states}.get(task, "")
@@ -111,22 +111,18 @@ class GrpcEngine:
         return label is not None and label_matches(predicate, task, label.annotation)
 
     def dataset(self, name: str, task: str, sample_ids: list[str], description: str) -> str:
-        ds = self.labels.CreateDataset(L.CreateDatasetRequest(name=name, tasks=[task], filter=L.SampleFilter(sample_ids=sample_ids),
-                                                              split=L.SplitSpec(val_fraction=0.2), description=description),
-                                       metadata=self.auth, timeout=120).dataset
+        ds = self.labels.CreateDataset(L.CreateDatasetRequest(name=name, tasks=[task], filter=L.SampleFilter(sample_ids=sample_ids), split=L.SplitSpec(val_fraction=0.2), description=description), metadata=self.auth, timeout=120).dataset
         return f"{ds.name}@{ds.version}"
 
     def suite_size(self, suite: str) -> int:
         return int(self.labels.GetSuite(L.GetSuiteRequest(name=suite), timeout=10).suite.cases_count)
 
     def promote(self, suite: str, sample_id: str, predicate: str, note: str) -> None:
-        self.labels.PromoteToSuiteCase(L.PromoteToSuiteCaseRequest(suite=suite, sample_id=sample_id, predicate=predicate, note=note),
-                                       metadata=self.auth, timeout=30)
+        self.labels.PromoteToSuiteCase(L.PromoteToSuiteCaseRequest(suite=suite, sample_id=sample_id, predicate=predicate, note=note), metadata=self.auth, timeout=30)
 
     # -- trainer ----------------------------------------------------------------------------
     def train_detector(self, detector: str, task: str, dataset: str, predicate: str, seed: int, epochs: int) -> RunResult:
-        spec = T.RunSpec(kind=T.RUN_KIND_TRIGGER_DETECTOR, model_name=detector, detector_name=detector, tasks=[task], positive_predicate=predicate,
-                         seed=seed, epochs=epochs, datasets=[_ref(dataset)])
+        spec = T.RunSpec(kind=T.RUN_KIND_TRIGGER_DETECTOR, model_name=detector, detector_name=detector, tasks=[task], positive_predicate=predicate, seed=seed, epochs=epochs, datasets=[_ref(dataset)])
         return self._run(spec)
 
     def train(self, model: str, task: str, dataset: str, seed: int, epochs: int, hyperparameters: dict, promote: bool) -> RunResult:
@@ -135,8 +131,7 @@ class GrpcEngine:
         heads = list(self.trainer.GetModel(T.GetModelRequest(model=C.ModelRef(name=model)), timeout=10).model.tasks)
         hp = struct_pb2.Struct()
         hp.update(hyperparameters)
-        spec = T.RunSpec(model_name=model, tasks=list(dict.fromkeys(heads + [task])), promote=promote, seed=seed, epochs=epochs,
-                         hyperparameters=hp, datasets=[_ref(dataset)])
+        spec = T.RunSpec(model_name=model, tasks=list(dict.fromkeys(heads + [task])), promote=promote, seed=seed, epochs=epochs, hyperparameters=hp, datasets=[_ref(dataset)])
         return self._run(spec)
 
     def _run(self, spec: T.RunSpec) -> RunResult:
@@ -150,16 +145,27 @@ class GrpcEngine:
                 return RunResult(False, reason=f"run {run_id} did not finish in {self.run_timeout_s:.0f} s")
             time.sleep(1.0)
         gate = run.gate_report
-        return RunResult(accepted=run.status == T.RUN_STATUS_SUCCEEDED and gate.accepted, version=int(run.model.version),
-                         reason="; ".join(list(gate.reasons) + ([run.error] if run.error else [])),
-                         suites={g.suite: (int(round(g.after_pass_rate * g.total)), int(g.total)) for g in gate.suites},
-                         regressed=[g.suite for g in gate.suites if suite_regressed(g)])
+        return RunResult(
+            accepted=run.status == T.RUN_STATUS_SUCCEEDED and gate.accepted,
+            version=int(run.model.version),
+            reason="; ".join(list(gate.reasons) + ([run.error] if run.error else [])),
+            suites={g.suite: (int(round(g.after_pass_rate * g.total)), int(g.total)) for g in gate.suites},
+            regressed=[g.suite for g in gate.suites if suite_regressed(g)],
+        )
 
     # -- trigger catalog --------------------------------------------------------------------
     def ensure_trigger(self, plan: TriggerPlan) -> None:
-        spec = S.TriggerSpec(name=plan.trigger_id, expression=plan.expression, site=S.TRIGGER_SITE_EDGE, task=plan.task, priority=plan.priority,
-                             firing_mode=S.FIRING_MODE_RISING_EDGE, upload_budget=plan.upload_budget,
-                             max_uploads_per_car_hour=plan.max_uploads_per_car_hour, description=plan.description)
+        spec = S.TriggerSpec(
+            name=plan.trigger_id,
+            expression=plan.expression,
+            site=S.TRIGGER_SITE_EDGE,
+            task=plan.task,
+            priority=plan.priority,
+            firing_mode=S.FIRING_MODE_RISING_EDGE,
+            upload_budget=plan.upload_budget,
+            max_uploads_per_car_hour=plan.max_uploads_per_car_hour,
+            description=plan.description,
+        )
         check = self.catalog.ValidateTrigger(S.ValidateTriggerRequest(expression=spec.expression, spec=spec), metadata=self.auth, timeout=10)
         if not check.ok:
             raise ValueError(f"trigger {plan.trigger_id} does not validate: {'; '.join(str(e) for e in check.errors)}")
@@ -177,8 +183,7 @@ class GrpcEngine:
         start, end = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
         start.FromMilliseconds(int(since * 1000))
         end.GetCurrentTime()
-        bt = self.catalog.BacktestTrigger(S.BacktestTriggerRequest(trigger=S.TriggerRef(trigger_id=trigger_id), time_range=C.TimeRange(since=start, until=end)),
-                                          metadata=self.auth, timeout=300)
+        bt = self.catalog.BacktestTrigger(S.BacktestTriggerRequest(trigger=S.TriggerRef(trigger_id=trigger_id), time_range=C.TimeRange(since=start, until=end)), metadata=self.auth, timeout=300)
         return Backtest(int(bt.fires), int(bt.frames_evaluated), float(bt.fires_per_car_hour))
 
     def activate(self, trigger_id: str) -> None:
@@ -194,5 +199,4 @@ def _ref(dataset: str) -> C.DatasetRef:
 
 
 def _schema(task: L.Task) -> tuple:
-    return (task.prototype, list(task.classes), [(a.name, list(a.values)) for a in task.attributes], list(task.keypoint_names),
-            max(task.labels_per_sample, 1), round(task.object_size_m, 4))
+    return (task.prototype, list(task.classes), [(a.name, list(a.values)) for a in task.attributes], list(task.keypoint_names), max(task.labels_per_sample, 1), round(task.object_size_m, 4))

@@ -53,7 +53,7 @@ class WorkflowSettings:
         """`base` (the defaults) with `overrides`; an unknown key or a value of the wrong type is an error."""
         base = base or cls()
         known = {f.name: f for f in fields(cls)}
-        values = {}
+        values: dict[str, Any] = {}
         for key, value in (overrides or {}).items():
             if key not in known:
                 raise ValueError(f"workflow.{key}: unknown setting; known: {', '.join(sorted(known))}")
@@ -67,8 +67,7 @@ class WorkflowSettings:
         return out
 
     def check(self) -> None:
-        positive = ["seed_labels", "seed_attempts", "detector_epochs", "shadow_frames", "upload_budget", "fleet_cars", "labels_per_iteration",
-                    "suite_cases", "holdout_every", "max_iterations", "epochs", "max_uploads_per_car_hour"]
+        positive = ["seed_labels", "seed_attempts", "detector_epochs", "shadow_frames", "upload_budget", "fleet_cars", "labels_per_iteration", "suite_cases", "holdout_every", "max_iterations", "epochs", "max_uploads_per_car_hour"]
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"workflow.{name}: must be at least 1, got {getattr(self, name)}")
@@ -77,7 +76,7 @@ class WorkflowSettings:
         if self.budget_horizon_h <= 0 or self.priority < 0 or self.replay_samples < 0 or self.branch_blocks < 0 or not 0 < self.lr <= 1:
             raise ValueError("workflow.budget_horizon_h must be > 0, lr in (0, 1], priority, replay_samples and branch_blocks >= 0")
         if self.suite_admission:
-            from longtail.predicates import PredicateError, compile_predicate
+            from longtail.triggerlang.predicates import PredicateError, compile_predicate
 
             try:
                 compile_predicate(self.suite_admission)

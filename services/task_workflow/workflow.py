@@ -62,8 +62,7 @@ class Workflow:
     def of(cls, state: WorkflowState, engine: Engine, store: StateStore, **kw) -> Workflow:
         return cls(declared_task(state), engine, store, **kw)
 
-    def __init__(self, task: DeclaredTask, engine: Engine, store: StateStore, settings: WorkflowSettings | None = None,
-                 clock: Callable[[], float] = time.time, say: Callable[[str], None] = lambda message: None, fresh: bool = False) -> None:
+    def __init__(self, task: DeclaredTask, engine: Engine, store: StateStore, settings: WorkflowSettings | None = None, clock: Callable[[], float] = time.time, say: Callable[[str], None] = lambda message: None, fresh: bool = False) -> None:
         """`fresh`: the task was just declared (new to the label store): a workflow kept under its
         name belongs to an earlier declaration and is archived, not resumed."""
         if not task.suite_predicate:
@@ -81,8 +80,9 @@ class Workflow:
 
     def _new(self) -> WorkflowState:
         now = self.clock()
-        state = WorkflowState(task=self.task.name, suite=self.task.suite_name, predicate=self.task.suite_predicate, declared_at=now,
-                              seed_wanted=self.settings.seed_labels, detector=detector_name(self.task.name), trigger_id=trigger_id(self.task.name, now))
+        state = WorkflowState(
+            task=self.task.name, suite=self.task.suite_name, predicate=self.task.suite_predicate, declared_at=now, seed_wanted=self.settings.seed_labels, detector=detector_name(self.task.name), trigger_id=trigger_id(self.task.name, now)
+        )
         state.note(f"declared ({self.task.spec.prototype}, classes {', '.join(self.task.spec.classes)})")
         self.store.save(state)
         return state
@@ -94,8 +94,7 @@ class Workflow:
             return Outcome.CERTIFIED
         if s.current is Step.BLOCKED:
             return Outcome.BLOCKED
-        handler = {Step.SEED_SET: self._seed_set, Step.DETECTOR: self._detector, Step.TRIGGER: self._trigger, Step.SOURCING: self._sourcing,
-                   Step.SUITE: self._suite, Step.TRAIN: self._train}[s.current]
+        handler = {Step.SEED_SET: self._seed_set, Step.DETECTOR: self._detector, Step.TRIGGER: self._trigger, Step.SOURCING: self._sourcing, Step.SUITE: self._suite, Step.TRAIN: self._train}[s.current]
         try:
             outcome = handler()
         except WorkflowError as exc:
@@ -181,23 +180,28 @@ class Workflow:
             # it and can never fire (scores are at most 1) puts it on the cars in shadow mode, so the
             # real trigger's backtest runs on telemetry the detector scored.
             s.shadow_trigger_id = f"shadow-{s.trigger_id}"
-            self.engine.ensure_trigger(TriggerPlan(s.shadow_trigger_id, f'score("{s.detector}") > 1', s.task, 0, 1, 1,
-                                                   f"{s.task} workflow: {s.detector} in shadow mode on the fleet (never fires)"))
+            self.engine.ensure_trigger(TriggerPlan(s.shadow_trigger_id, f'score("{s.detector}") > 1', s.task, 0, 1, 1, f"{s.task} workflow: {s.detector} in shadow mode on the fleet (never fires)"))
             self.engine.activate(s.shadow_trigger_id)
             s.shadow_since = self.clock()
             s.note(f"{s.detector} in shadow mode on the fleet ({s.shadow_trigger_id})")
-        self.engine.ensure_trigger(TriggerPlan(
-            s.trigger_id, f'score("{s.detector}") > {cfg.detector_threshold:g}', s.task, cfg.priority, cfg.upload_budget, cfg.max_uploads_per_car_hour,
-            f"{s.task} workflow: frames its seed-trained detector scores above {cfg.detector_threshold:g}"))
+        self.engine.ensure_trigger(
+            TriggerPlan(
+                s.trigger_id,
+                f'score("{s.detector}") > {cfg.detector_threshold:g}',
+                s.task,
+                cfg.priority,
+                cfg.upload_budget,
+                cfg.max_uploads_per_car_hour,
+                f"{s.task} workflow: frames its seed-trained detector scores above {cfg.detector_threshold:g}",
+            )
+        )
         bt = self.engine.backtest(s.trigger_id, s.shadow_since)
         if bt.frames < cfg.shadow_frames:
             return self._wait(f"the fleet to score {cfg.shadow_frames:,} frames with {s.detector} in shadow mode ({bt.frames:,} so far) before the backtest")
         expected = bt.fires_per_car_hour * cfg.fleet_cars * cfg.budget_horizon_h
-        evidence = (f"backtest: {bt.fires} fires in {bt.frames:,} frames ({bt.fires_per_car_hour:.1f}/car-hour), "
-                    f"{expected:,.0f} uploads expected in {cfg.budget_horizon_h:g} h on {cfg.fleet_cars} cars")
+        evidence = f"backtest: {bt.fires} fires in {bt.frames:,} frames ({bt.fires_per_car_hour:.1f}/car-hour), {expected:,.0f} uploads expected in {cfg.budget_horizon_h:g} h on {cfg.fleet_cars} cars"
         if expected > cfg.upload_budget:
-            raise WorkflowError(f"{s.trigger_id} not activated: {evidence}, over its upload budget of {cfg.upload_budget:,} "
-                                "(raise workflow.upload_budget or workflow.detector_threshold, then `longtail tasks resume`)")
+            raise WorkflowError(f"{s.trigger_id} not activated: {evidence}, over its upload budget of {cfg.upload_budget:,} (raise workflow.upload_budget or workflow.detector_threshold, then `longtail tasks resume`)")
         self.engine.activate(s.trigger_id)
         self.engine.retire(s.shadow_trigger_id, f"{s.trigger_id} is active")
         s.trigger_active, s.iteration = True, 1
@@ -208,8 +212,7 @@ class Workflow:
         s = self.state
         done = len(self.engine.labelled(s.task, s.trigger_id)) - s.sourced_before
         if done < self.settings.labels_per_iteration:
-            return self._wait(f"{self.settings.labels_per_iteration - done} more labelled uploads of {s.trigger_id} (iteration {s.iteration}: "
-                              f"{done}/{self.settings.labels_per_iteration})")
+            return self._wait(f"{self.settings.labels_per_iteration - done} more labelled uploads of {s.trigger_id} (iteration {s.iteration}: {done}/{self.settings.labels_per_iteration})")
         return self._move(Step.SUITE, f"iteration {s.iteration}: {done} labelled uploads of {s.trigger_id}")
 
     def _suite(self) -> Outcome:
@@ -246,8 +249,7 @@ class Workflow:
                 s.certified_at, s.certified_iteration = self.clock(), s.iteration
                 self._move(Step.CERTIFIED, f"certified: {verdict} >= {cfg.target:.0%}, accepted by the gate ({r.reason[:300]})")
                 return Outcome.CERTIFIED
-            verdict += (f" accepted by the gate ({r.reason[:300]}), "
-                        f"{'below the target' if cases >= cfg.suite_cases else f'the suite needs {cfg.suite_cases} cases'}")
+            verdict += f" accepted by the gate ({r.reason[:300]}), {'below the target' if cases >= cfg.suite_cases else f'the suite needs {cfg.suite_cases} cases'}"
         else:
             verdict += f" refused by the gate ({r.reason[:300]})"
         if s.iteration >= cfg.max_iterations:

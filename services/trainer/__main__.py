@@ -104,19 +104,22 @@ async def serve() -> None:
         producer.produce(topic, key, value)
         producer.flush()  # an announced version must be on the topic before the run says SUCCEEDED
 
-    trainer = Trainer(store, registry, declared, labels, publish_event,
-                      Settings(threads=settings.threads, default_epochs=settings.epochs, fallback_samples=settings.fallback_samples,
-                               detector_min_auc=settings.detector_min_auc, gate_shift_px=settings.gate_shift_px), default_model=settings.model_name)
+    trainer = Trainer(
+        store,
+        registry,
+        declared,
+        labels,
+        publish_event,
+        Settings(threads=settings.threads, default_epochs=settings.epochs, fallback_samples=settings.fallback_samples, detector_min_auc=settings.detector_min_auc, gate_shift_px=settings.gate_shift_px),
+        default_model=settings.model_name,
+    )
     runtime.add_worker("runner", trainer)
     if settings.label_threshold > 0:
         trigger = LabelTrigger(trainer, labels, settings.model_name, settings.label_threshold, settings.auto_promote)
-        consumer = BatchConsumer(kafka.bootstrap_servers, settings.consumer_group, [topics.LABELS_CREATED],
-                                 lambda records: trigger.on_labels([r.value for r in records]), producer)
+        consumer = BatchConsumer(kafka.bootstrap_servers, settings.consumer_group, [topics.LABELS_CREATED], lambda records: trigger.on_labels([r.value for r in records]), producer)
         runtime.add_worker("label consumer", ConsumerThread(consumer, "trainer-labels"))
 
-    runtime.server.add(trainer_pb2_grpc.add_TrainerServiceServicer_to_server,
-                       TrainerServicer(trainer, operator_secret, lambda since, until: read_time_range(kafka.bootstrap_servers, topics.SHADOW_DISAGREEMENTS, since, until)),
-                       TRAINER.grpc)
+    runtime.server.add(trainer_pb2_grpc.add_TrainerServiceServicer_to_server, TrainerServicer(trainer, operator_secret, lambda since, until: read_time_range(kafka.bootstrap_servers, topics.SHADOW_DISAGREEMENTS, since, until)), TRAINER.grpc)
     runtime.background(report_runs(trainer, time.time()))
     await runtime.run()
 

@@ -98,8 +98,7 @@ def compare(trainer, request: T.CompareModelsRequest, read_evidence: EvidenceRea
             images.append(np.stack([case_images[k] for k in new]))
             ids += new
         sources.append("suites:" + (",".join(request.suites) or "all"))
-    resp = compare_on(models[0], models[1], np.concatenate(images) if images else np.zeros((0, 64, 64, 3), np.uint8), ids,
-                      request.sample_limit or DEFAULT_SAMPLE)
+    resp = compare_on(models[0], models[1], np.concatenate(images) if images else np.zeros((0, 64, 64, 3), np.uint8), ids, request.sample_limit or DEFAULT_SAMPLE)
     resp.source = "; ".join(sources)
     return resp
 

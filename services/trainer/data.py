@@ -99,7 +99,7 @@ def decode(data: bytes, content_type: str = "", size: int = IMAGE_SIZE) -> np.nd
 
     img = decode_snapshot(data, content_type)
     if img.shape[:2] != (size, size):
-        img = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+        img = np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
     return img
 
 
@@ -118,8 +118,7 @@ def to_splits(tasks: Sequence[TaskSpec], examples: Sequence[Example], images: np
         idx = [i for i, e in enumerate(examples) if e.split == split]
         anns = [{t.name: annotation_for(t, examples[i].labels.get(t.name)) for t in tasks} for i in idx]
         anns = [{k: v for k, v in a.items() if v is not None} for a in anns]
-        out[split] = Split(images[idx] if idx else np.zeros((0, *images.shape[1:]), np.uint8), anns,
-                           [examples[i].sample_id for i in idx], [examples[i].labels for i in idx])
+        out[split] = Split(images[idx] if idx else np.zeros((0, *images.shape[1:]), np.uint8), anns, [examples[i].sample_id for i in idx], [examples[i].labels for i in idx])
     return out
 
 

@@ -58,7 +58,7 @@ def label_prediction(task: str, annotation: Mapping) -> C.TaskPrediction:
 
 
 def is_positive(predicate: str, task: str, annotation: Mapping | None) -> bool:
-    from longtail.predicates import evaluate  # one predicate language for suites, triggers and this
+    from longtail.triggerlang.predicates import evaluate  # one predicate language for suites, triggers and this
 
     if annotation is None:
         return False
@@ -88,8 +88,7 @@ def augment(images: np.ndarray, labels: np.ndarray, copies: int, seed: int) -> t
     return np.concatenate(out_x), np.concatenate(out_y)
 
 
-def train_detector(name: str, images: np.ndarray, labels: np.ndarray, *, seed: int = 0, epochs: int = 12, copies: int = 8,
-                   batch_size: int = 64, lr: float = 3e-3, on_step=None) -> MultiTaskNet:
+def train_detector(name: str, images: np.ndarray, labels: np.ndarray, *, seed: int = 0, epochs: int = 12, copies: int = 8, batch_size: int = 64, lr: float = 3e-3, on_step=None) -> MultiTaskNet:
     """Train a detector on images (uint8 NHWC) with labels 1 (positive) / 0 (negative)."""
     net = new_detector(name, seed)
     x, y = augment(images, np.asarray(labels, dtype=np.int64), copies, seed)

@@ -63,9 +63,9 @@ def _unstable(before_perturbed: Sequence[Sequence[L.SuiteResult]]) -> set[tuple[
     return {(r.suite, c.case_id) for results in before_perturbed for r in results for c in r.case_results if not c.passed}
 
 
-def decide(candidate: C.ModelRef, baseline: C.ModelRef | None, after: Sequence[L.SuiteResult],
-           before: Sequence[L.SuiteResult] | None, waivers: Sequence[T.Waiver] = (),
-           before_perturbed: Sequence[Sequence[L.SuiteResult]] = ()) -> T.GateReport:
+def decide(
+    candidate: C.ModelRef, baseline: C.ModelRef | None, after: Sequence[L.SuiteResult], before: Sequence[L.SuiteResult] | None, waivers: Sequence[T.Waiver] = (), before_perturbed: Sequence[Sequence[L.SuiteResult]] = ()
+) -> T.GateReport:
     """Compare per-case results of the candidate (`after`) with the baseline's (`before`, None when
     there is no baseline) and decide. Results must carry `case_results`. `before_perturbed`: the
     baseline's results on perturbed copies of the case images (empty: every pass counts as stable)."""
@@ -100,8 +100,7 @@ def decide(candidate: C.ModelRef, baseline: C.ModelRef | None, after: Sequence[L
         unwaived = len(sg.regressed_case_ids) - len(sg.waived_case_ids)
         blocking = [c for c in sg.regressed_case_ids if c not in sg.waived_case_ids and c not in sg.unstable_case_ids]
         if blocking:
-            report.reasons.append(f"{result.suite}: {len(blocking)} case(s) regressed (passed with the baseline, fail now): "
-                                  + ", ".join(c[:12] for c in blocking)[:400])
+            report.reasons.append(f"{result.suite}: {len(blocking)} case(s) regressed (passed with the baseline, fail now): " + ", ".join(c[:12] for c in blocking)[:400])
         if result.total and sg.after_pass_rate + 1e-12 < sg.before_pass_rate:
             w = _covered(waivers, result.suite, "")  # suite-wide waivers only
             if w is not None:
@@ -116,6 +115,5 @@ def decide(candidate: C.ModelRef, baseline: C.ModelRef | None, after: Sequence[L
         fixed = sum(len(s.fixed_case_ids) for s in report.suites)
         waived = sum(len(s.waived_case_ids) for s in report.suites)
         chance = sum(len(s.unstable_case_ids) for s in report.suites)
-        report.reasons.append(f"accepted: no unwaived regression ({fixed} case(s) fixed, {waived} waived"
-                              + (f", {chance} lost that the baseline passed only by chance" if chance else "") + ")")
+        report.reasons.append(f"accepted: no unwaived regression ({fixed} case(s) fixed, {waived} waived" + (f", {chance} lost that the baseline passed only by chance" if chance else "") + ")")
     return report

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from longtail.models.v1 import trainer_pb2 as T
 
@@ -18,16 +19,16 @@ from trainer.data import WORLDS
 @dataclass(frozen=True)
 class Hyperparameter:
     kind: type  # float, int or str
-    valid: Callable[[object], bool]
+    valid: Callable[[Any], bool]  # called with a float (numeric kinds) or a str
     rule: str  # what a valid value is, for the error message
 
 
-def _positive_int(v: object) -> bool:
-    return float(v).is_integer() and v >= 1  # type: ignore[operator]
+def _positive_int(v: float) -> bool:
+    return float(v).is_integer() and v >= 1
 
 
-def _count(v: object) -> bool:
-    return float(v).is_integer() and v >= 0  # type: ignore[operator]
+def _count(v: float) -> bool:
+    return float(v).is_integer() and v >= 0
 
 
 KNOWN: dict[str, Hyperparameter] = {

@@ -42,9 +42,14 @@ class LabelStoreClient:
         for d in declared:
             want = label_store_task(d)
             old = existing.get(d.name)
-            same = old is not None and list(old.classes) == list(want.classes) and list(old.keypoint_names) == list(want.keypoint_names) \
-                and [(a.name, list(a.values)) for a in old.attributes] == [(a.name, list(a.values)) for a in want.attributes] \
-                and old.prototype == want.prototype and max(old.labels_per_sample, 1) == max(want.labels_per_sample, 1)
+            same = (
+                old is not None
+                and list(old.classes) == list(want.classes)
+                and list(old.keypoint_names) == list(want.keypoint_names)
+                and [(a.name, list(a.values)) for a in old.attributes] == [(a.name, list(a.values)) for a in want.attributes]
+                and old.prototype == want.prototype
+                and max(old.labels_per_sample, 1) == max(want.labels_per_sample, 1)
+            )
             if same:
                 out[d.name] = "unchanged"
             else:
@@ -68,8 +73,7 @@ class LabelStoreClient:
         return self.stub.GetDataset(L.GetDatasetRequest(name=name, version=version), timeout=TIMEOUT).dataset
 
     def create_dataset(self, name: str, tasks: Sequence[str], description: str = "") -> L.CreateDatasetResponse:
-        return self.stub.CreateDataset(L.CreateDatasetRequest(name=name, tasks=list(tasks), description=description),
-                                       metadata=self._auth(), timeout=120)
+        return self.stub.CreateDataset(L.CreateDatasetRequest(name=name, tasks=list(tasks), description=description), metadata=self._auth(), timeout=120)
 
     # -- suites ---------------------------------------------------------------------------------
     def suites(self) -> list[L.Suite]:
@@ -81,6 +85,5 @@ class LabelStoreClient:
         return self.stub.GetSample(L.GetSampleRequest(sample_id=sample_id), timeout=TIMEOUT).sample
 
     def evaluate(self, model: C.ModelRef, suites: Sequence[str], predictions: Sequence[L.CasePredictions], record: bool) -> list[L.SuiteResult]:
-        r = self.stub.EvaluateSuites(L.EvaluateSuitesRequest(model=model, suites=list(suites), predictions=list(predictions), record=record),
-                                     metadata=self._auth() if record else None, timeout=120)
+        r = self.stub.EvaluateSuites(L.EvaluateSuitesRequest(model=model, suites=list(suites), predictions=list(predictions), record=record), metadata=self._auth() if record else None, timeout=120)
         return list(r.results)

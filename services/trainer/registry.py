@@ -17,6 +17,7 @@ candidate keeps its number (the published sequence then has a gap, which Triton 
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 import time
@@ -94,11 +95,11 @@ class Registry:
     def names(self) -> list[str]:
         names = set(self.roles)
         for key in self.store.list(MODELS):
-            parts = key[len(MODELS):].split("/")
+            parts = key[len(MODELS) :].split("/")
             if len(parts) >= 2:
                 names.add(parts[0])
         for key in self.store.list(REFUSED):
-            parts = key[len(REFUSED):].split("/")
+            parts = key[len(REFUSED) :].split("/")
             if len(parts) >= 2:
                 names.add(parts[0])
         return sorted(names)
@@ -107,7 +108,7 @@ class Registry:
     def refused_versions(self, name: str) -> list[int]:
         out = set()
         for key in self.store.list(f"{REFUSED}{name}/"):
-            parts = key[len(REFUSED):].split("/")
+            parts = key[len(REFUSED) :].split("/")
             if len(parts) == 3 and parts[1].isdigit() and parts[2] == "version.json":
                 out.add(int(parts[1]))
         return sorted(out)
@@ -125,7 +126,7 @@ class Registry:
         self.store.put_at(prefix + "model.pt", weights)
         self.store.put_at(prefix + "version.json", json_format.MessageToJson(mv).encode(), "application/json")
 
-    def _state(self, name: str, version: int) -> int:
+    def _state(self, name: str, version: int) -> T.ModelState:
         with self._lock:
             h = self.roles.get(name)
         if h is None:
@@ -162,11 +163,17 @@ class Registry:
         name, version = m["name"], int(m["version"])
         info = m.get("trainer") or {}
         mv = T.ModelVersion(
-            model=C.ModelRef(name=name, version=version), kind=info.get("kind", T.RUN_KIND_MULTITASK), detector_name=info.get("detector_name", ""),
-            tasks=[t["name"] for t in m.get("tasks", [])], repository_key=model_repo.version_prefix(name, version),
-            config_key=model_repo.config_key(name), weights_key=model_repo.file_key(name, version, model_repo.WEIGHTS_FILE),
-            manifest_key=model_repo.file_key(name, version, model_repo.MANIFEST_FILE), sha256=m["files"][model_repo.WEIGHTS_FILE]["sha256"],
-            size_bytes=int(m["files"][model_repo.WEIGHTS_FILE]["size"]), run_id=m.get("run_id", ""),
+            model=C.ModelRef(name=name, version=version),
+            kind=info.get("kind", T.RUN_KIND_MULTITASK),
+            detector_name=info.get("detector_name", ""),
+            tasks=[t["name"] for t in m.get("tasks", [])],
+            repository_key=model_repo.version_prefix(name, version),
+            config_key=model_repo.config_key(name),
+            weights_key=model_repo.file_key(name, version, model_repo.WEIGHTS_FILE),
+            manifest_key=model_repo.file_key(name, version, model_repo.MANIFEST_FILE),
+            sha256=m["files"][model_repo.WEIGHTS_FILE]["sha256"],
+            size_bytes=int(m["files"][model_repo.WEIGHTS_FILE]["size"]),
+            run_id=m.get("run_id", ""),
         )
         if m.get("parent"):
             mv.parent.CopyFrom(C.ModelRef(name=name, version=int(m["parent"])))
@@ -196,7 +203,7 @@ class Registry:
     def list(self, name: str = "") -> list[T.ModelVersion]:
         """Every version (newest first) of `name`, or of every name."""
         out = []
-        for n in ([name] if name else self.names()):
+        for n in [name] if name else self.names():
             versions = set(model_repo.list_versions(self.store, n)) | set(self.refused_versions(n))
             for v in sorted(versions, reverse=True):
                 mv = self.get(n, v)
@@ -209,15 +216,24 @@ class Registry:
         m = json.loads(self.store.get(model_repo.file_key(name, version, model_repo.MANIFEST_FILE)))
         w = m["files"][model_repo.WEIGHTS_FILE]
         return model_repo.PublishedVersion(
-            name=name, version=version, prefix=model_repo.version_prefix(name, version), config_key=model_repo.config_key(name),
-            weights_key=model_repo.file_key(name, version, model_repo.WEIGHTS_FILE), manifest_key=model_repo.file_key(name, version, model_repo.MANIFEST_FILE),
-            sha256=w["sha256"], size_bytes=int(w["size"]), tasks=tuple(t["name"] for t in m["tasks"]), parent=m.get("parent"), manifest=m)
+            name=name,
+            version=version,
+            prefix=model_repo.version_prefix(name, version),
+            config_key=model_repo.config_key(name),
+            weights_key=model_repo.file_key(name, version, model_repo.WEIGHTS_FILE),
+            manifest_key=model_repo.file_key(name, version, model_repo.MANIFEST_FILE),
+            sha256=w["sha256"],
+            size_bytes=int(w["size"]),
+            tasks=tuple(t["name"] for t in m["tasks"]),
+            parent=m.get("parent"),
+            manifest=m,
+        )
 
     # -- runs --------------------------------------------------------------------------------------
     def save_run(self, run: T.Run) -> None:
         self.store.put_at(f"{RUNS}{run.run_id}.json", json_format.MessageToJson(run).encode(), "application/json")
 
-    def load_runs(self) -> list[T.Run]:
+    def load_runs(self) -> builtins.list[T.Run]:  # builtins: `list` is the method above
         out = []
         for key in self.store.list(RUNS):
             if key.endswith(".json"):

@@ -9,6 +9,7 @@ is marked FAILED ("trainer restarted"), QUEUED ones are queued again.
 
 from __future__ import annotations
 
+import builtins
 import queue
 import threading
 import time
@@ -45,8 +46,7 @@ SERVICE = TRAINER.name
 # One series per declared task and metric: the model-quality dashboard repeats its task panel over
 # the `task` label, so a task declared in tasks.yaml gets its panel with no dashboard change.
 LEARNED_TASKS_KEY = "trainer/learned-tasks.json"  # tasks declared after start (`longtail tasks apply`), kept across restarts
-TASK_METRIC = Gauge("longtail_trainer_task_metric", "Metric of a trained model version per declared task: val/<name>, test/<name> on the dataset splits, suite/<suite> pass rates",
-                    ["service", "model", "version", "task", "metric"])
+TASK_METRIC = Gauge("longtail_trainer_task_metric", "Metric of a trained model version per declared task: val/<name>, test/<name> on the dataset splits, suite/<suite> pass rates", ["service", "model", "version", "task", "metric"])
 TERMINAL = (T.RUN_STATUS_SUCCEEDED, T.RUN_STATUS_REFUSED, T.RUN_STATUS_FAILED)
 
 
@@ -73,9 +73,16 @@ def shifted(images: dict[str, np.ndarray], px: int) -> list[dict[str, np.ndarray
 
 
 class Trainer:
-    def __init__(self, store: ObjectStore, registry: Registry, declared: Sequence[DeclaredTask], labels: LabelStoreClient | None,
-                 publish_event: Callable[[topics.Topic, str, object], None], settings: Settings | None = None,
-                 default_model: str = "multitask") -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        registry: Registry,
+        declared: Sequence[DeclaredTask],
+        labels: LabelStoreClient | None,
+        publish_event: Callable[[topics.Topic, str, object], None],
+        settings: Settings | None = None,
+        default_model: str = "multitask",
+    ) -> None:
         self.store = store
         self.registry = registry
         self.declared = list(declared)
@@ -153,6 +160,7 @@ class Trainer:
             self._save_learned_tasks()
 
     def _undeclared(self, name: str) -> bool:
+        assert self.labels is not None  # asked only with a label store
         try:
             return self.labels.task(name) is None
         except Exception as exc:  # noqa: BLE001 - the label store unreachable: keep the head rather than drop it
@@ -169,9 +177,8 @@ class Trainer:
         hyperparameters.check(spec, set(spec.tasks) or {d.name for d in self.declared})
         with self._lock:
             if run_id and run_id in self.runs:
-                return self.get(run_id), True
-            run = T.Run(run_id=run_id or f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}", status=T.RUN_STATUS_QUEUED,
-                        phase=T.RUN_PHASE_UNSPECIFIED, triggered_by=triggered_by)
+                return self._copy(self.runs[run_id]), True
+            run = T.Run(run_id=run_id or f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}", status=T.RUN_STATUS_QUEUED, phase=T.RUN_PHASE_UNSPECIFIED, triggered_by=triggered_by)
             run.spec.CopyFrom(spec)
             if not run.spec.model_name:
                 run.spec.model_name = spec.detector_name if spec.kind == T.RUN_KIND_TRIGGER_DETECTOR else self.default_model
@@ -193,20 +200,22 @@ class Trainer:
             self.runs[run.run_id] = run
             self.registry.save_run(run)
             self._queue.put(run.run_id)
-            return self.get(run.run_id), False
+            return self._copy(run), False
+
+    @staticmethod
+    def _copy(run: T.Run) -> T.Run:
+        copy = T.Run()
+        copy.CopyFrom(run)
+        return copy
 
     def get(self, run_id: str) -> T.Run | None:
         with self._lock:
             run = self.runs.get(run_id)
-            if run is None:
-                return None
-            copy = T.Run()
-            copy.CopyFrom(run)
-            return copy
+            return None if run is None else self._copy(run)
 
     def list(self, statuses: Sequence[int] = ()) -> list[T.Run]:
         with self._lock:
-            runs = [self.get(r) for r in self.runs]
+            runs = [self._copy(r) for r in self.runs.values()]
         runs = [r for r in runs if not statuses or r.status in statuses]
         return sorted(runs, key=lambda r: (r.created_at.ToNanoseconds(), r.run_id), reverse=True)
 
@@ -291,7 +300,7 @@ class Trainer:
     def _get_object(self, bucket: str, key: str) -> bytes:
         return self.store.get(key, bucket)
 
-    def _load_datasets(self, refs: Sequence[C.DatasetRef]) -> tuple[list[data_mod.Example], list[dict]]:
+    def _load_datasets(self, refs: Sequence[C.DatasetRef]) -> tuple[builtins.list[data_mod.Example], builtins.list[dict]]:  # `list` is the method
         examples, used = [], []
         for ref in refs:
             if self.labels is None:
@@ -299,11 +308,10 @@ class Trainer:
             dv = self.labels.dataset(ref.name, ref.version)
             _header, rows = data_mod.parse_manifest(self.store.get(dv.manifest_key))
             examples += rows
-            used.append({"name": dv.name, "version": dv.version, "manifest_key": dv.manifest_key, "sha256": dv.manifest_sha256,
-                         "samples": len(rows)})
+            used.append({"name": dv.name, "version": dv.version, "manifest_key": dv.manifest_key, "sha256": dv.manifest_sha256, "samples": len(rows)})
         return data_mod.merge(examples), used
 
-    def _suite_inputs(self, tasks: set[str]) -> tuple[list[L.Suite], dict[str, np.ndarray]]:
+    def _suite_inputs(self, tasks: set[str]) -> tuple[builtins.list[L.Suite], dict[str, np.ndarray]]:
         """Every suite (latest version) and the images of their cases, by sample id."""
         if self.labels is None:
             return [], {}
@@ -316,9 +324,10 @@ class Trainer:
             images = {s.sample_id: arr[i] for i, s in enumerate(samples)}
         return suites, images
 
-    def _suite_results(self, model, ref: C.ModelRef, suites: Sequence[L.Suite], images: dict[str, np.ndarray], record: bool = False) -> list[L.SuiteResult]:
+    def _suite_results(self, model, ref: C.ModelRef, suites: Sequence[L.Suite], images: dict[str, np.ndarray], record: bool = False) -> builtins.list[L.SuiteResult]:
         if not suites:
             return []
+        assert self.labels is not None  # suites come from the label store (_suite_inputs)
         ids = sorted(images)
         preds = training.task_predictions(model, np.stack([images[i] for i in ids])) if ids else []
         cps = [L.CasePredictions(sample_id=sid, predictions=p) for sid, p in zip(ids, preds)]
@@ -376,8 +385,7 @@ class Trainer:
             split.annotations = [{k: v for k, v in a.items() if k in train_tasks} for a in split.annotations]
         base_mv, base = self._base(spec)
         model, fresh = training.build_model(tasks, base, seed, spec.from_scratch, branch_blocks=int(hyperparameters.get(spec, "branch_blocks", 0)))
-        self._update(run_id, persist=True, fresh_heads=fresh, datasets_used=[f"{d['name']}@{d['version']}" if d["version"] else d["name"] for d in used],
-                     metrics={"train/samples": float(len(splits["train"]))})
+        self._update(run_id, persist=True, fresh_heads=fresh, datasets_used=[f"{d['name']}@{d['version']}" if d["version"] else d["name"] for d in used], metrics={"train/samples": float(len(splits["train"]))})
 
         self._phase(run_id, T.RUN_PHASE_TRAINING, 0.1)
         epochs = int(spec.epochs or s.default_epochs)
@@ -394,8 +402,9 @@ class Trainer:
 
         only = [h.strip() for h in str(hyperparameters.get(spec, "train_heads", "")).split(",") if h.strip()]  # e.g. a new task's head alone
         try:
-            training.train(model, splits["train"], epochs=epochs, batch_size=int(hyperparameters.get(spec, "batch_size", s.batch_size)),
-                           lr=float(hyperparameters.get(spec, "lr", s.lr)), seed=seed, on_step=on_step, on_epoch=on_epoch, only_heads=only)
+            training.train(
+                model, splits["train"], epochs=epochs, batch_size=int(hyperparameters.get(spec, "batch_size", s.batch_size)), lr=float(hyperparameters.get(spec, "lr", s.lr)), seed=seed, on_step=on_step, on_epoch=on_epoch, only_heads=only
+            )
         except ValueError as exc:
             raise RunError(str(exc)) from None
 
@@ -408,10 +417,13 @@ class Trainer:
         suites, case_images = self._suite_inputs(train_tasks)
         after = self._suite_results(model, ref, suites, case_images)
         self._export_task_metrics(ref, metrics, {s.name: s.task for s in suites}, after, {t.name for t in tasks})
-        before = self._suite_results(base, base_mv.model, suites, case_images) if base is not None else None
-        # The baseline on moved images only matters for a case it loses: no loss, no extra evaluations.
-        perturbed = [self._suite_results(base, base_mv.model, suites, moved) for moved in shifted(case_images, self.settings.gate_shift_px)] \
-            if before is not None and gate.lost(after, before) else []
+        before: list[L.SuiteResult] | None = None
+        perturbed: list[list[L.SuiteResult]] = []
+        if base is not None and base_mv is not None:  # both or neither (_base)
+            before = self._suite_results(base, base_mv.model, suites, case_images)
+            # The baseline on moved images only matters for a case it loses: no loss, no extra evaluations.
+            if gate.lost(after, before):
+                perturbed = [self._suite_results(base, base_mv.model, suites, moved) for moved in shifted(case_images, self.settings.gate_shift_px)]
         for r in after:
             metrics[f"suite/{r.suite}/pass_rate"] = r.pass_rate
 
@@ -435,11 +447,18 @@ class Trainer:
             return self._refuse(run_id, mv, model, report)
 
         self._phase(run_id, T.RUN_PHASE_PUBLISHING, 0.95)
-        extra = {"trainer": {"kind": T.RUN_KIND_MULTITASK, "gate_report": json_format.MessageToDict(report),
-                             "suite_results": [json_format.MessageToDict(r) for r in mv.suite_results], "fresh_heads": fresh,
-                             "seed": seed, "epochs": epochs, "triggered_by": self.runs[run_id].triggered_by}}
-        pv = model_repo.publish(self.store, model, spec.model_name, version, parent=base_mv.model.version if base_mv else None,
-                                metrics=metrics, datasets=used, run_id=run_id, extra=extra)
+        extra = {
+            "trainer": {
+                "kind": T.RUN_KIND_MULTITASK,
+                "gate_report": json_format.MessageToDict(report),
+                "suite_results": [json_format.MessageToDict(r) for r in mv.suite_results],
+                "fresh_heads": fresh,
+                "seed": seed,
+                "epochs": epochs,
+                "triggered_by": self.runs[run_id].triggered_by,
+            }
+        }
+        pv = model_repo.publish(self.store, model, spec.model_name, version, parent=base_mv.model.version if base_mv else None, metrics=metrics, datasets=used, run_id=run_id, extra=extra)
         role = C.MODEL_ROLE_PRODUCTION if spec.promote else C.MODEL_ROLE_CANDIDATE
         event = model_repo.published_event(pv, role, self.store.bucket, run_id)
         self.publish_event(topics.MODELS_PUBLISHED, pv.name, event)
@@ -454,8 +473,7 @@ class Trainer:
     def _refuse(self, run_id: str, mv: T.ModelVersion, model, report: T.GateReport) -> int:
         mv.state = T.MODEL_STATE_REFUSED
         self.registry.save_refused(mv, torchscript.to_bytes(model))
-        event = E.ModelRefused(model=mv.model, gate_report=report, run_id=run_id, refused_by=SERVICE,
-                               reason="; ".join(report.reasons)[:2000])
+        event = E.ModelRefused(model=mv.model, gate_report=report, run_id=run_id, refused_by=SERVICE, reason="; ".join(report.reasons)[:2000])
         event.refused_at.GetCurrentTime()
         self.publish_event(topics.MODELS_REFUSED, mv.model.name, event)
         log.warning("gate refused the candidate", run_id=run_id, model=f"{mv.model.name}@{mv.model.version}", reasons=list(report.reasons))
@@ -477,18 +495,22 @@ class Trainer:
             val_idx = np.array([i for i, e in enumerate(examples) if e.split != "train"], dtype=np.int64)
         if not examples or labels.sum() == 0 or labels.sum() == len(labels):
             if examples:
-                raise RunError(f"the datasets have {int(labels.sum())} positive(s) of {len(labels)} labelled samples for {spec.positive_predicate!r}: "
-                               "a detector needs both positives and negatives")
+                raise RunError(f"the datasets have {int(labels.sum())} positive(s) of {len(labels)} labelled samples for {spec.positive_predicate!r}: a detector needs both positives and negatives")
             images, labels = self._generated_detector_data(task, spec.positive_predicate, int(hyperparameters.get(spec, "fallback_samples", 160)), seed)
             order = np.random.default_rng(seed).permutation(len(labels))
-            train_idx, val_idx = order[: len(order) // 2], order[len(order) // 2:]
+            train_idx, val_idx = order[: len(order) // 2], order[len(order) // 2 :]
             used.append({"name": "generator:detector", "version": 0, "samples": len(labels), "seed": seed})
         if len(np.unique(labels[val_idx])) < 2:  # too few examples to hold any out: measure on train (reported)
             val_idx, where = train_idx, "train"
         else:
             where = "val"
-        self._update(run_id, persist=True, datasets_used=[f"{d['name']}@{d['version']}" if d["version"] else d["name"] for d in used],
-                     fresh_heads=[name], metrics={"train/samples": float(len(train_idx)), "train/positives": float(labels[train_idx].sum())})
+        self._update(
+            run_id,
+            persist=True,
+            datasets_used=[f"{d['name']}@{d['version']}" if d["version"] else d["name"] for d in used],
+            fresh_heads=[name],
+            metrics={"train/samples": float(len(train_idx)), "train/positives": float(labels[train_idx].sum())},
+        )
 
         self._phase(run_id, T.RUN_PHASE_TRAINING, 0.1)
 
@@ -502,8 +524,7 @@ class Trainer:
         sc = det.scores(net, images[val_idx])
         pos, neg = sc[labels[val_idx] == 1], sc[labels[val_idx] == 0]
         auc = det.auc(pos, neg)
-        metrics = {f"{where}/auc": auc, f"{where}/positive_mean_score": float(pos.mean()), f"{where}/negative_mean_score": float(neg.mean()),
-                   f"{where}/positives": float(len(pos)), f"{where}/negatives": float(len(neg))}
+        metrics = {f"{where}/auc": auc, f"{where}/positive_mean_score": float(pos.mean()), f"{where}/negative_mean_score": float(neg.mean()), f"{where}/positives": float(len(pos)), f"{where}/negatives": float(len(neg))}
         version = self.registry.allocate(spec.model_name)
         ref = C.ModelRef(name=spec.model_name, version=version)
         self._update(run_id, persist=True, metrics=metrics, model=ref)
@@ -511,8 +532,7 @@ class Trainer:
         self._phase(run_id, T.RUN_PHASE_GATING, 0.9)
         min_auc = float(hyperparameters.get(spec, "min_auc", s.detector_min_auc))
         report = T.GateReport(candidate=ref, accepted=auc >= min_auc)
-        report.reasons.append(f"{where} AUC {auc:.3f} {'>=' if report.accepted else '<'} {min_auc:.2f} "
-                              f"(positives score {pos.mean():.2f} on average, negatives {neg.mean():.2f})")
+        report.reasons.append(f"{where} AUC {auc:.3f} {'>=' if report.accepted else '<'} {min_auc:.2f} (positives score {pos.mean():.2f} on average, negatives {neg.mean():.2f})")
         self._update(run_id, persist=True, gate_report=report)
         mv = T.ModelVersion(model=ref, kind=T.RUN_KIND_TRIGGER_DETECTOR, detector_name=name, tasks=[name], run_id=run_id, gate_report=report)
         mv.metrics.update(metrics)
@@ -521,8 +541,7 @@ class Trainer:
             return self._refuse(run_id, mv, net, report)
 
         self._phase(run_id, T.RUN_PHASE_PUBLISHING, 0.95)
-        extra = {"trainer": {"kind": T.RUN_KIND_TRIGGER_DETECTOR, "detector_name": name, "score_key": det.key(name, version),
-                             "positive_predicate": spec.positive_predicate, "task": task, "gate_report": json_format.MessageToDict(report)}}
+        extra = {"trainer": {"kind": T.RUN_KIND_TRIGGER_DETECTOR, "detector_name": name, "score_key": det.key(name, version), "positive_predicate": spec.positive_predicate, "task": task, "gate_report": json_format.MessageToDict(report)}}
         pv = model_repo.publish(self.store, net, spec.model_name, version, metrics=metrics, datasets=used, run_id=run_id, extra=extra)
         event = model_repo.published_event(pv, C.MODEL_ROLE_TRIGGER_DETECTOR, self.store.bucket, run_id)
         event.detector_name = name

@@ -10,6 +10,7 @@ import grpc
 from longtail import model_repo, topics
 from longtail.auth import OPERATOR_AUDIENCE, AuthError, bearer, verify_token
 from longtail.common.v1 import common_pb2 as C
+from longtail.grpc_server import abort
 from longtail.log import get_logger
 from longtail.model import torchscript
 from longtail.models.v1 import trainer_pb2 as T
@@ -40,21 +41,21 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         try:
             return verify_token(bearer(context.invocation_metadata()), self.operator_secret, OPERATOR_AUDIENCE)
         except AuthError as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"this call needs an operator token (authorization: Bearer ...): {exc}")
+            await abort(context, grpc.StatusCode.UNAUTHENTICATED, f"this call needs an operator token (authorization: Bearer ...): {exc}")
 
     async def StartRun(self, request, context):
         operator = await self._operator(context)
         try:
             run, existed = await asyncio.to_thread(self.trainer.submit, request.spec, request.run_id, "api")
         except (InvalidWaiver, ValueError) as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         log.info("run requested", run_id=run.run_id, operator=operator, existed=existed)
         return T.StartRunResponse(run=run, already_existed=existed)
 
     async def GetRun(self, request, context):
         run = self.trainer.get(request.run_id)
         if run is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"run {request.run_id!r} does not exist")
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"run {request.run_id!r} does not exist")
         return T.GetRunResponse(run=run)
 
     async def ListRuns(self, request, context):
@@ -72,18 +73,17 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     async def GetModel(self, request, context):
         mv = await asyncio.to_thread(self.registry.get, request.model.name, request.model.version)
         if mv is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model.name}@{request.model.version or 'production'} does not exist")
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"model {request.model.name}@{request.model.version or 'production'} does not exist")
         return T.GetModelResponse(model=mv)
 
-    async def _announce(self, context, name: str, version: int, role: int, shadow_fraction: float = 0.0) -> T.ModelVersion:
+    async def _announce(self, context, name: str, version: int, role: C.ModelRole, shadow_fraction: float = 0.0) -> T.ModelVersion | None:
         mv = await asyncio.to_thread(self.registry.get, name, version)
         if mv is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"model {name}@{version} does not exist")
+            await abort(context, grpc.StatusCode.NOT_FOUND, f"model {name}@{version} does not exist")
         if mv.state == T.MODEL_STATE_REFUSED:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{name}@{version} was refused by the gate and was never published: "
-                                + "; ".join(mv.gate_report.reasons))
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"{name}@{version} was refused by the gate and was never published: " + "; ".join(mv.gate_report.reasons))
         if mv.kind == T.RUN_KIND_TRIGGER_DETECTOR:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{name}@{version} is a trigger detector, not a perception model")
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"{name}@{version} is a trigger detector, not a perception model")
         pv = await asyncio.to_thread(self.registry.published_version, name, version)
         event = model_repo.published_event(pv, role, self.trainer.store.bucket)
         event.shadow_fraction = shadow_fraction
@@ -95,11 +95,11 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         operator = await self._operator(context)
         role = request.role or C.MODEL_ROLE_PRODUCTION
         if role not in (C.MODEL_ROLE_PRODUCTION, C.MODEL_ROLE_CANDIDATE):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "role: PRODUCTION or CANDIDATE")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "role: PRODUCTION or CANDIDATE")
         if request.model.version <= 0:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "model.version: a positive version is required")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "model.version: a positive version is required")
         if not 0.0 <= request.shadow_fraction <= 1.0 or (request.shadow_fraction and role != C.MODEL_ROLE_CANDIDATE):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "shadow_fraction: in (0, 1], and only for a CANDIDATE")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "shadow_fraction: in (0, 1], and only for a CANDIDATE")
         mv = await self._announce(context, request.model.name, request.model.version, role, request.shadow_fraction)
         log.info("model promoted", model=f"{request.model.name}@{request.model.version}", role=C.ModelRole.Name(role), operator=operator, reason=request.reason)
         return T.PromoteModelResponse(model=mv)
@@ -108,12 +108,12 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         operator = await self._operator(context)
         current = self.registry.production(request.model_name)
         if current <= 0:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.model_name} has no PRODUCTION version")
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"{request.model_name} has no PRODUCTION version")
         target = int(request.to_version) or self.registry.previous_production(request.model_name)
         if target <= 0:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.model_name}@{current} has no earlier PRODUCTION version to roll back to")
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"{request.model_name}@{current} has no earlier PRODUCTION version to roll back to")
         if target == current:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.model_name}@{target} is already PRODUCTION")
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"{request.model_name}@{target} is already PRODUCTION")
         mv = await self._announce(context, request.model_name, target, C.MODEL_ROLE_PRODUCTION)
         log.info("model rolled back", model=request.model_name, to=target, rolled_back_from=current, operator=operator, reason=request.reason)
         return T.RollbackModelResponse(model=mv, rolled_back_from=C.ModelRef(name=request.model_name, version=current))
@@ -124,28 +124,26 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         try:
             model_repo.check_name(request.model_name)
         except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"model_name: {exc}")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"model_name: {exc}")
         if role not in (C.MODEL_ROLE_PRODUCTION, C.MODEL_ROLE_CANDIDATE):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "role: PRODUCTION or CANDIDATE")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "role: PRODUCTION or CANDIDATE")
         if not request.weights:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "weights: required (a TorchScript archive from longtail.model.torchscript.to_bytes)")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "weights: required (a TorchScript archive from longtail.model.torchscript.to_bytes)")
         try:
             model = await asyncio.to_thread(torchscript.from_bytes, request.weights)
         except Exception as exc:  # noqa: BLE001 - whatever torch says about a bad archive
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"weights: not a longtail model archive: {str(exc)[:300]}")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"weights: not a longtail model archive: {str(exc)[:300]}")
         current = self.registry.production(request.model_name)
         if current > 0:
             pv = await asyncio.to_thread(self.registry.published_version, request.model_name, current)
             if pv.sha256 != hashlib.sha256(await asyncio.to_thread(torchscript.to_bytes, model)).hexdigest():
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"{request.model_name} already has PRODUCTION version {current}: "
-                                    "new versions of a line come from training runs through the gate")
+                await abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"{request.model_name} already has PRODUCTION version {current}: new versions of a line come from training runs through the gate")
             return T.ImportModelResponse(model=await asyncio.to_thread(self.registry.get, request.model_name, current), already_existed=True)
         version = self.registry.allocate(request.model_name)
         try:
-            pv = await asyncio.to_thread(model_repo.publish, self.trainer.store, model, request.model_name, version,
-                                         extra={"trainer": {"imported_by": operator, "reason": request.reason}})
+            pv = await asyncio.to_thread(model_repo.publish, self.trainer.store, model, request.model_name, version, extra={"trainer": {"imported_by": operator, "reason": request.reason}})
         except ValueError as exc:  # the archive does not fit the serving layout
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"weights: {exc}")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"weights: {exc}")
         event = model_repo.published_event(pv, role, self.trainer.store.bucket)
         await asyncio.to_thread(self.trainer.publish_event, topics.MODELS_PUBLISHED, request.model_name, event)
         self.registry.on_published(request.model_name, event)
@@ -156,6 +154,6 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         try:
             return await asyncio.to_thread(compare.compare, self.trainer, request, self.read_evidence)
         except compare.CompareRequestError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except compare.CompareError as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            await abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))

@@ -20,5 +20,4 @@ class TrainerSettings(BaseSettings):
     consumer_group: str = Field(TRAINER.name, min_length=1)
     auto_promote: bool = Field(False, description="label-triggered runs publish accepted versions as PRODUCTION (else CANDIDATE)")
     detector_min_auc: float = Field(0.8, ge=0.0, le=1.0)
-    gate_shift_px: int = Field(1, ge=0, le=8, description="the gate counts a lost case only if the baseline passed it with the image moved this many "
-                                                        "pixels each way; 0 = every baseline pass counts")
+    gate_shift_px: int = Field(1, ge=0, le=8, description="the gate counts a lost case only if the baseline passed it with the image moved this many pixels each way; 0 = every baseline pass counts")

@@ -35,8 +35,7 @@ def threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def build_model(tasks: Sequence[TaskSpec], base: MultiTaskNet | None, seed: int, from_scratch: bool = False,
-                channels: Sequence[int] | None = None, branch_blocks: int = 0) -> tuple[MultiTaskNet, list[str]]:
+def build_model(tasks: Sequence[TaskSpec], base: MultiTaskNet | None, seed: int, from_scratch: bool = False, channels: Sequence[int] | None = None, branch_blocks: int = 0) -> tuple[MultiTaskNet, list[str]]:
     """A network with a head per task. From `base` where the architecture allows: every tensor
     whose name and shape match is copied (backbone, unchanged heads); a head that is new or
     whose declaration changed starts fresh. A task the base has keeps its branch (`branch_blocks`
@@ -77,15 +76,14 @@ def _with_branch(declared: TaskSpec, in_base: TaskSpec | None, branch_blocks: in
     return dataclasses.replace(declared, branch_blocks=branch_blocks or declared.branch_blocks)
 
 
-def train(model: MultiTaskNet, data: Split, *, epochs: int, batch_size: int, lr: float, seed: int,
-          on_step: Callable[[int, int], None] | None = None, on_epoch: Callable[[int, dict], None] | None = None,
-          only_heads: Sequence[str] = ()) -> list[dict]:
+def train(
+    model: MultiTaskNet, data: Split, *, epochs: int, batch_size: int, lr: float, seed: int, on_step: Callable[[int, int], None] | None = None, on_epoch: Callable[[int, dict], None] | None = None, only_heads: Sequence[str] = ()
+) -> list[dict]:
     """`only_heads`: train these heads alone; the backbone and the other heads (weights and batch-norm
     statistics) come out exactly as they went in, so no other task's output can move."""
     targets = fitting.encode_targets(model.tasks, data.annotations)
     with _only(model, only_heads):
-        return fitting.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step,
-                           train_heads=only_heads)
+        return fitting.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step, train_heads=only_heads)
 
 
 @contextlib.contextmanager
@@ -128,7 +126,7 @@ def evaluate(model: MultiTaskNet, data: Split, prefix: str = "val") -> dict[str,
         losses = []
         for i in range(0, len(data), 256):
             idx = torch.arange(i, min(i + 256, len(data)))
-            raw = model(torch.as_tensor(data.images[i:i + 256]))
+            raw = model(torch.as_tensor(data.images[i : i + 256]))
             loss, _ = fitting.compute_loss(model.tasks, raw, fitting._index_targets(targets, idx))
             losses.append(float(loss) * len(idx))
         out[f"{prefix}/loss"] = sum(losses) / len(data)
@@ -144,8 +142,7 @@ def evaluate(model: MultiTaskNet, data: Split, prefix: str = "val") -> dict[str,
             tp = fn = fp = tn = 0
             ious = []
             for p, objs in labelled:
-                objs = [o for o in objs if o["cls"] in t.classes] if objs and isinstance(objs[0], Mapping) else [
-                    {"cls": o.cls, "box": tuple(o.box), "attributes": dict(o.attributes)} for o in (objs or []) if o.cls in t.classes]
+                objs = [o for o in objs if o["cls"] in t.classes] if objs and isinstance(objs[0], Mapping) else [{"cls": o.cls, "box": tuple(o.box), "attributes": dict(o.attributes)} for o in (objs or []) if o.cls in t.classes]
                 present = bool(objs)
                 said = p["presence"] >= 0.5
                 tp += present and said

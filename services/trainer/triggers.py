@@ -52,8 +52,7 @@ class LabelTrigger:
         if self.trainer.busy_with(lambda r: r.triggered_by == origin):
             return
         dataset = self.labels.create_dataset(f"auto-{task}", [task], f"every resolved {task} label (label-triggered run)").dataset
-        spec = T.RunSpec(model_name=self.model_name, kind=T.RUN_KIND_MULTITASK, tasks=[task], promote=self.promote,
-                         datasets=[C.DatasetRef(name=dataset.name, version=dataset.version)])
+        spec = T.RunSpec(model_name=self.model_name, kind=T.RUN_KIND_MULTITASK, tasks=[task], promote=self.promote, datasets=[C.DatasetRef(name=dataset.name, version=dataset.version)])
         run, _ = self.trainer.submit(spec, triggered_by=origin)
         log.info("run triggered by labels", task=task, labels=self.counts[task], run_id=run.run_id, dataset=f"{dataset.name}@{dataset.version}")
         self.counts[task] = 0

@@ -13,7 +13,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 
 from longtail.fleet.v1 import events_pb2 as fleet_events
-from longtail.triggerlang import CompiledTrigger, EvalContext
+from longtail.triggerlang import CompiledTrigger, EvalContext, TriggerState
 from longtail.triggers.v1 import triggers_pb2
 
 DEFAULT_SAMPLE = 50
@@ -40,12 +40,13 @@ def read_segment(data: bytes) -> Iterator[fleet_events.TelemetryBatchEvent]:
         offset += size
 
 
-def run_backtest(trigger: CompiledTrigger, spec: triggers_pb2.TriggerSpec, batches: Iterable[fleet_events.TelemetryBatchEvent], sample_limit: int = 0, max_frames: int = 0,
-                 map_context: Callable[[object], EvalContext] | None = None) -> triggers_pb2.BacktestTriggerResponse:
+def run_backtest(
+    trigger: CompiledTrigger, spec: triggers_pb2.TriggerSpec, batches: Iterable[fleet_events.TelemetryBatchEvent], sample_limit: int = 0, max_frames: int = 0, map_context: Callable[[object], EvalContext] | None = None
+) -> triggers_pb2.BacktestTriggerResponse:
     """`map_context(ego)` gives map_disagreement() the map as it is now (the fleet worker's view);
     without it that built-in never fires."""
     sample_limit = sample_limit or DEFAULT_SAMPLE
-    states: dict[str, object] = {}
+    states: dict[str, TriggerState] = {}
     first_seen: dict[str, float] = {}
     last_seen: dict[str, float] = {}
     uploads: dict[str, deque] = defaultdict(deque)

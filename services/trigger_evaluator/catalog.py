@@ -141,7 +141,7 @@ class Catalog:
         state = S.TRIGGER_STATE_DRAFT if current.state == S.TRIGGER_STATE_EXHAUSTED else current.state
         return S.Trigger(trigger_id=trigger_id, version=current.version + 1, spec=spec, state=state, state_reason=f"spec changed by {operator}", created_by=operator, created_at=now, updated_at=now)
 
-    def transition(self, trigger_id: str, to: int, reason: str, operator: str, expected_version: int = 0) -> S.Trigger:
+    def transition(self, trigger_id: str, to: S.TriggerState, reason: str, operator: str, expected_version: int = 0) -> S.Trigger:
         current = self.get(trigger_id)
         if expected_version and expected_version != current.version:
             raise CatalogError("FAILED_PRECONDITION", f"latest version is {current.version}, not {expected_version}")

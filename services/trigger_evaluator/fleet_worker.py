@@ -56,12 +56,11 @@ DEDUP_CELL_METERS = 25.0
 MAX_REMEMBERED_FIRES = 100_000
 
 FRAMES = Counter("longtail_trigger_frames_evaluated_total", "Frames evaluated fleet-side", ["service"])
-EVALUATIONS = Counter("longtail_trigger_evaluations_total",
-                      "(frame, trigger) evaluations fleet-side by path: columns (all triggers over a poll) or frame_by_frame "
-                      "(track_flicker, first_seen, map_disagreement, unnumbered frames)", ["service", "path"])
+EVALUATIONS = Counter(
+    "longtail_trigger_evaluations_total", "(frame, trigger) evaluations fleet-side by path: columns (all triggers over a poll) or frame_by_frame (track_flicker, first_seen, map_disagreement, unnumbered frames)", ["service", "path"]
+)
 DECISIONS = Counter("longtail_trigger_decisions_total", "Fire decisions by outcome", ["service", "trigger", "outcome"])
-DECISION_OUTCOMES = ("requested", "uploaded_by_car", "unknown_or_superseded_version", "trigger_not_active", "trigger_expired",
-                     "duplicate_event", "budget_exhausted", "per_car_rate_limit")
+DECISION_OUTCOMES = ("requested", "uploaded_by_car", "unknown_or_superseded_version", "trigger_not_active", "trigger_expired", "duplicate_event", "budget_exhausted", "per_car_rate_limit")
 
 
 def dedup_key(trigger_id: str, frame: fleet_pb2.Frame) -> str:
@@ -91,9 +90,10 @@ class MapView:
             self._apply(feature_id, update)
 
     def _apply(self, feature_id: str | None, update) -> None:
-        old = self._features.pop(feature_id, None) if feature_id else None
-        if old is not None:
-            self._cells.get(self._cell(old.x, old.y), {}).pop(feature_id, None)
+        if feature_id:
+            old = self._features.pop(feature_id, None)
+            if old is not None:
+                self._cells.get(self._cell(old.x, old.y), {}).pop(feature_id, None)
         if update is None or update.feature.removed:
             return
         feature = update.feature
@@ -202,8 +202,6 @@ def decide(trigger: S.Trigger | None, fired: trigger_events.TriggerFired, budget
     return True, ""
 
 
-
-
 class FleetWorker:
     """The two stages. Topic names are parameters only so the benchmark can use its own topics."""
 
@@ -227,8 +225,7 @@ class FleetWorker:
         self.budgets.ensure_topic(candidates_topic, replication_factor)
         self.stages = [
             Stage("evaluate", bootstrap, group_id, telemetry_topic, self.car_states, self.evaluate_poll, self.producer, SERVICE),
-            Stage("decide", bootstrap, f"{group_id}-decide", candidates_topic, self.budgets, lambda records, stage: stage.each(records, self.decide),
-                  self.producer, SERVICE),
+            Stage("decide", bootstrap, f"{group_id}-decide", candidates_topic, self.budgets, lambda records, stage: stage.each(records, self.decide), self.producer, SERVICE),
         ]
         self._frames = FRAMES.labels(SERVICE)
         for path in ("columns", "frame_by_frame"):
@@ -289,11 +286,10 @@ class FleetWorker:
         car = _Car(partition, batch.vehicle_id)
         self._evaluate_cars([car], [(car, car.add(None, batch))], active, columns=False)
 
-    def _evaluate_cars(self, cars: list[_Car], order: list[tuple[_Car, int]], active: list[tuple[S.Trigger, CompiledTrigger]],
-                       columns: bool = True) -> None:
+    def _evaluate_cars(self, cars: list[_Car], order: list[tuple[_Car, int]], active: list[tuple[S.Trigger, CompiledTrigger]], columns: bool = True) -> None:
         evaluator = self.compiled.evaluator(active)
-        map_needed = self.map_view is not None and any(evaluator.needs_context)
-        context = (lambda frame: self.map_view.context(frame.ego)) if map_needed else None
+        map_view = self.map_view if any(evaluator.needs_context) else None
+        context = (lambda frame: map_view.context(frame.ego)) if map_view is not None else None
         loaded = []
         for car in cars:
             saved = self.car_states.get(car.partition, car.vehicle)
@@ -324,8 +320,15 @@ class FleetWorker:
 
     def _candidate(self, trigger_id: str, version: int, fire_id: str, vehicle: str, frame, source, score: float) -> None:
         event = trigger_events.TriggerFired(
-            fire_id=fire_id, trigger_id=trigger_id, trigger_version=version, vehicle_id=vehicle, frame_id=frame.frame_id,
-            fired_at=frame.captured_at, source=source, dedup_key=dedup_key(trigger_id, frame), score=score,
+            fire_id=fire_id,
+            trigger_id=trigger_id,
+            trigger_version=version,
+            vehicle_id=vehicle,
+            frame_id=frame.frame_id,
+            fired_at=frame.captured_at,
+            source=source,
+            dedup_key=dedup_key(trigger_id, frame),
+            score=score,
         )
         self.producer.produce_bytes(self.candidates_topic, trigger_id, event.SerializeToString())
 

@@ -108,7 +108,7 @@ class YieldLedger:
             updated_at=now,
         )
 
-    def rule_breach(self, trigger: triggers_pb2.Trigger) -> tuple[int, str] | None:
+    def rule_breach(self, trigger: triggers_pb2.Trigger) -> tuple[triggers_pb2.TriggerState, str] | None:
         """The state an ACTIVE trigger must move to (budget used up, yield below its floor), and why."""
         if trigger.state != triggers_pb2.TRIGGER_STATE_ACTIVE:
             return None

@@ -9,6 +9,7 @@ import grpc
 
 from longtail import topics
 from longtail.auth import OPERATOR_AUDIENCE, AuthError, bearer, verify_token
+from longtail.grpc_server import abort
 from longtail.kafka import DeliveryError, Producer, read_time_range
 from longtail.log import get_logger
 from longtail.storage import ObjectStore
@@ -25,8 +26,7 @@ log = get_logger(__name__)
 
 
 class TriggerCatalog(triggers_pb2_grpc.TriggerCatalogServiceServicer):
-    def __init__(self, catalog: Catalog, ledger: YieldLedger, producer: Producer, operator_secret: str, bootstrap: str, store: ObjectStore | None,
-                 map_view=None) -> None:
+    def __init__(self, catalog: Catalog, ledger: YieldLedger, producer: Producer, operator_secret: str, bootstrap: str, store: ObjectStore | None, map_view=None) -> None:
         self.catalog = catalog
         self.map_view = map_view  # fleet_worker.MapView: backtests of map_disagreement() see the current map
         self.ledger = ledger
@@ -40,10 +40,10 @@ class TriggerCatalog(triggers_pb2_grpc.TriggerCatalogServiceServicer):
         try:
             return verify_token(bearer(context.invocation_metadata()), self.operator_secret, OPERATOR_AUDIENCE)
         except AuthError as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"catalog changes need an operator token (authorization: Bearer ...): {exc}")
+            await abort(context, grpc.StatusCode.UNAUTHENTICATED, f"catalog changes need an operator token (authorization: Bearer ...): {exc}")
 
     async def _fail(self, context, exc: CatalogError) -> None:
-        await context.abort(getattr(grpc.StatusCode, exc.code), str(exc))
+        await abort(context, getattr(grpc.StatusCode, exc.code), str(exc))
 
     async def publish(self, trigger: S.Trigger) -> None:
         """Write to the compacted topic (acked), then to this replica's view."""
@@ -61,7 +61,7 @@ class TriggerCatalog(triggers_pb2_grpc.TriggerCatalogServiceServicer):
                 try:
                     await self.publish(trigger)
                 except DeliveryError as exc:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"catalog not written, retry: {exc}")
+                    await abort(context, grpc.StatusCode.UNAVAILABLE, f"catalog not written, retry: {exc}")
             return trigger
 
     # -- writes ----------------------------------------------------------------------------------
@@ -153,30 +153,30 @@ class TriggerCatalog(triggers_pb2_grpc.TriggerCatalogServiceServicer):
         elif request.HasField("spec"):
             spec, trigger_id, version = request.spec, "backtest", 0
         else:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name a stored trigger or give a spec")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "name a stored trigger or give a spec")
         try:
             compiled = compile_trigger(spec.expression, FiringOptions.from_spec(spec), trigger_id, version)
         except (TriggerSyntaxError, ValueError) as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"expression: {exc}")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"expression: {exc}")
         source = request.WhichOneof("source")
         if source == "time_range":
             since = request.time_range.since.ToMilliseconds() if request.time_range.HasField("since") else 0
             until = request.time_range.until.ToMilliseconds() if request.time_range.HasField("until") else int(time.time() * 1000) + 1
             if until <= since:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "time_range.until must be after time_range.since")
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "time_range.until must be after time_range.since")
             batches = lambda: read_time_range(self.bootstrap, topics.TELEMETRY, since, until)  # noqa: E731
         elif source == "segment_key":
             if self.store is None:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no object store configured")
+                await abort(context, grpc.StatusCode.FAILED_PRECONDITION, "no object store configured")
             try:
                 data = await asyncio.to_thread(self.store.get, request.segment_key)
             except Exception as exc:
-                await context.abort(grpc.StatusCode.NOT_FOUND, f"segment {request.segment_key!r}: {exc}")
+                await abort(context, grpc.StatusCode.NOT_FOUND, f"segment {request.segment_key!r}: {exc}")
             batches = lambda: read_segment(data)  # noqa: E731
         else:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "give a time_range or a segment_key")
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "give a time_range or a segment_key")
         try:
             map_context = self.map_view.context if self.map_view is not None and compiled.uses_map else None
             return await asyncio.to_thread(lambda: run_backtest(compiled, spec, batches(), request.sample_limit, request.max_frames, map_context))
         except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))

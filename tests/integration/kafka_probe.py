@@ -17,8 +17,7 @@ def _read_once(bootstrap: str, topic: topics.Topic, since_ms: int) -> list[tuple
     return list(read_time_range(bootstrap, topic, since_ms, 2**62, keyed=True))
 
 
-def read_since(bootstrap: str, topic: topics.Topic, since_ms: int, keep: Callable[[str | None, object], bool] = lambda k, v: True,
-               want: int = 0, timeout: float = 60.0) -> list[tuple[str | None, object]]:
+def read_since(bootstrap: str, topic: topics.Topic, since_ms: int, keep: Callable[[str | None, object], bool] = lambda k, v: True, want: int = 0, timeout: float = 60.0) -> list[tuple[str | None, object]]:
     """The (key, value) records of `topic` produced since `since_ms` that `keep` accepts. With
     `want`, reads again until at least that many are there or `timeout` passes."""
     deadline = time.monotonic() + timeout

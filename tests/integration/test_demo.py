@@ -16,8 +16,9 @@ ARMS = {"triggered", "random", "uncertainty", "seed-only"}
 
 
 def test_demo_experiment_writes_a_summary_that_results_and_report_agree_with(kafka, s3, triton, tmp_path):
-    config = loop.DemoConfig(cars=6, budget=10, growth=2.0, max_iterations=2, duration_s=30.0, fps=10.0, suite_cases=20, epochs=2, seed_examples=8,
-                             per_car_uploads=2, random_per_car=6, out=tmp_path / "demo", manage_infra=False, cases=["occluded", "handheld"])
+    config = loop.DemoConfig(
+        cars=6, budget=10, growth=2.0, max_iterations=2, duration_s=30.0, fps=10.0, suite_cases=20, epochs=2, seed_examples=8, per_car_uploads=2, random_per_car=6, out=tmp_path / "demo", manage_infra=False, cases=["occluded", "handheld"]
+    )
     said: list[str] = []
     result, path, engine = loop.run(config, say=said.append)
 
@@ -48,7 +49,7 @@ def test_demo_experiment_writes_a_summary_that_results_and_report_agree_with(kaf
     # the same random pool have the same count at every iteration
     for iteration in (1, 2):
         added = {n: next((c["fleet_labels"] for c in arm["candidates"] if c["iteration"] == iteration), None) for n, arm in exp["arms"].items()}
-        assert all(v <= config.budget * (2 ** iteration - 1) for v in added.values() if v is not None), added
+        assert all(v <= config.budget * (2**iteration - 1) for v in added.values() if v is not None), added
         if added["random"] is not None and added["uncertainty"] is not None:
             assert added["random"] == added["uncertainty"], added
     assert [c["fleet_labels"] for c in exp["arms"]["seed-only"]["candidates"]] == [0]
@@ -63,8 +64,14 @@ def test_demo_experiment_writes_a_summary_that_results_and_report_agree_with(kaf
         return score["passed"] / score["cases"]
 
     def reached(candidates, targets):
-        return next((c["labels"] for c in candidates if all(share(c["candidate"][t]) >= summary["target"] - 1e-12 for t in targets)
-                     and all(share(v) >= share(exp["baseline"][s]) - config.tolerance - 1e-12 for s, v in c["candidate"].items() if s not in targets)), None)
+        return next(
+            (
+                c["labels"]
+                for c in candidates
+                if all(share(c["candidate"][t]) >= summary["target"] - 1e-12 for t in targets) and all(share(v) >= share(exp["baseline"][s]) - config.tolerance - 1e-12 for s, v in c["candidate"].items() if s not in targets)
+            ),
+            None,
+        )
 
     for name, arm in summary["arms"].items():
         candidates = exp["arms"][name]["candidates"]

@@ -62,8 +62,14 @@ def read_snapshots(kafka: str, vehicles: set[str], want: int) -> list:
 def test_fleet_streams_fires_and_uploads_through_the_gateway(gateway, kafka, s3):
     trigger_id = f"sim-{uuid.uuid4().hex[:8]}"
     spec = S.TriggerSpec(
-        name=trigger_id, expression="any(d.cls == stop_sign and d.conf > 0.5)", site=S.TRIGGER_SITE_EDGE, task="stop_sign",
-        firing_mode=S.FIRING_MODE_RISING_EDGE, upload_budget=1000, max_uploads_per_car_hour=2, capture_window=S.CaptureWindow(frames_before=1, frames_after=1),
+        name=trigger_id,
+        expression="any(d.cls == stop_sign and d.conf > 0.5)",
+        site=S.TRIGGER_SITE_EDGE,
+        task="stop_sign",
+        firing_mode=S.FIRING_MODE_RISING_EDGE,
+        upload_budget=1000,
+        max_uploads_per_car_hour=2,
+        capture_window=S.CaptureWindow(frames_before=1, frames_after=1),
     )
     producer = Producer(kafka, "test-operator")
     producer.produce(topics.TRIGGER_CATALOG, trigger_id, trigger_events.TriggerRecord(trigger=S.Trigger(trigger_id=trigger_id, version=1, spec=spec, state=S.TRIGGER_STATE_ACTIVE)))
@@ -115,14 +121,12 @@ def test_cars_run_beamed_models_and_a_shadow_candidate_and_the_fleet_evidence_ad
     events[1].shadow_fraction = 0.5
     events[2].detector_name = det_name
     cars = 8
-    prefix = next(p for p in (f"sh{uuid.uuid4().hex[:6]}" for _ in range(100))
-                  if 0 < sum(in_shadow_cohort(f"{p}-{i:05d}", events[1]) for i in range(cars)) < cars)
+    prefix = next(p for p in (f"sh{uuid.uuid4().hex[:6]}" for _ in range(100)) if 0 < sum(in_shadow_cohort(f"{p}-{i:05d}", events[1]) for i in range(cars)) < cars)
     cohort = {f"{prefix}-{i:05d}" for i in range(cars) if in_shadow_cohort(f"{prefix}-{i:05d}", events[1])}
     since_ms = int(time.time() * 1000) - 1000
     producer = Producer(kafka, "test-trainer")
     # The gateway beams a detector only while an active trigger calls it (this one never fires).
-    uses_detector = S.Trigger(trigger_id=f"uses-{det_name}", version=1, state=S.TRIGGER_STATE_ACTIVE,
-                              spec=S.TriggerSpec(name="uses", expression=f'score("{det_name}") > 2', site=S.TRIGGER_SITE_FLEET, task="stop_sign", upload_budget=1))
+    uses_detector = S.Trigger(trigger_id=f"uses-{det_name}", version=1, state=S.TRIGGER_STATE_ACTIVE, spec=S.TriggerSpec(name="uses", expression=f'score("{det_name}") > 2', site=S.TRIGGER_SITE_FLEET, task="stop_sign", upload_budget=1))
     producer.produce(topics.TRIGGER_CATALOG, uses_detector.trigger_id, trigger_events.TriggerRecord(trigger=uses_detector))
     for event in events:
         producer.produce(topics.MODELS_PUBLISHED, event.model.name, event)
@@ -161,8 +165,7 @@ def test_cars_run_beamed_models_and_a_shadow_candidate_and_the_fleet_evidence_ad
 
     request = T.CompareModelsRequest(production=C.ModelRef(name=FLEET_MODEL, version=1), candidate=C.ModelRef(name=FLEET_MODEL, version=2))
     request.time_range.since.FromMilliseconds(since_ms)
-    result = compare.fleet_compare(request.production, request.candidate, request,
-                                   lambda a, b: (e for e in read_time_range(kafka, topics.SHADOW_DISAGREEMENTS, a, b) if e.vehicle_id in vehicles))
+    result = compare.fleet_compare(request.production, request.candidate, request, lambda a, b: (e for e in read_time_range(kafka, topics.SHADOW_DISAGREEMENTS, a, b) if e.vehicle_id in vehicles))
     assert result.frames_compared == report.shadow_frames and result.distinct_vehicles == len(cohort)
     assert 0 < result.frames_disagreeing <= report.shadow_disagreements and result.by_task["stop_sign"] > 0
     producer.produce(topics.TRIGGER_CATALOG, uses_detector.trigger_id, None)  # tombstone: leave no test trigger active

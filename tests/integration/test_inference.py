@@ -195,8 +195,7 @@ def test_a_corrupt_version_is_refused_and_the_old_one_keeps_answering(service, r
     manifest["files"] = {**manifest["files"], "model.pt": {"sha256": hashlib.sha256(garbage).hexdigest(), "size": len(garbage)}}
     run.store.put_at(pv.manifest_key, json.dumps(manifest).encode())
     run.announce(pv)
-    refusals = read_since(run.kafka, topics.MODELS_REFUSED, run.since_ms,
-                          lambda k, v: k == run.name and v.model.version == 4 and v.refused_by == "inference", want=1)
+    refusals = read_since(run.kafka, topics.MODELS_REFUSED, run.since_ms, lambda k, v: k == run.name and v.model.version == 4 and v.refused_by == "inference", want=1)
     assert refusals and "TorchScript" in refusals[0][1].reason
     assert serving_version(service) == 3
     got = stub(service).Infer(inference_pb2.InferRequest(image=png(image(14))), timeout=30)
@@ -209,8 +208,7 @@ def test_a_corrupt_version_is_refused_and_the_old_one_keeps_answering(service, r
 def test_a_snapshot_event_yields_an_inference_result(service, run):
     img = image(uuid.uuid4().int % 2**32)  # a snapshot of this run only (ids are content hashes)
     put = run.store.put_content(png(img), SNAPSHOTS, ".png", "image/png")
-    event = fleet_events.SnapshotUploaded(snapshot_id=put.sha256, vehicle_id="it-car", frame_id="it-car:1", object_key=put.key,
-                                          bucket=run.store.bucket, size_bytes=put.size, content_type="image/png")
+    event = fleet_events.SnapshotUploaded(snapshot_id=put.sha256, vehicle_id="it-car", frame_id="it-car:1", object_key=put.key, bucket=run.store.bucket, size_bytes=put.size, content_type="image/png")
     run.producer.produce(topics.SNAPSHOTS, put.sha256, event)
     run.producer.flush()
     results = read_since(run.kafka, topics.INFERENCE_RESULTS, run.since_ms, lambda k, v: k == put.sha256 and v.model.name == run.name, want=1)
@@ -226,8 +224,7 @@ def test_malformed_snapshot_events_are_dead_lettered(service, run):
     missing = fleet_events.SnapshotUploaded(snapshot_id="0" * 64, object_key=f"snapshots/00/{'0' * 63}1.png", content_type="image/png")
     run.producer.produce(topics.SNAPSHOTS, missing_key, missing)
     run.producer.flush()
-    letters = read_since(run.kafka, topics.DEAD_LETTERS, run.since_ms,
-                         lambda k, v: v.consumer_group == run.group and v.key.decode(errors="replace") in (bad_bytes_key, missing_key), want=2)
+    letters = read_since(run.kafka, topics.DEAD_LETTERS, run.since_ms, lambda k, v: v.consumer_group == run.group and v.key.decode(errors="replace") in (bad_bytes_key, missing_key), want=2)
     by_key = {v.key.decode(): v for _, v in letters}
     assert set(by_key) == {bad_bytes_key, missing_key}
     assert "cannot decode" in by_key[bad_bytes_key].error and "does not exist" in by_key[missing_key].error

@@ -91,8 +91,7 @@ def store(database_url, objects):
 
 
 def register(store, run, n):
-    return store.samples.register([L.Sample(sample_id=sid(run, i), object_key=f"snapshots/{run}/{i}", bucket="longtail",
-                                            content_type="image/png") for i in range(n)])
+    return store.samples.register([L.Sample(sample_id=sid(run, i), object_key=f"snapshots/{run}/{i}", bucket="longtail", content_type="image/png") for i in range(n)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,9 +210,18 @@ def test_dataset_rebuild_reproduces_the_manifest_hash(store, objects):
 
 
 def snapshot(run: str, i: int) -> fleet_events.SnapshotUploaded:
-    e = fleet_events.SnapshotUploaded(snapshot_id=sid(run, i), vehicle_id=f"ls-{run}", frame_id=f"ls-{run}:{i}", trigger_id="occluded-stop",
-                                      trigger_version=2, fire_id=f"f{i}", object_key=f"snapshots/{run}/{i}.png", bucket="longtail",
-                                      size_bytes=100, content_type="image/png")
+    e = fleet_events.SnapshotUploaded(
+        snapshot_id=sid(run, i),
+        vehicle_id=f"ls-{run}",
+        frame_id=f"ls-{run}:{i}",
+        trigger_id="occluded-stop",
+        trigger_version=2,
+        fire_id=f"f{i}",
+        object_key=f"snapshots/{run}/{i}.png",
+        bucket="longtail",
+        size_bytes=100,
+        content_type="image/png",
+    )
     e.captured_at.GetCurrentTime()
     e.metadata.detections.add(cls="stop_sign", confidence=0.4)
     return e

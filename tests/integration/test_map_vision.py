@@ -180,8 +180,7 @@ def test_map_from_fleet_observations_is_within_tolerance(processed, scenario):
         if f.source == map_pb2.FEATURE_SOURCE_FLEET:  # discovered features are real ones
             nearest = min(math.hypot(f.x - t.x, f.y - t.y) for t in scenario.truth)
             assert nearest <= TOLERANCE_M and f.observation_count >= 5 and 0 < f.confidence <= 1, f
-    fleet_near_dropped = [f for f in active.values() if f.source == map_pb2.FEATURE_SOURCE_FLEET
-                          and math.hypot(f.x - scenario.by_id[scenario.dropped].x, f.y - scenario.by_id[scenario.dropped].y) <= 1.0]
+    fleet_near_dropped = [f for f in active.values() if f.source == map_pb2.FEATURE_SOURCE_FLEET and math.hypot(f.x - scenario.by_id[scenario.dropped].x, f.y - scenario.by_id[scenario.dropped].y) <= 1.0]
     assert len(fleet_near_dropped) == 1 and fleet_near_dropped[0].feature_id.startswith("stop_sign/")
 
 
@@ -192,8 +191,7 @@ def test_injected_map_errors_produce_the_right_disagreements(processed, scenario
     events = [v for _, v in records]
     assert events and all(k == v.vehicle_id for k, v in records)  # keyed by vehicle (co-partitioned with telemetry)
     by_kind = {k: [e for e in events if e.kind == k] for k in (MISSING, EXTRA, MISMATCH)}
-    print(f"disagreements: {len(by_kind[MISSING])} map-without-vision, {len(by_kind[EXTRA])} vision-without-map, "
-          f"{len(by_kind[MISMATCH])} attribute-mismatch")
+    print(f"disagreements: {len(by_kind[MISSING])} map-without-vision, {len(by_kind[EXTRA])} vision-without-map, {len(by_kind[MISMATCH])} attribute-mismatch")
 
     # a sign missing from the map: vision sees it (before the fleet adds it)
     dropped = scenario.by_id[scenario.dropped]
@@ -236,8 +234,7 @@ def _detection_distance(event, truth) -> float:
 
 def test_malformed_telemetry_is_dead_lettered_and_the_service_keeps_going(processed, kafka):
     service, since_ms, bad_keys = processed
-    letters = read_since(kafka, topics.DEAD_LETTERS, since_ms,
-                         lambda k, v: v.consumer_group == GROUP and v.key.decode(errors="replace") in bad_keys)
+    letters = read_since(kafka, topics.DEAD_LETTERS, since_ms, lambda k, v: v.consumer_group == GROUP and v.key.decode(errors="replace") in bad_keys)
     by_key = {v.key.decode(): v for _, v in letters}
     assert set(by_key) == set(bad_keys)
     assert all(v.source_topic == topics.TELEMETRY.name for v in by_key.values())
@@ -260,8 +257,7 @@ def test_api_metrics_health_and_reflection(processed, scenario):
         api.GetMap(mapvision_pb2.GetMapRequest(region=mapvision_pb2.Region(x_min=1, x_max=0)), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-    survey = map_pb2.MapFeature(feature_id=f"{scenario.prefix}surveyed", kind=map_pb2.FEATURE_KIND_TRAFFIC_LIGHT,
-                                x=scenario.dx + 650, y=scenario.dy + 650, heading=1.0)
+    survey = map_pb2.MapFeature(feature_id=f"{scenario.prefix}surveyed", kind=map_pb2.FEATURE_KIND_TRAFFIC_LIGHT, x=scenario.dx + 650, y=scenario.dy + 650, heading=1.0)
     with pytest.raises(grpc.RpcError) as err:
         api.SeedMap(mapvision_pb2.SeedMapRequest(features=[survey]), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -298,6 +294,5 @@ def test_a_restarted_replica_rebuilds_the_same_map(processed, scenario):
     assert set(rebuilt) == set(before)
     for fid, f in before.items():
         g = rebuilt[fid]
-        assert (g.removed, g.source, dict(g.attributes), g.kind, g.observation_count, g.miss_count) == (
-            f.removed, f.source, dict(f.attributes), f.kind, f.observation_count, f.miss_count), fid
+        assert (g.removed, g.source, dict(g.attributes), g.kind, g.observation_count, g.miss_count) == (f.removed, f.source, dict(f.attributes), f.kind, f.observation_count, f.miss_count), fid
         assert (g.x, g.y, g.heading, g.confidence) == pytest.approx((f.x, f.y, f.heading, f.confidence), abs=1e-6)

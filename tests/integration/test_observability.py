@@ -43,8 +43,7 @@ def query(base: str, path: str, **params) -> dict:
 
 
 def test_every_dashboard_query_returns_data_from_a_demo_run(kafka, s3, triton, prometheus, tmp_path):
-    config = loop.DemoConfig(cars=3, max_iterations=1, budget=12, duration_s=30.0, fps=10.0, suite_cases=6, epochs=1, seed_examples=4, random_per_car=4, out=tmp_path / "demo",
-                             manage_infra=False, keep_running=True, cases=["occluded"])
+    config = loop.DemoConfig(cars=3, max_iterations=1, budget=12, duration_s=30.0, fps=10.0, suite_cases=6, epochs=1, seed_examples=4, random_per_car=4, out=tmp_path / "demo", manage_infra=False, keep_running=True, cases=["occluded"])
     said: list[str] = []
     _result, _path, engine = loop.run(config, say=said.append)
     try:
@@ -57,8 +56,7 @@ def test_every_dashboard_query_returns_data_from_a_demo_run(kafka, s3, triton, p
         trainer = engine.stack.trainer
         run_id = trainer.StartRun(T.StartRunRequest(spec=spec), metadata=engine.stack.auth, timeout=10).run.run_id
         deadline = time.monotonic() + 600
-        while (run := trainer.GetRun(T.GetRunRequest(run_id=run_id), timeout=10).run).status not in (
-                T.RUN_STATUS_SUCCEEDED, T.RUN_STATUS_REFUSED, T.RUN_STATUS_FAILED) and time.monotonic() < deadline:
+        while (run := trainer.GetRun(T.GetRunRequest(run_id=run_id), timeout=10).run).status not in (T.RUN_STATUS_SUCCEEDED, T.RUN_STATUS_REFUSED, T.RUN_STATUS_FAILED) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert run.status == T.RUN_STATUS_SUCCEEDED, (T.RunStatus.Name(run.status), run.error, run.gate_report)
 

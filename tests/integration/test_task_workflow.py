@@ -83,8 +83,7 @@ def test_a_task_declared_while_the_engine_runs_gets_a_detector_trigger_uploads_a
         stack.clients()
         model = train_bootstrap_model(seed=3)
         model.eval()
-        stack.trainer.ImportModel(T.ImportModelRequest(model_name=line, weights=torchscript.to_bytes(model), role=C.MODEL_ROLE_PRODUCTION, reason="baseline"),
-                                  metadata=stack.auth, timeout=60)
+        stack.trainer.ImportModel(T.ImportModelRequest(model_name=line, weights=torchscript.to_bytes(model), role=C.MODEL_ROLE_PRODUCTION, reason="baseline"), metadata=stack.auth, timeout=60)
         stack.start("gateway", GATEWAY_FLEET_MODEL=line)
         world = World(WorldConfig(vehicle_rate=0.4, hazard_rate=0.3, police_rate=0.1), seed=WORLD_SEED)
         register_frames(stack, frames_behind_vehicles(world, 70, seed=1), f"lake-{run_id}")
@@ -165,8 +164,13 @@ def test_a_task_declared_while_the_engine_runs_gets_a_detector_trigger_uploads_a
 
         from longtail_cli.app import app
 
-        env = {"LABEL_STORE_ADDR": stack.processes["label-store"].address, "TRAINER_ADDR": stack.processes["trainer"].address,
-               "TRIGGER_EVALUATOR_ADDR": stack.processes["trigger-evaluator"].address, "OPERATOR_TOKEN_SECRET": stack.operator_secret, "COLUMNS": "250"}
+        env = {
+            "LABEL_STORE_ADDR": stack.processes["label-store"].address,
+            "TRAINER_ADDR": stack.processes["trainer"].address,
+            "TRIGGER_EVALUATOR_ADDR": stack.processes["trigger-evaluator"].address,
+            "OPERATOR_TOKEN_SECRET": stack.operator_secret,
+            "COLUMNS": "250",
+        }
         cli = CliRunner()
         shown = cli.invoke(app, ["tasks", "status", task], env=env)
         assert shown.exit_code == 0 and state.step in shown.output and f"{task}.regressions: {state.suite_cases} cases" in shown.output, shown.output

@@ -73,8 +73,7 @@ class World_:
         ids = []
         for img, gt in zip(images, truths):
             put = self.objects.put_content(data_mod.png(img), SNAPSHOTS, ".png", "image/png")
-            sample = L.Sample(sample_id=put.sha256, bucket=self.objects.bucket, object_key=put.key, content_type="image/png",
-                              provenance=L.Provenance(vehicle_id=vehicle, frame_id=put.sha256[:12]))
+            sample = L.Sample(sample_id=put.sha256, bucket=self.objects.bucket, object_key=put.key, content_type="image/png", provenance=L.Provenance(vehicle_id=vehicle, frame_id=put.sha256[:12]))
             self.api.RegisterSample(L.RegisterSampleRequest(sample=sample), metadata=AUTH, timeout=10)
             self.truth[put.sha256] = gt
             self.images[put.sha256] = img
@@ -98,8 +97,7 @@ class World_:
             lease = self.api.GetNextTask(L.GetNextTaskRequest(task=task, labeller_id="it-labeller"), timeout=10).lease
             if not lease.lease_id:
                 return n
-            label = L.Label(sample_id=lease.sample.sample_id, task=task, labeller_kind=L.LABELLER_KIND_SIMULATED,
-                            annotation=self.annotation(task, lease.sample.sample_id))
+            label = L.Label(sample_id=lease.sample.sample_id, task=task, labeller_kind=L.LABELLER_KIND_SIMULATED, annotation=self.annotation(task, lease.sample.sample_id))
             self.api.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label), timeout=10)
             n += 1
 
@@ -127,20 +125,34 @@ def services(kafka, s3, tmp_path):
     objects = ObjectStore(load(S3Settings))
     objects.ensure_bucket()
     start_group_at_the_end(kafka, f"label-store-it-{run}", topics.SNAPSHOTS.name)
-    label_store = ServiceProcess(LABEL_STORE.package, LABEL_STORE.grpc, {
-        "OPERATOR_TOKEN_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{tmp_path / 'labels.db'}",
-        "LABEL_STORE_CONSUMER_GROUP": f"label-store-it-{run}", "LABEL_STORE_DATA_DIR": str(tmp_path)}).start(timeout=90)
+    label_store = ServiceProcess(
+        LABEL_STORE.package, LABEL_STORE.grpc, {"OPERATOR_TOKEN_SECRET": SECRET, "DATABASE_URL": f"sqlite:///{tmp_path / 'labels.db'}", "LABEL_STORE_CONSUMER_GROUP": f"label-store-it-{run}", "LABEL_STORE_DATA_DIR": str(tmp_path)}
+    ).start(timeout=90)
     tasks_file = tmp_path / "tasks.yaml"
     tasks_file.write_text(REPO_TASKS.read_text() + CAUTION)
     trainer = None
     try:
-        trainer = ServiceProcess(TRAINER.package, TRAINER.grpc, {
-            "OPERATOR_TOKEN_SECRET": SECRET, "LABEL_STORE_ADDR": label_store.address, "TRAINER_TASKS_FILE": str(tasks_file),
-            "TRAINER_MODEL_NAME": f"it-{run}", "TRAINER_LABEL_THRESHOLD": "0", "TRAINER_THREADS": "2",
-            "TRAINER_CONSUMER_GROUP": f"trainer-it-{run}"}).start(timeout=120)
-        yield {"run": run, "objects": objects, "label_store": label_store, "trainer": trainer,
-               "labels": labels_pb2_grpc.LabelStoreServiceStub(grpc.insecure_channel(label_store.address)),
-               "api": trainer_pb2_grpc.TrainerServiceStub(grpc.insecure_channel(trainer.address))}
+        trainer = ServiceProcess(
+            TRAINER.package,
+            TRAINER.grpc,
+            {
+                "OPERATOR_TOKEN_SECRET": SECRET,
+                "LABEL_STORE_ADDR": label_store.address,
+                "TRAINER_TASKS_FILE": str(tasks_file),
+                "TRAINER_MODEL_NAME": f"it-{run}",
+                "TRAINER_LABEL_THRESHOLD": "0",
+                "TRAINER_THREADS": "2",
+                "TRAINER_CONSUMER_GROUP": f"trainer-it-{run}",
+            },
+        ).start(timeout=120)
+        yield {
+            "run": run,
+            "objects": objects,
+            "label_store": label_store,
+            "trainer": trainer,
+            "labels": labels_pb2_grpc.LabelStoreServiceStub(grpc.insecure_channel(label_store.address)),
+            "api": trainer_pb2_grpc.TrainerServiceStub(grpc.insecure_channel(trainer.address)),
+        }
     finally:
         if trainer is not None:
             trainer.stop()
@@ -238,8 +250,7 @@ def test_trainer_declares_tasks_trains_gates_publishes_and_trains_a_detector(ser
     assert mv.state == T.MODEL_STATE_CANDIDATE and mv.gate_report.waivers_applied[0].reason == "integration test: accepted regression"
 
     # an improved candidate from production on both datasets: a head for the new task, accepted, PRODUCTION
-    good = start(api, T.RunSpec(model_name=name, promote=True, seed=3, epochs=6, hyperparameters=hp(lr=0.001),
-                                datasets=[C.DatasetRef(name=signs.name), C.DatasetRef(name=caution.name)]))
+    good = start(api, T.RunSpec(model_name=name, promote=True, seed=3, epochs=6, hyperparameters=hp(lr=0.001), datasets=[C.DatasetRef(name=signs.name), C.DatasetRef(name=caution.name)]))
     assert good.status == T.RUN_STATUS_SUCCEEDED, (good.error, list(good.gate_report.reasons))
     assert list(good.fresh_heads) == ["caution_lights_on"]
     assert good.gate_report.accepted and good.gate_report.baseline.version == v1
@@ -255,8 +266,7 @@ def test_trainer_declares_tasks_trains_gates_publishes_and_trains_a_detector(ser
 
     # trigger detector for the long tail, from the same labels
     det_name = f"occl_{run}"
-    d = start(api, T.RunSpec(kind=T.RUN_KIND_TRIGGER_DETECTOR, detector_name=det_name, tasks=["stop_sign"], seed=0, epochs=10,
-                             positive_predicate=OCCLUDED_POSITIVE, datasets=[C.DatasetRef(name=signs.name)]))
+    d = start(api, T.RunSpec(kind=T.RUN_KIND_TRIGGER_DETECTOR, detector_name=det_name, tasks=["stop_sign"], seed=0, epochs=10, positive_predicate=OCCLUDED_POSITIVE, datasets=[C.DatasetRef(name=signs.name)]))
     assert d.status == T.RUN_STATUS_SUCCEEDED, (d.error, list(d.gate_report.reasons))
     dmv = api.GetModel(T.GetModelRequest(model=d.model), timeout=10).model
     net = torchscript.load_scripted(objects.get(dmv.weights_key))  # the bytes the gateway beams to cars
@@ -269,19 +279,15 @@ def test_trainer_declares_tasks_trains_gates_publishes_and_trains_a_detector(ser
 
     listed = api.ListModels(T.ListModelsRequest(name=name), timeout=10).models
     states = {m.model.version: m.state for m in listed}
-    assert states == {v1: T.MODEL_STATE_PRODUCTION, bad.model.version: T.MODEL_STATE_REFUSED, waived.model.version: T.MODEL_STATE_CANDIDATE,
-                      good.model.version: T.MODEL_STATE_RETIRED}
+    assert states == {v1: T.MODEL_STATE_PRODUCTION, bad.model.version: T.MODEL_STATE_REFUSED, waived.model.version: T.MODEL_STATE_CANDIDATE, good.model.version: T.MODEL_STATE_RETIRED}
 
-    cmp = api.CompareModels(T.CompareModelsRequest(production=C.ModelRef(name=name, version=v1), candidate=good.model,
-                                                   suites=[f"it{run}.occluded"]), timeout=60)
+    cmp = api.CompareModels(T.CompareModelsRequest(production=C.ModelRef(name=name, version=v1), candidate=good.model, suites=[f"it{run}.occluded"]), timeout=60)
     assert cmp.frames_compared == 8 and cmp.frames_disagreeing >= 1 and cmp.by_task["stop_sign"] >= 1
 
     # fleet evidence: what cars running the candidate in shadow mode reported (as the gateway produces it)
     evidence = Producer(kafka, "test-gateway")
-    for vehicle, frame, compared, kind in (("car-a", "car-a:4", 4, F.SHADOW_DIFFERENCE_KIND_EXTRA_IN_CANDIDATE), ("car-a", "", 300, None),
-                                           ("car-b", "car-b:9", 9, F.SHADOW_DIFFERENCE_KIND_MISSED_BY_CANDIDATE)):
-        e = FE.ShadowDisagreementEvent(vehicle_id=vehicle, frame_id=frame, production=C.ModelRef(name=name, version=v1), candidate=good.model,
-                                       task="stop_sign" if kind else "", frames_compared=compared)
+    for vehicle, frame, compared, kind in (("car-a", "car-a:4", 4, F.SHADOW_DIFFERENCE_KIND_EXTRA_IN_CANDIDATE), ("car-a", "", 300, None), ("car-b", "car-b:9", 9, F.SHADOW_DIFFERENCE_KIND_MISSED_BY_CANDIDATE)):
+        e = FE.ShadowDisagreementEvent(vehicle_id=vehicle, frame_id=frame, production=C.ModelRef(name=name, version=v1), candidate=good.model, task="stop_sign" if kind else "", frames_compared=compared)
         if kind:
             e.differences.add(kind=kind, production=C.Detection(cls="stop_sign", confidence=0.9))
         evidence.produce(topics.SHADOW_DISAGREEMENTS, vehicle, e)
@@ -300,8 +306,7 @@ def test_trainer_declares_tasks_trains_gates_publishes_and_trains_a_detector(ser
     # on Kafka: publications (PRODUCTION v1, CANDIDATE waived, PRODUCTION good, detector, rollback) and the refusal
     published = [e for _, e in read_since(kafka, topics.MODELS_PUBLISHED, since_ms) if e.model.name in (name, det_name)]
     seen = [(e.model.version, e.role) for e in published]
-    assert seen == [(v1, C.MODEL_ROLE_PRODUCTION), (waived.model.version, C.MODEL_ROLE_CANDIDATE), (good.model.version, C.MODEL_ROLE_PRODUCTION),
-                    (d.model.version, C.MODEL_ROLE_TRIGGER_DETECTOR), (v1, C.MODEL_ROLE_PRODUCTION)], seen
+    assert seen == [(v1, C.MODEL_ROLE_PRODUCTION), (waived.model.version, C.MODEL_ROLE_CANDIDATE), (good.model.version, C.MODEL_ROLE_PRODUCTION), (d.model.version, C.MODEL_ROLE_TRIGGER_DETECTOR), (v1, C.MODEL_ROLE_PRODUCTION)], seen
     assert published[3].detector_name == det_name and published[2].sha256 == version.sha256
     refusals = [e for _, e in read_since(kafka, topics.MODELS_REFUSED, since_ms) if e.model.name == name]
     assert [(e.model.version, e.refused_by) for e in refusals] == [(bad.model.version, "trainer")]
@@ -317,10 +322,12 @@ def test_import_model_publishes_a_first_version_once_and_refuses_bad_input(servi
     with pytest.raises(grpc.RpcError) as exc:  # writes need an operator
         api.ImportModel(T.ImportModelRequest(model_name=name, weights=weights), timeout=30)
     assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    for request, field in ((T.ImportModelRequest(model_name="Bad Name", weights=weights), "model_name"),
-                           (T.ImportModelRequest(model_name=name), "weights"),
-                           (T.ImportModelRequest(model_name=name, weights=b"not an archive"), "weights"),
-                           (T.ImportModelRequest(model_name=name, weights=weights, role=C.MODEL_ROLE_TRIGGER_DETECTOR), "role")):
+    for request, field in (
+        (T.ImportModelRequest(model_name="Bad Name", weights=weights), "model_name"),
+        (T.ImportModelRequest(model_name=name), "weights"),
+        (T.ImportModelRequest(model_name=name, weights=b"not an archive"), "weights"),
+        (T.ImportModelRequest(model_name=name, weights=weights, role=C.MODEL_ROLE_TRIGGER_DETECTOR), "role"),
+    ):
         with pytest.raises(grpc.RpcError) as exc:
             api.ImportModel(request, metadata=AUTH, timeout=30)
         assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT and exc.value.details().startswith(field), exc.value.details()

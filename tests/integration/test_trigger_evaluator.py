@@ -136,7 +136,7 @@ def test_backtest_over_kafka_and_over_a_segment(evaluator, kafka, s3):
     producer.flush()
     api = stub(evaluator)
     # An ad-hoc expression that only matches these vehicles, so other tests' telemetry is ignored.
-    expression = 'count(stop_sign) >= 1 and ego.y == 20'
+    expression = "count(stop_sign) >= 1 and ego.y == 20"
     request = S.BacktestTriggerRequest(spec=spec(expression), sample_limit=5)
     request.time_range.since.FromNanoseconds(int(since * 1e9))
     result = api.BacktestTrigger(request, timeout=60)

@@ -20,10 +20,17 @@ CONTRACT_DOMAINS = {"common", "fleet", "inference", "labels", "mapvision", "mode
 
 LAYERS = {
     "longtail": "core",
-    "gateway": "service", "trigger_evaluator": "service", "map_vision": "service", "inference": "service",
-    "label_store": "service", "trainer": "service", "fleet_sim": "service",
+    "gateway": "service",
+    "trigger_evaluator": "service",
+    "map_vision": "service",
+    "inference": "service",
+    "label_store": "service",
+    "trainer": "service",
+    "fleet_sim": "service",
     "longtail_dev": "tooling",
-    "demo": "top", "task_workflow": "top", "longtail_cli": "top",
+    "demo": "top",
+    "task_workflow": "top",
+    "longtail_cli": "top",
 }
 MAY_IMPORT = {  # importer's layer -> the other layers it may import (a package may always import itself)
     "contracts": {"contracts"},

@@ -17,8 +17,7 @@ from longtail import config
 from longtail.registry import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2] / "services"
-PREFIXES = {"gateway": "GATEWAY_", "trigger_evaluator": "TRIGGER_EVALUATOR_", "map_vision": "MAP_VISION_",
-            "label_store": "LABEL_STORE_", "inference": "INFERENCE_", "trainer": "TRAINER_"}
+PREFIXES = {"gateway": "GATEWAY_", "trigger_evaluator": "TRIGGER_EVALUATOR_", "map_vision": "MAP_VISION_", "label_store": "LABEL_STORE_", "inference": "INFERENCE_", "trainer": "TRAINER_"}
 # grpc reads GRPC_EXPERIMENTS when first imported: the gateway sets its default before any settings load.
 ALLOWED_ENVIRON = {("gateway", "__main__.py")}
 
@@ -33,8 +32,7 @@ def test_settings_live_in_the_settings_module(package: str) -> None:
         if path.name == "settings.py":
             continue
         tree = ast.parse(path.read_text())
-        defined = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)
-                   and any(getattr(b, "id", getattr(b, "attr", "")) == "BaseSettings" for b in n.bases)]
+        defined = [n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and any(getattr(b, "id", getattr(b, "attr", "")) == "BaseSettings" for b in n.bases)]
         assert not defined, f"{path.relative_to(ROOT)} defines settings {defined}: they belong in {package}/settings.py"
         if (package, path.name) in ALLOWED_ENVIRON:
             continue

@@ -11,8 +11,17 @@ LIGHT = TaskSpec("light_state", "classification", ("red", "green"))
 
 
 def det(conf, box=(0.1, 0.1, 0.3, 0.3), cls="stop_sign", occlusion="none"):
-    return {"cls": cls, "confidence": conf, "presence": conf, "box": box, "attributes": {"occlusion": occlusion},
-            "attribute_scores": {"occlusion": 0.9}, "class_scores": {cls: conf, "background": 1 - conf}, "bearing_rad": 0.1, "range_m": 12.0}
+    return {
+        "cls": cls,
+        "confidence": conf,
+        "presence": conf,
+        "box": box,
+        "attributes": {"occlusion": occlusion},
+        "attribute_scores": {"occlusion": 0.9},
+        "class_scores": {cls: conf, "background": 1 - conf},
+        "bearing_rad": 0.1,
+        "range_m": 12.0,
+    }
 
 
 def cls_out(cls):

@@ -50,11 +50,14 @@ def test_png_and_the_firing_frame_of_a_clip_are_decoded():
     np.testing.assert_array_equal(decode_snapshot(clip(frames), ""), frames[0])  # sniffed; frame unknown -> first
 
 
-@pytest.mark.parametrize("data, content_type, message", [
-    (b"\x89PNG\r\n\x1a\n truncated", "image/png", "not a decodable image"),
-    (b"hello", "text/plain", "unsupported content type"),
-    (None, "image/png", "at least 16x16"),
-])
+@pytest.mark.parametrize(
+    "data, content_type, message",
+    [
+        (b"\x89PNG\r\n\x1a\n truncated", "image/png", "not a decodable image"),
+        (b"hello", "text/plain", "unsupported content type"),
+        (None, "image/png", "at least 16x16"),
+    ],
+)
 def test_bad_snapshots_raise_bad_image(data, content_type, message):
     if data is None:
         data = png(np.zeros((8, 8, 3), np.uint8))
@@ -63,12 +66,19 @@ def test_bad_snapshots_raise_bad_image(data, content_type, message):
 
 
 def test_predictions_per_prototype_carry_uncertainty():
-    tasks = [tasks_mod.STOP_SIGN_TASK, tasks_mod.TaskSpec("weather", "classification", ("dry", "wet")),
-             tasks_mod.TaskSpec("pole", "landmark", keypoints=("base", "top"))]
+    tasks = [tasks_mod.STOP_SIGN_TASK, tasks_mod.TaskSpec("weather", "classification", ("dry", "wet")), tasks_mod.TaskSpec("pole", "landmark", keypoints=("base", "top"))]
     outputs = {
-        "stop_sign": {"presence": 0.5, "confidence": 0.5, "cls": "stop_sign", "class_scores": {"stop_sign": 0.5, "background": 0.5},
-                      "box": (0.1, 0.2, 0.3, 0.4), "attributes": {"occlusion": "foliage"}, "attribute_scores": {"occlusion": 0.9},
-                      "range_m": 12.0, "bearing_rad": 0.1},
+        "stop_sign": {
+            "presence": 0.5,
+            "confidence": 0.5,
+            "cls": "stop_sign",
+            "class_scores": {"stop_sign": 0.5, "background": 0.5},
+            "box": (0.1, 0.2, 0.3, 0.4),
+            "attributes": {"occlusion": "foliage"},
+            "attribute_scores": {"occlusion": 0.9},
+            "range_m": 12.0,
+            "bearing_rad": 0.1,
+        },
         "weather": {"cls": "dry", "probabilities": {"dry": 0.9, "wet": 0.1}, "attributes": {}, "attribute_scores": {}},
         "pole": {"keypoints": [("base", 0.5, 0.9, 0.95), ("top", 0.5, 0.1, 0.6)]},
     }

@@ -10,12 +10,15 @@ import pytest
 from longtail.stats import mean_spread, rate, ratio_interval, wilson
 
 
-@pytest.mark.parametrize("k,n,low,high", [
-    (55, 100, 0.4524, 0.6438),  # reference values (Newcombe 1998 method 3; statsmodels proportion_confint(method="wilson"))
-    (0, 20, 0.0, 0.1611),
-    (20, 20, 0.8389, 1.0),
-    (1, 13, 0.0137, 0.3331),
-])
+@pytest.mark.parametrize(
+    "k,n,low,high",
+    [
+        (55, 100, 0.4524, 0.6438),  # reference values (Newcombe 1998 method 3; statsmodels proportion_confint(method="wilson"))
+        (0, 20, 0.0, 0.1611),
+        (20, 20, 0.8389, 1.0),
+        (1, 13, 0.0137, 0.3331),
+    ],
+)
 def test_wilson_matches_reference_values(k, n, low, high):
     lo, hi = wilson(k, n)
     assert lo == pytest.approx(low, abs=1e-4) and hi == pytest.approx(high, abs=1e-4)
@@ -69,6 +72,7 @@ def test_mean_spread():
 
 def test_censored_median_counts_misses_as_larger_than_any_reached_value():
     from longtail.stats import censored_median
+
     assert censored_median([220, 380, 220]) == "220"
     assert censored_median([None, 220, 140]) == "220"
     assert censored_median([None, None, 700]) == "> cap"

@@ -11,8 +11,9 @@ import pytest
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 
 
-@pytest.mark.parametrize("module", ["label_store.__main__", "gateway.__main__", "trigger_evaluator.__main__", "map_vision.__main__",
-                                    "longtail_cli.app", "longtail.tasks", "longtail.predictions", "longtail.snapshots", "longtail.synthetic.frames"])
+@pytest.mark.parametrize(
+    "module", ["label_store.__main__", "gateway.__main__", "trigger_evaluator.__main__", "map_vision.__main__", "longtail_cli.app", "longtail.tasks", "longtail.predictions", "longtail.snapshots", "longtail.synthetic.frames"]
+)
 def test_starts_without_torch(module):
     code = f"import sys; import {module}; sys.exit(1 if 'torch' in sys.modules else 0)"
     env = {**os.environ, "PYTHONPATH": str(SERVICES)}

@@ -31,9 +31,18 @@ so `.Chart`, `.Values`, `.Release` and `.Files` are the service chart's own.
 {{- coalesce .Values.image.tag $global.tag .Chart.AppVersion | toString }}
 {{- end }}
 
+{{/*
+The image: image.repository, else the service's own image `longtail-<chart>` (a Dockerfile target of
+the same name), under global.image.registry when set. The old global.image.repository (one image for
+every service) is refused by the schema, so a values file written for it fails loudly.
+*/}}
 {{- define "longtail-lib.image" -}}
 {{- $global := (.Values.global | default dict).image | default dict }}
-{{- $repository := coalesce .Values.image.repository $global.repository "longtail" }}
+{{- $repository := .Values.image.repository }}
+{{- if not $repository }}
+{{- $repository = printf "longtail-%s" .Chart.Name }}
+{{- with $global.registry }}{{ $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}{{ end }}
+{{- end }}
 {{- printf "%s:%s" $repository (include "longtail-lib.imageTag" .) }}
 {{- end }}
 

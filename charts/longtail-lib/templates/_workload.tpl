@@ -1,14 +1,14 @@
 {{/*
-Locked-down defaults; a service's values may add to or override them (mergeOverwrite), so a
-values file that forgets a field still gets the safe setting.
+The locked-down defaults of _defaults.tpl; a service's values may add to or override single fields
+(mergeOverwrite), and even `securityContext: null` keeps the safe settings.
 */}}
 {{- define "longtail-lib.podSecurityContext" -}}
-{{- $defaults := dict "runAsNonRoot" true "runAsUser" 10001 "runAsGroup" 10001 "fsGroup" 10001 "seccompProfile" (dict "type" "RuntimeDefault") }}
+{{- $defaults := fromYaml (include "longtail-lib.default" (list . "podSecurityContext")) }}
 {{- toYaml (mergeOverwrite $defaults (deepCopy (.Values.podSecurityContext | default dict))) }}
 {{- end }}
 
 {{- define "longtail-lib.securityContext" -}}
-{{- $defaults := dict "runAsNonRoot" true "allowPrivilegeEscalation" false "readOnlyRootFilesystem" true "capabilities" (dict "drop" (list "ALL")) "seccompProfile" (dict "type" "RuntimeDefault") }}
+{{- $defaults := fromYaml (include "longtail-lib.default" (list . "securityContext")) }}
 {{- toYaml (mergeOverwrite $defaults (deepCopy (.Values.securityContext | default dict))) }}
 {{- end }}
 

@@ -35,19 +35,17 @@ class Datasets:
         q = queue_items.c
         out: dict[str, dict[str, str]] = {}
         for i in range(0, len(sample_ids), 500):
-            chunk = sample_ids[i:i + 500]
-            for sid, task, lid in conn.execute(sa.select(q.sample_id, q.task, q.final_label_id)
-                                               .where(q.sample_id.in_(chunk), q.task.in_(tasks), q.queue == DONE)):
+            chunk = sample_ids[i : i + 500]
+            for sid, task, lid in conn.execute(sa.select(q.sample_id, q.task, q.final_label_id).where(q.sample_id.in_(chunk), q.task.in_(tasks), q.queue == DONE)):
                 out.setdefault(sid, {})[task] = lid
         return out
 
-    def _manifest_from(self, conn: Connection, name: str, tasks: list[str], val: float, test: float,
-                       chosen: dict[str, tuple[str, dict[str, str]]]) -> bytes:
+    def _manifest_from(self, conn: Connection, name: str, tasks: list[str], val: float, test: float, chosen: dict[str, tuple[str, dict[str, str]]]) -> bytes:
         """chosen: sample_id -> (split, {task: label_id}) -> manifest bytes."""
         sample_msgs, label_msgs = {}, {}
         ids = sorted(chosen)
         for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
+            chunk = ids[i : i + 500]
             for sid, proto in conn.execute(sa.select(samples.c.sample_id, samples.c.proto).where(samples.c.sample_id.in_(chunk))):
                 sample_msgs[sid] = L.Sample.FromString(proto)
             wanted = [lid for sid in chunk for lid in chosen[sid][1].values()]
@@ -103,16 +101,23 @@ class Datasets:
             key = datasets.manifest_key(name, version, digest)
             self.objects.put_at(key, data, "application/x-ndjson", metadata={"sha256": digest})  # before the row: never a row without its manifest
             now = self.tx.now_us()
-            ds = L.DatasetVersion(name=name, version=version, tasks=tasks, manifest_key=key, manifest_sha256=digest,
-                                  split_counts=L.SplitCounts(**counts), label_count=sum(len(v[1]) for v in chosen.values()),
-                                  filter=selection, description=description, split=L.SplitSpec(val_fraction=val, test_fraction=test))
+            ds = L.DatasetVersion(
+                name=name,
+                version=version,
+                tasks=tasks,
+                manifest_key=key,
+                manifest_sha256=digest,
+                split_counts=L.SplitCounts(**counts),
+                label_count=sum(len(v[1]) for v in chosen.values()),
+                filter=selection,
+                description=description,
+                split=L.SplitSpec(val_fraction=val, test_fraction=test),
+            )
             set_time(ds.created_at, now)
-            conn.execute(datasets_t.insert().values(name=name, version=version, manifest_key=key, manifest_sha256=digest,
-                                                    created_at_us=now, proto=ds.SerializeToString()))
-            rows = [dict(name=name, version=version, sample_id=sid, split=sp, label_ids=json.dumps(by_task, sort_keys=True))
-                    for sid, (sp, by_task) in sorted(chosen.items())]
+            conn.execute(datasets_t.insert().values(name=name, version=version, manifest_key=key, manifest_sha256=digest, created_at_us=now, proto=ds.SerializeToString()))
+            rows = [dict(name=name, version=version, sample_id=sid, split=sp, label_ids=json.dumps(by_task, sort_keys=True)) for sid, (sp, by_task) in sorted(chosen.items())]
             for i in range(0, len(rows), 1000):
-                conn.execute(dataset_items.insert(), rows[i:i + 1000])
+                conn.execute(dataset_items.insert(), rows[i : i + 1000])
             self.tx.emit(conn, topics.DATASETS_PUBLISHED, name, E.DatasetPublished(dataset=ds))
             return ds, False
 
@@ -139,9 +144,10 @@ class Datasets:
         """Regenerate a version's manifest from its frozen selection; (dataset, sha, matches, reuploaded)."""
         with self.tx.connect() as conn:
             ds = self._row(conn, name, version)
-            chosen = {sid: (split, json.loads(ids)) for sid, split, ids in conn.execute(
-                sa.select(dataset_items.c.sample_id, dataset_items.c.split, dataset_items.c.label_ids)
-                .where(dataset_items.c.name == name, dataset_items.c.version == ds.version))}
+            chosen = {
+                sid: (split, json.loads(ids))
+                for sid, split, ids in conn.execute(sa.select(dataset_items.c.sample_id, dataset_items.c.split, dataset_items.c.label_ids).where(dataset_items.c.name == name, dataset_items.c.version == ds.version))
+            }
             val, test = ds.split.val_fraction, ds.split.test_fraction
             data = self._manifest_from(conn, name, list(ds.tasks), val, test, chosen)
         digest = hashlib.sha256(data).hexdigest()

@@ -56,21 +56,18 @@ class Queue:
             task_msg = self.tasks.load(conn, task)
             now = self.tx.now_us()
             mine = sa.exists().where(labels.c.sample_id == q.sample_id, labels.c.task == q.task, labels.c.labeller_id == labeller_id)
-            candidates = (sa.select(q.id).where(q.task == task, q.queue == wanted, q.lease_expires_us < now, ~mine)
-                          .order_by(q.priority.desc(), q.id).limit(CANDIDATES))
+            candidates = sa.select(q.id).where(q.task == task, q.queue == wanted, q.lease_expires_us < now, ~mine).order_by(q.priority.desc(), q.id).limit(CANDIDATES)
             if not self.tx.sqlite:  # PostgreSQL: don't queue up behind rows another labeller is claiming
                 candidates = candidates.with_for_update(skip_locked=True, of=queue_items)
             lease_id = str(uuid.uuid4())
             expires = now + int(lease_s * 1_000_000)
             for (item_id,) in list(conn.execute(candidates)):
                 # Compare-and-set: only an item whose lease (if any) has expired can be claimed.
-                claimed = conn.execute(queue_items.update().where(q.id == item_id, q.queue == wanted, q.lease_expires_us < now)
-                                       .values(lease_id=lease_id, lease_expires_us=expires)).rowcount
+                claimed = conn.execute(queue_items.update().where(q.id == item_id, q.queue == wanted, q.lease_expires_us < now).values(lease_id=lease_id, lease_expires_us=expires)).rowcount
                 if claimed != 1:
                     continue
                 conn.execute(leases.update().where(leases.c.item_id == item_id, leases.c.state == "active").values(state="expired"))
-                conn.execute(leases.insert().values(lease_id=lease_id, item_id=item_id, labeller_id=labeller_id, review=review,
-                                                    state="active", created_at_us=now, expires_at_us=expires))
+                conn.execute(leases.insert().values(lease_id=lease_id, item_id=item_id, labeller_id=labeller_id, review=review, state="active", created_at_us=now, expires_at_us=expires))
                 return self._lease_message(conn, task_msg, item_id, lease_id, labeller_id, expires, review), self._depth(conn, task, wanted, now)
             return None, self._depth(conn, task, wanted, now)
 
@@ -89,8 +86,7 @@ class Queue:
         if task.name in sample.pre_labels:
             lease.pre_label.CopyFrom(sample.pre_labels[task.name])
         if review:
-            lease.previous_labels.extend(L.Label.FromString(r[0]) for r in conn.execute(
-                sa.select(labels.c.proto).where(labels.c.sample_id == sample_id, labels.c.task == task.name).order_by(labels.c.created_at_us)))
+            lease.previous_labels.extend(L.Label.FromString(r[0]) for r in conn.execute(sa.select(labels.c.proto).where(labels.c.sample_id == sample_id, labels.c.task == task.name).order_by(labels.c.created_at_us)))
         return lease
 
     def submit_label(self, lease_id: str, idempotency_key: str, label: L.Label) -> tuple[L.Label, bool]:
@@ -115,13 +111,11 @@ class Queue:
             if label.task and label.task != item.task:
                 raise StoreError("INVALID_ARGUMENT", f"label.task: {label.task!r} is not the leased task {item.task!r}")
             if lease.state == "fulfilled":
-                raise StoreError("ALREADY_EXISTS", f"lease {lease_id} was already fulfilled by label {lease.label_id}; "
-                                 "a retry must reuse its idempotency_key")
+                raise StoreError("ALREADY_EXISTS", f"lease {lease_id} was already fulfilled by label {lease.label_id}; a retry must reuse its idempotency_key")
             if lease.state == "released":
                 raise StoreError("FAILED_PRECONDITION", f"lease {lease_id} was released; get a new task")
             if lease.expires_at_us < now or item.lease_id != lease_id:
-                raise StoreError("FAILED_PRECONDITION", f"lease {lease_id} expired at {lease.expires_at_us / 1e6:.3f} "
-                                 f"(now {now / 1e6:.3f}); the item went back to the queue — get a new task")
+                raise StoreError("FAILED_PRECONDITION", f"lease {lease_id} expired at {lease.expires_at_us / 1e6:.3f} (now {now / 1e6:.3f}); the item went back to the queue — get a new task")
             task = self.tasks.load(conn, item.task)
             try:
                 validate_annotation(task, label.annotation)
@@ -139,8 +133,7 @@ class Queue:
             done = conn.execute(queue_items.update().where(q.id == item.id, q.lease_id == lease_id, q.lease_expires_us >= now).values(**values)).rowcount
             if done != 1:
                 raise StoreError("FAILED_PRECONDITION", f"lease {lease_id} expired; get a new task")
-            conn.execute(labels.insert().values(label_id=lid, sample_id=item.sample_id, task=item.task, labeller_id=lease.labeller_id,
-                                                lease_id=lease_id, review=lease.review, created_at_us=now, proto=stored.SerializeToString()))
+            conn.execute(labels.insert().values(label_id=lid, sample_id=item.sample_id, task=item.task, labeller_id=lease.labeller_id, lease_id=lease_id, review=lease.review, created_at_us=now, proto=stored.SerializeToString()))
             conn.execute(leases.update().where(leases.c.lease_id == lease_id).values(state="fulfilled", label_id=lid))
             provenance = L.Sample.FromString(conn.execute(sa.select(samples.c.proto).where(samples.c.sample_id == item.sample_id)).scalar_one()).provenance
             self.tx.emit(conn, topics.LABELS_CREATED, item.sample_id, E.LabelCreated(label=stored, provenance=provenance))
@@ -154,15 +147,14 @@ class Queue:
             return dict(queue=DONE, resolution=L.RESOLUTION_REVIEW, final_label_id=new.label_id, resolved_at_us=now)
         if item.labels_done + 1 < item.labels_required:
             return dict(queue=LABEL)
-        previous = [L.Label.FromString(r[0]) for r in conn.execute(
-            sa.select(labels.c.proto).where(labels.c.sample_id == item.sample_id, labels.c.task == item.task, labels.c.review == sa.false())
-            .order_by(labels.c.created_at_us, labels.c.label_id))]
+        previous = [
+            L.Label.FromString(r[0]) for r in conn.execute(sa.select(labels.c.proto).where(labels.c.sample_id == item.sample_id, labels.c.task == item.task, labels.c.review == sa.false()).order_by(labels.c.created_at_us, labels.c.label_id))
+        ]
         every = previous + [new]
         winner, disagreement = agreement.majority([lb.annotation for lb in every])
         if winner is None:
             return dict(queue=REVIEW, disagreement=True)
-        return dict(queue=DONE, disagreement=disagreement, final_label_id=every[winner].label_id, resolved_at_us=now,
-                    resolution=L.RESOLUTION_MAJORITY if disagreement else L.RESOLUTION_AGREED)
+        return dict(queue=DONE, disagreement=disagreement, final_label_id=every[winner].label_id, resolved_at_us=now, resolution=L.RESOLUTION_MAJORITY if disagreement else L.RESOLUTION_AGREED)
 
     def release_lease(self, lease_id: str, reason: str = "") -> bool:
         check_id(lease_id, "lease_id")
@@ -175,8 +167,7 @@ class Queue:
                 raise StoreError("NOT_FOUND", f"no lease {lease_id!r}")
             if lease.state != "active" or lease.expires_at_us < now:
                 return False
-            freed = conn.execute(queue_items.update().where(q.id == lease.item_id, q.lease_id == lease_id, q.lease_expires_us >= now)
-                                 .values(lease_id=None, lease_expires_us=0)).rowcount
+            freed = conn.execute(queue_items.update().where(q.id == lease.item_id, q.lease_id == lease_id, q.lease_expires_us >= now).values(lease_id=None, lease_expires_us=0)).rowcount
             if freed != 1:
                 return False
             conn.execute(leases.update().where(leases.c.lease_id == lease_id).values(state="released", reason=reason[:500]))

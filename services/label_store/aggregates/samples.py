@@ -26,11 +26,9 @@ MAX_FILTER_IDS = 10_000  # sample ids one filter may name (one SQL IN list)
 
 def sample_from_snapshot(event: fleet_events.SnapshotUploaded) -> L.Sample:
     """A SnapshotUploaded event as a sample (provenance, object location, the car's detections)."""
-    s = L.Sample(sample_id=event.snapshot_id, bucket=event.bucket, object_key=event.object_key,
-                 content_type=event.content_type, size_bytes=event.size_bytes, priority=float(event.priority))
+    s = L.Sample(sample_id=event.snapshot_id, bucket=event.bucket, object_key=event.object_key, content_type=event.content_type, size_bytes=event.size_bytes, priority=float(event.priority))
     p = s.provenance
-    p.vehicle_id, p.frame_id, p.trigger_id, p.trigger_version, p.fire_id = (
-        event.vehicle_id, event.frame_id, event.trigger_id, event.trigger_version, event.fire_id)
+    p.vehicle_id, p.frame_id, p.trigger_id, p.trigger_version, p.fire_id = (event.vehicle_id, event.frame_id, event.trigger_id, event.trigger_version, event.fire_id)
     if event.HasField("captured_at"):
         p.captured_at.CopyFrom(event.captured_at)
     if event.metadata.HasField("ego"):
@@ -65,8 +63,7 @@ class Samples:
             task_rows = list(conn.execute(sa.select(tasks_t.c.name, tasks_t.c.labels_per_sample)))
             entropy = {}
             if ids:
-                for sid, task, h in conn.execute(sa.select(predictions.c.sample_id, predictions.c.task, sa.func.max(predictions.c.entropy))
-                                                 .where(predictions.c.sample_id.in_(ids)).group_by(predictions.c.sample_id, predictions.c.task)):
+                for sid, task, h in conn.execute(sa.select(predictions.c.sample_id, predictions.c.task, sa.func.max(predictions.c.entropy)).where(predictions.c.sample_id.in_(ids)).group_by(predictions.c.sample_id, predictions.c.task)):
                     entropy[(sid, task)] = h
             out, created_now = [], set()
             for s in batch:
@@ -79,15 +76,37 @@ class Samples:
                     stored.ClearField(f)
                 stored.ClearField("pre_label_model")
                 p = stored.provenance
-                conn.execute(samples.insert().values(
-                    sample_id=s.sample_id, vehicle_id=p.vehicle_id, trigger_id=p.trigger_id, trigger_version=p.trigger_version,
-                    captured_at_us=p.captured_at.ToMicroseconds() if p.HasField("captured_at") else now, priority=s.priority,
-                    registered_at_us=now, proto=stored.SerializeToString()))
+                conn.execute(
+                    samples.insert().values(
+                        sample_id=s.sample_id,
+                        vehicle_id=p.vehicle_id,
+                        trigger_id=p.trigger_id,
+                        trigger_version=p.trigger_version,
+                        captured_at_us=p.captured_at.ToMicroseconds() if p.HasField("captured_at") else now,
+                        priority=s.priority,
+                        registered_at_us=now,
+                        proto=stored.SerializeToString(),
+                    )
+                )
                 if task_rows:
-                    conn.execute(queue_items.insert(), [
-                        dict(task=name, sample_id=s.sample_id, priority=s.priority + entropy.get((s.sample_id, name), 0.0), queue=LABEL,
-                             lease_expires_us=0, labels_required=required, labels_done=0, disagreement=False, resolution=0, enqueued_at_us=now)
-                        for name, required in task_rows])
+                    conn.execute(
+                        queue_items.insert(),
+                        [
+                            dict(
+                                task=name,
+                                sample_id=s.sample_id,
+                                priority=s.priority + entropy.get((s.sample_id, name), 0.0),
+                                queue=LABEL,
+                                lease_expires_us=0,
+                                labels_required=required,
+                                labels_done=0,
+                                disagreement=False,
+                                resolution=0,
+                                enqueued_at_us=now,
+                            )
+                            for name, required in task_rows
+                        ],
+                    )
                 set_time(stored.registered_at, now)
                 stored.tasks.extend(name for name, _ in task_rows)
                 self.tx.emit(conn, topics.SAMPLES_REGISTERED, s.sample_id, E.SampleRegistered(sample=stored))
@@ -112,8 +131,7 @@ class Samples:
             if labels_done:
                 out[sid].labelled_tasks.append(task)
         p = predictions.c
-        for sid, task, name, version, proto in conn.execute(sa.select(p.sample_id, p.task, p.model_name, p.model_version, p.proto)
-                                                            .where(p.sample_id.in_(list(out))).order_by(p.model_version)):
+        for sid, task, name, version, proto in conn.execute(sa.select(p.sample_id, p.task, p.model_name, p.model_version, p.proto).where(p.sample_id.in_(list(out))).order_by(p.model_version)):
             s = out[sid]
             s.pre_labels[task].CopyFrom(C.TaskPrediction.FromString(proto))  # the newest version wins
             s.pre_label_model.name, s.pre_label_model.version = name, version
@@ -125,18 +143,18 @@ class Samples:
             if not rows:
                 raise StoreError("NOT_FOUND", f"no sample {sample_id!r}")
             [sample] = self.decorate(conn, rows)
-            found = [L.Label.FromString(r[0]) for r in conn.execute(
-                sa.select(labels.c.proto).where(labels.c.sample_id == sample_id).order_by(labels.c.created_at_us, labels.c.label_id))]
+            found = [L.Label.FromString(r[0]) for r in conn.execute(sa.select(labels.c.proto).where(labels.c.sample_id == sample_id).order_by(labels.c.created_at_us, labels.c.label_id))]
             q = queue_items.c
-            states = [L.TaskLabelState(task=r.task, labels_required=r.labels_required, labels_done=r.labels_done, in_review=r.queue == REVIEW,
-                                       disagreement=r.disagreement, resolution=r.resolution, final_label_id=r.final_label_id or "")
-                      for r in conn.execute(sa.select(queue_items).where(q.sample_id == sample_id).order_by(q.task))]
+            states = [
+                L.TaskLabelState(task=r.task, labels_required=r.labels_required, labels_done=r.labels_done, in_review=r.queue == REVIEW, disagreement=r.disagreement, resolution=r.resolution, final_label_id=r.final_label_id or "")
+                for r in conn.execute(sa.select(queue_items).where(q.sample_id == sample_id).order_by(q.task))
+            ]
         return sample, found, states
 
     def where(self, f: L.SampleFilter, tasks: list[str], require_done: bool | None):
         """WHERE clauses over `samples` for a SampleFilter; require_done: True=labelled, False=unlabelled."""
         s, q = samples.c, queue_items.c
-        where = []
+        where: list[sa.ColumnElement[bool]] = []
         if f.trigger_ids:
             where.append(s.trigger_id.in_(list(f.trigger_ids)))
         if f.vehicle_ids:
@@ -152,7 +170,8 @@ class Samples:
         if not f.include_suite_cases:
             where.append(~sa.exists().where(suite_cases.c.sample_id == s.sample_id))
         if require_done is True:
-            for task in tasks or [None]:
+            each: list[str | None] = list(tasks) if tasks else [None]
+            for task in each:
                 cond = [q.sample_id == s.sample_id, q.queue == DONE] + ([q.task == task] if task else [])
                 where.append(sa.exists().where(*cond))
         elif require_done is False:
@@ -188,12 +207,13 @@ class Samples:
             for task, prediction in result.predictions.items():
                 key = (p.sample_id == result.snapshot_id, p.task == task, p.model_name == result.model.name, p.model_version == result.model.version)
                 conn.execute(predictions.delete().where(*key))
-                conn.execute(predictions.insert().values(
-                    sample_id=result.snapshot_id, task=task, model_name=result.model.name, model_version=result.model.version,
-                    entropy=float(prediction.uncertainty.entropy), inferred_at_us=now, proto=prediction.SerializeToString()))
+                conn.execute(
+                    predictions.insert().values(
+                        sample_id=result.snapshot_id, task=task, model_name=result.model.name, model_version=result.model.version, entropy=float(prediction.uncertainty.entropy), inferred_at_us=now, proto=prediction.SerializeToString()
+                    )
+                )
                 if base is not None:
-                    conn.execute(queue_items.update().where(q.sample_id == result.snapshot_id, q.task == task, q.queue == LABEL)
-                                 .values(priority=base + float(prediction.uncertainty.entropy)))
+                    conn.execute(queue_items.update().where(q.sample_id == result.snapshot_id, q.task == task, q.queue == LABEL).values(priority=base + float(prediction.uncertainty.entropy)))
             return len(result.predictions)
 
         return self.tx.run(work)

@@ -3,13 +3,17 @@ model version against them and the recorded results."""
 
 from __future__ import annotations
 
+import builtins
+import functools
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from longtail import predicates, topics
+from longtail import topics
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import events_pb2 as E
 from longtail.labels.v1 import labels_pb2 as L
+from longtail.triggerlang import predicates
 
 from label_store import suites
 from label_store.aggregates.tasks import Tasks
@@ -42,8 +46,7 @@ class Suites:
         return out
 
     def _message(self, conn: Connection, row, with_cases: bool) -> L.Suite:
-        count = conn.execute(sa.select(sa.func.count()).select_from(suite_cases).where(
-            suite_cases.c.suite == row.name, suite_cases.c.version == row.version)).scalar_one()
+        count = conn.execute(sa.select(sa.func.count()).select_from(suite_cases).where(suite_cases.c.suite == row.name, suite_cases.c.version == row.version)).scalar_one()
         suite = L.Suite(name=row.name, version=row.version, task=row.task, cases_count=count, description=row.description, source_yaml=row.source_yaml)
         set_time(suite.updated_at, row.updated_at_us)
         if with_cases:
@@ -66,13 +69,11 @@ class Suites:
             if latest is not None:
                 added = {c.case_id: c.added_at.ToMicroseconds() for c in self._cases(conn, latest.name, latest.version)}
             version = (latest.version if latest else 0) + 1
-            conn.execute(suites_t.insert().values(name=parsed.name, version=version, task=parsed.task, description=parsed.description,
-                                                  source_yaml=source, fingerprint=fp, updated_at_us=now))
+            conn.execute(suites_t.insert().values(name=parsed.name, version=version, task=parsed.task, description=parsed.description, source_yaml=source, fingerprint=fp, updated_at_us=now))
             rows = []
             for c in parsed.cases:
                 cid = suites.case_id(parsed.name, c.sample_id, c.predicate)
-                rows.append(dict(suite=parsed.name, version=version, case_id=cid, sample_id=c.sample_id, predicate=c.predicate,
-                                 note=c.note, added_at_us=added.get(cid, now)))
+                rows.append(dict(suite=parsed.name, version=version, case_id=cid, sample_id=c.sample_id, predicate=c.predicate, note=c.note, added_at_us=added.get(cid, now)))
             if rows:
                 conn.execute(suite_cases.insert(), rows)
             return self._message(conn, self._row(conn, parsed.name, version), False), True
@@ -88,7 +89,7 @@ class Suites:
             ids = sorted({c.sample_id for c in parsed.cases})
             known = set()
             for i in range(0, len(ids), 500):
-                known |= {r[0] for r in conn.execute(sa.select(samples.c.sample_id).where(samples.c.sample_id.in_(ids[i:i + 500])))}
+                known |= {r[0] for r in conn.execute(sa.select(samples.c.sample_id).where(samples.c.sample_id.in_(ids[i : i + 500])))}
         for c in parsed.cases:
             if c.sample_id not in known:
                 raise StoreError("INVALID_ARGUMENT", f"line {c.line}: sample {c.sample_id} is not registered in the label store")
@@ -139,7 +140,7 @@ class Suites:
             [case] = [c for c in self._cases(conn, message.name, message.version) if c.case_id == cid]
         return case, message, existed
 
-    def evaluate(self, model: C.ModelRef, names: list[str], supplied: list[L.CasePredictions], record: bool) -> list[L.SuiteResult]:
+    def evaluate(self, model: C.ModelRef, names: builtins.list[str], supplied: builtins.list[L.CasePredictions], record: bool) -> builtins.list[L.SuiteResult]:  # `list`: the method
         if not model.name or model.version <= 0:
             raise StoreError("INVALID_ARGUMENT", "model: needs a name and a positive version")
         given: dict[tuple[str, str], C.TaskPrediction] = {}
@@ -147,19 +148,16 @@ class Suites:
             for task, prediction in cp.predictions.items():
                 given[(cp.sample_id, task)] = prediction
         with self.tx.connect() as conn:
-            rows = [self._row(conn, n) for n in dict.fromkeys(names)] if names else [
-                self._row(conn, s.name, s.version) for s in self.list()]
+            rows = [self._row(conn, n) for n in dict.fromkeys(names)] if names else [self._row(conn, s.name, s.version) for s in self.list()]
             plan = [(row, self._cases(conn, row.name, row.version)) for row in rows]
             if not supplied:
                 p = predictions.c
                 wanted = sorted({c.sample_id for _, cases in plan for c in cases})
                 for i in range(0, len(wanted), 500):
-                    for sid, task, proto in conn.execute(sa.select(p.sample_id, p.task, p.proto).where(
-                            p.sample_id.in_(wanted[i:i + 500]), p.model_name == model.name, p.model_version == model.version)):
+                    for sid, task, proto in conn.execute(sa.select(p.sample_id, p.task, p.proto).where(p.sample_id.in_(wanted[i : i + 500]), p.model_name == model.name, p.model_version == model.version)):
                         given[(sid, task)] = C.TaskPrediction.FromString(proto)
                 if wanted and not given:
-                    raise StoreError("FAILED_PRECONDITION", f"no predictions supplied and none stored for model {model.name}:{model.version} "
-                                     "(inference.results.v1); pass predictions in the request")
+                    raise StoreError("FAILED_PRECONDITION", f"no predictions supplied and none stored for model {model.name}:{model.version} (inference.results.v1); pass predictions in the request")
         results = []
         now = self.tx.now_us()
         for row, cases in plan:
@@ -177,7 +175,7 @@ class Suites:
             results.append(result)
         if record:
             for result in results:
-                self.tx.run(lambda conn, r=result: self._record(conn, r, now))
+                self.tx.run(functools.partial(self._record, result=result, now=now))
         return results
 
     def _record(self, conn: Connection, result: L.SuiteResult, now: int) -> None:
@@ -187,18 +185,19 @@ class Suites:
         if old is not None:  # re-evaluating the same model on the same suite version replaces the run
             conn.execute(case_results.delete().where(case_results.c.result_id == old))
             conn.execute(suite_results.delete().where(r.id == old))
-        rid = conn.execute(suite_results.insert().values(
-            suite=result.suite, suite_version=result.suite_version, model_name=result.model.name, model_version=result.model.version,
-            passed=result.passed, total=result.total, evaluated_at_us=now)).inserted_primary_key[0]
+        key_row = conn.execute(
+            suite_results.insert().values(suite=result.suite, suite_version=result.suite_version, model_name=result.model.name, model_version=result.model.version, passed=result.passed, total=result.total, evaluated_at_us=now)
+        ).inserted_primary_key
+        assert key_row is not None  # a single-row insert
+        rid = key_row[0]
         if result.case_results:
-            conn.execute(case_results.insert(), [dict(result_id=rid, case_id=c.case_id, sample_id=c.sample_id, passed=c.passed, detail=c.detail[:2000])
-                                                 for c in result.case_results])
+            conn.execute(case_results.insert(), [dict(result_id=rid, case_id=c.case_id, sample_id=c.sample_id, passed=c.passed, detail=c.detail[:2000]) for c in result.case_results])
         event = L.SuiteResult()
         event.CopyFrom(result)
         event.ClearField("case_results")
         self.tx.emit(conn, topics.SUITES_EVALUATED, result.model.name, E.SuiteEvaluated(result=event))
 
-    def report(self, suite: str = "", model_name: str = "", last_versions: int = 0) -> list[L.SuiteResult]:
+    def report(self, suite: str = "", model_name: str = "", last_versions: int = 0) -> builtins.list[L.SuiteResult]:
         """Per (suite, model version): the latest recorded run; newest model versions first."""
         r = suite_results.c
         query = sa.select(suite_results)
@@ -214,8 +213,7 @@ class Suites:
                 latest[(run.suite, run.model_name, run.model_version)] = run
             ids = [run.id for run in latest.values()]
             for i in range(0, len(ids), 500):
-                for rid, cid in conn.execute(sa.select(case_results.c.result_id, case_results.c.case_id)
-                                             .where(case_results.c.result_id.in_(ids[i:i + 500]), case_results.c.passed == sa.false())):
+                for rid, cid in conn.execute(sa.select(case_results.c.result_id, case_results.c.case_id).where(case_results.c.result_id.in_(ids[i : i + 500]), case_results.c.passed == sa.false())):
                     failed.setdefault(rid, []).append(cid)
         keep_versions: dict[str, set[int]] = {}
         if last_versions:
@@ -227,8 +225,9 @@ class Suites:
         for (s, m, v), run in sorted(latest.items(), key=lambda kv: (kv[0][1], -kv[0][2], kv[0][0])):
             if last_versions and v not in keep_versions[m]:
                 continue
-            result = L.SuiteResult(suite=s, suite_version=run.suite_version, model=C.ModelRef(name=m, version=v), passed=run.passed, total=run.total,
-                                   pass_rate=run.passed / run.total if run.total else 0.0, failed_case_ids=sorted(failed.get(run.id, [])))
+            result = L.SuiteResult(
+                suite=s, suite_version=run.suite_version, model=C.ModelRef(name=m, version=v), passed=run.passed, total=run.total, pass_rate=run.passed / run.total if run.total else 0.0, failed_case_ids=sorted(failed.get(run.id, []))
+            )
             set_time(result.evaluated_at, run.evaluated_at_us)
             out.append(result)
         return out

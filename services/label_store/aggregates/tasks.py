@@ -52,25 +52,19 @@ class Tasks:
             if row is not None:
                 old = L.Task.FromString(row[0])
                 if old.prototype != task.prototype:
-                    raise StoreError("FAILED_PRECONDITION", f"task.prototype: task {task.name} is {C.TaskPrototype.Name(old.prototype)}; "
-                                     "its labels would no longer fit (declare a new task instead)")
+                    raise StoreError("FAILED_PRECONDITION", f"task.prototype: task {task.name} is {C.TaskPrototype.Name(old.prototype)}; its labels would no longer fit (declare a new task instead)")
                 set_time(stored.created_at, row[1])
-                conn.execute(tasks_t.update().where(tasks_t.c.name == task.name).values(
-                    proto=stored.SerializeToString(), labels_per_sample=required, updated_at_us=now))
-                conn.execute(queue_items.update().where(queue_items.c.task == task.name, queue_items.c.queue == LABEL,
-                                                        queue_items.c.labels_done == 0).values(labels_required=required))
+                conn.execute(tasks_t.update().where(tasks_t.c.name == task.name).values(proto=stored.SerializeToString(), labels_per_sample=required, updated_at_us=now))
+                conn.execute(queue_items.update().where(queue_items.c.task == task.name, queue_items.c.queue == LABEL, queue_items.c.labels_done == 0).values(labels_required=required))
                 return stored, False
             set_time(stored.created_at, now)
-            conn.execute(tasks_t.insert().values(name=task.name, labels_per_sample=required, proto=stored.SerializeToString(),
-                                                 created_at_us=now, updated_at_us=now))
+            conn.execute(tasks_t.insert().values(name=task.name, labels_per_sample=required, proto=stored.SerializeToString(), created_at_us=now, updated_at_us=now))
             # Every sample already registered joins the new task's queue, except unit-test cases:
             # no dataset takes them (no train/test leakage), so their labels would be wasted.
-            select = sa.select(sa.literal(task.name), samples.c.sample_id, samples.c.priority, sa.literal(LABEL), sa.literal(0),
-                               sa.literal(required), sa.literal(0), sa.false(), sa.literal(0), sa.literal(now)).where(
-                ~sa.exists().where(suite_cases.c.sample_id == samples.c.sample_id))
-            conn.execute(queue_items.insert().from_select(
-                ["task", "sample_id", "priority", "queue", "lease_expires_us", "labels_required", "labels_done", "disagreement",
-                 "resolution", "enqueued_at_us"], select))
+            select = sa.select(sa.literal(task.name), samples.c.sample_id, samples.c.priority, sa.literal(LABEL), sa.literal(0), sa.literal(required), sa.literal(0), sa.false(), sa.literal(0), sa.literal(now)).where(
+                ~sa.exists().where(suite_cases.c.sample_id == samples.c.sample_id)
+            )
+            conn.execute(queue_items.insert().from_select(["task", "sample_id", "priority", "queue", "lease_expires_us", "labels_required", "labels_done", "disagreement", "resolution", "enqueued_at_us"], select))
             return stored, True
 
         return self.tx.run(work)

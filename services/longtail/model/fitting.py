@@ -90,14 +90,14 @@ def encode_targets(tasks: Sequence[TaskSpec], annotations: Sequence[Mapping[str,
                 for j, name in enumerate(t.keypoints):
                     if name in value:
                         x, y, vis = value[name]
-                        tg["keypoints"][i, 2 * j:2 * j + 2] = torch.tensor([x, y])
+                        tg["keypoints"][i, 2 * j : 2 * j + 2] = torch.tensor([x, y])
                         tg["visible"][i, j] = float(bool(vis))
             for k, values in t.attributes.items():
                 v = attributes.get(k)
                 if v in values:
                     attr[k][i] = values.index(v)
-        for k, v in attr.items():
-            tg[f"attr:{k}"] = v
+        for k, labels in attr.items():
+            tg[f"attr:{k}"] = labels
         out[t.name] = tg
     return out
 
@@ -106,8 +106,7 @@ def _index_targets(targets: Mapping[str, Mapping[str, torch.Tensor]], idx: torch
     return {t: {k: v[idx] for k, v in tg.items()} for t, tg in targets.items()}
 
 
-def compute_loss(tasks: Sequence[TaskSpec], raw: Mapping[str, Mapping[str, torch.Tensor]], targets: Mapping[str, Mapping[str, torch.Tensor]],
-                 box_weight: float = 5.0) -> tuple[torch.Tensor, dict[str, float]]:
+def compute_loss(tasks: Sequence[TaskSpec], raw: Mapping[str, Mapping[str, torch.Tensor]], targets: Mapping[str, Mapping[str, torch.Tensor]], box_weight: float = 5.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Sum over tasks of the masked losses; returns (total, {"<task>/<part>": value})."""
     total = torch.zeros(())
     parts: dict[str, float] = {}
@@ -144,10 +143,19 @@ def compute_loss(tasks: Sequence[TaskSpec], raw: Mapping[str, Mapping[str, torch
     return total, parts
 
 
-def fit(model: MultiTaskNet, images: np.ndarray | torch.Tensor, targets: Mapping[str, Mapping[str, torch.Tensor]], epochs: int = 8,
-        batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
-        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-        on_step: Callable[[int, int], None] | None = None, train_heads: Sequence[str] = ()) -> list[dict[str, float]]:
+def fit(
+    model: MultiTaskNet,
+    images: np.ndarray | torch.Tensor,
+    targets: Mapping[str, Mapping[str, torch.Tensor]],
+    epochs: int = 8,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    train_heads: Sequence[str] = (),
+) -> list[dict[str, float]]:
     """Train `model` in place (Adam, one-cycle-ish cosine schedule), deterministic for a seed on a
     fixed thread count. Returns the mean loss parts per epoch. `on_step(done, total)` is called
     after every optimizer step (progress bars). With `train_heads` only those heads are in training
@@ -159,7 +167,7 @@ def fit(model: MultiTaskNet, images: np.ndarray | torch.Tensor, targets: Mapping
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * math.ceil(n / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
-    history = []
+    history: list[dict[str, float]] = []
     model.train()
     if train_heads:
         model.eval()
@@ -170,7 +178,7 @@ def fit(model: MultiTaskNet, images: np.ndarray | torch.Tensor, targets: Mapping
         sums: dict[str, float] = {}
         count = 0
         for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             if idx.numel() < 2:
                 continue
             raw = model(x[idx])

@@ -34,7 +34,7 @@ def predict_with(module: Callable, tasks: Sequence[TaskSpec], images: np.ndarray
     results: list[dict[str, dict]] = []
     with torch.no_grad():  # not inference_mode: TorchScript modules reject inference tensors
         for i in range(0, x.shape[0], batch_size):
-            results += postprocess(tasks, module(x[i:i + batch_size]), camera_hfov_deg)
+            results += postprocess(tasks, module(x[i : i + batch_size]), camera_hfov_deg)
     if was_training and hasattr(module, "train"):
         module.train()
     return results
@@ -73,7 +73,7 @@ def postprocess(tasks: Sequence[TaskSpec], raw: Mapping[str, Mapping[str, torch.
                 continue
             ap = {k: {v: float(p[i, j]) for j, v in enumerate(t.attributes[k])} for k, p in attrs.items()}
             d["attribute_probs"] = ap
-            d["attributes"] = {k: max(v, key=v.get) for k, v in ap.items()}
+            d["attributes"] = {k: max(v, key=v.__getitem__) for k, v in ap.items()}
             d["attribute_scores"] = {k: ap[k][d["attributes"][k]] for k in ap}
             ci = int(np.argmax(cls_p[i]))
             d["cls"] = t.classes[ci]

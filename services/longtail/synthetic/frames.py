@@ -28,8 +28,10 @@ def approach_pose(obj: WorldObject, distance: float, lateral: float = 0.0, dhead
     h = obj.approach_heading
     c, s = math.cos(h), math.sin(h)
     return common_pb2.Pose(
-        x=obj.anchor_x - c * distance - s * lateral, y=obj.anchor_y - s * distance + c * lateral,
-        heading=wrap_angle(h + dheading), speed=speed,
+        x=obj.anchor_x - c * distance - s * lateral,
+        y=obj.anchor_y - s * distance + c * lateral,
+        heading=wrap_angle(h + dheading),
+        speed=speed,
     )
 
 
@@ -44,8 +46,10 @@ def random_road_pose(world: World, rng: np.random.Generator) -> common_pb2.Pose:
     s = rng.uniform(0.0, b)
     x, y = world.node_xy(i, j)
     return common_pb2.Pose(
-        x=x + dx * s + dy * lane, y=y + dy * s - dx * lane,
-        heading=wrap_angle(d * math.pi / 2 + rng.normal(0.0, 0.04)), speed=float(rng.uniform(0, 14)),
+        x=x + dx * s + dy * lane,
+        y=y + dy * s - dx * lane,
+        heading=wrap_angle(d * math.pi / 2 + rng.normal(0.0, 0.04)),
+        speed=float(rng.uniform(0, 14)),
     )
 
 
@@ -57,10 +61,20 @@ class Frames:
     targets: list[str]  # object id the frame was centred on ("" for random road frames)
 
 
-def sample_frames(world: World, n: int, seed: int, mix: Mapping[str, float] | None = None, distance: tuple[float, float] = (4.0, 40.0),
-                  size: int = 64, camera: Camera | None = None, accept: Callable[[WorldObject, list[GroundTruthObject]], bool] | None = None,
-                  max_tries: int = 20, lateral_sd: float = 0.5, heading_sd: float = 0.05,
-                  objects: Callable[[WorldObject], bool] | None = None) -> Frames:
+def sample_frames(
+    world: World,
+    n: int,
+    seed: int,
+    mix: Mapping[str, float] | None = None,
+    distance: tuple[float, float] = (4.0, 40.0),
+    size: int = 64,
+    camera: Camera | None = None,
+    accept: Callable[[WorldObject | None, list[GroundTruthObject]], bool] | None = None,
+    max_tries: int = 20,
+    lateral_sd: float = 0.5,
+    heading_sd: float = 0.05,
+    objects: Callable[[WorldObject], bool] | None = None,
+) -> Frames:
     """`n` frames of `world`: approaches to random objects of the classes in `mix` (by weight;
     "road" = a random lane pose), at a uniform distance, with lane wander (`lateral_sd` metres)
     and heading noise (`heading_sd` radians). `objects` narrows the objects approached (e.g. a

@@ -82,9 +82,11 @@ class GroundTruthObject:
     def to_detection(self) -> common_pb2.Detection:
         """As a perfect annotation (confidence 1)."""
         det = common_pb2.Detection(
-            cls=self.cls, confidence=1.0,
+            cls=self.cls,
+            confidence=1.0,
             box=common_pb2.BoundingBox(x_min=self.box[0], y_min=self.box[1], x_max=self.box[2], y_max=self.box[3]),
-            range_m=self.range_m, bearing_rad=self.bearing_rad,
+            range_m=self.range_m,
+            bearing_rad=self.bearing_rad,
         )
         for k, v in self.attributes.items():
             det.attributes[k] = v
@@ -203,8 +205,7 @@ class _Painter:
     """Paints primitives given in an object's face-plane coordinates (metres; x to the right as
     seen from the front, y up from the face centre) into a window of the image."""
 
-    def __init__(self, img: np.ndarray, rays: _Rays, cam: tuple[float, float, float], cs: tuple[float, float],
-                 origin: tuple[float, float, float], ang: float, extent: tuple[float, float, float, float]) -> None:
+    def __init__(self, img: np.ndarray, rays: _Rays, cam: tuple[float, float, float], cs: tuple[float, float], origin: tuple[float, float, float], ang: float, extent: tuple[float, float, float, float]) -> None:
         self.ok = False
         size = img.shape[0]
         f = rays.focal
@@ -214,8 +215,8 @@ class _Painter:
         tx, ty = -ny, nx  # face tangent: the viewer's right, seen from the front
         x0, x1, y0, y1 = extent
         us, vs = [], []
-        for a in (x0, x1):
-            dx, dy = ox + tx * a - cam[0], oy + ty * a - cam[1]
+        for xa in (x0, x1):
+            dx, dy = ox + tx * xa - cam[0], oy + ty * xa - cam[1]
             cf = max(dx * c + dy * s, 0.3)
             cl = -dx * s + dy * c
             us.append(rays.cx - f * cl / cf)
@@ -496,18 +497,25 @@ def render(world: World, pose, size: int = 64, camera: Camera | None = None, noi
             if inside < camera.min_in_image:
                 continue
             covered = o.foliage.covered_fraction if o.foliage is not None else 0.0
-            truths.append(GroundTruthObject(
-                object_id=o.object_id, cls=o.cls,
-                box=(cu0 / size, cv0 / size, cu1 / size, cv1 / size),
-                attributes=dict(o.attributes), range_m=float(r), bearing_rad=math.atan2(float(lx[k]), float(fx[k])),
-                visible_fraction=(1.0 - covered) * inside, truncated=inside < 0.999, box_px=v1 - v0,
-            ))
+            truths.append(
+                GroundTruthObject(
+                    object_id=o.object_id,
+                    cls=o.cls,
+                    box=(cu0 / size, cv0 / size, cu1 / size, cv1 / size),
+                    attributes=dict(o.attributes),
+                    range_m=float(r),
+                    bearing_rad=math.atan2(float(lx[k]), float(fx[k])),
+                    visible_fraction=(1.0 - covered) * inside,
+                    truncated=inside < 0.999,
+                    box_px=v1 - v0,
+                )
+            )
 
     frng = _frame_rng(world, px, py, h, noise_seed)
     gain = frng.uniform(0.72, 1.15) * (1.0 + frng.uniform(-0.05, 0.05, size=3)).astype(np.float32)
     oy, ox = frng.integers(0, size, size=2)
     img *= gain.astype(np.float32)
-    img += rays.noise[oy:oy + size, ox:ox + size]
+    img += rays.noise[oy : oy + size, ox : ox + size]
     np.clip(img, 0.0, 255.0, out=img)
     truths.sort(key=lambda t: t.range_m)
     return img.astype(np.uint8), truths

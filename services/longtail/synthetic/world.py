@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
 
@@ -104,7 +105,8 @@ class WorldConfig:
 
     def only(self, **rates: float) -> WorldConfig:
         """Common world plus the given variant rates, e.g. `cfg.only(occluded_rate=1.0)`."""
-        return replace(self.common_only(), **rates)
+        changes: dict[str, Any] = dict(rates)
+        return replace(self.common_only(), **changes)
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -310,9 +312,22 @@ class World:
         px, py = self._approach_points(i, j, d, back, post_right)
         ax, ay = self._approach_points(i, j, d, back, lane)
         obj = WorldObject(
-            object_id=self._new_id(STOP_SIGN), cls=STOP_SIGN, x=x, y=y, z=z, facing=dir_heading(d + 2),
-            width=size, height=size, attributes=attrs, node=(i, j), anchor_x=ax, anchor_y=ay,
-            approach_heading=dir_heading(d), kind=mount, post_x=px, post_y=py,
+            object_id=self._new_id(STOP_SIGN),
+            cls=STOP_SIGN,
+            x=x,
+            y=y,
+            z=z,
+            facing=dir_heading(d + 2),
+            width=size,
+            height=size,
+            attributes=attrs,
+            node=(i, j),
+            anchor_x=ax,
+            anchor_y=ay,
+            approach_heading=dir_heading(d),
+            kind=mount,
+            post_x=px,
+            post_y=py,
         )
         if occluded:
             obj.foliage = make_foliage(foliage_rng, target)
@@ -335,11 +350,26 @@ class World:
             # mounted beyond the intersection, on the far right corner, facing the approach
             x, y = self._approach_points(i, j, d, -(hw + 1.0), hw + 0.8)
             ax, ay = self._approach_points(i, j, d, hw + 1.5, hw / 2.0)
-            self.objects.append(WorldObject(
-                object_id=self._new_id(TRAFFIC_LIGHT), cls=TRAFFIC_LIGHT, x=x, y=y, z=4.6, facing=dir_heading(d + 2),
-                width=LIGHT_WIDTH, height=LIGHT_HEIGHT, attributes={"light_state": state}, node=(i, j),
-                anchor_x=ax, anchor_y=ay, approach_heading=dir_heading(d), kind=state, post_x=x, post_y=y,
-            ))
+            self.objects.append(
+                WorldObject(
+                    object_id=self._new_id(TRAFFIC_LIGHT),
+                    cls=TRAFFIC_LIGHT,
+                    x=x,
+                    y=y,
+                    z=4.6,
+                    facing=dir_heading(d + 2),
+                    width=LIGHT_WIDTH,
+                    height=LIGHT_HEIGHT,
+                    attributes={"light_state": state},
+                    node=(i, j),
+                    anchor_x=ax,
+                    anchor_y=ay,
+                    approach_heading=dir_heading(d),
+                    kind=state,
+                    post_x=x,
+                    post_y=y,
+                )
+            )
             self.approach_control[(i, j, d)] = state
 
     def _segment(self, rng: np.random.Generator, i: int, j: int, d: int) -> None:
@@ -354,31 +384,65 @@ class World:
             u = rng.random()
             sx, sy = px + dx * s, py + dy * s
             ax, ay = sx + rx * hw / 2.0, sy + ry * hw / 2.0
-            common = dict(facing=dir_heading(d + 2), anchor_x=ax, anchor_y=ay, approach_heading=dir_heading(d))
+            common: dict[str, Any] = dict(facing=dir_heading(d + 2), anchor_x=ax, anchor_y=ay, approach_heading=dir_heading(d))
             ox, oy = sx + rx * (hw + 0.8), sy + ry * (hw + 0.8)
             if u < cfg.distractor_rate:
                 kind = RED_ROUND_KINDS[int(rng.integers(0, len(RED_ROUND_KINDS)))]
-                self.objects.append(WorldObject(
-                    object_id=self._new_id(RED_ROUND_SIGN), cls=RED_ROUND_SIGN, x=ox, y=oy, z=2.4,
-                    width=ROUND_SIGN_SIZE, height=ROUND_SIGN_SIZE, attributes={"kind": kind}, kind=kind,
-                    post_x=ox, post_y=oy, **common,
-                ))
+                self.objects.append(
+                    WorldObject(
+                        object_id=self._new_id(RED_ROUND_SIGN),
+                        cls=RED_ROUND_SIGN,
+                        x=ox,
+                        y=oy,
+                        z=2.4,
+                        width=ROUND_SIGN_SIZE,
+                        height=ROUND_SIGN_SIZE,
+                        attributes={"kind": kind},
+                        kind=kind,
+                        post_x=ox,
+                        post_y=oy,
+                        **common,
+                    )
+                )
             elif u < cfg.distractor_rate + cfg.other_sign_rate:
                 kind = OTHER_SIGN_KINDS[int(rng.integers(0, len(OTHER_SIGN_KINDS)))]
                 w, h = (OTHER_SIGN_SIZE * 1.4, OTHER_SIGN_SIZE * 0.6) if kind == "street_name" else (OTHER_SIGN_SIZE, OTHER_SIGN_SIZE)
-                self.objects.append(WorldObject(
-                    object_id=self._new_id(OTHER_SIGN), cls=OTHER_SIGN, x=ox, y=oy, z=2.4, width=w, height=h,
-                    attributes={"kind": kind}, kind=kind, post_x=ox, post_y=oy, **common,
-                ))
+                self.objects.append(
+                    WorldObject(
+                        object_id=self._new_id(OTHER_SIGN),
+                        cls=OTHER_SIGN,
+                        x=ox,
+                        y=oy,
+                        z=2.4,
+                        width=w,
+                        height=h,
+                        attributes={"kind": kind},
+                        kind=kind,
+                        post_x=ox,
+                        post_y=oy,
+                        **common,
+                    )
+                )
             if rng.random() < cfg.tree_rate:
                 off = hw + rng.uniform(4.0, 9.0)
                 ts = s + cfg.slot_spacing_m / 2.0 + rng.uniform(-8.0, 8.0)
                 tx, ty = px + dx * ts + rx * off, py + dy * ts + ry * off
                 r = rng.uniform(2.0, 3.5)
-                self.objects.append(WorldObject(
-                    object_id=self._new_id(TREE), cls=TREE, x=tx, y=ty, z=r + rng.uniform(2.0, 3.5), facing=0.0,
-                    width=2 * r, height=2 * r, post_x=tx, post_y=ty, kind=str(int(rng.integers(0, 3))),
-                ))
+                self.objects.append(
+                    WorldObject(
+                        object_id=self._new_id(TREE),
+                        cls=TREE,
+                        x=tx,
+                        y=ty,
+                        z=r + rng.uniform(2.0, 3.5),
+                        facing=0.0,
+                        width=2 * r,
+                        height=2 * r,
+                        post_x=tx,
+                        post_y=ty,
+                        kind=str(int(rng.integers(0, 3))),
+                    )
+                )
             s += cfg.slot_spacing_m
 
     def _parked_vehicles(self, rng: np.random.Generator, i: int, j: int, d: int) -> None:
@@ -397,11 +461,25 @@ class World:
                 at = s + rng.uniform(-4.0, 4.0)
                 x, y = px + dx * at + rx * (hw + 0.6), py + dy * at + ry * (hw + 0.6)
                 ax, ay = px + dx * at + rx * hw / 2.0, py + dy * at + ry * hw / 2.0
-                self.objects.append(WorldObject(
-                    object_id=self._new_id(VEHICLE), cls=VEHICLE, x=x, y=y, z=VEHICLE_HEIGHT / 2.0 + 0.25, facing=dir_heading(d + 2),
-                    width=VEHICLE_WIDTH, height=VEHICLE_HEIGHT, attributes={"lights": lights}, anchor_x=ax, anchor_y=ay,
-                    approach_heading=dir_heading(d), kind=str(int(rng.integers(0, VEHICLE_COLOURS))), post_x=x, post_y=y,
-                ))
+                self.objects.append(
+                    WorldObject(
+                        object_id=self._new_id(VEHICLE),
+                        cls=VEHICLE,
+                        x=x,
+                        y=y,
+                        z=VEHICLE_HEIGHT / 2.0 + 0.25,
+                        facing=dir_heading(d + 2),
+                        width=VEHICLE_WIDTH,
+                        height=VEHICLE_HEIGHT,
+                        attributes={"lights": lights},
+                        anchor_x=ax,
+                        anchor_y=ay,
+                        approach_heading=dir_heading(d),
+                        kind=str(int(rng.integers(0, VEHICLE_COLOURS))),
+                        post_x=x,
+                        post_y=y,
+                    )
+                )
             s += cfg.slot_spacing_m
 
     def _arrays(self) -> None:
@@ -451,10 +529,18 @@ class World:
                 y += math.sin(o.approach_heading) * shift
                 if "modifier" in attrs:
                     attrs["modifier"] = "none"
-            out.append(map_pb2.MapFeature(
-                feature_id=o.object_id, kind=kinds[o.cls], x=x, y=y, heading=o.facing, attributes=attrs,
-                confidence=1.0, source=map_pb2.FEATURE_SOURCE_SEED,
-            ))
+            out.append(
+                map_pb2.MapFeature(
+                    feature_id=o.object_id,
+                    kind=kinds[o.cls],
+                    x=x,
+                    y=y,
+                    heading=o.facing,
+                    attributes=attrs,
+                    confidence=1.0,
+                    source=map_pb2.FEATURE_SOURCE_SEED,
+                )
+            )
         return out
 
 

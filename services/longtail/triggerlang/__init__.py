@@ -8,9 +8,12 @@ backtests alike). See docs/triggers.md.
     state = trigger.new_state()            # one per car
     for frame in frames:                   # that car's frames, in order
         fire = trigger.evaluate(state, frame)
+
+Imported on their own: `catalogue` (the built-ins, fields and limits), `vector` (many triggers
+over many frames with numpy) and `predicates` (suite predicates over one model prediction).
 """
 
-from longtail.triggerlang.compiler import BUILTINS, MAX_STATE_ITEMS, MAX_TEMPORAL, MAX_TRACKS, MAX_WINDOW
+from longtail.triggerlang.catalogue import BUILTINS, MAX_STATE_ITEMS, MAX_TEMPORAL, MAX_TRACKS, MAX_WINDOW
 from longtail.triggerlang.errors import TriggerSyntaxError
 from longtail.triggerlang.parser import MAX_DEPTH, MAX_SOURCE_BYTES
 from longtail.triggerlang.runtime import (

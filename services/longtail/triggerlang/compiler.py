@@ -10,6 +10,8 @@ Per-frame work is then: run the updaters, call one closure. No tree walking, no 
 
 Each node also carries `vec`, the same computation as a hashable tree, for evaluating many
 triggers over many frames at once (`vector.py`, the trigger evaluator's path).
+
+What it checks against (built-ins, fields, types, limits) is declared in `catalogue.py`.
 """
 
 from __future__ import annotations
@@ -21,8 +23,37 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
+from longtail.triggerlang.catalogue import (
+    ATTR,
+    BOOL,
+    BUILTIN_ALIASES,
+    BUILTINS,
+    DET_ALIASES,
+    DET_FIELDS,
+    EGO_FIELDS,
+    FIRST,
+    FIRST_ALIASES,
+    FIRST_FIELDS,
+    INF,
+    LIST,
+    MAX_STATE_ITEMS,
+    MAX_TEMPORAL,
+    MAX_TRACKS,
+    NAN,
+    NUM,
+    REDUCED_FIELDS,
+    REQUIRED,
+    STR,
+    TYPE_TEXT,
+    VEC_TEMPORAL,
+    Builtin,
+    Param,
+    det_bearing,
+    det_range,
+    truthy,
+)
 from longtail.triggerlang.errors import TriggerSyntaxError
 from longtail.triggerlang.parser import (
     BinOp,
@@ -41,32 +72,11 @@ from longtail.triggerlang.parser import (
     parse,
 )
 
-NAN = float("nan")
-INF = float("inf")
-
-# Resource limits (see docs/triggers.md, "Limits").
-MAX_WINDOW = 1000  # frames, for every window/frames argument
-MAX_TRACKS = 64  # tracks remembered per track-based built-in (least recently seen evicted)
-MAX_TEMPORAL = 16  # temporal built-ins per expression
-MAX_STATE_ITEMS = 16384  # upper bound of values kept per car, all temporal built-ins together
-
-# Types
-BOOL, NUM, STR, ATTR, DET, EGO, FIRST, LIST = "bool", "num", "str", "attr", "det", "ego", "first_seen", "list"
 # Levels
 CONST, FRAME, DETL = 0, 1, 2
+FrameFn = Callable[[Any], Any]  # FRAME level: fn(state)
+DetFn = Callable[[Any, Any], Any]  # DETL level: fn(d, state)
 
-_TYPE_TEXT = {
-    BOOL: "a boolean",
-    NUM: "a number",
-    STR: "a string",
-    ATTR: "an attribute value",
-    DET: "the detection 'd'",
-    EGO: "'ego'",
-    FIRST: "a first_seen(...) result",
-    LIST: "a list",
-}
-
-FALSY_ATTRIBUTE_VALUES = frozenset({"", "false", "0", "no", "none", "off"})
 DETECTOR_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}(@[0-9]{1,18})?$")
 
 
@@ -80,10 +90,6 @@ class _Unset:
 UNSET = _Unset()
 
 
-def _truthy(value: str) -> bool:
-    return bool(value) and value.lower() not in FALSY_ATTRIBUTE_VALUES
-
-
 def fmt_num(value: float) -> str:
     if float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
@@ -94,59 +100,6 @@ def fmt_str(value: str, bare: bool) -> str:
     if bare:
         return value
     return f'"{value}"' if '"' not in value else f"'{value}'"
-
-
-# ---------------------------------------------------------------------------------------------
-# Uncertainty helpers (per detection)
-# ---------------------------------------------------------------------------------------------
-
-
-def _probabilities(d) -> list[float]:
-    """Detection.class_scores normalized to sum 1, or the binary (conf, 1-conf) fallback."""
-    values = [v for v in d.class_scores.values() if v > 0.0]
-    total = sum(values)
-    if values and 0.0 < total < INF:
-        return [v / total for v in values]
-    c = d.confidence
-    if not 0.0 <= c <= 1.0:  # NaN or out of range: nothing sensible to score
-        return [1.0]
-    return [c, 1.0 - c]
-
-
-def det_entropy(d) -> float:
-    """Shannon entropy in nats (as in common.v1.Uncertainty)."""
-    h = 0.0
-    for p in _probabilities(d):
-        if p > 0.0:
-            h -= p * math.log(p)
-    return h
-
-
-def det_entropy_normalized(d) -> float:
-    """Entropy divided by log(number of classes), in [0, 1]."""
-    ps = _probabilities(d)
-    n = len(ps)
-    if n < 2:
-        return 0.0
-    h = 0.0
-    for p in ps:
-        if p > 0.0:
-            h -= p * math.log(p)
-    return min(1.0, h / math.log(n))
-
-
-def det_margin(d) -> float:
-    """Top-1 minus top-2 probability, in [0, 1]."""
-    ps = _probabilities(d)
-    if len(ps) == 1:
-        return ps[0]
-    top1 = top2 = 0.0
-    for p in ps:
-        if p > top1:
-            top1, top2 = p, top1
-        elif p > top2:
-            top2 = p
-    return top1 - top2
 
 
 def _wrap_angle(a: float) -> float:
@@ -165,7 +118,7 @@ class C:
     text: str
     prec: int = 9
     value: Any = None  # when level == CONST
-    fn: Callable | None = None  # FRAME: fn(state); DETL: fn(d, state)
+    fn: Callable[..., Any] | None = None  # FRAME: fn(state); DETL: fn(d, state)
     costly: bool = False  # loops over detections: memoized when used inside a detection context
     extra: Any = None  # FIRST: index of its state slot
     bare_class: bool = False  # a bare identifier used as a class name
@@ -195,9 +148,6 @@ def vnode(op: str, *children: Any) -> tuple | None:
     return None if any(c is None for c in children) else (op, *children)
 
 
-VEC_TEMPORAL = frozenset({"flicker", "sustained", "within"})  # (op, input, slot index, params...)
-
-
 def _vec_slots(tree: Any) -> set[int]:
     if not isinstance(tree, tuple) or not tree or tree[0] == "const":
         return set()
@@ -215,164 +165,6 @@ def vec_at(c: C, level: int) -> tuple | None:
     if c.vec is None:
         return None
     return ("bcast", c.vec) if level == DETL and c.level == FRAME else c.vec
-
-
-# ---------------------------------------------------------------------------------------------
-# Built-in catalogue (the single source of truth for arity, keywords, docs and `explain`)
-# ---------------------------------------------------------------------------------------------
-
-REQUIRED = object()
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    kind: str  # selector | class | cond | num | int | flag | choice | detector | value
-    default: Any = REQUIRED
-    lo: float | None = None
-    hi: float | None = None
-    choices: tuple[str, ...] = ()
-    doc: str = ""
-
-
-@dataclass(frozen=True)
-class Builtin:
-    name: str
-    params: tuple[Param, ...]
-    positional: int
-    returns: str
-    summary: str
-    example: str
-    temporal: bool = False
-
-
-_SEL = "class name or condition on d"
-_MIN_CONF = Param("min_conf", "num", 0.0, 0.0, 1.0, doc="only detections with confidence >= min_conf count")
-
-
-def _window(default: int) -> Param:
-    return Param("window", "int", default, 2, MAX_WINDOW, doc="frames, including the current one")
-
-
-BUILTINS: dict[str, Builtin] = {
-    b.name: b
-    for b in [
-        Builtin("any", (Param("selector", "selector", doc=_SEL), _MIN_CONF), 1, BOOL,
-                "true when at least one detection matches",
-                "any(d.cls == stop_sign and d.attr.occluded and 0.3 < d.conf < 0.6)"),
-        Builtin("all", (Param("selector", "selector", doc=_SEL),), 1, BOOL,
-                "true when every detection matches (also when there is none)",
-                "all(d.conf > 0.9)"),
-        Builtin("count", (Param("selector", "selector", None, doc=_SEL), _MIN_CONF), 1, NUM,
-                "number of matching detections (all detections without a selector)",
-                "count(stop_sign, min_conf=0.5) >= 2"),
-        Builtin("max_conf", (Param("selector", "selector", None, doc=_SEL),), 1, NUM,
-                "highest confidence among matching detections, 0 when none",
-                "max_conf(traffic_light) < 0.4"),
-        Builtin("nearest", (Param("selector", "selector", None, doc=_SEL), _MIN_CONF), 1, NUM,
-                "smallest range_m (meters) among matching detections that have one; unknown (NaN) when none",
-                "nearest(stop_sign) < 15 and ego.speed > 12"),
-        Builtin("entropy", (Param("selector", "selector", None, doc=_SEL),
-                            Param("normalized", "flag", False, doc="divide by log(number of classes): [0, 1]"), _MIN_CONF), 1, NUM,
-                "highest class-distribution entropy (nats) among matching detections, 0 when none",
-                "entropy(traffic_light) > 0.8"),
-        Builtin("margin", (Param("selector", "selector", None, doc=_SEL), _MIN_CONF), 1, NUM,
-                "lowest top1 - top2 class probability among matching detections, 1 when none",
-                "margin(traffic_light) < 0.1"),
-        Builtin("score", (Param("detector", "detector", doc='"name@version", key of Frame.trigger_scores'),), 1, NUM,
-                "custom detector score from Frame.trigger_scores; 0.0 when the frame has no such score",
-                'score("occluded_stop_sign@3") > 0.7'),
-        Builtin("has_score", (Param("detector", "detector", doc='"name@version", key of Frame.trigger_scores'),), 1, BOOL,
-                "true when the frame carries a score for that detector",
-                'has_score("occluded_stop_sign@3") and score("occluded_stop_sign@3") < 0.1'),
-        Builtin("flicker", (Param("selector", "selector", doc=_SEL), _window(10),
-                            Param("min_toggles", "int", 3, 1, MAX_WINDOW - 1, doc="appear/disappear transitions inside the window"),
-                            _MIN_CONF), 1, BOOL,
-                "presence of the class toggled at least min_toggles times within the last window frames",
-                "flicker(stop_sign, window=10, min_toggles=3)", temporal=True),
-        Builtin("track_flicker", (Param("cls", "class", None, doc="only changes from or to this class count"), _window(10),
-                                  Param("min_changes", "int", 2, 1, MAX_WINDOW - 1, doc="class changes of one track inside the window")),
-                1, BOOL,
-                "one tracked object (track_id != 0) changed class at least min_changes times within the last window frames",
-                "track_flicker(stop_sign, window=20, min_changes=2)", temporal=True),
-        Builtin("first_seen", (Param("selector", "selector", None, doc=_SEL),
-                               Param("window", "int", 100, 1, MAX_WINDOW, doc="a track unseen for this many frames counts as new again"),
-                               _MIN_CONF), 1, FIRST,
-                "objects appearing on this frame for the first time; fields .distance .conf .bearing .count",
-                "first_seen(stop_sign).distance < 20", temporal=True),
-        Builtin("map_disagreement", (Param("cls", "class", None, doc="class compared; all classes when omitted"),
-                                     Param("kind", "choice", "any", choices=("any", "missing", "extra"),
-                                           doc="missing = map without vision, extra = vision without map"),
-                                     Param("min_conf", "num", 0.5, 0.0, 1.0, doc="a detection counts from this confidence"),
-                                     Param("bearing_tol", "num", 0.15, 0.0, math.pi, doc="radians"),
-                                     Param("range_tol", "num", 5.0, 0.0, 10000.0, doc="meters (or 20% of the map range if larger)")),
-                1, BOOL,
-                "the map expects the class in view and vision does not see it, or vision confidently sees one the map does not have",
-                "map_disagreement(stop_sign, kind=missing)"),
-        Builtin("sustained", (Param("cond", "cond", doc="a condition on the frame"),
-                              Param("frames", "int", 3, 1, MAX_WINDOW, doc="consecutive frames")), 1, BOOL,
-                "cond has been true on each of the last `frames` frames",
-                "sustained(count(stop_sign) == 0 and ego.speed > 5, frames=5)", temporal=True),
-        Builtin("within", (Param("cond", "cond", doc="a condition on the frame"),
-                           Param("frames", "int", 10, 1, MAX_WINDOW, doc="frames, including the current one")), 1, BOOL,
-                "cond was true on at least one of the last `frames` frames",
-                "within(any(stop_sign, min_conf=0.8), frames=10) and count(stop_sign) == 0", temporal=True),
-        Builtin("abs", (Param("x", "value"),), 1, NUM, "absolute value", "any(abs(d.bearing) < 0.1 and d.cls == stop_sign)"),
-        Builtin("min", (Param("a", "value"), Param("b", "value")), 2, NUM, "smaller of two numbers (unknown if either is)",
-                "min(score(\"a@1\"), score(\"b@2\")) > 0.5"),
-        Builtin("max", (Param("a", "value"), Param("b", "value")), 2, NUM, "larger of two numbers (unknown if either is)",
-                "max(entropy(stop_sign), entropy(traffic_light)) > 0.6"),
-    ]
-}
-
-# Alternative spellings of built-ins (compiled, explained and normalized as the built-in they name).
-BUILTIN_ALIASES: dict[str, str] = {"map_disagrees": "map_disagreement"}
-
-# d.<field>: name -> (type, accessor(d) or None for keyed maps, doc)
-DET_FIELDS: dict[str, tuple[str, Callable | None, str]] = {
-    "cls": (STR, lambda d: d.cls, "class name"),
-    "conf": (NUM, lambda d: d.confidence, "confidence of cls, [0,1]"),
-    "track": (NUM, lambda d: float(d.track_id), "tracker id, 0 = untracked"),
-    "range": (NUM, lambda d: d.range_m if d.HasField("range_m") else NAN, "range_m in meters; unknown (NaN) when unset"),
-    "has_range": (BOOL, lambda d: d.HasField("range_m"), "range_m is set"),
-    "bearing": (NUM, lambda d: d.bearing_rad if d.HasField("bearing_rad") else NAN, "bearing_rad, left positive; unknown when unset"),
-    "has_bearing": (BOOL, lambda d: d.HasField("bearing_rad"), "bearing_rad is set"),
-    "entropy": (NUM, det_entropy, "entropy of class_scores, nats"),
-    "margin": (NUM, det_margin, "top1 - top2 of class_scores"),
-    "width": (NUM, lambda d: d.box.x_max - d.box.x_min, "box width, image fraction"),
-    "height": (NUM, lambda d: d.box.y_max - d.box.y_min, "box height, image fraction"),
-    "area": (NUM, lambda d: (d.box.x_max - d.box.x_min) * (d.box.y_max - d.box.y_min), "box area, image fraction"),
-    "cx": (NUM, lambda d: (d.box.x_min + d.box.x_max) * 0.5, "box center x, [0,1] from the left"),
-    "cy": (NUM, lambda d: (d.box.y_min + d.box.y_max) * 0.5, "box center y, [0,1] from the top"),
-    "attr": (ATTR, None, "d.attr.<key>: attributes[key], \"\" when absent"),
-    "attr_score": (NUM, None, "d.attr_score.<key>: attribute_scores[key], 0 when absent"),
-    "class_score": (NUM, None, "d.class_score.<cls>: class_scores[cls], 0 when absent"),
-}
-# What max_conf/nearest/entropy/margin reduce over the matching detections (names as in DET_FIELDS).
-REDUCED_FIELDS: dict[str, Callable] = {
-    "conf": lambda d: d.confidence,
-    "range": DET_FIELDS["range"][1],
-    "entropy": det_entropy,
-    "entropy_normalized": det_entropy_normalized,
-    "margin": det_margin,
-}
-DET_ALIASES = {"confidence": "conf", "track_id": "track", "range_m": "range", "bearing_rad": "bearing", "class": "cls",
-               "attributes": "attr", "attribute_scores": "attr_score", "class_scores": "class_score"}
-
-EGO_FIELDS: dict[str, tuple[Callable, str]] = {
-    "speed": (lambda p: p.speed, "m/s"),
-    "x": (lambda p: p.x, "meters, world frame"),
-    "y": (lambda p: p.y, "meters, world frame"),
-    "heading": (lambda p: p.heading, "radians, CCW from +x"),
-}
-
-FIRST_FIELDS: dict[str, tuple[str, str]] = {
-    "distance": ("distance", "smallest range_m of the new objects; unknown (NaN) when none or no range"),
-    "conf": ("conf", "highest confidence of the new objects, 0 when none"),
-    "bearing": ("bearing", "bearing of the nearest new object; unknown when none"),
-    "count": ("count", "number of new objects"),
-}
-FIRST_ALIASES = {"range": "distance", "range_m": "distance"}
 
 
 def _suggest(word: str, options) -> str:
@@ -495,15 +287,14 @@ class Compiler:
             predicate = (lambda s: True) if value else (lambda s: False)
             constant = value
         else:
-            predicate, constant = c.fn, None
+            predicate, constant = self.as_frame(c), None
         vec = vec_at(c, FRAME)
         if vec is not None and len(_vec_slots(vec)) != len(self.factories):
             vec = None  # a temporal built-in folded away (`true or flicker(...)`) still keeps its slot up to date
-        return Program(predicate, self.updaters, self.factories, self.memo_size, frozenset(self.detectors), c.text,
-                       self.calls, self.state_items, constant, vec)
+        return Program(predicate, self.updaters, self.factories, self.memo_size, frozenset(self.detectors), c.text, self.calls, self.state_items, constant, vec)
 
     def _not_bool_message(self, c: C, prefix: str) -> str:
-        got = _TYPE_TEXT.get(c.type, c.type)
+        got = TYPE_TEXT.get(c.type, c.type)
         hint = ""
         if c.type == STR and c.bare_class:
             got = f"the class name '{c.text}'"
@@ -514,20 +305,21 @@ class Compiler:
             hint = " (use one of its fields, e.g. .distance < 20 or .count > 0)"
         return f"{prefix}, got {got}{hint}"
 
-    def as_frame(self, c: C) -> Callable:
+    def as_frame(self, c: C) -> FrameFn:
         if c.level == CONST:
             v = c.value
             return lambda s: v
-        assert c.level == FRAME
+        assert c.level == FRAME and c.fn is not None
         return c.fn
 
-    def as_det(self, c: C) -> Callable:
+    def as_det(self, c: C) -> DetFn:
         if c.level == DETL:
+            assert c.fn is not None
             return c.fn
         if c.level == CONST:
             v = c.value
             return lambda d, s: v
-        f = c.fn
+        f = self.as_frame(c)
         if c.costly:  # e.g. count(...) inside any(...): compute once per frame, not once per detection
             i = self.memo_size
             self.memo_size += 1
@@ -542,17 +334,18 @@ class Compiler:
             return memo
         return lambda d, s: f(s)
 
-    def lift(self, c: C, level: int) -> Callable:
+    def lift(self, c: C, level: int) -> FrameFn | DetFn:
         return self.as_det(c) if level == DETL else self.as_frame(c)
 
     def unary(self, c: C, op: Callable, type_: str, text: str, prec: int, vop: tuple) -> C:
         if c.level == CONST:
             return C(type_, CONST, text, prec, value=op(c.value))
-        f = c.fn
         vec = vnode(vop[0], c.vec, *vop[1:])
         if c.level == FRAME:
+            f = self.as_frame(c)
             return C(type_, FRAME, text, prec, fn=lambda s: op(f(s)), costly=c.costly, vec=vec)
-        return C(type_, DETL, text, prec, fn=lambda d, s: op(f(d, s)), vec=vec)
+        g = self.as_det(c)
+        return C(type_, DETL, text, prec, fn=lambda d, s: op(g(d, s)), vec=vec)
 
     def binary(self, a: C, b: C, op: Callable, type_: str, text: str, prec: int, vop: str) -> C:
         level = max(a.level, b.level)
@@ -560,33 +353,34 @@ class Compiler:
         if level == CONST:
             return C(type_, CONST, text, prec, value=op(a.value, b.value))
         vec = vnode(vop, vec_at(a, level), vec_at(b, level))
+        fn: FrameFn | DetFn
         if level == FRAME:
             if a.level == CONST:
-                x, g = a.value, b.fn
+                x, g = a.value, self.as_frame(b)
                 fn = lambda s: op(x, g(s))  # noqa: E731
             elif b.level == CONST:
-                f, y = a.fn, b.value
+                f, y = self.as_frame(a), b.value
                 fn = lambda s: op(f(s), y)  # noqa: E731
             else:
-                f, g = a.fn, b.fn
+                f, g = self.as_frame(a), self.as_frame(b)
                 fn = lambda s: op(f(s), g(s))  # noqa: E731
             return C(type_, FRAME, text, prec, fn=fn, costly=costly, vec=vec)
         if a.level == CONST:
-            x, g = a.value, self.as_det(b)
-            fn = lambda d, s: op(x, g(d, s))  # noqa: E731
+            dx, dg = a.value, self.as_det(b)
+            fn = lambda d, s: op(dx, dg(d, s))  # noqa: E731
         elif b.level == CONST:
-            f, y = self.as_det(a), b.value
-            fn = lambda d, s: op(f(d, s), y)  # noqa: E731
+            df, dy = self.as_det(a), b.value
+            fn = lambda d, s: op(df(d, s), dy)  # noqa: E731
         else:
-            f, g = self.as_det(a), self.as_det(b)
-            fn = lambda d, s: op(f(d, s), g(d, s))  # noqa: E731
+            df, dg = self.as_det(a), self.as_det(b)
+            fn = lambda d, s: op(df(d, s), dg(d, s))  # noqa: E731
         return C(type_, DETL, text, prec, fn=fn, vec=vec)
 
     def to_bool(self, c: C, at: Node, context: str) -> C:
         if c.type == BOOL:
             return c
         if c.type == ATTR:
-            return self.unary(c, _truthy, BOOL, c.text, c.prec, ("truthy",))
+            return self.unary(c, truthy, BOOL, c.text, c.prec, ("truthy",))
         raise self.err(self._not_bool_message(c, f"{context} needs a condition"), at)
 
     # -- dispatch --------------------------------------------------------------------------------
@@ -607,8 +401,7 @@ class Compiler:
     def c_Name(self, node: Name) -> C:
         if node.name == "d":
             if not self.det_scope:
-                raise self.err("'d' (the current detection) only exists inside any(), all(), count() and the other "
-                               "built-ins that take a condition on d", node)
+                raise self.err("'d' (the current detection) only exists inside any(), all(), count() and the other built-ins that take a condition on d", node)
             raise self.err("'d' is the current detection; use one of its fields, e.g. d.conf or d.cls", node)
         if node.name == "ego":
             raise self.err("'ego' is the ego pose; use one of its fields: " + ", ".join(f"ego.{k}" for k in EGO_FIELDS), node)
@@ -620,14 +413,14 @@ class Compiler:
     def c_Neg(self, node: Neg) -> C:
         c = self.compile(node.operand)
         if c.type != NUM:
-            raise self.err(f"'-' needs a number, got {_TYPE_TEXT.get(c.type, c.type)}", node.operand)
+            raise self.err(f"'-' needs a number, got {TYPE_TEXT.get(c.type, c.type)}", node.operand)
         return self.unary(c, operator.neg, NUM, "-" + _paren(c, P_NEG), P_NEG, ("neg",))
 
     def c_BinOp(self, node: BinOp) -> C:
         a, b = self.compile(node.left), self.compile(node.right)
         for side, c in ((node.left, a), (node.right, b)):
             if c.type != NUM:
-                raise self.err(f"'{node.op}' needs numbers, got {_TYPE_TEXT.get(c.type, c.type)}", side)
+                raise self.err(f"'{node.op}' needs numbers, got {TYPE_TEXT.get(c.type, c.type)}", side)
         prec = P_SUM if node.op in "+-" else P_PROD
         text = f"{_paren(a, prec)} {node.op} {_paren(b, prec + 1)}"
         op = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": _div}[node.op]
@@ -666,10 +459,7 @@ class Compiler:
         return C(BOOL, level, text, prec, fn=fn, costly=any(p.costly for p in dynamic), vec=vec)
 
     def c_Compare(self, node: Compare) -> C:
-        cs = [
-            C(LIST, CONST, "[...]") if isinstance(n, ListLit) and i and node.ops[i - 1][0] == "in" else self.compile(n)
-            for i, n in enumerate(node.operands)
-        ]
+        cs = [C(LIST, CONST, "[...]") if isinstance(n, ListLit) and i and node.ops[i - 1][0] == "in" else self.compile(n) for i, n in enumerate(node.operands)]
         pairs: list[C] = []
         if any(op == "in" for op, _, _ in node.ops) and len(node.ops) > 1:
             op, line, column = next(o for o in node.ops if o[0] == "in")
@@ -692,7 +482,7 @@ class Compiler:
             items = []
             want = NUM if ta == NUM else STR if ta in (STR, ATTR) else None
             if want is None:
-                raise self.err(f"'in' tests a number or a string, got {_TYPE_TEXT.get(ta, ta)}", at)
+                raise self.err(f"'in' tests a number or a string, got {TYPE_TEXT.get(ta, ta)}", at)
             for item in right.items:
                 ci = self.compile(item)
                 if ci.level != CONST or ci.type != want:
@@ -703,26 +493,25 @@ class Compiler:
             b.text = text
             return self.unary(a, lambda v: v in values, BOOL, f"{a.text} in {text}", P_CMP, ("in", values))
         kinds = {ta, tb}
-        vop = _VEC_EQ_OPS.get(op)
         if kinds == {NUM}:
             fn, vop = _NUM_OPS[op], _VEC_NUM_OPS[op]
         elif kinds <= {STR, ATTR}:
             if op not in ("==", "!="):
                 raise self.err(f"strings can only be compared with '==' or '!=', not '{op}'", at)
-            fn = _EQ_OPS[op]
+            fn, vop = _EQ_OPS[op], _VEC_EQ_OPS[op]
         elif kinds <= {BOOL, ATTR} and BOOL in kinds:
             if op not in ("==", "!="):
                 raise self.err(f"booleans can only be compared with '==' or '!=', not '{op}'", at)
             a = self.to_bool(a, right, "comparison") if ta == ATTR else a
             b = self.to_bool(b, right, "comparison") if tb == ATTR else b
-            fn = _EQ_OPS[op]
+            fn, vop = _EQ_OPS[op], _VEC_EQ_OPS[op]
         else:
             hint = ""
             if STR in kinds and NUM in kinds:
                 hint = " (class names and strings are not numbers)"
             if FIRST in kinds:
                 hint = " (use a field, e.g. first_seen(stop_sign).distance)"
-            raise self.err(f"cannot compare {_TYPE_TEXT.get(ta, ta)} with {_TYPE_TEXT.get(tb, tb)} using '{op}'{hint}", at)
+            raise self.err(f"cannot compare {TYPE_TEXT.get(ta, ta)} with {TYPE_TEXT.get(tb, tb)} using '{op}'{hint}", at)
         return self.binary(a, b, fn, BOOL, f"{a.text} {op} {b.text}", P_CMP, vop)
 
     def c_Field(self, node: Field) -> C:
@@ -734,15 +523,15 @@ class Compiler:
                 self.c_Name(obj)  # raises the scoping error at 'd'
             name = DET_ALIASES.get(node.name, node.name)
             if name not in DET_FIELDS:
-                raise self.err(f"unknown field 'd.{node.name}'{_suggest(node.name, [*DET_FIELDS, *DET_ALIASES])} "
-                               f"(fields: {', '.join(DET_FIELDS)})", at)
-            type_, getter, _doc = DET_FIELDS[name]
-            if getter is None:
+                raise self.err(f"unknown field 'd.{node.name}'{_suggest(node.name, [*DET_FIELDS, *DET_ALIASES])} (fields: {', '.join(DET_FIELDS)})", at)
+            det_field = DET_FIELDS[name]
+            det_get = det_field.get
+            if det_get is None:
                 raise self.err(f"'d.{name}' needs a key, e.g. d.{name}.{'occluded' if name != 'class_score' else 'stop_sign'}", at)
-            return C(type_, DETL, f"d.{name}", fn=lambda d, s: getter(d), vec=("det", name))
+            return C(det_field.type, DETL, f"d.{name}", fn=lambda d, s: det_get(d), vec=("det", name))
         if isinstance(obj, Field) and isinstance(obj.obj, Name) and obj.obj.name == "d":
             base = DET_ALIASES.get(obj.name, obj.name)
-            if base in DET_FIELDS and DET_FIELDS[base][1] is None:
+            if base in DET_FIELDS and DET_FIELDS[base].get is None:
                 if not self.det_scope:
                     self.c_Name(obj.obj)
                 key = node.name
@@ -761,13 +550,12 @@ class Compiler:
         if c.type == FIRST:
             name = FIRST_ALIASES.get(node.name, node.name)
             if name not in FIRST_FIELDS:
-                raise self.err(f"unknown field '.{node.name}' of first_seen(){_suggest(node.name, FIRST_FIELDS)} "
-                               f"(fields: {', '.join(FIRST_FIELDS)})", at)
+                raise self.err(f"unknown field '.{node.name}' of first_seen(){_suggest(node.name, FIRST_FIELDS)} (fields: {', '.join(FIRST_FIELDS)})", at)
             slot_index = c.extra
             attr = FIRST_FIELDS[name][0]
             getter = operator.attrgetter(attr)
             return C(NUM, FRAME, f"{c.text}.{name}", fn=lambda s: getter(s.slots[slot_index]))
-        raise self.err(f"{_TYPE_TEXT.get(c.type, c.type)} has no field '{node.name}'", at)
+        raise self.err(f"{TYPE_TEXT.get(c.type, c.type)} has no field '{node.name}'", at)
 
     # -- calls -----------------------------------------------------------------------------------
 
@@ -782,17 +570,15 @@ class Compiler:
         if len(node.args) > spec.positional:
             extra = node.args[spec.positional]
             allowed = ", ".join(p.name for p in spec.params[: spec.positional])
-            raise self.err(f"{spec.name}() takes {spec.positional} positional argument{'s' if spec.positional > 1 else ''} "
-                           f"({allowed}), got {len(node.args)}", extra)
+            raise self.err(f"{spec.name}() takes {spec.positional} positional argument{'s' if spec.positional > 1 else ''} ({allowed}), got {len(node.args)}", extra)
         given: dict[str, Node] = {}
         for param, arg in zip(spec.params, node.args):
             given[param.name] = arg
         names = {p.name: p for p in spec.params}
         for kw in node.kwargs:
             if kw.name not in names:
-                accepted = ", ".join(p.name for p in spec.params[spec.positional:]) or "none"
-                raise self.err(f"unknown keyword argument '{kw.name}' for {spec.name}(){_suggest(kw.name, names)} "
-                               f"(keywords: {accepted})", kw)
+                accepted = ", ".join(p.name for p in spec.params[spec.positional :]) or "none"
+                raise self.err(f"unknown keyword argument '{kw.name}' for {spec.name}(){_suggest(kw.name, names)} (keywords: {accepted})", kw)
             if kw.name in given:
                 raise self.err(f"{spec.name}() got '{kw.name}' twice", kw)
             given[kw.name] = kw.value
@@ -824,8 +610,10 @@ class Compiler:
             v = self._constant(spec, p, arg, NUM)
             if kind == "int" and not float(v).is_integer():
                 raise self.err(f"'{p.name}' of {spec.name}() must be a whole number", arg)
-            if (p.lo is not None and v < p.lo) or (p.hi is not None and v > p.hi):
-                raise self.err(f"'{p.name}' of {spec.name}() must be between {fmt_num(p.lo)} and {fmt_num(p.hi)}, got {fmt_num(v)}", arg)
+            lo = -INF if p.lo is None else p.lo
+            hi = INF if p.hi is None else p.hi
+            if v < lo or v > hi:
+                raise self.err(f"'{p.name}' of {spec.name}() must be between {fmt_num(lo)} and {fmt_num(hi)}, got {fmt_num(v)}", arg)
             return int(v) if kind == "int" else float(v)
         if kind == "flag":
             return bool(self._constant(spec, p, arg, BOOL))
@@ -848,8 +636,7 @@ class Compiler:
             else:
                 raise self.err(f'{spec.name}() needs a detector key as a string, e.g. "occluded_stop_sign@3"', arg)
             if not DETECTOR_KEY.match(key):
-                raise self.err(f"invalid detector key {key!r}: expected \"name\" or \"name@version\" "
-                               "(letters, digits, _ . -; version digits)", arg)
+                raise self.err(f'invalid detector key {key!r}: expected "name" or "name@version" (letters, digits, _ . -; version digits)', arg)
             return key, text
         if kind == "selector":
             if isinstance(arg, Name) and arg.name not in ("d", "ego"):
@@ -862,7 +649,7 @@ class Compiler:
             finally:
                 self.det_scope = saved
             if c.type not in (BOOL, ATTR):
-                raise self.err(f"{spec.name}() needs a class name or a condition on d, got {_TYPE_TEXT.get(c.type, c.type)}", arg)
+                raise self.err(f"{spec.name}() needs a class name or a condition on d, got {TYPE_TEXT.get(c.type, c.type)}", arg)
             c = self.to_bool(c, arg, f"{spec.name}()")
             return _Selector(pred=self.as_det(c), text=c.text, vec=vec_at(c, DETL))
         if kind == "cond":
@@ -875,7 +662,7 @@ class Compiler:
         if kind == "value":
             c = self.compile(arg)
             if c.type != NUM:
-                raise self.err(f"{spec.name}() needs a number, got {_TYPE_TEXT.get(c.type, c.type)}", arg)
+                raise self.err(f"{spec.name}() needs a number, got {TYPE_TEXT.get(c.type, c.type)}", arg)
             return c
         raise AssertionError(kind)  # pragma: no cover
 
@@ -914,13 +701,20 @@ class Compiler:
             raise self.err(f"too many temporal built-ins (at most {MAX_TEMPORAL} per trigger)", node)
         self.state_items += items
         if self.state_items > MAX_STATE_ITEMS:
-            raise self.err(f"this trigger would keep up to {self.state_items} values per car (at most {MAX_STATE_ITEMS}); "
-                           "use smaller windows", node)
+            raise self.err(f"this trigger would keep up to {self.state_items} values per car (at most {MAX_STATE_ITEMS}); use smaller windows", node)
         self.factories.append(factory)
         return len(self.factories) - 1
 
+    @overload
     @staticmethod
-    def _filter(sel: _Selector | None, min_conf: float) -> Callable | None:
+    def _filter(sel: _Selector, min_conf: float) -> DetFn: ...
+
+    @overload
+    @staticmethod
+    def _filter(sel: _Selector | None, min_conf: float) -> DetFn | None: ...
+
+    @staticmethod
+    def _filter(sel: _Selector | None, min_conf: float) -> DetFn | None:
         """Detection filter (d, s) -> bool, or None for 'every detection'."""
         if sel is None:
             if min_conf > 0.0:
@@ -932,6 +726,7 @@ class Compiler:
                 return lambda d, s: d.cls == cls and d.confidence >= min_conf
             return lambda d, s: d.cls == cls
         pred = sel.pred
+        assert pred is not None  # a selector is a class name or a condition
         if min_conf > 0.0:
             return lambda d, s: d.confidence >= min_conf and pred(d, s)
         return pred
@@ -950,7 +745,7 @@ class Compiler:
 
     # -- built-ins: frame filters ---------------------------------------------------------------
 
-    def b_any(self, node, spec, bound) -> C:
+    def b_any(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         sel, min_conf = bound["selector"], bound["min_conf"]
         text = self._finish_call(node, spec, bound)
         if sel.cls is not None and min_conf == 0.0:
@@ -972,7 +767,7 @@ class Compiler:
 
         return C(BOOL, FRAME, text, fn=fn, costly=True, vec=vnode("any", self._filter_vec(sel, min_conf)))
 
-    def b_all(self, node, spec, bound) -> C:
+    def b_all(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         pred = self._filter(bound["selector"], 0.0)
         text = self._finish_call(node, spec, bound)
 
@@ -984,7 +779,7 @@ class Compiler:
 
         return C(BOOL, FRAME, text, fn=fn, costly=True, vec=vnode("all", self._filter_vec(bound["selector"], 0.0)))
 
-    def b_count(self, node, spec, bound) -> C:
+    def b_count(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         pred = self._filter(bound["selector"], bound["min_conf"])
         text = self._finish_call(node, spec, bound)
         vec = vnode("count", self._filter_vec(bound["selector"], bound["min_conf"]))
@@ -1011,14 +806,13 @@ class Compiler:
 
         return C(NUM, FRAME, text, fn=fn, costly=True, vec=vec)
 
-    def _reduce(self, node, spec, bound, field: str, better: Callable, empty: float, min_conf: float = 0.0) -> C:
+    def _reduce(self, node: Call, spec: Builtin, bound: dict[str, Any], field: str, better: Callable, empty: float, min_conf: float = 0.0) -> C:
         """Best `field` (a key of REDUCED_FIELDS) of the matching detections by `better`, skipping
         unknown values; `empty` when there is none."""
         pred = self._filter(bound["selector"], min_conf)
         text = self._finish_call(node, spec, bound)
         value = REDUCED_FIELDS[field]
-        vec = vnode("reduce", self._filter_vec(bound["selector"], min_conf), ("det", field),
-                    "max" if better is operator.gt else "min", vconst(empty))
+        vec = vnode("reduce", self._filter_vec(bound["selector"], min_conf), ("det", field), "max" if better is operator.gt else "min", vconst(empty))
 
         def fn(s):
             best = empty
@@ -1032,49 +826,48 @@ class Compiler:
 
         return C(NUM, FRAME, text, fn=fn, costly=True, vec=vec)
 
-    def b_max_conf(self, node, spec, bound) -> C:
+    def b_max_conf(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         return self._reduce(node, spec, bound, "conf", operator.gt, 0.0)
 
-    def b_nearest(self, node, spec, bound) -> C:
+    def b_nearest(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         return self._reduce(node, spec, bound, "range", operator.lt, NAN, bound["min_conf"])
 
-    def b_entropy(self, node, spec, bound) -> C:
+    def b_entropy(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         field = "entropy_normalized" if bound["normalized"] else "entropy"
         return self._reduce(node, spec, bound, field, operator.gt, 0.0, bound["min_conf"])
 
-    def b_margin(self, node, spec, bound) -> C:
+    def b_margin(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         return self._reduce(node, spec, bound, "margin", operator.lt, 1.0, bound["min_conf"])
 
-    def b_score(self, node, spec, bound) -> C:
+    def b_score(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         key, _ = bound["detector"]
         self.detectors.add(key)
         text = self._finish_call(node, spec, bound)
         return C(NUM, FRAME, text, fn=lambda s: s.frame.trigger_scores.get(key, 0.0), vec=("score", key))
 
-    def b_has_score(self, node, spec, bound) -> C:
+    def b_has_score(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         key, _ = bound["detector"]
         self.detectors.add(key)
         text = self._finish_call(node, spec, bound)
         return C(BOOL, FRAME, text, fn=lambda s: key in s.frame.trigger_scores, vec=("has_score", key))
 
-    def b_abs(self, node, spec, bound) -> C:
+    def b_abs(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         x = bound["x"]
         return self.unary(x, abs, NUM, self._finish_call(node, spec, bound), P_ATOM, ("abs",))
 
-    def b_min(self, node, spec, bound) -> C:
+    def b_min(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         return self.binary(bound["a"], bound["b"], _nan_min, NUM, self._finish_call(node, spec, bound), P_ATOM, "nan_min")
 
-    def b_max(self, node, spec, bound) -> C:
+    def b_max(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         return self.binary(bound["a"], bound["b"], _nan_max, NUM, self._finish_call(node, spec, bound), P_ATOM, "nan_max")
 
     # -- built-ins: temporal --------------------------------------------------------------------
 
-    def b_flicker(self, node, spec, bound) -> C:
+    def b_flicker(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         window, k = bound["window"], bound["min_toggles"]
         if k > window - 1:
             at = bound["_given"].get("min_toggles", node)
-            raise self.err(f"min_toggles={k} can never happen in window={window} "
-                           f"(a window of {window} frames has at most {window - 1} toggles)", at)
+            raise self.err(f"min_toggles={k} can never happen in window={window} (a window of {window} frames has at most {window - 1} toggles)", at)
         text = self._finish_call(node, spec, bound)
         present = self._presence(bound["selector"], bound["min_conf"])
         i = self._claim_state(node, spec, k + 4, lambda: FlickerSlot(k))
@@ -1105,7 +898,7 @@ class Compiler:
 
         return present
 
-    def b_track_flicker(self, node, spec, bound) -> C:
+    def b_track_flicker(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         window, k = bound["window"], bound["min_changes"]
         if k > window - 1:
             at = bound["_given"].get("min_changes", node)
@@ -1114,7 +907,7 @@ class Compiler:
         text = self._finish_call(node, spec, bound)
         i = self._claim_state(node, spec, MAX_TRACKS * (k + 4) + 2, TrackFlickerSlot)
 
-        def update(s):
+        def update(s: Any) -> None:
             slot = s.slots[i]
             tracks = slot.tracks
             idx = s.idx
@@ -1143,12 +936,11 @@ class Compiler:
         self.updaters.append(update)
         return C(BOOL, FRAME, text, fn=fn)
 
-    def b_first_seen(self, node, spec, bound) -> C:
+    def b_first_seen(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         window = bound["window"]
         pred = self._filter(bound["selector"], bound["min_conf"])
         text = self._finish_call(node, spec, bound)
         i = self._claim_state(node, spec, 2 * MAX_TRACKS + 8, FirstSeenSlot)
-        range_of = DET_FIELDS["range"][1]
 
         def update(s):
             slot = s.slots[i]
@@ -1173,10 +965,10 @@ class Compiler:
                     count += 1
                     if d.confidence > conf:
                         conf = d.confidence
-                    r = range_of(d)
+                    r = det_range(d)
                     if r == r and not (r >= distance):  # first known range, or nearer
                         distance = r
-                        bearing = d.bearing_rad if d.HasField("bearing_rad") else NAN
+                        bearing = det_bearing(d)
             if any_untracked:
                 slot.untracked_idx = idx
             slot.started = True
@@ -1185,7 +977,7 @@ class Compiler:
         self.updaters.append(update)
         return C(FIRST, FRAME, text, extra=i)
 
-    def b_sustained(self, node, spec, bound) -> C:
+    def b_sustained(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         frames = bound["frames"]
         cond = self.as_frame(bound["cond"])
         text = self._finish_call(node, spec, bound)
@@ -1206,7 +998,7 @@ class Compiler:
         self.updaters.append(update)
         return C(BOOL, FRAME, text, fn=fn, vec=vnode("sustained", vec_at(bound["cond"], FRAME), i, frames))
 
-    def b_within(self, node, spec, bound) -> C:
+    def b_within(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         frames = bound["frames"]
         cond = self.as_frame(bound["cond"])
         text = self._finish_call(node, spec, bound)
@@ -1225,7 +1017,7 @@ class Compiler:
 
     # -- built-ins: map-vision ------------------------------------------------------------------
 
-    def b_map_disagreement(self, node, spec, bound) -> C:
+    def b_map_disagreement(self, node: Call, spec: Builtin, bound: dict[str, Any]) -> C:
         cls = bound["cls"].cls if bound["cls"] is not None else None
         kind, min_conf = bound["kind"], bound["min_conf"]
         bearing_tol, range_tol = bound["bearing_tol"], bound["range_tol"]
@@ -1285,8 +1077,8 @@ def _nan_max(a: float, b: float) -> float:
     return a if a >= b else b if b > a else NAN
 
 
-_NUM_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": _ne_num}
-_EQ_OPS = {"==": operator.eq, "!=": operator.ne}
+_NUM_OPS: dict[str, Callable[[Any, Any], Any]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": _ne_num}
+_EQ_OPS: dict[str, Callable[[Any, Any], Any]] = {"==": operator.eq, "!=": operator.ne}
 _VEC_NUM_OPS = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne_num"}
 _VEC_EQ_OPS = {"==": "eq", "!=": "ne"}
 
@@ -1307,5 +1099,4 @@ def compile_program(source: str) -> Program:
     return Compiler(source).program(parse(source))
 
 
-__all__ = ["BUILTINS", "BUILTIN_ALIASES", "DET_FIELDS", "EGO_FIELDS", "FIRST_FIELDS", "MAX_STATE_ITEMS", "MAX_TEMPORAL", "MAX_TRACKS",
-           "MAX_WINDOW", "Program", "compile_program"]
+__all__ = ["Program", "compile_program"]

@@ -242,7 +242,7 @@ def _end_position(source: str) -> tuple[int, int]:
             pass
     except LarkError:
         last = None
-    if last is None or last.end_line is None:
+    if last is None or last.end_line is None or last.end_column is None:
         lines = source_lines(source)
         return len(lines), len(lines[-1]) + 1
     return last.end_line, last.end_column
@@ -250,7 +250,7 @@ def _end_position(source: str) -> tuple[int, int]:
 
 def _syntax_error(source: str, exc: UnexpectedInput) -> TriggerSyntaxError:
     if isinstance(exc, UnexpectedCharacters):
-        char = source[exc.pos_in_stream] if 0 <= exc.pos_in_stream < len(source) else ""
+        char = exc.char
         if char in "\"'":
             message = "unterminated string (strings end on the same line with the same quote)"
         elif char == "=":
@@ -263,9 +263,7 @@ def _syntax_error(source: str, exc: UnexpectedInput) -> TriggerSyntaxError:
     if isinstance(exc, UnexpectedToken) and exc.token.type != "$END":
         token = exc.token
         if token.type == "EQUAL":
-            return TriggerSyntaxError(
-                "unexpected '='; use '==' to compare (a single '=' only names a keyword argument)", source, token.line, token.column
-            )
+            return TriggerSyntaxError("unexpected '='; use '==' to compare (a single '=' only names a keyword argument)", source, token.line, token.column)
         message = f"unexpected {_describe_token(token)}" + _expected_text(exc.expected)
         return TriggerSyntaxError(message, source, token.line, token.column)
     expected = getattr(exc, "expected", None)
@@ -317,6 +315,12 @@ def parse(source: str) -> Node:
     return _Builder(source).build(tree)
 
 
+def _at(node: Tree | Token) -> tuple[int, int]:
+    """Line and column of a token child (lark types them Optional; its lexer always sets them)."""
+    assert isinstance(node, Token) and node.line is not None and node.column is not None
+    return node.line, node.column
+
+
 class _Builder:
     def __init__(self, source: str) -> None:
         self.source = source
@@ -326,7 +330,7 @@ class _Builder:
 
     def build(self, node: Tree | Token) -> Node:
         if isinstance(node, Token):  # only NAME/NUMBER/... leaves wrapped by their rule
-            raise self.error(f"unexpected {_describe_token(node)}", node.line, node.column)
+            raise self.error(f"unexpected {_describe_token(node)}", *_at(node))
         kind = node.data if isinstance(node.data, str) else str(node.data)
         line, column = node.meta.line, node.meta.column
         ch = node.children
@@ -346,7 +350,7 @@ class _Builder:
             return Bool(line, column, False)
         if kind == "field":
             token = ch[1]
-            return Field(line, column, self.build(ch[0]), str(token), token.line, token.column)
+            return Field(line, column, self.build(ch[0]), str(token), *_at(token))
         if kind == "call":
             name_token, arglist = ch[0], ch[1]
             args: list[Node] = []
@@ -356,8 +360,8 @@ class _Builder:
                     if isinstance(arg, Tree) and arg.data == "kwarg":
                         key = arg.children[0]
                         if any(k.name == str(key) for k in kwargs):
-                            raise self.error(f"keyword argument '{key}' given twice", key.line, key.column)
-                        kwargs.append(Kwarg(key.line, key.column, str(key), self.build(arg.children[1])))
+                            raise self.error(f"keyword argument '{key}' given twice", *_at(key))
+                        kwargs.append(Kwarg(*_at(key), str(key), self.build(arg.children[1])))
                     else:
                         built = self.build(arg)
                         if kwargs:
@@ -368,14 +372,14 @@ class _Builder:
             return Neg(line, column, self.build(ch[1]))
         if kind == "binop":
             op = ch[1]
-            return BinOp(line, column, str(op), self.build(ch[0]), self.build(ch[2]), op.line, op.column)
+            return BinOp(line, column, str(op), self.build(ch[0]), self.build(ch[2]), *_at(op))
         if kind == "not_":
             return Not(line, column, self.build(ch[1]))
         if kind in ("and_expr", "or_expr"):
             return BoolOp(line, column, kind[:-5], [self.build(c) for c in ch])
         if kind == "comparison":
             operands = [self.build(c) for c in ch[0::2]]
-            ops = [(str(t), t.line, t.column) for t in ch[1::2]]
+            ops = [(str(t), *_at(t)) for t in ch[1::2]]
             return Compare(line, column, operands, ops)
         if kind == "list":
             items = [self.build(c) for c in ch[1].children] if ch[1] is not None else []

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from longtail.triggerlang.catalogue import BUILTINS
 from longtail.triggerlang.compiler import (
     UNSET,
     FirstSeenSlot,
@@ -148,9 +149,7 @@ class EvalContext:
             object.__setattr__(self, "map_features", tuple(_expectation(f) for f in self.map_features))
 
 
-def map_expectations(
-    features: Iterable[Any], ego: Any, max_range_m: float = 60.0, half_fov_rad: float = 0.6, facing_tol_rad: float = math.pi / 2
-) -> tuple[MapExpectation, ...]:
+def map_expectations(features: Iterable[Any], ego: Any, max_range_m: float = 60.0, half_fov_rad: float = 0.6, facing_tol_rad: float = math.pi / 2) -> tuple[MapExpectation, ...]:
     """Which longtail.mapvision.v1.MapFeature the camera should see from pose `ego`:
     not removed, within max_range_m, within +-half_fov_rad of the heading, and facing the car
     (the feature's heading points back at the ego within facing_tol_rad)."""
@@ -183,8 +182,7 @@ class TriggerState:
     Bounded: a few scalars plus the slots of the temporal built-ins, at most
     CompiledTrigger.state_items values in total (<= MAX_STATE_ITEMS = 16384)."""
 
-    __slots__ = ("fingerprint", "vehicle_id", "last_seq", "idx", "prev_value", "last_fire_t", "frames", "fires", "slots",
-                 "frame", "dets", "ctx", "memo")
+    __slots__ = ("fingerprint", "vehicle_id", "last_seq", "idx", "prev_value", "last_fire_t", "frames", "fires", "slots", "frame", "dets", "ctx", "memo")
 
     def __init__(self, fingerprint: str, slots: list) -> None:
         self.fingerprint = fingerprint
@@ -197,25 +195,22 @@ class TriggerState:
         self.fires = 0
         self.slots = slots
         # transient, only during evaluate()
-        self.frame = None
-        self.dets = None
-        self.ctx = None
-        self.memo = None
+        self.frame: Any = None
+        self.dets: Any = None
+        self.ctx: EvalContext | None = None
+        self.memo: list[Any] | None = None
 
     def __repr__(self) -> str:
-        return (f"TriggerState(vehicle_id={self.vehicle_id!r}, frames={self.frames}, fires={self.fires}, "
-                f"last_seq={self.last_seq}, prev_value={self.prev_value})")
+        return f"TriggerState(vehicle_id={self.vehicle_id!r}, frames={self.frames}, fires={self.fires}, last_seq={self.last_seq}, prev_value={self.prev_value})"
 
 
 def _slot_to_json(slot: Any) -> dict:
     if isinstance(slot, FlickerSlot):
         return {"t": "flicker", "prev": slot.prev, "prev_idx": slot.prev_idx, "toggles": list(slot.toggles), "k": slot.toggles.maxlen}
     if isinstance(slot, TrackFlickerSlot):
-        return {"t": "track_flicker", "hot_until": slot.hot_until,
-                "tracks": [[tid, e[0], e[1], list(e[2]), e[2].maxlen] for tid, e in slot.tracks.items()]}
+        return {"t": "track_flicker", "hot_until": slot.hot_until, "tracks": [[tid, e[0], e[1], list(e[2]), e[2].maxlen] for tid, e in slot.tracks.items()]}
     if isinstance(slot, FirstSeenSlot):
-        return {"t": "first_seen", "tracks": [[tid, last] for tid, last in slot.tracks.items()],
-                "untracked_idx": slot.untracked_idx, "started": slot.started}
+        return {"t": "first_seen", "tracks": [[tid, last] for tid, last in slot.tracks.items()], "untracked_idx": slot.untracked_idx, "started": slot.started}
     if isinstance(slot, RunSlot):
         return {"t": "run", "start": slot.start, "last": slot.last}
     raise TypeError(f"unknown slot {type(slot).__name__}")  # pragma: no cover
@@ -224,26 +219,26 @@ def _slot_to_json(slot: Any) -> dict:
 def _slot_from_json(data: dict) -> Any:
     kind = data["t"]
     if kind == "flicker":
-        slot = FlickerSlot(int(data["k"]))
-        slot.prev, slot.prev_idx = data["prev"], int(data["prev_idx"])
-        slot.toggles.extend(int(i) for i in data["toggles"])
-        return slot
+        flicker = FlickerSlot(int(data["k"]))
+        flicker.prev, flicker.prev_idx = data["prev"], int(data["prev_idx"])
+        flicker.toggles.extend(int(i) for i in data["toggles"])
+        return flicker
     if kind == "track_flicker":
-        slot = TrackFlickerSlot()
-        slot.hot_until = int(data["hot_until"])
+        track_flicker = TrackFlickerSlot()
+        track_flicker.hot_until = int(data["hot_until"])
         for tid, cls, last, changes, k in data["tracks"]:
-            slot.tracks[int(tid)] = [str(cls), int(last), deque((int(i) for i in changes), maxlen=int(k))]
-        return slot
+            track_flicker.tracks[int(tid)] = [str(cls), int(last), deque((int(i) for i in changes), maxlen=int(k))]
+        return track_flicker
     if kind == "first_seen":
-        slot = FirstSeenSlot()
-        slot.tracks = {int(tid): int(last) for tid, last in data["tracks"]}
-        slot.untracked_idx = data["untracked_idx"]
-        slot.started = bool(data["started"])
-        return slot
+        first_seen = FirstSeenSlot()
+        first_seen.tracks = {int(tid): int(last) for tid, last in data["tracks"]}
+        first_seen.untracked_idx = data["untracked_idx"]
+        first_seen.started = bool(data["started"])
+        return first_seen
     if kind == "run":
-        slot = RunSlot()
-        slot.start, slot.last = data["start"], data["last"]
-        return slot
+        run = RunSlot()
+        run.start, run.last = data["start"], data["last"]
+        return run
     raise ValueError(f"unknown slot type {kind!r}")
 
 
@@ -266,7 +261,7 @@ class CompiledTrigger:
         self.state_items: int = program.state_items  # upper bound of values kept per car
         self.constant: bool | None = program.constant  # the predicate's value if it ignores the frame
         self.vec = program.vec  # the predicate as a tree for the column backend (vector.py); None: frame by frame only
-        self.uses_map = any(call.startswith("map_disagreement(") for call in self.calls)  # needs EvalContext.map_features
+        self.uses_map = any(BUILTINS[call.split("(", 1)[0]].needs_map for call in self.calls)  # needs EvalContext.map_features
         self._program = program
         self.fingerprint = hashlib.sha256(f"{program.normalized}\n{program.calls}".encode()).hexdigest()[:16]
         # Hot-path locals.

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from longtail.triggerlang.compiler import REDUCED_FIELDS, VEC_TEMPORAL, _truthy
+from longtail.triggerlang.catalogue import REDUCED_FIELDS, VEC_TEMPORAL, truthy
 from longtail.triggerlang.runtime import CompiledTrigger, EvalContext, Fire, TriggerState, fire_id
 
 COLUMNS = frozenset({"const", "det", "attr", "attr_score", "class_score", "ego", "score", "has_score", "all_dets"})  # decoded input
@@ -130,11 +130,11 @@ class BatchEvaluator:
                 top = seq
         return kept
 
-    def _frame_by_frame(self, c: int, car: CarFrames, triggers, fires: list[BatchFire]) -> None:
+    def _frame_by_frame(self, c: int, car: CarFrames, triggers: Sequence[int], fires: list[BatchFire]) -> None:
         self.evaluations["frame_by_frame"] += len(car.frames) * len(triggers)
-        needs_context = car.context is not None and any(self.needs_context[t] for t in triggers)
+        context_of = car.context if any(self.needs_context[t] for t in triggers) else None
         for i, frame in enumerate(car.frames):
-            context = car.context(frame) if needs_context else None
+            context = context_of(frame) if context_of is not None else None
             for t in triggers:
                 fire = self.triggers[t].evaluate(car.states[t], frame, context)
                 if fire is not None:
@@ -269,7 +269,6 @@ class _TriggerRun:
         self.idx = batch.seq if self.valid is None else batch.seq[self.valid]
         self.states: list[TriggerState] = [batch.car_frames[b].states[t] for b in cars]  # per evaluated car
 
-
     def here(self, values: Any, dtype=bool) -> np.ndarray:
         """A frame-level value restricted to the frames this trigger evaluates."""
         if np.ndim(values) == 0:
@@ -279,7 +278,9 @@ class _TriggerRun:
     def run(self, fires: list[BatchFire]) -> None:
         if not self.cars:
             return
-        value = self.here(_Evaluator(self.batch, self).ev(self.evaluator.trees[self.t]))
+        tree = self.evaluator.trees[self.t]
+        assert tree is not None  # only columnar triggers are run here
+        value = self.here(_Evaluator(self.batch, self).ev(tree))
         states = self.states
         # Rising edge: compare with the previous evaluated frame of the same car (the state's
         # value before the first).
@@ -302,9 +303,7 @@ class _TriggerRun:
             state.last_fire_t = now
             state.fires += 1
             options = trigger.options
-            fire = Fire(trigger.trigger_id, trigger.version, frame.frame_id, frame.vehicle_id, frame.sequence,
-                        options.frames_before, options.frames_after,
-                        fire_id(trigger.trigger_id, trigger.version, frame.vehicle_id, frame.frame_id))
+            fire = Fire(trigger.trigger_id, trigger.version, frame.frame_id, frame.vehicle_id, frame.sequence, options.frames_before, options.frames_after, fire_id(trigger.trigger_id, trigger.version, frame.vehicle_id, frame.frame_id))
             fires.append(BatchFire(batch.cars[b], batch.positions[frame_pos], self.t, fire))
         last_values = value[self.lasts].tolist()
         last_idx = self.idx[self.lasts].tolist()
@@ -448,10 +447,10 @@ class _Evaluator:
 
     def v_truthy(self, tree):
         codes = self.ev(tree[1])
-        names = [None] * len(self.batch.vocab)
+        names = [""] * len(self.batch.vocab)  # every entry is set below: codes are 0..n-1
         for name, code in self.batch.vocab.items():
             names[code] = name
-        return np.fromiter((_truthy(n) for n in names), bool, len(names))[codes] if len(names) else np.zeros(len(codes), bool)
+        return np.fromiter((truthy(n) for n in names), bool, len(names))[codes] if len(names) else np.zeros(len(codes), bool)
 
     def v_in(self, tree):
         values = tree[2]

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 KAFKA_VERSION = "4.1.1"
 VERSITYGW_VERSION = "v1.7.0"
@@ -260,7 +261,8 @@ class S3(Component):
         from longtail.config import S3Settings
         from longtail.storage import ObjectStore
 
-        return ObjectStore(S3Settings(**{k.removeprefix("S3_").lower(): v for k, v in self.env().items()}))
+        values: dict[str, Any] = {k.removeprefix("S3_").lower(): v for k, v in self.env().items()}  # strings, parsed by the settings
+        return ObjectStore(S3Settings(**values))
 
     def ready(self) -> bool:
         try:
@@ -423,8 +425,7 @@ class Triton(Component):
         register_scrape_target("triton", f"127.0.0.1:{self.ports['metrics']}", str(self.ports["metrics"]))
 
     def env(self) -> dict[str, str]:
-        return {"TRITON_GRPC_ADDR": f"127.0.0.1:{self.ports['grpc']}", "TRITON_METRICS_URL": f"http://127.0.0.1:{self.ports['metrics']}/metrics",
-                "TRITON_MODEL_REPOSITORY": self.model_repository}
+        return {"TRITON_GRPC_ADDR": f"127.0.0.1:{self.ports['grpc']}", "TRITON_METRICS_URL": f"http://127.0.0.1:{self.ports['metrics']}/metrics", "TRITON_MODEL_REPOSITORY": self.model_repository}
 
 
 # -- Prometheus -----------------------------------------------------------------------------------
@@ -466,20 +467,21 @@ class Prometheus(Component):
             # Short intervals: the demo and the tests run for minutes, not days.
             "global": {"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "5s"},
             "rule_files": [str(RULES_DIR / "*.yaml")],
-            "scrape_configs": [{
-                "job_name": "longtail",
-                # Our metrics carry a `service` label; keep it (the charts' ServiceMonitors do the same).
-                "honor_labels": True,
-                "file_sd_configs": [{"files": [str(scrape_targets_dir() / "*.json")], "refresh_interval": "2s"}],
-            }],
+            "scrape_configs": [
+                {
+                    "job_name": "longtail",
+                    # Our metrics carry a `service` label; keep it (the charts' ServiceMonitors do the same).
+                    "honor_labels": True,
+                    "file_sd_configs": [{"files": [str(scrape_targets_dir() / "*.json")], "refresh_interval": "2s"}],
+                }
+            ],
         }
         path = self.home / "prometheus.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
     def command(self):
-        cmd = [self.binary, f"--config.file={self._write_config()}", f"--storage.tsdb.path={self.home / 'data'}",
-               f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}", "--storage.tsdb.retention.time=2d", "--web.enable-lifecycle"]
+        cmd = [self.binary, f"--config.file={self._write_config()}", f"--storage.tsdb.path={self.home / 'data'}", f"--web.listen-address=127.0.0.1:{self.ports['prometheus']}", "--storage.tsdb.retention.time=2d", "--web.enable-lifecycle"]
         return cmd, {}, {"cwd": str(self.home)}
 
     def ready(self) -> bool:
@@ -534,7 +536,9 @@ class Launcher:
     @staticmethod
     def _alive(entry: dict) -> bool:
         pid = entry.get("pid")
-        return bool(pid) and _proc_start_time(pid) == entry.get("start_time")
+        if not pid:
+            return False
+        return _proc_start_time(pid) == entry.get("start_time")
 
     # -- verbs -------------------------------------------------------------------------------
     def up(self, names: Iterable[str] = DEFAULT) -> dict[str, str]:
@@ -560,8 +564,7 @@ class Launcher:
                 for label, port in comp.ports.items():
                     if port_in_use(port):
                         raise InfraError(
-                            f"{name}: port {port} ({label}) on 127.0.0.1 is already in use by another process; "
-                            f"stop it or choose another port with LONGTAIL_{name.upper()}_{'PORT' if len(comp.ports) == 1 else label.upper() + '_PORT'}"
+                            f"{name}: port {port} ({label}) on 127.0.0.1 is already in use by another process; stop it or choose another port with LONGTAIL_{name.upper()}_{'PORT' if len(comp.ports) == 1 else label.upper() + '_PORT'}"
                         )
                 comp.install(self.say)
                 comp.home.mkdir(parents=True, exist_ok=True)
@@ -633,7 +636,7 @@ class Launcher:
         for name, factory in COMPONENTS.items():
             entry = state.get(name)
             comp = factory()
-            running = bool(entry) and self._alive(entry)
+            running = self._alive(entry) if entry else False
             rows.append(Status(name, entry.get("pid") if entry else None, running, running and comp.ready(), comp.describe(), entry.get("log", "") if entry else ""))
         return rows
 

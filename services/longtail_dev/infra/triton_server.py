@@ -60,9 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     workspace = scratch / "workspace"
     repositories = [str(workspace / "model-store")] + ([args.model_repository] if args.model_repository else [])
     config = TritonConfig(
-        grpc_address="127.0.0.1", grpc_port=args.grpc_port,
-        http_address="127.0.0.1", http_port=args.http_port,
-        metrics_address="127.0.0.1", metrics_port=args.metrics_port,
+        grpc_address="127.0.0.1",
+        grpc_port=args.grpc_port,
+        http_address="127.0.0.1",
+        http_port=args.http_port,
+        metrics_address="127.0.0.1",
+        metrics_port=args.metrics_port,
         exit_timeout_secs=5,
         exit_on_error=False,  # a broken model in the repository must not take the server down
         model_repository=repositories,

@@ -16,8 +16,18 @@ SUITE = "stop_sign.occluded"
 
 
 def candidate(iteration: int, arm: str, labels: int, passed: int, cases: int = 100, accepted: bool = False, seed_labels: int = 60) -> Candidate:
-    c = Candidate(iteration, arm, labels, labels - seed_labels, f"ds@{iteration}", run_id=f"r{iteration}", status="SUCCEEDED" if accepted else "REFUSED",
-                  accepted=accepted, version=iteration + 1, candidate={SUITE: SuiteScore(passed, cases), "other": SuiteScore(cases, cases)})
+    c = Candidate(
+        iteration,
+        arm,
+        labels,
+        labels - seed_labels,
+        f"ds@{iteration}",
+        run_id=f"r{iteration}",
+        status="SUCCEEDED" if accepted else "REFUSED",
+        accepted=accepted,
+        version=iteration + 1,
+        candidate={SUITE: SuiteScore(passed, cases), "other": SuiteScore(cases, cases)},
+    )
     c.production = dict(c.candidate) if accepted else {SUITE: SuiteScore(40, cases), "other": SuiteScore(cases, cases)}
     return c
 
@@ -126,8 +136,10 @@ def experiment() -> Experiment:
         for i, (labels, passed) in enumerate(((100, 85), (180, 86), (1800, 92)), 1):
             exp.arms[name].record(candidate(i, name, labels, passed))
     exp.arms["seed-only"].record(candidate(1, "seed-only", 60, 88))
-    exp.triggers = [TriggerStats("detector-stop-abc-s0", "triggered", 'score("d") > 0.7', fires=50, uploads=40, labelled=40, true_positive=12),
-                    TriggerStats("random-abc-s0", "random", "true", fires=2000, uploads=1000, labelled=1000, true_positive=5)]
+    exp.triggers = [
+        TriggerStats("detector-stop-abc-s0", "triggered", 'score("d") > 0.7', fires=50, uploads=40, labelled=40, true_positive=12),
+        TriggerStats("random-abc-s0", "random", "true", fires=2000, uploads=1000, labelled=1000, true_positive=5),
+    ]
     exp.fleet = [{"label": "i1", "frames": 24000, "case_frames": 120, "fires": {}, "uploads": 1040, "upload_errors": 0, "wall_s": 50.0}]
     return exp
 
@@ -138,8 +150,14 @@ def test_summary_has_the_keys_other_tools_read_and_figures_from_the_ledgers(tmp_
     s = json.loads((tmp_path / "summary.json").read_text())
     assert {"target", "arms", "suites", "triggers", "base_rate", "wall_seconds", "seeds"} <= set(s)
     assert s["target"] == 0.95 and s["seeds"] == [0] and s["wall_seconds"] == 600.0 and s["suites"] == {SUITE: {"cases": 100}, "other": {"cases": 100}}
-    assert s["arms"]["triggered"] == {"labels_to_target": 180, "labels_to_target_by_seed": [180], "seeds_reached": 1, "label_cap": 180,
-                                      "final_candidate_pass": {SUITE: 0.97, "other": 1.0}, "final_production_pass": {SUITE: 0.4, "other": 1.0}}
+    assert s["arms"]["triggered"] == {
+        "labels_to_target": 180,
+        "labels_to_target_by_seed": [180],
+        "seeds_reached": 1,
+        "label_cap": 180,
+        "final_candidate_pass": {SUITE: 0.97, "other": 1.0},
+        "final_production_pass": {SUITE: 0.4, "other": 1.0},
+    }
     assert s["arms"]["random"]["labels_to_target"] is None and s["arms"]["random"]["label_cap"] == 1800
     assert s["arms"]["seed-only"]["label_cap"] == 60 and s["arms"]["seed-only"]["final_candidate_pass"][SUITE] == 0.88
     assert s["base_rate"] == 0.005

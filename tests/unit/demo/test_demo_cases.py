@@ -15,8 +15,7 @@ OCC, ERT = OCCLUDED.suite, EXCEPT_RIGHT_TURN.suite
 
 
 def scored(iteration: int, labels: int, occ: int, ert: int, other: int = 100) -> Candidate:
-    return Candidate(iteration, "triggered", labels, labels - 100, f"ds@{iteration}", candidate={OCC: SuiteScore(occ, 100), ERT: SuiteScore(ert, 100),
-                                                                                                  "other": SuiteScore(other, 100)})
+    return Candidate(iteration, "triggered", labels, labels - 100, f"ds@{iteration}", candidate={OCC: SuiteScore(occ, 100), ERT: SuiteScore(ert, 100), "other": SuiteScore(other, 100)})
 
 
 def test_a_scenario_has_one_suite_per_case_plus_the_common_ones_each_on_its_own_held_out_world():
@@ -87,9 +86,11 @@ def multi_case_experiment() -> Experiment:
     exp.arms["triggered"].label_cap = 240
     exp.arms["random"].record(Candidate(1, "random", 160, 60, "ds@1", candidate={OCC: SuiteScore(70, 100), ERT: SuiteScore(5, 100), "other": SuiteScore(100, 100)}))
     exp.arms["random"].label_cap = 2400
-    exp.triggers = [TriggerStats("detector-stop-abc-s0", "triggered", "x", case="occluded", labelled=40, true_positive=20, by_case={"occluded": 20}),
-                    TriggerStats("detector-except-right-turn-abc-s0", "triggered", "y", case="except_right_turn", labelled=50, true_positive=30, by_case={"except_right_turn": 30}),
-                    TriggerStats("random-abc-s0", "random", "true", labelled=1000, true_positive=15, by_case={"occluded": 10, "except_right_turn": 5})]
+    exp.triggers = [
+        TriggerStats("detector-stop-abc-s0", "triggered", "x", case="occluded", labelled=40, true_positive=20, by_case={"occluded": 20}),
+        TriggerStats("detector-except-right-turn-abc-s0", "triggered", "y", case="except_right_turn", labelled=50, true_positive=30, by_case={"except_right_turn": 30}),
+        TriggerStats("random-abc-s0", "random", "true", labelled=1000, true_positive=15, by_case={"occluded": 10, "except_right_turn": 5}),
+    ]
     exp.picked_by_trigger = {"detector-stop-abc-s0": 40, "detector-except-right-turn-abc-s0": 100}
     exp.fleet = [{"label": "i1", "frames": 24000, "case_frames": 120, "fires": {}, "uploads": 1040, "upload_errors": 0, "wall_s": 50.0}]
     return exp
@@ -130,15 +131,24 @@ def test_detector_triggers_name_their_case():
 
 def test_a_new_task_declared_in_the_run_is_in_the_summary_and_the_report(tmp_path):
     exp = multi_case_experiment()
-    exp.new_task = {"name": "caution_lights", "declared_at_iteration": 2, "certified_at_iteration": 5, "labels": 640, "minutes": 12.345,
-                    "other_suites_regressed": False, "step": "certified", "waiting_for": "", "blocked_reason": "", "pass_rate": 0.92,
-                    "suite_cases": 100, "model_version": 4,
-                    "history": [{"at": 100.0, "step": "seed_set", "what": "declared (detection, classes vehicle)"},
-                                {"at": 820.0, "step": "train", "what": "certified: v4 92/100 >= 90%"}]}
+    exp.new_task = {
+        "name": "caution_lights",
+        "declared_at_iteration": 2,
+        "certified_at_iteration": 5,
+        "labels": 640,
+        "minutes": 12.345,
+        "other_suites_regressed": False,
+        "step": "certified",
+        "waiting_for": "",
+        "blocked_reason": "",
+        "pass_rate": 0.92,
+        "suite_cases": 100,
+        "model_version": 4,
+        "history": [{"at": 100.0, "step": "seed_set", "what": "declared (detection, classes vehicle)"}, {"at": 820.0, "step": "train", "what": "certified: v4 92/100 >= 90%"}],
+    }
     report.write(DemoResult(run="abc", config={}, experiments=[exp], wall_seconds=60.0), tmp_path)
     s = json.loads((tmp_path / "summary.json").read_text())
-    assert s["new_task"] == {"name": "caution_lights", "declared_at_iteration": 2, "certified_at_iteration": 5, "labels": 640, "minutes": 12.35,
-                             "other_suites_regressed": False}
+    assert s["new_task"] == {"name": "caution_lights", "declared_at_iteration": 2, "certified_at_iteration": 5, "labels": 640, "minutes": 12.35, "other_suites_regressed": False}
     md = (tmp_path / "report.md").read_text()
     assert "### A new task declared at iteration 2: caution_lights" in md
     assert "**certified at iteration 5**, 3 iterations, 640 labels and 12.3 minutes after its declaration" in md and "| +12.0 min | train |" in md

@@ -14,6 +14,7 @@ def test_tiny_bootstrap_is_seeded_and_cached(tmp_path, monkeypatch):
     a = B.train_bootstrap_model(seed=5, samples=48, epochs=1)
     files = list(tmp_path.glob("bootstrap-5-*.pt"))
     assert len(files) == 1
+
     def no_training(*args, **kwargs):
         raise AssertionError("the cached model should have been loaded, not trained again")
 

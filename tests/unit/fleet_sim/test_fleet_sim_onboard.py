@@ -34,8 +34,7 @@ def net(seed, stop_bias=0.0):
 def shadow_command(model, name, version, role):
     data = torchscript.to_bytes(model)
     cmd = F.Command(command_id=f"model/{role}/{name}/{version}")
-    cmd.update_shadow_model.CopyFrom(F.UpdateShadowModel(model=C.ModelRef(name=name, version=version), role=role, weights=data,
-                                                         sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data)))
+    cmd.update_shadow_model.CopyFrom(F.UpdateShadowModel(model=C.ModelRef(name=name, version=version), role=role, weights=data, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data)))
     return cmd
 
 
@@ -44,8 +43,7 @@ def detector_command(name, version):
     det = MultiTaskNet([tasks_mod.TaskSpec(name, "classification", ("absent", "present"), hidden=8)], TINY).eval()
     data = torchscript.to_bytes(det)
     cmd = F.Command(command_id=f"det/{name}/{version}")
-    cmd.update_trigger_model.CopyFrom(F.UpdateTriggerModel(detector_name=name, model=C.ModelRef(name=name, version=version), weights=data,
-                                                           sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data)))
+    cmd.update_trigger_model.CopyFrom(F.UpdateTriggerModel(detector_name=name, model=C.ModelRef(name=name, version=version), weights=data, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data)))
     return cmd
 
 
@@ -58,9 +56,11 @@ def test_cars_install_production_candidate_and_detectors_and_use_them_on_every_f
     car, other = fleet.cars[0], fleet.cars[1]
 
     async def install():
-        results = [await fleet._on_command(car, shadow_command(net(1, stop_bias=-100.0), "perception", 4, C.MODEL_ROLE_PRODUCTION)),
-                   await fleet._on_command(car, shadow_command(net(1, stop_bias=100.0), "perception", 5, C.MODEL_ROLE_CANDIDATE)),
-                   await fleet._on_command(car, detector_command("occluded", 2))]
+        results = [
+            await fleet._on_command(car, shadow_command(net(1, stop_bias=-100.0), "perception", 4, C.MODEL_ROLE_PRODUCTION)),
+            await fleet._on_command(car, shadow_command(net(1, stop_bias=100.0), "perception", 5, C.MODEL_ROLE_CANDIDATE)),
+            await fleet._on_command(car, detector_command("occluded", 2)),
+        ]
         return results
 
     results = asyncio.run(install())

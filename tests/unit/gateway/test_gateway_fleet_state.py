@@ -14,8 +14,7 @@ from gateway.fleet_state import CarSession, FleetState, in_shadow_cohort
 
 
 def published(name, version, role, fraction=0.0):
-    return M.ModelPublished(model=C.ModelRef(name=name, version=version), role=role, bucket="b", weights_key=f"models/{name}/{version}/model.pt",
-                            sha256="0" * 64, size_bytes=10, shadow_fraction=fraction)
+    return M.ModelPublished(model=C.ModelRef(name=name, version=version), role=role, bucket="b", weights_key=f"models/{name}/{version}/model.pt", sha256="0" * 64, size_bytes=10, shadow_fraction=fraction)
 
 
 def record(trigger_id, expression, site, state=T.TRIGGER_STATE_ACTIVE, version=1):

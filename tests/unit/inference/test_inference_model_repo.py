@@ -34,8 +34,7 @@ def test_publish_writes_tritons_layout_and_validates(store, make_model):
     assert pv2.version == 2 and pv2.parent == 1 and model_repo.list_versions(store, "multitask") == [1, 2]
     assert [t.name for t in torchscript.from_bytes(store.objects[pv2.weights_key]).tasks] == ["stop_sign", "traffic_light", "weather"]
     event = model_repo.published_event(pv2, common_pb2.MODEL_ROLE_PRODUCTION, bucket="longtail")
-    assert (event.model.name, event.model.version, event.parent.version, event.weights_key, list(event.tasks)) == (
-        "multitask", 2, 1, "models/multitask/2/model.pt", ["stop_sign", "traffic_light", "weather"])
+    assert (event.model.name, event.model.version, event.parent.version, event.weights_key, list(event.tasks)) == ("multitask", 2, 1, "models/multitask/2/model.pt", ["stop_sign", "traffic_light", "weather"])
 
 
 def test_versions_are_immutable_and_republishing_is_idempotent(store, make_model):
@@ -133,8 +132,7 @@ def test_the_triton_backend_code_returns_the_concatenated_heads(store, make_mode
         def __init__(self, output_tensors, error=None):
             self.output_tensors, self.error = output_tensors, error
 
-    utils = types.SimpleNamespace(Tensor=Tensor, InferenceResponse=Response, TritonError=RuntimeError,
-                                  get_input_tensor_by_name=lambda r, name: r[name])
+    utils = types.SimpleNamespace(Tensor=Tensor, InferenceResponse=Response, TritonError=RuntimeError, get_input_tensor_by_name=lambda r, name: r[name])
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", utils)
     namespace: dict = {}
     exec(compile((version_dir / "model.py").read_text(), str(version_dir / "model.py"), "exec"), namespace)

@@ -14,8 +14,7 @@ STOP = {t.name: t for t in default_tasks()}["stop_sign"]
 
 
 def truth(n=20):
-    objects = [{"cls": "stop_sign", "box": [0.1, 0.1, 0.2, 0.25], "attributes": {"occlusion": "foliage", "mount": "pole", "modifier": "none", "temporary": "false"}}
-               for _ in range(n)]
+    objects = [{"cls": "stop_sign", "box": [0.1, 0.1, 0.2, 0.25], "attributes": {"occlusion": "foliage", "mount": "pole", "modifier": "none", "temporary": "false"}} for _ in range(n)]
     objects.append({"cls": "red_round_sign", "box": [0.5, 0.5, 0.6, 0.6], "attributes": {}})
     return {"snapshot_id": "x", "firing_frame_id": "car:2", "frames": [{"frame_id": "car:1", "objects": []}, {"frame_id": "car:2", "objects": objects}]}
 

@@ -3,7 +3,7 @@
 import pytest
 
 from longtail.common.v1 import common_pb2 as C
-from longtail.predicates import PredicateError, as_frame, compile_predicate, evaluate
+from longtail.triggerlang.predicates import PredicateError, as_frame, compile_predicate, evaluate
 
 
 def detection(*objects) -> C.TaskPrediction:
@@ -21,24 +21,24 @@ THE_ISSUE = "any(d.cls == stop_sign and d.attr.occluded and d.conf >= 0.5 and d.
 CASES = [
     # (predicate, prediction, expected)
     (THE_ISSUE, detection(("stop_sign", 0.9, OCCLUDED_RT)), True),
-    (THE_ISSUE, detection(("stop_sign", 0.5, OCCLUDED_RT)), True),                    # >= is inclusive at the boundary
-    (THE_ISSUE, detection(("stop_sign", 0.4999, OCCLUDED_RT)), False),                # just below
+    (THE_ISSUE, detection(("stop_sign", 0.5, OCCLUDED_RT)), True),  # >= is inclusive at the boundary
+    (THE_ISSUE, detection(("stop_sign", 0.4999, OCCLUDED_RT)), False),  # just below
     (THE_ISSUE, detection(("stop_sign", 0.9, {**OCCLUDED_RT, "occluded": "false"})), False),
     (THE_ISSUE, detection(("stop_sign", 0.9, {**OCCLUDED_RT, "modifier": "none"})), False),
-    (THE_ISSUE, detection(("stop_sign", 0.9, {"occluded": "true"})), False),         # attribute missing = ""
-    (THE_ISSUE, detection(("red_round_sign", 0.9, OCCLUDED_RT)), False),             # wrong class
-    (THE_ISSUE, detection(), False),                                                   # nothing detected
+    (THE_ISSUE, detection(("stop_sign", 0.9, {"occluded": "true"})), False),  # attribute missing = ""
+    (THE_ISSUE, detection(("red_round_sign", 0.9, OCCLUDED_RT)), False),  # wrong class
+    (THE_ISSUE, detection(), False),  # nothing detected
     (THE_ISSUE, detection(("stop_sign", 0.9, PLAIN), ("stop_sign", 0.8, OCCLUDED_RT)), True),  # any of several
-    ("not any(stop_sign)", detection(), True),                                         # "must not detect"
+    ("not any(stop_sign)", detection(), True),  # "must not detect"
     ("not any(stop_sign)", detection(("stop_sign", 0.2, PLAIN)), False),
     ("not any(stop_sign, min_conf=0.5)", detection(("stop_sign", 0.2, PLAIN)), True),
     ("count(stop_sign, min_conf=0.5) == 2", detection(("stop_sign", 0.6, PLAIN), ("stop_sign", 0.7, PLAIN)), True),
     ("count(stop_sign, min_conf=0.5) == 2", detection(("stop_sign", 0.6, PLAIN), ("stop_sign", 0.4, PLAIN)), False),
-    ("all(d.conf > 0.5)", detection(), True),                                          # vacuous truth
+    ("all(d.conf > 0.5)", detection(), True),  # vacuous truth
     ("any(d.attr.occlusion == foliage)", detection(("stop_sign", 0.9, OCCLUDED_RT)), True),
     ("any(d.attr.occlusion == 'foliage')", detection(("stop_sign", 0.9, PLAIN)), False),
-    ("any(d.cls == stop_sign and d.cx > 0.4 and d.cy < 0.5)", detection(("stop_sign", 0.9, PLAIN)), True),   # box geometry
-    ("any(d.range < 20)", detection(("stop_sign", 0.9, PLAIN)), False),               # unknown range: comparisons false
+    ("any(d.cls == stop_sign and d.cx > 0.4 and d.cy < 0.5)", detection(("stop_sign", 0.9, PLAIN)), True),  # box geometry
+    ("any(d.range < 20)", detection(("stop_sign", 0.9, PLAIN)), False),  # unknown range: comparisons false
 ]
 
 
@@ -48,8 +48,7 @@ def test_predicate_table(predicate, prediction, expected):
 
 
 def test_classification_is_one_pseudo_detection():
-    p = C.TaskPrediction(task="light", output=C.TaskOutput(classification=C.ClassificationOutput(
-        cls="red", probabilities={"red": 0.55, "green": 0.45}, attributes={"arrow": "left"})))
+    p = C.TaskPrediction(task="light", output=C.TaskOutput(classification=C.ClassificationOutput(cls="red", probabilities={"red": 0.55, "green": 0.45}, attributes={"arrow": "left"})))
     assert evaluate("any(d.cls == red and d.conf > 0.5 and d.attr.arrow == left)", p).passed
     assert not evaluate("any(d.cls == red and d.conf > 0.6)", p).passed
     assert evaluate("margin(red) < 0.2", p).passed  # class distribution feeds the uncertainty built-ins
@@ -76,14 +75,17 @@ def test_failing_detail_says_what_was_predicted():
     assert "stop_sign conf=0.42" in outcome.detail and "occlusion=none" in outcome.detail
 
 
-@pytest.mark.parametrize("bad,fragment", [
-    ("any(d.cls == stop_sign and)", "line 1"),
-    ("flicker(stop_sign, window=10, min_toggles=3)", "flicker"),
-    ("map_disagreement(stop_sign, kind=missing)", "map_disagreement"),
-    ('score("det@1") > 0.5', "score"),
-    ("   ", "empty"),
-    ("any(d.colour == red)", "colour"),
-])
+@pytest.mark.parametrize(
+    "bad,fragment",
+    [
+        ("any(d.cls == stop_sign and)", "line 1"),
+        ("flicker(stop_sign, window=10, min_toggles=3)", "flicker"),
+        ("map_disagreement(stop_sign, kind=missing)", "map_disagreement"),
+        ('score("det@1") > 0.5', "score"),
+        ("   ", "empty"),
+        ("any(d.colour == red)", "colour"),
+    ],
+)
 def test_bad_predicates_are_refused(bad, fragment):
     with pytest.raises(PredicateError) as err:
         compile_predicate(bad)

@@ -44,9 +44,7 @@ def test_invalid_sample_is_refused(store):
 
 def test_priority_order_and_uncertainty(store):
     register(store, 3)
-    store.samples.record_predictions(inference_events.InferenceResult(
-        snapshot_id=sid(2), model=C.ModelRef(name="m", version=1),
-        predictions={"stop_sign": C.TaskPrediction(task="stop_sign", uncertainty=C.Uncertainty(entropy=0.69))}))
+    store.samples.record_predictions(inference_events.InferenceResult(snapshot_id=sid(2), model=C.ModelRef(name="m", version=1), predictions={"stop_sign": C.TaskPrediction(task="stop_sign", uncertainty=C.Uncertainty(entropy=0.69))}))
     lease, _ = store.queue.next_task("stop_sign", "alice", 60)
     assert lease.sample.sample_id == sid(2)  # most uncertain first
     assert lease.pre_label.uncertainty.entropy == pytest.approx(0.69)
@@ -78,12 +76,15 @@ def test_submit_is_idempotent_and_double_submit_is_refused(store):
     assert [t for _, t, _, _ in store.outbox.batch()].count("labels.labels.v1") == 1
 
 
-@pytest.mark.parametrize("label,code,fragment", [
-    (L.Label(annotation=stop_sign("leaves")), "INVALID_ARGUMENT", "detections[0].attributes.occlusion"),
-    (L.Label(task="traffic_light", annotation=stop_sign()), "INVALID_ARGUMENT", "label.task"),
-    (L.Label(sample_id="ab" * 32, annotation=stop_sign()), "INVALID_ARGUMENT", "label.sample_id"),
-    (L.Label(labeller_id="mallory", annotation=stop_sign()), "PERMISSION_DENIED", "alice"),
-])
+@pytest.mark.parametrize(
+    "label,code,fragment",
+    [
+        (L.Label(annotation=stop_sign("leaves")), "INVALID_ARGUMENT", "detections[0].attributes.occlusion"),
+        (L.Label(task="traffic_light", annotation=stop_sign()), "INVALID_ARGUMENT", "label.task"),
+        (L.Label(sample_id="ab" * 32, annotation=stop_sign()), "INVALID_ARGUMENT", "label.sample_id"),
+        (L.Label(labeller_id="mallory", annotation=stop_sign()), "PERMISSION_DENIED", "alice"),
+    ],
+)
 def test_bad_labels_are_refused_precisely(store, label, code, fragment):
     register(store, 1)
     lease, _ = store.queue.next_task("stop_sign", "alice", 60)
@@ -202,9 +203,9 @@ def test_an_upload_of_a_higher_priority_trigger_is_labelled_first(store):
     from label_store.aggregates.samples import sample_from_snapshot
 
     def snapshot(i: int, trigger: str, priority: int):
-        return sample_from_snapshot(fleet_events.SnapshotUploaded(snapshot_id=sid(i), vehicle_id="car-1", frame_id=f"car-1:{i}", trigger_id=trigger,
-                                                                  object_key=f"snapshots/{sid(i)}.png", bucket="b", content_type="image/png",
-                                                                  size_bytes=10, priority=priority))
+        return sample_from_snapshot(
+            fleet_events.SnapshotUploaded(snapshot_id=sid(i), vehicle_id="car-1", frame_id=f"car-1:{i}", trigger_id=trigger, object_key=f"snapshots/{sid(i)}.png", bucket="b", content_type="image/png", size_bytes=10, priority=priority)
+        )
 
     store.samples.register([snapshot(0, "random", 0), snapshot(1, "detector-x", 3), snapshot(2, "unsure", 1)])
     order = []

@@ -11,8 +11,7 @@ from label_store.agreement import agree, majority
 from label_store.schema import MAX_ANNOTATION_BYTES, SchemaError, default_tasks, validate_annotation, validate_task
 
 STOP = {t.name: t for t in default_tasks()}["stop_sign"]
-LIGHT_CLS = L.Task(name="light_state", prototype=C.TASK_PROTOTYPE_CLASSIFICATION, classes=["red", "yellow", "green"],
-                   attributes=[L.AttributeSpec(name="arrow", values=["none", "left"])])
+LIGHT_CLS = L.Task(name="light_state", prototype=C.TASK_PROTOTYPE_CLASSIFICATION, classes=["red", "yellow", "green"], attributes=[L.AttributeSpec(name="arrow", values=["none", "left"])])
 POLE = L.Task(name="pole", prototype=C.TASK_PROTOTYPE_LANDMARK, keypoint_names=["base", "top"])
 
 
@@ -74,14 +73,17 @@ def test_oversize_annotation_is_refused():
         validate_annotation(LIGHT_CLS, big)
 
 
-@pytest.mark.parametrize("task,field", [
-    (L.Task(name="Stop Sign", prototype=C.TASK_PROTOTYPE_DETECTION, classes=["x"]), "task.name"),
-    (L.Task(name="seg", prototype=C.TASK_PROTOTYPE_SEGMENTATION, classes=["x"]), "task.prototype"),
-    (L.Task(name="det", prototype=C.TASK_PROTOTYPE_DETECTION), "task.classes"),
-    (L.Task(name="cls", prototype=C.TASK_PROTOTYPE_CLASSIFICATION, classes=["only"]), "task.classes"),
-    (L.Task(name="lm", prototype=C.TASK_PROTOTYPE_LANDMARK), "task.keypoint_names"),
-    (L.Task(name="det", prototype=C.TASK_PROTOTYPE_DETECTION, classes=["x"], attributes=[L.AttributeSpec(name="a", values=["1", "1"])]), "task.attributes[0].values"),
-])
+@pytest.mark.parametrize(
+    "task,field",
+    [
+        (L.Task(name="Stop Sign", prototype=C.TASK_PROTOTYPE_DETECTION, classes=["x"]), "task.name"),
+        (L.Task(name="seg", prototype=C.TASK_PROTOTYPE_SEGMENTATION, classes=["x"]), "task.prototype"),
+        (L.Task(name="det", prototype=C.TASK_PROTOTYPE_DETECTION), "task.classes"),
+        (L.Task(name="cls", prototype=C.TASK_PROTOTYPE_CLASSIFICATION, classes=["only"]), "task.classes"),
+        (L.Task(name="lm", prototype=C.TASK_PROTOTYPE_LANDMARK), "task.keypoint_names"),
+        (L.Task(name="det", prototype=C.TASK_PROTOTYPE_DETECTION, classes=["x"], attributes=[L.AttributeSpec(name="a", values=["1", "1"])]), "task.attributes[0].values"),
+    ],
+)
 def test_bad_task_declarations(task, field):
     with pytest.raises(SchemaError) as err:
         validate_task(task)
@@ -89,9 +91,9 @@ def test_bad_task_declarations(task, field):
 
 
 def test_agreement_rules():
-    assert agree(stop_sign(), stop_sign(box=(0.11, 0.1, 0.31, 0.3)))          # IoU well above 0.5
-    assert not agree(stop_sign(), stop_sign(box=(0.25, 0.25, 0.45, 0.45)))     # boxes barely overlap
-    assert not agree(stop_sign(), stop_sign("foliage"))                         # attribute differs
+    assert agree(stop_sign(), stop_sign(box=(0.11, 0.1, 0.31, 0.3)))  # IoU well above 0.5
+    assert not agree(stop_sign(), stop_sign(box=(0.25, 0.25, 0.45, 0.45)))  # boxes barely overlap
+    assert not agree(stop_sign(), stop_sign("foliage"))  # attribute differs
     assert not agree(stop_sign(), C.TaskOutput(detection=C.DetectionOutput()))  # one missed it
     assert majority([stop_sign(), stop_sign("foliage"), stop_sign()]) == (0, True)
     assert majority([stop_sign(), stop_sign("foliage")]) == (None, True)

@@ -20,17 +20,20 @@ def suite_yaml(*samples, predicate=OCCLUDED, name="stop_sign.occluded"):
     return f"suite: {name}\ntask: stop_sign\ndescription: occluded\npredicate: {predicate}\ncases:\n{cases}"
 
 
-@pytest.mark.parametrize("text,line,fragment", [
-    ("suite: a\ntask: stop_sign\ncases:\n  - sample: 123\n", 4, "64 hex"),
-    ("suite: a\ntask: stop_sign\ncases:\n  - note: x\n", 4, "without `sample:`"),
-    (f"suite: a\ntask: stop_sign\ncases:\n  - sample: {'a' * 64}\n", 4, "no suite-level default"),
-    (f"suite: a\ntask: stop_sign\ncases:\n  - sample: {'a' * 64}\n    predicate: any(d.cls == )\n", 5, "column"),
-    (f"suite: a\ntask: stop_sign\ncases:\n  - sample: {'a' * 64}\n    predicate: |\n      any(stop_sign) and\n      flicker(stop_sign)\n", 6, "flicker"),
-    ("suite: a\ntask: stop_sign\ncolour: red\n", 3, "unknown key"),
-    ("suite: A B\ntask: stop_sign\n", 1, "must match"),
-    ("suite: a\ntask: [x\n", 3, "not valid YAML"),
-    (f"suite: a\ntask: t\npredicate: any(stop_sign)\ncases:\n  - sample: {'a' * 64}\n  - sample: {'a' * 64}\n", 6, "duplicate case"),
-])
+@pytest.mark.parametrize(
+    "text,line,fragment",
+    [
+        ("suite: a\ntask: stop_sign\ncases:\n  - sample: 123\n", 4, "64 hex"),
+        ("suite: a\ntask: stop_sign\ncases:\n  - note: x\n", 4, "without `sample:`"),
+        (f"suite: a\ntask: stop_sign\ncases:\n  - sample: {'a' * 64}\n", 4, "no suite-level default"),
+        (f"suite: a\ntask: stop_sign\ncases:\n  - sample: {'a' * 64}\n    predicate: any(d.cls == )\n", 5, "column"),
+        (f"suite: a\ntask: stop_sign\ncases:\n  - sample: {'a' * 64}\n    predicate: |\n      any(stop_sign) and\n      flicker(stop_sign)\n", 6, "flicker"),
+        ("suite: a\ntask: stop_sign\ncolour: red\n", 3, "unknown key"),
+        ("suite: A B\ntask: stop_sign\n", 1, "must match"),
+        ("suite: a\ntask: [x\n", 3, "not valid YAML"),
+        (f"suite: a\ntask: t\npredicate: any(stop_sign)\ncases:\n  - sample: {'a' * 64}\n  - sample: {'a' * 64}\n", 6, "duplicate case"),
+    ],
+)
 def test_parse_errors_name_the_line(text, line, fragment):
     with pytest.raises(SuiteFileError) as err:
         parse(text)

@@ -26,16 +26,18 @@ def test_an_unknown_service_is_refused_with_the_choices():
 
 def test_the_gateway_sets_its_grpc_experiment_before_grpc_is_imported():
     # An import hook records GRPC_EXPERIMENTS at the moment grpc itself is first imported.
-    probe = ("import os, sys\n"
-             "os.environ.pop('GRPC_EXPERIMENTS', None)\n"
-             "seen = []\n"
-             "class Watch:\n"
-             "    def find_spec(self, name, path=None, target=None):\n"
-             "        if name == 'grpc' and not seen:\n"
-             "            seen.append(os.environ.get('GRPC_EXPERIMENTS'))\n"
-             "        return None\n"
-             "sys.meta_path.insert(0, Watch())\n"
-             "import gateway.__main__\n"
-             "print(seen)\n")
+    probe = (
+        "import os, sys\n"
+        "os.environ.pop('GRPC_EXPERIMENTS', None)\n"
+        "seen = []\n"
+        "class Watch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'grpc' and not seen:\n"
+        "            seen.append(os.environ.get('GRPC_EXPERIMENTS'))\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Watch())\n"
+        "import gateway.__main__\n"
+        "print(seen)\n"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['fuse_filters']"

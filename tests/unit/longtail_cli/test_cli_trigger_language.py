@@ -20,11 +20,7 @@ def test_validate_rejects_with_line_column_and_caret():
     result = runner.invoke(app, ["validate", "any(stop_sign) and\n  entropi(traffic_light) > 0.8"])
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert result.stderr == (
-        "error: line 2, column 3: unknown function 'entropi'; did you mean 'entropy'?\n"
-        "  entropi(traffic_light) > 0.8\n"
-        "  ^\n"
-    )
+    assert result.stderr == ("error: line 2, column 3: unknown function 'entropi'; did you mean 'entropy'?\n  entropi(traffic_light) > 0.8\n  ^\n")
 
 
 def test_validate_syntax_error_exit_code():
@@ -47,7 +43,7 @@ def test_explain_shows_defaults_detectors_and_state_bound():
     result = runner.invoke(app, ["explain", 'flicker(stop_sign) and score("occluded_stop_sign@3") > 0.7'])
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "normalized: flicker(stop_sign) and score(\"occluded_stop_sign@3\") > 0.7" in out
+    assert 'normalized: flicker(stop_sign) and score("occluded_stop_sign@3") > 0.7' in out
     assert "flicker(stop_sign, window=10, min_toggles=3, min_conf=0)" in out
     assert "detectors:  occluded_stop_sign@3" in out
     assert "state:      at most 7 values per car" in out

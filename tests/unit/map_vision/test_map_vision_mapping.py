@@ -123,10 +123,8 @@ def test_disagreement_fields_and_ids():
     name = "DISAGREEMENT_KIND_MAP_WITHOUT_VISION"
     assert missing.disagreement_id == hashlib.sha256(f"car-1/car-1:7/{name}/s1".encode()).hexdigest()
 
-    extra = [d for d in seeded().process_frame(frame(8, dets=[det("car"), det(r=12.0, b=-0.4, track=9), det(r=12.0, b=0.4)])).disagreements
-             if d.kind == EXTRA]
-    assert sorted(d.disagreement_id for d in extra) == sorted(
-        hashlib.sha256(f"car-1/car-1:8/DISAGREEMENT_KIND_VISION_WITHOUT_MAP/{s}".encode()).hexdigest() for s in ("track:9", "det:2"))
+    extra = [d for d in seeded().process_frame(frame(8, dets=[det("car"), det(r=12.0, b=-0.4, track=9), det(r=12.0, b=0.4)])).disagreements if d.kind == EXTRA]
+    assert sorted(d.disagreement_id for d in extra) == sorted(hashlib.sha256(f"car-1/car-1:8/DISAGREEMENT_KIND_VISION_WITHOUT_MAP/{s}".encode()).hexdigest() for s in ("track:9", "det:2"))
     assert all(not d.HasField("feature") and d.detection.cls == "stop_sign" and d.distance_m == pytest.approx(12.0) for d in extra)
 
 
@@ -173,8 +171,7 @@ def test_map_attribute_follows_consistent_observations():
 # -- driving past signs ------------------------------------------------------------------------------
 
 
-def drive_by(state, vehicle, truth=((30.0, 0.0),), t0=1000.0, start=0.0, stop=26.4, step=1.2, seq0=1, rng=None,
-             noise=(0.0, 0.0), attrs=None, detect=True):
+def drive_by(state, vehicle, truth=((30.0, 0.0),), t0=1000.0, start=0.0, stop=26.4, step=1.2, seq0=1, rng=None, noise=(0.0, 0.0), attrs=None, detect=True):
     """One pass east along y=0 from x=start to x=stop; each true sign is detected (with noise)."""
     out = []
     n = int(round((stop - start) / step)) + 1
@@ -427,5 +424,4 @@ def test_map_from_simulated_fleet_is_within_tolerance():
             assert f.feature_id in stale and f.confidence < 1.0  # a stale seed still on probation
     removed = [fid for fid in stale if state.get(fid).removed]
     assert len(removed) >= len(stale) - 2  # (a stale light of this world sits where no car can see it)
-    assert any(f.source == FLEET and math.hypot(f.x - truth["stop_sign/00002"].x, f.y - truth["stop_sign/00002"].y) < 1.0
-               for f in active)
+    assert any(f.source == FLEET and math.hypot(f.x - truth["stop_sign/00002"].x, f.y - truth["stop_sign/00002"].y) < 1.0 for f in active)

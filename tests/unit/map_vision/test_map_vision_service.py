@@ -164,9 +164,7 @@ def test_seed_map_needs_an_operator_token_and_publishes(api):
     auth = [("authorization", f"Bearer {issue_token('alice', SECRET, audience=OPERATOR_AUDIENCE)}")]
     response = call(api.SeedMap, request, auth)
     assert (response.created, response.updated, response.removed) == (1, 0, 3)  # b, c, d are not in the new survey
-    assert {e.feature.feature_id: e.change for e in api.published} == {
-        "new": events_pb2.FEATURE_CHANGE_CREATED, "b": events_pb2.FEATURE_CHANGE_REMOVED,
-        "c": events_pb2.FEATURE_CHANGE_REMOVED, "d": events_pb2.FEATURE_CHANGE_REMOVED}
+    assert {e.feature.feature_id: e.change for e in api.published} == {"new": events_pb2.FEATURE_CHANGE_CREATED, "b": events_pb2.FEATURE_CHANGE_REMOVED, "c": events_pb2.FEATURE_CHANGE_REMOVED, "d": events_pb2.FEATURE_CHANGE_REMOVED}
     bad = mapvision_pb2.SeedMapRequest(features=[map_pb2.MapFeature(feature_id="x", kind=STOP, x=math.nan)])
     code, details = abort_code(api.SeedMap, bad, auth)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "x is not finite" in details

@@ -7,7 +7,7 @@ import pytest
 
 from longtail.fleet.v1 import fleet_pb2
 from longtail.triggerlang import BUILTINS, EvalContext, FiringOptions, TriggerSyntaxError, compile_trigger
-from longtail.triggerlang.compiler import BUILTIN_ALIASES
+from longtail.triggerlang.catalogue import BUILTIN_ALIASES
 
 
 def _frame(dets) -> fleet_pb2.Frame:

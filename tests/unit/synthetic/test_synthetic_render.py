@@ -124,6 +124,6 @@ def test_a_parked_vehicle_is_ground_truth_with_its_lights_and_its_lamps_glow_whe
         seen = [t for t in truth if t.object_id == vehicle.object_id]
         assert seen and seen[0].cls == VEHICLE and seen[0].attributes == {"lights": lights}
         x0, y0, x1, y1 = (int(v * 64) for v in seen[0].box)
-        patch = img[y0:y1 + 1, x0:x1 + 1].astype(int)
+        patch = img[y0 : y1 + 1, x0 : x1 + 1].astype(int)
         amber[lights] = int(((patch[..., 0] > 200) & (patch[..., 1] > 120) & (patch[..., 2] < 90)).sum())
     assert amber["hazard"] >= 2 and amber["off"] == 0

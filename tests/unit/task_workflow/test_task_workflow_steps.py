@@ -13,10 +13,8 @@ from task_workflow.state import StateStore, Step
 from task_workflow.workflow import Outcome, Workflow, WorkflowError, held_out, trigger_id
 
 PREDICATE = "any(d.cls == vehicle and d.attr.lights != off and d.conf >= 0.5)"
-TASK = DeclaredTask(TaskSpec("caution_lights", "detection", ("vehicle",), {"lights": ("off", "hazard", "police")}), "caution lights",
-                    suite_name="caution_lights.regressions", suite_predicate=PREDICATE)
-SMALL = WorkflowSettings(seed_labels=20, shadow_frames=100, labels_per_iteration=10, suite_cases=6, holdout_every=2, max_iterations=3,
-                         upload_budget=1000, fleet_cars=10, budget_horizon_h=1.0)
+TASK = DeclaredTask(TaskSpec("caution_lights", "detection", ("vehicle",), {"lights": ("off", "hazard", "police")}), "caution lights", suite_name="caution_lights.regressions", suite_predicate=PREDICATE)
+SMALL = WorkflowSettings(seed_labels=20, shadow_frames=100, labels_per_iteration=10, suite_cases=6, holdout_every=2, max_iterations=3, upload_budget=1000, fleet_cars=10, budget_horizon_h=1.0)
 
 
 class FakeEngine:
@@ -282,7 +280,7 @@ tasks:
 
 def test_a_label_is_a_positive_when_it_satisfies_the_suite_predicate():
     from longtail.common.v1 import common_pb2 as C
-    from longtail.predicates import label_matches
+    from longtail.triggerlang.predicates import label_matches
 
     def label(lights):
         out = C.TaskOutput(detection=C.DetectionOutput())

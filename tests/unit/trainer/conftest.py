@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from longtail.labels.v1 import labels_pb2 as L
-from longtail.predicates import evaluate
+from longtail.triggerlang.predicates import evaluate
 
 from trainer import data as data_mod
 

@@ -33,7 +33,7 @@ def test_detector_from_few_examples_scores_positives_above_negatives_and_feeds_s
         frame = fleet_pb2.Frame(frame_id="f", vehicle_id="v")
         frame.trigger_scores.update(scores)
         fired.append(bool(trigger.step(trigger.new_state(), frame)))
-    tp, fp = np.mean(fired[: len(sp)]), np.mean(fired[len(sp):])
+    tp, fp = np.mean(fired[: len(sp)]), np.mean(fired[len(sp) :])
     assert tp > 0.7 and fp < 0.2, (tp, fp)
 
 

@@ -39,8 +39,7 @@ def test_case_waiver_and_suite_waiver_are_recorded():
     after, before = [result("s", {"a": False, "b": False}), result("t", {"x": False})], [result("s", {"a": True, "b": True}), result("t", {"x": True})]
     partial = decide(CAND, BASE, after, before, [T.Waiver(suite="s", case_id="a", reason="label was wrong")])
     assert not partial.accepted and list(partial.suites[0].waived_case_ids) == ["a"]
-    full = decide(CAND, BASE, after, before, [T.Waiver(suite="s", case_id="a", reason="label was wrong"),
-                                               T.Waiver(suite="s", case_id="b", reason="known"), T.Waiver(suite="t", reason="suite retired")])
+    full = decide(CAND, BASE, after, before, [T.Waiver(suite="s", case_id="a", reason="label was wrong"), T.Waiver(suite="s", case_id="b", reason="known"), T.Waiver(suite="t", reason="suite retired")])
     assert full.accepted
     assert {(w.suite, w.case_id) for w in full.waivers_applied} == {("s", "a"), ("s", "b"), ("t", "")}
 

@@ -15,22 +15,24 @@ def spec(**values) -> T.RunSpec:
 
 
 def test_the_values_every_caller_of_the_project_sends_are_accepted():
-    hyperparameters.check(spec(lr=0.001, replay_samples=1200, replay_world="default", batch_size=64, fallback_samples=64,
-                               fallback_world="mixed", train_heads="caution_lights", min_auc=0.8), TASKS)
+    hyperparameters.check(spec(lr=0.001, replay_samples=1200, replay_world="default", batch_size=64, fallback_samples=64, fallback_world="mixed", train_heads="caution_lights", min_auc=0.8), TASKS)
     hyperparameters.check(spec(), TASKS)
 
 
-@pytest.mark.parametrize("values, named", [
-    ({"learning_rate": 0.01}, "learning_rate: unknown"),
-    ({"lr": 0}, "lr: 0.0 is not a learning rate"),
-    ({"lr": "fast"}, "lr: 'fast' is not"),
-    ({"lr": float("nan")}, "lr: nan"),
-    ({"batch_size": 2.5}, "batch_size: 2.5 is not an integer"),
-    ({"replay_samples": -1}, "replay_samples: -1.0"),
-    ({"replay_world": "moon"}, "replay_world: 'moon' is not one of default, common"),
-    ({"train_heads": "stop_sign, lane"}, "train_heads: not tasks of this run: lane"),
-    ({"min_auc": 1.5}, "min_auc: 1.5"),
-])
+@pytest.mark.parametrize(
+    "values, named",
+    [
+        ({"learning_rate": 0.01}, "learning_rate: unknown"),
+        ({"lr": 0}, "lr: 0.0 is not a learning rate"),
+        ({"lr": "fast"}, "lr: 'fast' is not"),
+        ({"lr": float("nan")}, "lr: nan"),
+        ({"batch_size": 2.5}, "batch_size: 2.5 is not an integer"),
+        ({"replay_samples": -1}, "replay_samples: -1.0"),
+        ({"replay_world": "moon"}, "replay_world: 'moon' is not one of default, common"),
+        ({"train_heads": "stop_sign, lane"}, "train_heads: not tasks of this run: lane"),
+        ({"min_auc": 1.5}, "min_auc: 1.5"),
+    ],
+)
 def test_a_bad_value_or_key_is_refused_with_its_name(values, named):
     with pytest.raises(ValueError, match="spec.hyperparameters: ") as err:
         hyperparameters.check(spec(**values), TASKS)

@@ -27,8 +27,7 @@ def big_stop(target, gt):
 
 def suite_frames():
     plain = sample_frames(World(WorldConfig().common_only(), seed=424), 10, seed=1, mix={STOP_SIGN: 1.0}, distance=(4.0, 12.0), accept=big_stop, max_tries=50)
-    empty = sample_frames(World(WorldConfig().common_only(), seed=425), 10, seed=2, mix={"road": 1.0},
-                          accept=lambda t, gt: not any(o.cls == "stop_sign" for o in gt), max_tries=50)
+    empty = sample_frames(World(WorldConfig().common_only(), seed=425), 10, seed=2, mix={"road": 1.0}, accept=lambda t, gt: not any(o.cls == "stop_sign" for o in gt), max_tries=50)
     occluded = sample_frames(World(occluded_only(), seed=426), 10, seed=3, mix={STOP_SIGN: 1.0}, distance=(4.0, 12.0), accept=big_stop, max_tries=50)
     return plain.images, empty.images, occluded.images
 
@@ -36,8 +35,7 @@ def suite_frames():
 @pytest.fixture
 def trainer(store, labels):
     events = []
-    t = Trainer(store, Registry(store), tasks_mod.load(), labels, lambda topic, key, value: events.append((topic, key, value)),
-                Settings(threads=2, default_epochs=3, fallback_samples=400))
+    t = Trainer(store, Registry(store), tasks_mod.load(), labels, lambda topic, key, value: events.append((topic, key, value)), Settings(threads=2, default_epochs=3, fallback_samples=400))
     t.events = events
     t.start(recover=False)
     yield t
@@ -126,8 +124,7 @@ def test_invalid_waiver_is_rejected(trainer):
 def test_a_task_declared_in_the_label_store_while_the_trainer_runs_gets_its_head_and_is_remembered(trainer, labels, store):
     with pytest.raises(ValueError, match="nor in the label store: caution_lights"):
         trainer.submit(T.RunSpec(model_name="unit", tasks=["caution_lights"]))
-    labels.tasks["caution_lights"] = L.Task(name="caution_lights", prototype=C.TASK_PROTOTYPE_DETECTION, classes=["vehicle"],
-                                            attributes=[L.AttributeSpec(name="lights", values=["off", "hazard", "police"])], object_size_m=1.6)
+    labels.tasks["caution_lights"] = L.Task(name="caution_lights", prototype=C.TASK_PROTOTYPE_DETECTION, classes=["vehicle"], attributes=[L.AttributeSpec(name="lights", values=["off", "hazard", "police"])], object_size_m=1.6)
     done = run(trainer, tasks=["stop_sign", "caution_lights"], promote=True, seed=1, epochs=1, hyperparameters=_hp(fallback_samples=64))
     assert done.status == T.RUN_STATUS_SUCCEEDED, done.error
     heads = {t.name: t for t in model_repo.load_version(store, "unit", done.model.version).tasks}

@@ -81,8 +81,7 @@ def shadow_event(vehicle, frame, cand_version, compared, kinds=(), task="stop_si
     from longtail.common.v1 import common_pb2 as C
     from longtail.fleet.v1 import events_pb2 as FE
 
-    e = FE.ShadowDisagreementEvent(vehicle_id=vehicle, frame_id=frame, task=task if kinds else "", frames_compared=compared,
-                                   production=C.ModelRef(name="m", version=prod_version), candidate=C.ModelRef(name="m", version=cand_version))
+    e = FE.ShadowDisagreementEvent(vehicle_id=vehicle, frame_id=frame, task=task if kinds else "", frames_compared=compared, production=C.ModelRef(name="m", version=prod_version), candidate=C.ModelRef(name="m", version=cand_version))
     for kind in kinds:
         e.differences.add(kind=kind, candidate=C.Detection(cls="stop_sign", confidence=0.9))
     return e

@@ -70,9 +70,7 @@ class Stage:
 
 
 def catalog() -> dict[str, S.Trigger]:
-    return {tid: S.Trigger(trigger_id=tid, version=1, state=S.TRIGGER_STATE_ACTIVE,
-                           spec=S.TriggerSpec(name=tid, expression=expr, site=S.TRIGGER_SITE_FLEET))
-            for tid, expr in TRIGGERS.items()}
+    return {tid: S.Trigger(trigger_id=tid, version=1, state=S.TRIGGER_STATE_ACTIVE, spec=S.TriggerSpec(name=tid, expression=expr, site=S.TRIGGER_SITE_FLEET)) for tid, expr in TRIGGERS.items()}
 
 
 def worker() -> fleet_worker.FleetWorker:
@@ -96,8 +94,7 @@ def record(vehicle: str, first: int, frames: int, edge_at: int | None = None) ->
 
 
 def poll() -> list[Msg]:
-    return [Msg(0, 0, record("a", 1, 10)), Msg(1, 0, record("b", 1, 10, edge_at=4)), Msg(0, 1, b"\xff not a batch"),
-            Msg(0, 2, record("a", 11, 10)), Msg(1, 1, record("b", 11, 10))]
+    return [Msg(0, 0, record("a", 1, 10)), Msg(1, 0, record("b", 1, 10, edge_at=4)), Msg(0, 1, b"\xff not a batch"), Msg(0, 2, record("a", 11, 10)), Msg(1, 1, record("b", 11, 10))]
 
 
 def expected_candidates() -> list[tuple[str, str]]:

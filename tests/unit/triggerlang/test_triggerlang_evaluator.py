@@ -182,8 +182,7 @@ def ctx(*features) -> EvalContext:
         ("map_disagreement(stop_sign, kind=extra)", [det("car")], [("stop_sign", 20.0, 0.1)], False),
         # a weak detection does not count as seeing it
         ("map_disagreement(stop_sign, kind=missing)", [det("stop_sign", 0.3, range_m=20.0, bearing=0.1)], [("stop_sign", 20.0, 0.1)], True),
-        ("map_disagreement(stop_sign, kind=missing, min_conf=0.2)", [det("stop_sign", 0.3, range_m=20.0, bearing=0.1)],
-         [("stop_sign", 20.0, 0.1)], False),
+        ("map_disagreement(stop_sign, kind=missing, min_conf=0.2)", [det("stop_sign", 0.3, range_m=20.0, bearing=0.1)], [("stop_sign", 20.0, 0.1)], False),
         # wrong place: vision's sign is not the map's sign -> both directions disagree
         ("map_disagreement(stop_sign, kind=missing)", [det("stop_sign", 0.9, range_m=20.0, bearing=-0.5)], [("stop_sign", 20.0, 0.1)], True),
         ("map_disagreement(stop_sign, kind=extra)", [det("stop_sign", 0.9, range_m=20.0, bearing=-0.5)], [("stop_sign", 20.0, 0.1)], True),
@@ -366,8 +365,7 @@ def test_firing_options_map_one_to_one_to_the_trigger_spec():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"mode": "sometimes"}, {"min_interval_s": -1}, {"min_interval_s": math.inf}, {"min_interval_s": "1"},
-     {"frames_before": -1}, {"frames_after": 1001}, {"frames_before": 1.5}, {"frames_after": True}],
+    [{"mode": "sometimes"}, {"min_interval_s": -1}, {"min_interval_s": math.inf}, {"min_interval_s": "1"}, {"frames_before": -1}, {"frames_after": 1001}, {"frames_before": 1.5}, {"frames_after": True}],
 )
 def test_invalid_firing_options(kwargs):
     with pytest.raises(ValueError):
@@ -381,14 +379,12 @@ def test_compile_trigger_checks_the_options_type():
 
 # --- state persistence and size ------------------------------------------------------------------
 
-TEMPORAL = ("flicker(stop_sign, window=10, min_toggles=2) or track_flicker(window=10, min_changes=1) "
-            "or first_seen(stop_sign).distance < 20 or sustained(any(car), frames=3) or within(any(bus), frames=4)")
+TEMPORAL = "flicker(stop_sign, window=10, min_toggles=2) or track_flicker(window=10, min_changes=1) or first_seen(stop_sign).distance < 20 or sustained(any(car), frames=3) or within(any(bus), frames=4)"
 
 
 def test_state_round_trips_through_json_and_pickle():
     trigger = compile_trigger(TEMPORAL, EVERY)
-    frames = [make_frame(i + 1, [det("stop_sign" if i % 2 else "yield_sign", track=3, range_m=30.0 - i), det("car")])
-              for i in range(12)]
+    frames = [make_frame(i + 1, [det("stop_sign" if i % 2 else "yield_sign", track=3, range_m=30.0 - i), det("car")]) for i in range(12)]
     live = trigger.new_state()
     for f in frames[:6]:
         trigger.evaluate(live, f)

@@ -28,9 +28,56 @@ CORPUS = [
     "track_flicker(stop_sign, window=20, min_changes=2)\n  # comment\n  or max_conf(x) < -1 + 2 * 3 / 4",
 ]
 
-TOKENS = ["(", ")", "[", "]", ",", ".", "=", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "and", "or", "not",
-          "in", "true", "false", "d", "ego", "d.conf", "d.attr.x", "any(", "count(", "flicker(", "first_seen(", "score(",
-          '"', "'", "#", "\n", "\t", "\r", " ", "1e999", "0.5", ".5", "5.", "window=", "min_toggles=", "é", "\x00", "\u2028"]
+TOKENS = [
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    ".",
+    "=",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "and",
+    "or",
+    "not",
+    "in",
+    "true",
+    "false",
+    "d",
+    "ego",
+    "d.conf",
+    "d.attr.x",
+    "any(",
+    "count(",
+    "flicker(",
+    "first_seen(",
+    "score(",
+    '"',
+    "'",
+    "#",
+    "\n",
+    "\t",
+    "\r",
+    " ",
+    "1e999",
+    "0.5",
+    ".5",
+    "5.",
+    "window=",
+    "min_toggles=",
+    "é",
+    "\x00",
+    "\u2028",
+]
 
 
 def check_error(source: str, error: TriggerSyntaxError) -> None:
@@ -111,10 +158,7 @@ FRAME_NUM_ATOM = st.one_of(
     CLASSES.map(lambda c: f"first_seen({c}, window=5).distance"),
     CLASSES.map(lambda c: f"first_seen({c}).count"),
 )
-DET_NUM_ATOM = FRAME_NUM_ATOM | st.sampled_from(
-    ["d.conf", "d.range", "d.bearing", "d.track", "d.entropy", "d.margin", "d.area", "d.cx", "d.attr_score.occluded",
-     "d.class_score.stop_sign"]
-)
+DET_NUM_ATOM = FRAME_NUM_ATOM | st.sampled_from(["d.conf", "d.range", "d.bearing", "d.track", "d.entropy", "d.margin", "d.area", "d.cx", "d.attr_score.occluded", "d.class_score.stop_sign"])
 
 
 def numbers(atom):
@@ -190,9 +234,7 @@ FRAMES = st.lists(
     min_size=1,
     max_size=4,
 )
-CONTEXTS = st.none() | st.lists(st.tuples(st.sampled_from(["stop_sign", "bus"]), st.floats(), st.floats()), max_size=3).map(
-    lambda fs: EvalContext(map_features=fs)
-)
+CONTEXTS = st.none() | st.lists(st.tuples(st.sampled_from(["stop_sign", "bus"]), st.floats(), st.floats()), max_size=3).map(lambda fs: EvalContext(map_features=fs))
 
 
 def build_frames(specs) -> list[fleet_pb2.Frame]:

@@ -15,8 +15,7 @@ from longtail.triggerlang import FiringOptions, compile_trigger
 from longtail.triggerlang.vector import BatchEvaluator, CarFrames, last_true
 
 TEMPORAL = st.one_of(
-    st.tuples(st.sampled_from(["stop_sign", "car"]), st.integers(2, 6), st.integers(1, 5)).filter(lambda t: t[2] < t[1]).map(
-        lambda t: f"flicker({t[0]}, window={t[1]}, min_toggles={t[2]})"),
+    st.tuples(st.sampled_from(["stop_sign", "car"]), st.integers(2, 6), st.integers(1, 5)).filter(lambda t: t[2] < t[1]).map(lambda t: f"flicker({t[0]}, window={t[1]}, min_toggles={t[2]})"),
     st.tuples(FRAME_BOOL, st.integers(1, 4)).map(lambda t: f"sustained({t[0]}, frames={t[1]})"),
     st.tuples(FRAME_BOOL, st.integers(1, 4)).map(lambda t: f"within({t[0]}, frames={t[1]})"),
 )
@@ -25,8 +24,9 @@ OPTIONS = st.builds(FiringOptions, mode=st.sampled_from(["rising_edge", "every_f
 # A car's frames as they arrive: mostly increasing sequences, with gaps, repeats, replays and
 # now and then an unnumbered frame (0) or a clock going backwards.
 FRAME_SPECS = st.lists(
-    st.tuples(st.sampled_from([1] * 12 + [2, 3, -2, -5, "unnumbered"]), DETECTIONS, st.floats(allow_nan=True, width=32) | st.just(12.0),
-              st.dictionaries(st.sampled_from(["a@1", "b"]), FLOAT32), st.sampled_from([None, None, None, 0.05, 3.0])),
+    st.tuples(
+        st.sampled_from([1] * 12 + [2, 3, -2, -5, "unnumbered"]), DETECTIONS, st.floats(allow_nan=True, width=32) | st.just(12.0), st.dictionaries(st.sampled_from(["a@1", "b"]), FLOAT32), st.sampled_from([None, None, None, 0.05, 3.0])
+    ),
     min_size=4,
     max_size=30,
 )
@@ -61,8 +61,7 @@ def dumped(triggers, states):
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.lists(st.tuples(EXPRESSIONS, OPTIONS), min_size=1, max_size=5), st.lists(FRAME_SPECS, min_size=1, max_size=3),
-       st.integers(1, 3))
+@given(st.lists(st.tuples(EXPRESSIONS, OPTIONS), min_size=1, max_size=5), st.lists(FRAME_SPECS, min_size=1, max_size=3), st.integers(1, 3))
 def test_the_column_backend_fires_and_remembers_exactly_like_frame_by_frame(sources, cars, batches):
     triggers = [compile_trigger(source, options, trigger_id=f"t{i}", version=1) for i, (source, options) in enumerate(sources)]
     cars_frames = [build_car(f"car-{c}", specs) for c, specs in enumerate(cars)]
@@ -70,15 +69,14 @@ def test_the_column_backend_fires_and_remembers_exactly_like_frame_by_frame(sour
     states = copy.deepcopy(expected_states)
     # The same frames in `batches` consecutive batches: the scans continue from the states.
     for b in range(batches):
-        part = [frames[b * len(frames) // batches:(b + 1) * len(frames) // batches] for frames in cars_frames]
+        part = [frames[b * len(frames) // batches : (b + 1) * len(frames) // batches] for frames in cars_frames]
         expected = frame_by_frame(triggers, part, expected_states)
         assert columns(triggers, part, states) == expected
         assert dumped(triggers, states) == dumped(triggers, expected_states)
 
 
 def test_a_trigger_added_mid_drive_and_a_replayed_batch():
-    old = compile_trigger("flicker(stop_sign, window=6, min_toggles=2) or sustained(ego.speed > 11, frames=3)",
-                          FiringOptions(mode="every_frame", min_interval_s=0.5), trigger_id="old", version=1)
+    old = compile_trigger("flicker(stop_sign, window=6, min_toggles=2) or sustained(ego.speed > 11, frames=3)", FiringOptions(mode="every_frame", min_interval_s=0.5), trigger_id="old", version=1)
     new = compile_trigger("within(any(stop_sign), frames=2)", FiringOptions(mode="every_frame"), trigger_id="new", version=1)
     frames = [make_frame(s, ["stop_sign"] if s % 3 else [], speed=10 + s % 4) for s in range(1, 31)]
     reference = [old.new_state(), new.new_state()]
@@ -109,13 +107,11 @@ def test_shared_subexpressions_are_computed_once(monkeypatch):
 
 
 def test_track_and_map_built_ins_run_frame_by_frame_beside_the_columns():
-    evaluator = BatchEvaluator([compile_trigger("any(car)"), compile_trigger("first_seen(car).count > 0"),
-                                compile_trigger("map_disagreement(stop_sign)")])
+    evaluator = BatchEvaluator([compile_trigger("any(car)"), compile_trigger("first_seen(car).count > 0"), compile_trigger("map_disagreement(stop_sign)")])
     assert evaluator.columnar == [0] and evaluator.frame_by_frame == [1, 2]
     numbered = [make_frame(s, ["car"]) for s in range(1, 11)]
     unnumbered = [make_frame(0, ["car"], vehicle="old-car") for _ in range(4)]
-    evaluator.run([CarFrames(numbered, [t.new_state() for t in evaluator.triggers]),
-                   CarFrames(unnumbered, [t.new_state() for t in evaluator.triggers])])
+    evaluator.run([CarFrames(numbered, [t.new_state() for t in evaluator.triggers]), CarFrames(unnumbered, [t.new_state() for t in evaluator.triggers])])
     assert evaluator.evaluations == {"columns": 10 * 1, "frame_by_frame": 10 * 2 + 4 * 3}
 
 

@@ -9,15 +9,21 @@ from longtail.fleet.v1 import fleet_pb2
 VEHICLE = "car-7"
 
 
-def det(cls: str, conf: float = 0.9, track: int = 0, range_m: float | None = None, bearing: float | None = None,
-        attrs: dict | None = None, attr_scores: dict | None = None, class_scores: dict | None = None,
-        box: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.3)) -> dict:
-    return dict(cls=cls, conf=conf, track=track, range_m=range_m, bearing=bearing, attrs=attrs or {},
-                attr_scores=attr_scores or {}, class_scores=class_scores or {}, box=box)
+def det(
+    cls: str,
+    conf: float = 0.9,
+    track: int = 0,
+    range_m: float | None = None,
+    bearing: float | None = None,
+    attrs: dict | None = None,
+    attr_scores: dict | None = None,
+    class_scores: dict | None = None,
+    box: tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.3),
+) -> dict:
+    return dict(cls=cls, conf=conf, track=track, range_m=range_m, bearing=bearing, attrs=attrs or {}, attr_scores=attr_scores or {}, class_scores=class_scores or {}, box=box)
 
 
-def make_frame(seq: int, dets=(), *, t: float | None = None, speed: float = 10.0, scores: dict | None = None,
-               vehicle: str = VEHICLE, x: float = 0.0, y: float = 0.0, heading: float = 0.0) -> fleet_pb2.Frame:
+def make_frame(seq: int, dets=(), *, t: float | None = None, speed: float = 10.0, scores: dict | None = None, vehicle: str = VEHICLE, x: float = 0.0, y: float = 0.0, heading: float = 0.0) -> fleet_pb2.Frame:
     """Frame `seq` of `vehicle`, captured at t seconds (default: 10 fps from seq)."""
     frame = fleet_pb2.Frame(frame_id=f"{vehicle}:{seq}", vehicle_id=vehicle, sequence=seq)
     t = seq / 10.0 if t is None else t
@@ -45,11 +51,18 @@ def standard_frame(seq: int = 1) -> fleet_pb2.Frame:
     return make_frame(
         seq,
         [
-            det("stop_sign", 0.45, track=7, range_m=18.0, bearing=0.1, attrs={"occluded": "true", "occlusion": "foliage"},
-                attr_scores={"occluded": 0.9}, class_scores={"stop_sign": 0.45, "yield_sign": 0.40, "other": 0.15},
-                box=(0.1, 0.1, 0.2, 0.3)),
-            det("traffic_light", 0.5, track=8, range_m=42.0, bearing=-0.2, attrs={"occluded": "no"},
-                class_scores={"traffic_light": 0.5, "street_lamp": 0.5}),
+            det(
+                "stop_sign",
+                0.45,
+                track=7,
+                range_m=18.0,
+                bearing=0.1,
+                attrs={"occluded": "true", "occlusion": "foliage"},
+                attr_scores={"occluded": 0.9},
+                class_scores={"stop_sign": 0.45, "yield_sign": 0.40, "other": 0.15},
+                box=(0.1, 0.1, 0.2, 0.3),
+            ),
+            det("traffic_light", 0.5, track=8, range_m=42.0, bearing=-0.2, attrs={"occluded": "no"}, class_scores={"traffic_light": 0.5, "street_lamp": 0.5}),
             det("car", 0.95),
         ],
         speed=13.4,

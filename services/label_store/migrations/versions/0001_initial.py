@@ -163,6 +163,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("outbox", "case_results", "suite_results", "suite_cases", "suites", "dataset_items", "datasets",
-                  "predictions", "labels", "leases", "queue_items", "tasks", "samples"):
+    for table in ("outbox", "case_results", "suite_results", "suite_cases", "suites", "dataset_items", "datasets", "predictions", "labels", "leases", "queue_items", "tasks", "samples"):
         op.drop_table(table)

@@ -11,8 +11,9 @@ certifies a model. A prediction is presented to it as a single frame whose detec
 - landmark: one pseudo-detection per keypoint: `cls` = keypoint name, `conf` = its confidence,
   a zero-size box at (x, y) (so `d.cx`, `d.cy` are the position), attribute `visible`.
 
-Only per-frame built-ins make sense for one prediction: temporal ones (flicker, sustained, ...),
-map_disagreement and custom-detector scores are rejected when the case is created.
+Only per-frame built-ins make sense for one prediction (`Builtin.frame_only` in the catalogue):
+temporal ones (flicker, sustained, ...), map_disagreement and custom-detector scores are
+rejected when the case is created.
 
     any(d.cls == stop_sign and d.attr.occlusion == foliage and d.conf >= 0.5
         and d.attr.modifier == except_right_turn)
@@ -25,11 +26,13 @@ from dataclasses import dataclass
 
 from longtail.common.v1 import common_pb2 as C
 from longtail.fleet.v1 import fleet_pb2
-from longtail.triggerlang import TriggerSyntaxError, compile_trigger
-from longtail.triggerlang.runtime import CompiledTrigger
+from longtail.triggerlang.catalogue import BUILTINS
+from longtail.triggerlang.errors import TriggerSyntaxError
+from longtail.triggerlang.parser import MAX_SOURCE_BYTES
+from longtail.triggerlang.runtime import CompiledTrigger, compile_trigger
 
-MAX_PREDICATE_BYTES = 4096
-FRAME_ONLY = frozenset({"any", "all", "count", "max_conf", "nearest", "entropy", "margin", "min", "max", "abs"})
+MAX_PREDICATE_BYTES = MAX_SOURCE_BYTES
+FRAME_ONLY = frozenset(name for name, builtin in BUILTINS.items() if builtin.frame_only)
 
 
 class PredicateError(ValueError):
