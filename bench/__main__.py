@@ -1,6 +1,7 @@
 """Benchmark runner: `python -m bench [name ...] [--frames N]` prints one table per benchmark.
 
-Needs the local infrastructure (`longtail infra up`); it starts what is missing itself.
+Needs the local infrastructure (`longtail infra up`); it starts what is missing itself, unless
+every benchmark asked for says it needs none (`NEEDS_INFRA = False`: ddp).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import fleet_side, gateway, inference, kafka_throughput, label_store, simulator
+from bench import ddp, fleet_side, gateway, inference, kafka_throughput, label_store, simulator
 from bench import trainer as trainer_bench
 
-BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway, "fleet-side": fleet_side, "inference": inference, "label-store": label_store, "trainer": trainer_bench, "simulator": simulator}
+BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway, "fleet-side": fleet_side, "inference": inference, "label-store": label_store, "trainer": trainer_bench, "simulator": simulator, "ddp": ddp}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     from longtail_dev.infra import Launcher
 
     console = Console()
-    os.environ.update(Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(["kafka", "s3"]))
+    if any(getattr(BENCHMARKS[n], "NEEDS_INFRA", True) for n in args.names):  # a module sets NEEDS_INFRA = False when it needs none
+        os.environ.update(Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(["kafka", "s3"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for name in args.names:

@@ -79,6 +79,21 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
 
 
+class TorchrunSettings(BaseSettings):
+    """Where a process stands in a distributed training job: the variables torchrun (and the
+    Kubeflow Trainer's `torch-distributed` runtime, which launches torchrun) set in every worker.
+    Outside torchrun: one process, rank 0."""
+
+    model_config = SettingsConfigDict(frozen=True)
+    world_size: int = Field(1, ge=1, validation_alias="WORLD_SIZE", description="processes in the job")
+    rank: int = Field(0, ge=0, validation_alias="RANK", description="this process's rank in the job")
+    local_rank: int = Field(0, ge=0, validation_alias="LOCAL_RANK", description="this process's rank on its node (its GPU)")
+    local_world_size: int = Field(1, ge=1, validation_alias="LOCAL_WORLD_SIZE", description="processes on this node")
+    restart_count: int = Field(0, ge=0, validation_alias="TORCHELASTIC_RESTART_COUNT", description="times torchrun restarted the workers")
+    max_restarts: int = Field(0, ge=0, validation_alias="TORCHELASTIC_MAX_RESTARTS", description="torchrun --max-restarts")
+    use_agent_store: bool = Field(False, validation_alias="TORCHELASTIC_USE_AGENT_STORE", description="the process group's store is torchrun's rendezvous store (unset TORCH_DISABLE_SHARE_RDZV_TCP_STORE)")
+
+
 S = TypeVar("S", bound=BaseSettings)
 
 

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,13 +78,26 @@ def _with_branch(declared: TaskSpec, in_base: TaskSpec | None, branch_blocks: in
 
 
 def train(
-    model: MultiTaskNet, data: Split, *, epochs: int, batch_size: int, lr: float, seed: int, on_step: Callable[[int, int], None] | None = None, on_epoch: Callable[[int, dict], None] | None = None, only_heads: Sequence[str] = ()
+    model: MultiTaskNet,
+    data: Split,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    on_step: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    only_heads: Sequence[str] = (),
+    resume: Mapping[str, Any] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict]:
     """`only_heads`: train these heads alone; the backbone and the other heads (weights and batch-norm
-    statistics) come out exactly as they went in, so no other task's output can move."""
+    statistics) come out exactly as they went in, so no other task's output can move. `resume`,
+    `on_checkpoint`: per-epoch checkpoints (`fitting.fit`). Under an initialised process group of
+    several processes this is data-parallel training (`fitting.fit`, `trainer.train_job`)."""
     targets = fitting.encode_targets(model.tasks, data.annotations)
     with _only(model, only_heads):
-        return fitting.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step, train_heads=only_heads)
+        return fitting.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step, train_heads=only_heads, resume=resume, on_checkpoint=on_checkpoint)
 
 
 @contextlib.contextmanager
