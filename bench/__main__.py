@@ -1,7 +1,7 @@
 """Benchmark runner: `python -m bench [name ...] [--frames N]` prints one table per benchmark.
 
 Needs the local infrastructure (`longtail infra up`); it starts what is missing itself, unless
-every benchmark asked for says it needs none (`NEEDS_INFRA = False`: ddp).
+every benchmark asked for says it needs none (`NEEDS_INFRA = False`: trainer).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import ddp, fleet_side, gateway, inference, kafka_throughput, label_store, simulator
+from bench import fleet_side, gateway, inference, kafka_throughput, label_store, simulator
 from bench import trainer as trainer_bench
 
-BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway, "fleet-side": fleet_side, "inference": inference, "label-store": label_store, "trainer": trainer_bench, "simulator": simulator, "ddp": ddp}
+BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway, "fleet-side": fleet_side, "inference": inference, "label-store": label_store, "trainer": trainer_bench, "simulator": simulator}
 
 
 def main(argv: list[str] | None = None) -> int:

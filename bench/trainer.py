@@ -1,4 +1,6 @@
-"""Training throughput of the multitask network on CPU (samples/s), in one run:
+"""Training throughput of the multitask network on CPU (samples/s), in one run, two tables:
+
+1. batch size and threads, in one process:
 
 - the same `longtail.model.fitting.fit` loop (Adam, the trainer's loss) on the same 1024 simulator
   frames, at batch sizes 8 (close to per-sample updates: the baseline), 64 (the trainer's
@@ -10,6 +12,9 @@ per-step Python and dispatch overhead, not FLOPs, dominates at small batches —
 lever the trainer actually pulls; inductor needs a C++ toolchain at run time that the service
 image does not ship. Samples/s count training samples (forward + backward + step), excluding
 data generation. No thresholds are asserted; the ratios are the result.
+
+2. one process vs two data-parallel processes under torchrun, and the time to resume after a
+   killed worker (`bench.trainer_ddp`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from longtail import tasks as tasks_mod
 from longtail.model import fitting
 from longtail.model.network import MultiTaskNet, num_parameters
 
+from bench import trainer_ddp
+
+NEEDS_INFRA = False  # no Kafka, no S3: `python -m bench trainer` starts nothing
 SAMPLES = 1024
 EPOCHS = 2
 
@@ -57,10 +65,13 @@ def run(args, console) -> dict:
     for (batch, th), sps in results.items():
         rows.append([batch, th, f"{sps:,.0f}", f"{sps / base:.2f}x"])
     default = results[(64, threads)]
+    ddp = trainer_ddp.run(args, console)
     return {
         "title": f"multitask training throughput on CPU ({SAMPLES} frames x {EPOCHS} epochs, {num_parameters(MultiTaskNet(tasks_mod.DEFAULT_TASKS)):,} parameters)",
         "columns": ["batch", "threads", "samples/s", "vs batch 8"],
         "rows": rows,
-        "verdict": [f"trainer default (batch 64, {threads} threads): {default:,.0f} samples/s = {default / base:.1f}x the small-batch baseline; {default / results[(64, 1)]:.2f}x one thread"],
+        "more_tables": [{k: ddp[k] for k in ("title", "columns", "rows")}],
+        "verdict": [f"trainer default (batch 64, {threads} threads): {default:,.0f} samples/s = {default / base:.1f}x the small-batch baseline; {default / results[(64, 1)]:.2f}x one thread", *ddp["verdict"]],
         "samples_per_s": {f"b{b}_t{t}": v for (b, t), v in results.items()},
+        "data_parallel": {k: v for k, v in ddp.items() if k not in ("title", "columns", "rows", "verdict")},
     }

@@ -39,7 +39,11 @@ def build_fleet(sim: SimConfig, gateway_address: str | None, secret: str | None,
     model = train_bootstrap_model(seed=sim.seed)
     say(f"shadow model ready in {time.perf_counter() - started:.1f}s (bootstrap, trained on common cases only)")
     model.eval()
-    return SimulatedFleet(sim, world, model, store=store, gateway_address=gateway_address, token_secret=secret)
+    fleet = SimulatedFleet(sim, world, model, store=store, gateway_address=gateway_address, token_secret=secret)
+    from longtail.model import device
+
+    say(f"on-car inference of beamed-down models on {device.describe(fleet.shelf.device)} (LONGTAIL_DEVICE)")
+    return fleet
 
 
 def run(cars: int, duration: float, seed: int = 0, realtime: bool = False, console: Console | None = None) -> SimReport:

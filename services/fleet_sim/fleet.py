@@ -29,6 +29,7 @@ from longtail.auth import issue_token
 from longtail.common.v1 import common_pb2
 from longtail.fleet.v1 import fleet_pb2
 from longtail.log import get_logger
+from longtail.model import device
 from longtail.triggerlang import CompiledTrigger, FiringOptions, TriggerState, compile_trigger
 from longtail.triggers.v1 import triggers_pb2
 
@@ -157,7 +158,7 @@ class SimulatedFleet:
         self.store = store
         self.gateway_address = gateway_address
         self.token_secret = token_secret
-        self.shelf = ModelShelf(store)
+        self.shelf = ModelShelf(store, device.preferred())
         initial = Installed(common_pb2.ModelRef(name="bootstrap", version=0), model)
         self.report = SimReport()
         self.cars = [SimCar(f"{config.vehicle_prefix}-{i:05d}", Car(world, seed=config.seed * 100_003 + i), CarModels(initial)) for i in range(config.cars)]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from longtail import shadow
 from longtail.common.v1 import common_pb2
@@ -57,8 +58,9 @@ def ref_key(ref: common_pb2.ModelRef) -> tuple[str, int]:
 class ModelShelf:
     """Loaded model versions by (name, version, sha256), shared by the cars of one process."""
 
-    def __init__(self, store=None) -> None:
+    def __init__(self, store=None, device: torch.device | None = None) -> None:
         self.store = store  # longtail.storage.ObjectStore, for s3:// URIs
+        self.device = device or torch.device("cpu")  # where beamed-down models run (model.device.preferred(): CUDA when present)
         self.models: dict[tuple[str, int, str], object] = {}
         self._loading: dict[tuple[str, int, str], asyncio.Task] = {}
 
@@ -86,7 +88,7 @@ class ModelShelf:
         if sha256 and digest != sha256:
             raise ModelRejected(f"sha256 {digest[:12]}... does not match the announced {sha256[:12]}...")
         try:
-            return torchscript.load_scripted(data, optimize=True)  # a car only infers: frozen, batch norm folded
+            return torchscript.load_scripted(data, optimize=True, device=self.device)  # a car only infers: frozen, batch norm folded
         except Exception as exc:  # noqa: BLE001 - any unloadable archive is refused the same way
             raise ModelRejected(f"not a loadable TorchScript model: {type(exc).__name__}: {exc}") from exc
 

@@ -120,3 +120,7 @@ class ObjectStore:
 
     def list(self, prefix: str) -> list[str]:
         return [o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)]
+
+    def delete(self, key: str) -> None:
+        """Remove an object (nothing happens when it is not there)."""
+        self.client.remove_object(self.bucket, key)

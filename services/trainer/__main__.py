@@ -31,6 +31,7 @@ from longtail.runtime import ServiceRuntime
 from longtail.storage import ObjectStore
 from longtail.topics import ensure_topics
 
+from trainer import backends
 from trainer.labels import LabelStoreClient
 from trainer.registry import Registry
 from trainer.runner import SERVICE, Settings, Trainer
@@ -110,8 +111,9 @@ async def serve() -> None:
         declared,
         labels,
         publish_event,
-        Settings(threads=settings.threads, default_epochs=settings.epochs, fallback_samples=settings.fallback_samples, detector_min_auc=settings.detector_min_auc, gate_shift_px=settings.gate_shift_px),
+        Settings(threads=settings.threads, default_epochs=settings.epochs, fallback_samples=settings.fallback_samples, detector_min_auc=settings.detector_min_auc, gate_shift_px=settings.gate_shift_px, backend=settings.backend),
         default_model=settings.model_name,
+        backends=backends.configured(settings, store, s3),
     )
     runtime.add_worker("runner", trainer)
     if settings.label_threshold > 0:

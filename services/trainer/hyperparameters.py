@@ -15,6 +15,8 @@ from longtail.models.v1 import trainer_pb2 as T
 
 from trainer.data import WORLDS
 
+BACKENDS = ("local", "torchrun", "kubernetes")  # trainer.backends
+
 
 @dataclass(frozen=True)
 class Hyperparameter:
@@ -41,6 +43,8 @@ KNOWN: dict[str, Hyperparameter] = {
     "train_heads": Hyperparameter(str, lambda v: True, "comma-separated task names (the heads to train; empty: all)"),
     "branch_blocks": Hyperparameter(int, _count, "an integer >= 0 (a head new to the network gets its own copy of the last N backbone blocks)"),
     "min_auc": Hyperparameter(float, lambda v: 0 <= v <= 1, "an AUC in [0, 1] (a trigger detector's gate)"),
+    "backend": Hyperparameter(str, lambda v: v in BACKENDS, f"one of {', '.join(BACKENDS)} (where the run trains: trainer.backends; default TRAINER_BACKEND)"),
+    "processes": Hyperparameter(int, lambda v: float(v).is_integer() and 1 <= v <= 64, "an integer in [1, 64] (training processes per node of the torchrun and kubernetes backends)"),
 }
 
 

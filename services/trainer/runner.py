@@ -27,7 +27,7 @@ from longtail import tasks as tasks_mod
 from longtail.common.v1 import common_pb2 as C
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.log import get_logger
-from longtail.model import torchscript
+from longtail.model import fitting, torchscript
 from longtail.model.network import MultiTaskNet
 from longtail.models.v1 import events_pb2 as E
 from longtail.models.v1 import trainer_pb2 as T
@@ -35,9 +35,10 @@ from longtail.registry import TRAINER
 from longtail.storage import ObjectStore
 from longtail.tasks import DeclaredTask
 
+from trainer import backends as backends_mod
 from trainer import data as data_mod
 from trainer import detector as det
-from trainer import gate, hyperparameters, training
+from trainer import gate, hyperparameters, jobs, training
 from trainer.labels import LabelStoreClient
 from trainer.registry import Registry
 
@@ -63,6 +64,7 @@ class Settings:
     fallback_samples: int = 800
     detector_min_auc: float = 0.8
     gate_shift_px: int = 1  # the gate's stability check moves case images by this much (0: every baseline pass counts)
+    backend: str = "local"  # where multitask runs train when the run does not say (trainer.backends)
 
 
 def shifted(images: dict[str, np.ndarray], px: int) -> list[dict[str, np.ndarray]]:
@@ -82,6 +84,7 @@ class Trainer:
         publish_event: Callable[[topics.Topic, str, object], None],
         settings: Settings | None = None,
         default_model: str = "multitask",
+        backends: dict[str, backends_mod.Backend] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -90,6 +93,9 @@ class Trainer:
         self.publish_event = publish_event
         self.settings = settings or Settings()
         self.default_model = default_model
+        self.backends = backends or {"local": backends_mod.LocalBackend()}
+        if self.settings.backend not in self.backends:
+            raise ValueError(f"TRAINER_BACKEND={self.settings.backend}: not configured (configured: {', '.join(self.backends)})")
         self.runs: dict[str, T.Run] = {}
         self._lock = threading.RLock()
         self._queue: queue.Queue[str] = queue.Queue()
@@ -175,6 +181,9 @@ class Trainer:
     def submit(self, spec: T.RunSpec, run_id: str = "", triggered_by: str = "api") -> tuple[T.Run, bool]:
         gate.check_waivers(spec.waivers)
         hyperparameters.check(spec, set(spec.tasks) or {d.name for d in self.declared})
+        backend = str(hyperparameters.get(spec, "backend", self.settings.backend))
+        if backend not in self.backends:
+            raise ValueError(f"spec.hyperparameters.backend: {backend} is not configured on this trainer (configured: {', '.join(self.backends)}; the kubernetes backend needs TRAINER_BACKEND=kubernetes, docs/trainer.md)")
         with self._lock:
             if run_id and run_id in self.runs:
                 return self._copy(self.runs[run_id]), True
@@ -389,24 +398,8 @@ class Trainer:
 
         self._phase(run_id, T.RUN_PHASE_TRAINING, 0.1)
         epochs = int(spec.epochs or s.default_epochs)
-        last = [0.0]
-
-        def on_step(done: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last[0] > 0.5 or done == total:
-                last[0] = now
-                self._update(run_id, progress=0.1 + 0.7 * done / max(total, 1))
-
-        def on_epoch(epoch: int, parts: dict) -> None:
-            self._update(run_id, persist=True, epoch=epoch + 1, metrics={"train/loss": float(parts.get("total", 0.0))})
-
         only = [h.strip() for h in str(hyperparameters.get(spec, "train_heads", "")).split(",") if h.strip()]  # e.g. a new task's head alone
-        try:
-            training.train(
-                model, splits["train"], epochs=epochs, batch_size=int(hyperparameters.get(spec, "batch_size", s.batch_size)), lr=float(hyperparameters.get(spec, "lr", s.lr)), seed=seed, on_step=on_step, on_epoch=on_epoch, only_heads=only
-            )
-        except ValueError as exc:
-            raise RunError(str(exc)) from None
+        trained = self._train(run_id, spec, model, splits["train"], epochs=epochs, batch_size=int(hyperparameters.get(spec, "batch_size", s.batch_size)), lr=float(hyperparameters.get(spec, "lr", s.lr)), seed=seed, train_heads=only)
 
         self._phase(run_id, T.RUN_PHASE_EVALUATING, 0.8)
         metrics = training.evaluate(model, splits["val"], "val")
@@ -456,6 +449,7 @@ class Trainer:
                 "seed": seed,
                 "epochs": epochs,
                 "triggered_by": self.runs[run_id].triggered_by,
+                "training": {k: trained.report.get(k) for k in ("backend", "device", "world_size", "samples_per_s", "restart_count", "resumed_from_epoch", "trainjob") if trained.report.get(k) is not None},
             }
         }
         pv = model_repo.publish(self.store, model, spec.model_name, version, parent=base_mv.model.version if base_mv else None, metrics=metrics, datasets=used, run_id=run_id, extra=extra)
@@ -469,6 +463,35 @@ class Trainer:
             except Exception as exc:
                 log.warning("could not record suite results", run_id=run_id, error=repr(exc))
         return T.RUN_STATUS_SUCCEEDED
+
+    def _train(self, run_id: str, spec: T.RunSpec, model: MultiTaskNet, data: data_mod.Split, **hyper) -> backends_mod.Trained:
+        """The optimisation of a multitask run, on the run's backend; the trained weights are loaded
+        into `model`."""
+        backend = self.backends[str(hyperparameters.get(spec, "backend", self.settings.backend))]
+        processes = int(hyperparameters.get(spec, "processes", 0))
+        job = jobs.JobInput.of(run_id, model, data.images, fitting.encode_targets(model.tasks, data.annotations), processes=processes, **hyper)
+        last = [0.0]
+
+        def on_progress(fraction: float, epoch: int | None, loss: float | None) -> None:
+            now = time.monotonic()
+            if epoch is not None:
+                self._update(run_id, persist=True, progress=0.1 + 0.7 * fraction, epoch=epoch, metrics={"train/loss": float(loss or 0.0)})
+            elif now - last[0] > 0.5 or fraction >= 1.0:
+                last[0] = now
+                self._update(run_id, progress=0.1 + 0.7 * fraction)
+
+        try:
+            trained = backend.train(job, on_progress)
+        except (ValueError, backends_mod.JobFailed) as exc:
+            raise RunError(str(exc)) from None
+        model.load_state_dict(trained.weights)
+        report = trained.report
+        extra = {"train/processes": float(report.get("world_size") or 1)}
+        if report.get("samples_per_s"):
+            extra["train/samples_per_s"] = float(report["samples_per_s"])
+        self._update(run_id, persist=True, metrics=extra)
+        log.info("run trained", run_id=run_id, backend=backend.name, device=report.get("device"), world_size=report.get("world_size"), samples_per_s=report.get("samples_per_s"))
+        return trained
 
     def _refuse(self, run_id: str, mv: T.ModelVersion, model, report: T.GateReport) -> int:
         mv.state = T.MODEL_STATE_REFUSED

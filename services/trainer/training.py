@@ -90,14 +90,35 @@ def train(
     only_heads: Sequence[str] = (),
     resume: Mapping[str, Any] | None = None,
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    device: torch.device | None = None,
 ) -> list[dict]:
     """`only_heads`: train these heads alone; the backbone and the other heads (weights and batch-norm
     statistics) come out exactly as they went in, so no other task's output can move. `resume`,
     `on_checkpoint`: per-epoch checkpoints (`fitting.fit`). Under an initialised process group of
     several processes this is data-parallel training (`fitting.fit`, `trainer.train_job`)."""
     targets = fitting.encode_targets(model.tasks, data.annotations)
+    return train_encoded(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_step=on_step, on_epoch=on_epoch, only_heads=only_heads, resume=resume, on_checkpoint=on_checkpoint, device=device)
+
+
+def train_encoded(
+    model: MultiTaskNet,
+    images: np.ndarray | torch.Tensor,
+    targets: Mapping[str, Mapping[str, torch.Tensor]],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    on_step: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    only_heads: Sequence[str] = (),
+    resume: Mapping[str, Any] | None = None,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    device: torch.device | None = None,
+) -> list[dict]:
+    """`train` on targets already encoded (`fitting.encode_targets`): what a training job receives."""
     with _only(model, only_heads):
-        return fitting.fit(model, data.images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step, train_heads=only_heads, resume=resume, on_checkpoint=on_checkpoint)
+        return fitting.fit(model, images, targets, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, on_epoch=on_epoch, on_step=on_step, train_heads=only_heads, resume=resume, on_checkpoint=on_checkpoint, device=device)
 
 
 @contextlib.contextmanager

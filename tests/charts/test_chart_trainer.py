@@ -25,6 +25,9 @@ REJECTED = [
     (["--set", "trainer.threads=0"], ["/trainer/threads", "minimum"]),
     (["--set-json", "trainer.detectorMinAuc=1.5"], ["/trainer/detectorMinAuc", "maximum"]),
     (["--set", "trainer.gpus=1"], ["/trainer", "'gpus' not allowed"]),
+    (["--set", "trainer.backend=slurm"], ["/trainer/backend", "value must be one of"]),
+    (["--set", "trainer.jobCpu=two"], ["/trainer/jobCpu", "does not match pattern"]),
+    (["--set", "trainer.processes=0"], ["/trainer/processes", "minimum"]),
 ]
 
 
@@ -97,3 +100,29 @@ def test_trainer_environment_is_accepted_by_the_service(render: Renderer, monkey
     config.load(config.KafkaSettings)
     assert config.load(config.S3Settings).endpoint == env["S3_ENDPOINT"]
     assert settings.threads == int(env["TRAINER_THREADS"])
+
+
+def test_trainjobs_backend_gets_a_role_for_trainjobs_only_and_the_trainers_image(render: Renderer) -> None:
+    docs = render.docs("trainer", "trainjobs")
+    role, binding = one(docs, "Role"), one(docs, "RoleBinding")
+    assert role["rules"] == [
+        {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
+        {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs/status"], "verbs": ["get"]},
+    ]
+    account = one(docs, "ServiceAccount")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert [(s["kind"], s["name"]) for s in binding["subjects"]] == [("ServiceAccount", account["metadata"]["name"])]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is True and account["automountServiceAccountToken"] is True  # the API needs the token
+    data = env_configmap(docs)["data"]
+    assert data["TRAINER_BACKEND"] == "kubernetes" and data["TRAINER_JOB_IMAGE"] == container(docs)["image"]
+    assert (data["TRAINER_JOB_S3_SECRET"], data["TRAINER_JOB_S3_ACCESS_KEY_KEY"], data["TRAINER_JOB_S3_SECRET_KEY_KEY"]) == ("longtail-s3", "access-key", "secret-key")  # s3.existingSecret's
+    assert (data["TRAINER_JOB_NODES"], data["TRAINER_JOB_GPUS"]) == ("2", "1")
+
+
+def test_other_backends_get_no_role_and_no_token(render: Renderer) -> None:
+    for args in ((), ("--set", "trainer.backend=torchrun")):
+        docs = render.docs("trainer", "defaults", args)
+        assert not [d for d in docs if d["kind"] in ("Role", "RoleBinding")]
+        assert one(docs, "Deployment")["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert not [d for d in render.docs("trainer", "trainjobs", ("--set", "rbac.create=false")) if d["kind"] in ("Role", "RoleBinding")]

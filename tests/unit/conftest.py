@@ -26,6 +26,9 @@ class MemoryStore:
     def list(self, prefix):
         return sorted(k for k in self.objects if k.startswith(prefix))
 
+    def delete(self, key):
+        self.objects.pop(key, None)
+
 
 @pytest.fixture
 def store() -> MemoryStore:

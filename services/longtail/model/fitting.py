@@ -231,6 +231,7 @@ def fit(
     train_heads: Sequence[str] = (),
     resume: Mapping[str, Any] | None = None,
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    device: torch.device | None = None,
 ) -> list[dict[str, float]]:
     """Train `model` in place (Adam, one-cycle-ish cosine schedule), deterministic for a seed on a
     fixed thread count. Returns the mean loss parts per epoch. `on_step(done, total)` is called
@@ -253,12 +254,15 @@ def fit(
     otherwise. Batch norm is per rank (each rank normalises with its shard's statistics;
     SyncBatchNorm has no CPU implementation); the running statistics are rank 0's (DDP broadcasts
     buffers before every forward, and `fit` once more after every epoch), so every rank ends with
-    identical weights. The returned losses are means over every rank's steps."""
+    identical weights. The returned losses are means over every rank's steps.
+
+    `device` (one process): where to train (`longtail.model.device.preferred()`: CUDA when
+    present); the model goes back to where it was afterwards. Under DDP the process group decides."""
     x = torch.as_tensor(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
     n = x.shape[0]
     ctx = distributed()
     home = next(model.parameters()).device
-    device = ctx.device if ctx is not None else home
+    device = ctx.device if ctx is not None else (device or home)
     if device != home:
         model.to(device)
     gen = torch.Generator().manual_seed(seed)

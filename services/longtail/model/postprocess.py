@@ -23,8 +23,9 @@ def _boxes(raw: torch.Tensor) -> torch.Tensor:
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1).clamp(0.0, 1.0)
 
 
-def predict_with(module: Callable, tasks: Sequence[TaskSpec], images: np.ndarray | torch.Tensor, camera_hfov_deg: float = 60.0, batch_size: int = 256) -> list[dict[str, dict]]:
-    """Run an eager or scripted network and post-process its outputs (see `postprocess`)."""
+def predict_with(module: Callable, tasks: Sequence[TaskSpec], images: np.ndarray | torch.Tensor, camera_hfov_deg: float = 60.0, batch_size: int = 256, device: torch.device | None = None) -> list[dict[str, dict]]:
+    """Run an eager or scripted network and post-process its outputs (see `postprocess`). With a
+    `device` other than the CPU (the module must be there), batches go there and outputs come back."""
     x = torch.as_tensor(np.ascontiguousarray(images)) if isinstance(images, np.ndarray) else images
     if x.dim() == 3:
         x = x.unsqueeze(0)
@@ -34,7 +35,11 @@ def predict_with(module: Callable, tasks: Sequence[TaskSpec], images: np.ndarray
     results: list[dict[str, dict]] = []
     with torch.no_grad():  # not inference_mode: TorchScript modules reject inference tensors
         for i in range(0, x.shape[0], batch_size):
-            results += postprocess(tasks, module(x[i : i + batch_size]), camera_hfov_deg)
+            if device is None or device.type == "cpu":
+                results += postprocess(tasks, module(x[i : i + batch_size]), camera_hfov_deg)
+                continue
+            raw = module(x[i : i + batch_size].to(device, non_blocking=True))
+            results += postprocess(tasks, {t: {k: v.cpu() for k, v in out.items()} for t, out in raw.items()}, camera_hfov_deg)
     if was_training and hasattr(module, "train"):
         module.train()
     return results

@@ -1,5 +1,5 @@
-"""Data-parallel training on the CPU (issue #21): `python -m trainer.train_job` on the same generated
-frames, seed and global batch, in one run:
+"""Data-parallel training on the CPU, the second table of `python -m bench trainer`:
+`python -m trainer.train_job` on the same generated frames, seed and global batch, in one run:
 
 - 1 process x 1 thread: the baseline;
 - 1 process x 2 threads: what a trainer run does today (TRAINER_THREADS=2, intra-op threads);
@@ -29,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-NEEDS_INFRA = False  # no Kafka, no S3: `python -m bench ddp` starts nothing
 SERVICES = Path(__file__).resolve().parents[1] / "services"
 SAMPLES = 1200  # 1020 training frames (15 % validation)
 EPOCHS = 2
@@ -65,7 +64,7 @@ def run(args, console) -> dict:
             ("2x1 DDP", 2, 1, ()),
             ("2x1 DDP, rank 1 killed", 2, 1, ("--fail-at-epoch", str(EPOCHS))),
         ):
-            console.print(f"[magenta]ddp[/] {name} ...")
+            console.print(f"[magenta]trainer[/] data-parallel {name} ...")
             results[name] = _job(Path(tmp) / name.replace(" ", "_").replace(",", ""), processes, threads, *extra)
     base = results["1x1"]["samples_per_s"]
     rows = []
