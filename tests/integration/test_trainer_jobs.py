@@ -46,7 +46,8 @@ REPO_TASKS = Path(__file__).resolve().parents[2] / "tasks.yaml"
 PLAIN = "any(d.cls == stop_sign and d.conf >= 0.5)"
 # Suite pass rates, 2 DDP processes vs 1 (same base, data, seed, global batch), absolute: on 12
 # cases one case is 0.083. The runs differ by batch-norm statistics per rank and the mean of the
-# shards' losses (docs/trainer.md): measured 0 and 1 case apart on these suites; 2 cases allowed.
+# shards' losses (docs/trainer.md). Measured: 6/12 and 6/12, both refused by the gate (the base
+# passes 8/12), final training loss 1.628 vs 1.509 (7.9 %); 2 cases allowed.
 SUITE_TOLERANCE = 2 / 12
 
 
@@ -152,8 +153,8 @@ def test_two_ddp_processes_reach_the_gate_decision_and_suite_pass_rates_of_one(t
     producer.produce(topics.MODELS_PUBLISHED, name, model_repo.published_event(pv, C.MODEL_ROLE_PRODUCTION, objects.bucket))
     producer.close()
 
-    def spec(**extra) -> T.RunSpec:  # from v1 on generated frames with occluded stop signs: the same run twice
-        return T.RunSpec(model_name=name, base_model=C.ModelRef(name=name, version=1), seed=7, epochs=3, hyperparameters=hp(fallback_samples=320, fallback_world="occluded", batch_size=32, lr=0.001, **extra))
+    def spec(**extra) -> T.RunSpec:  # from v1 on generated frames: the same run twice
+        return T.RunSpec(model_name=name, base_model=C.ModelRef(name=name, version=1), seed=7, epochs=6, hyperparameters=hp(fallback_samples=640, fallback_world="default", batch_size=32, lr=0.003, **extra))
 
     deadline = time.monotonic() + 30
     while api.GetModel(T.GetModelRequest(model=C.ModelRef(name=name, version=1)), timeout=10).model.state != T.MODEL_STATE_PRODUCTION:
@@ -170,7 +171,8 @@ def test_two_ddp_processes_reach_the_gate_decision_and_suite_pass_rates_of_one(t
     assert rates[ddp.run_id][suite][0] == rates[one.run_id][suite][0]  # the same baseline
     assert abs(rates[ddp.run_id][suite][1] - rates[one.run_id][suite][1]) <= SUITE_TOLERANCE + 1e-9, rates
     loss = (ddp.metrics["train/loss"], one.metrics["train/loss"])
-    print(f"\n2 DDP processes vs 1: gate {ddp.gate_report.accepted} vs {one.gate_report.accepted}; {suite} pass rate {rates[ddp.run_id][suite][1]:.3f} vs {rates[one.run_id][suite][1]:.3f} (baseline {rates[one.run_id][suite][0]:.3f}, 12 cases); final training loss {loss[0]:.4f} vs {loss[1]:.4f}")
+    after = (rates[ddp.run_id][suite][1], rates[one.run_id][suite][1])
+    print(f"\n2 DDP processes vs 1: gate {ddp.gate_report.accepted} vs {one.gate_report.accepted}; pass rate {after[0]:.3f} vs {after[1]:.3f} (baseline {rates[one.run_id][suite][0]:.3f}, 12 cases); loss {loss[0]:.4f} vs {loss[1]:.4f}")
     assert abs(loss[0] - loss[1]) / loss[1] <= 0.30, loss  # the final epoch's training loss (tests/unit/trainer/test_trainer_ddp.py: LOSS_TOLERANCE)
     assert objects.list(f"{jobs.PREFIX}/{ddp.run_id}/") == []
     if ddp.status == T.RUN_STATUS_SUCCEEDED:  # what was published is what the two processes trained

@@ -194,3 +194,30 @@ def test_heads_trained_alone_under_ddp_leave_everything_else_bit_identical(tmp_p
     initial, _ = training.build_model([d.spec for d in tasks_mod.load()], None, seed=0)
     changed = {k.split(".")[1] for k, v in initial.state_dict().items() if not torch.equal(trained[k], v)}
     assert changed == {"traffic_light"}
+
+
+@pytest.mark.distributed
+def test_two_nodes_meeting_through_a_c10d_rendezvous_train_like_two_local_processes(two_processes, tmp_path):
+    """Two torchrun agents (two "nodes" of one process each, on loopback) that find each other
+    through the c10d rendezvous: the same two ranks, so the same weights as --standalone."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SERVICES), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1", "LOG_FORMAT": "json", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    out = tmp_path / "nodes"
+    agent = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "it-nodes", "-m", "trainer.train_job"]
+    nodes = [subprocess.Popen([*agent, *JOB, "--timeout-s", "60", "--out", str(out)], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True) for _ in range(2)]
+    outputs = []
+    try:
+        for node in nodes:
+            outputs.append(node.communicate(timeout=240)[0])
+    except subprocess.TimeoutExpired:
+        for node in nodes:
+            os.killpg(node.pid, signal.SIGKILL)
+        pytest.fail("the two nodes did not finish in 240 s")
+    assert [n.returncode for n in nodes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    result = json.loads((out / "result.json").read_text())
+    assert result["world_size"] == 2 and len({r["state_dict_sha256"] for r in result["ranks"]}) == 1
+    assert result["state_dict_sha256"] == two_processes["state_dict_sha256"] and result["history"] == two_processes["history"]
