@@ -78,6 +78,8 @@ def train(
     waive: list[str] = typer.Option([], "--waive", help="SUITE[:CASE_ID]=REASON: accept that regression (recorded)."),
     detector: str = typer.Option("", help="Train a trigger detector with this name instead of the multitask model."),
     positive: str = typer.Option("", help="Detector: predicate over a label that makes a sample positive."),
+    backend: str = typer.Option("", help="Where the run trains: local, torchrun or kubernetes (default: the trainer's TRAINER_BACKEND; docs/trainer.md, Run backends)."),
+    processes: int = typer.Option(0, help="Training processes per node for torchrun/kubernetes (0 = the trainer's TRAINER_PROCESSES)."),
     run_id: str = typer.Option("", help="Idempotency key."),
     wait: bool = typer.Option(True, help="Follow the run with a progress bar."),
 ) -> None:
@@ -99,6 +101,10 @@ def train(
         spec.base_model.CopyFrom(_ref(base))
     if lr:
         spec.hyperparameters.update({"lr": lr})
+    if backend:
+        spec.hyperparameters.update({"backend": backend})
+    if processes:
+        spec.hyperparameters.update({"processes": processes})
     for w in waive:
         target, sep, reason = w.partition("=")
         if not sep or not reason.strip():

@@ -19,7 +19,9 @@ from longtail.registry import SERVICES
 ROOT = Path(__file__).resolve().parents[2] / "services"
 PREFIXES = {"gateway": "GATEWAY_", "trigger_evaluator": "TRIGGER_EVALUATOR_", "map_vision": "MAP_VISION_", "label_store": "LABEL_STORE_", "inference": "INFERENCE_", "trainer": "TRAINER_"}
 # grpc reads GRPC_EXPERIMENTS when first imported: the gateway sets its default before any settings load.
-ALLOWED_ENVIRON = {("gateway", "__main__.py")}
+# The trainer's torchrun backend hands its whole environment (S3_*, LONGTAIL_DEVICE, PATH, ...) to the
+# job it starts; it reads no setting from it.
+ALLOWED_ENVIRON = {("gateway", "__main__.py"), ("trainer", "backends.py")}
 
 
 @pytest.mark.parametrize("package", sorted(s.package for s in SERVICES.values()))
