@@ -22,8 +22,10 @@ from longtail_cli import triggers as catalog_cli
 app = typer.Typer(help="longtail: a data engine for fleet learning.", no_args_is_help=True, pretty_exceptions_enable=False)
 infra_app = typer.Typer(help="Local infrastructure: Kafka, S3, PostgreSQL, Triton on loopback.", no_args_is_help=True)
 protos_app = typer.Typer(help="Protobuf contracts: regenerate and check the Python code.", no_args_is_help=True)
+k8s_app = typer.Typer(help="A local Kubernetes control plane on loopback (etcd, API server, controllers, kwok's simulated nodes) to try the charts.", no_args_is_help=True)
 app.add_typer(infra_app, name="infra")
 app.add_typer(protos_app, name="protos")
+app.add_typer(k8s_app, name="k8s")
 app.add_typer(triggers_cli.app, name="triggers")
 catalog_cli.register(triggers_cli.app)
 app.add_typer(label_cli.suites_app, name="suites")
@@ -98,6 +100,62 @@ def infra_env() -> None:
     from longtail_dev.infra import Launcher
 
     for key, value in sorted(Launcher().env().items()):
+        print(f"export {key}={value}")
+
+
+def _k8s_launcher():
+    from longtail_dev.infra import Launcher, k8s
+
+    return Launcher(say=lambda m: console.print(f"[cyan]k8s[/] {m}"), components=k8s.COMPONENTS, state_name="k8s")
+
+
+@k8s_app.command("up")
+def k8s_up() -> None:
+    """Build (once: 12-15 min on 2 cores, cached) and start etcd, kube-apiserver, the controller
+    manager, the scheduler and kwok (3 simulated nodes) on 127.0.0.1; idempotent. Pods on the
+    simulated nodes are marked Running and Ready, but no container runs."""
+    from longtail_dev.infra import InfraError, k8s
+
+    try:
+        _k8s_launcher().up()
+        info = k8s.summary()
+    except InfraError as exc:
+        fail(str(exc))
+    console.print(f"[green]Kubernetes {info.version} is up[/] with nodes {', '.join(info.nodes)} (simulated by kwok: containers do not run).")
+    console.print(f'  export KUBECONFIG={info.kubeconfig}    # or: eval "$(longtail k8s env)"')
+
+
+@k8s_app.command("status")
+def k8s_status() -> None:
+    """What runs, whether it answers, the server version and the nodes. Exits 1 if something recorded is down."""
+    from longtail_dev.infra import k8s
+
+    table = Table("component", "pid", "running", "ready", "address", "log")
+    broken = False
+    rows = _k8s_launcher().status()
+    for row in rows:
+        table.add_row(row.name, str(row.pid or "-"), "yes" if row.running else "no", "yes" if row.ready else "no", row.address, row.log)
+        broken |= bool(row.pid) and not row.ready
+    Console(width=max(Console().width, 160)).print(table)
+    if any(r.ready for r in rows if r.name == "kube-apiserver"):
+        info = k8s.summary()
+        console.print(f"Kubernetes {info.version}; nodes: " + ", ".join(f"{n} Ready={s}" for n, s in info.nodes.items()) + f"; KUBECONFIG={info.kubeconfig}")
+    if broken:
+        raise typer.Exit(1)
+
+
+@k8s_app.command("down")
+def k8s_down() -> None:
+    """Stop exactly the processes `k8s up` started (the API server before etcd). The data stays in
+    the state directory: `k8s up` again finds the same objects."""
+    if not _k8s_launcher().down():
+        console.print("nothing was running")
+
+
+@k8s_app.command("env")
+def k8s_env() -> None:
+    """Print `export KUBECONFIG=...` for the running control plane (eval "$(longtail k8s env)")."""
+    for key, value in sorted(_k8s_launcher().env().items()):
         print(f"export {key}={value}")
 
 

@@ -512,9 +512,13 @@ class Status:
 
 
 class Launcher:
-    def __init__(self, say: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)) -> None:
+    """Starts, tracks and stops a set of components (`COMPONENTS` for `longtail infra`, the control
+    plane's for `longtail k8s`), each set with its own state file."""
+
+    def __init__(self, say: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr), components: dict[str, Callable[[], Component]] | None = None, state_name: str = "infra") -> None:
         self.say = say
-        self.state_file = state_dir() / "infra.json"
+        self.components = components if components is not None else COMPONENTS
+        self.state_file = state_dir() / f"{state_name}.json"
 
     # -- state -------------------------------------------------------------------------------
     def _load(self) -> dict:
@@ -531,7 +535,7 @@ class Launcher:
         env = {}
         for entry in state.values():
             env.update(entry.get("env", {}))
-        (self.state_file.parent / "infra.env").write_text("".join(f"export {k}={v}\n" for k, v in sorted(env.items())))
+        self.state_file.with_suffix(".env").write_text("".join(f"export {k}={v}\n" for k, v in sorted(env.items())))
 
     @staticmethod
     def _alive(entry: dict) -> bool:
@@ -541,21 +545,21 @@ class Launcher:
         return _proc_start_time(pid) == entry.get("start_time")
 
     # -- verbs -------------------------------------------------------------------------------
-    def up(self, names: Iterable[str] = DEFAULT) -> dict[str, str]:
+    def up(self, names: Iterable[str] | None = None) -> dict[str, str]:
         """Start what is not running; returns the environment that points services at it.
 
         On any failure, stops what this call started (nothing is left half-up) and raises InfraError.
         """
-        names = list(names)
-        unknown = [n for n in names if n not in COMPONENTS]
+        names = list(names) if names is not None else list(DEFAULT if self.components is COMPONENTS else self.components)
+        unknown = [n for n in names if n not in self.components]
         if unknown:
-            raise InfraError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENTS)}")
+            raise InfraError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(self.components)}")
         state = self._load()
         started: list[str] = []
         env: dict[str, str] = {}
         try:
             for name in names:
-                comp = COMPONENTS[name]()
+                comp = self.components[name]()
                 entry = state.get(name)
                 if entry and self._alive(entry) and comp.ready():
                     self.say(f"{name}: already running (pid {entry['pid']}) on {comp.describe()}")
@@ -633,7 +637,7 @@ class Launcher:
     def status(self) -> list[Status]:
         state = self._load()
         rows = []
-        for name, factory in COMPONENTS.items():
+        for name, factory in self.components.items():
             entry = state.get(name)
             comp = factory()
             running = self._alive(entry) if entry else False
