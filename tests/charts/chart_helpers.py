@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "charts"
 GOLDEN = Path(__file__).parent / "golden"
 KUBE_VERSION = "1.30.0"
+# Renders as on a cluster with the Prometheus Operator's CRDs (the charts create ServiceMonitors and
+# PrometheusRules only where the API serves them; test_charts_common checks the other case).
+MONITORING_API = ("--api-versions", "monitoring.coreos.com/v1/ServiceMonitor", "--api-versions", "monitoring.coreos.com/v1/PrometheusRule")
 NAMESPACE = "longtail"
 # Dependency build order: service charts before the umbrella that vendors them.
 SERVICE_CHARTS = ["gateway", "trigger-evaluator", "map-vision", "triton", "label-store", "inference", "trainer"]
@@ -68,7 +71,7 @@ class Renderer:
 
     @functools.cache  # noqa: B019 (one renderer for the whole session: nothing to leak)
     def text(self, chart: str, values: str | None = None, extra: tuple[str, ...] = ()) -> str:
-        cmd = [self.helm, "template", chart, self.charts / chart, "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION]
+        cmd = [self.helm, "template", chart, self.charts / chart, "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION, *MONITORING_API]
         if values:
             cmd += ["-f", self.charts / chart / "ci" / f"{values}.yaml"]
         return run([*cmd, *extra])

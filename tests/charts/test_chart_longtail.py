@@ -243,3 +243,17 @@ def test_umbrella_ships_the_system_dashboards_and_the_alert_rules(render: Render
     assert {"LongtailTriggerYieldLow", "LongtailConsumerLagGrowing", "LongtailModelRefused"} <= alerts
     defaults = render.docs("longtail", "defaults")
     assert not [d for d in defaults if d["kind"] == "PrometheusRule" or d["metadata"]["name"].startswith("longtail-dashboard-")]
+
+
+def test_monitoring_objects_are_skipped_where_the_cluster_has_no_prometheus_operator(render: Renderer) -> None:
+    """The same values on a cluster without monitoring.coreos.com/v1 (no --api-versions): no
+    ServiceMonitor, no PrometheusRule, nothing else missing. tests/k8s install both ways for real."""
+    import subprocess
+
+    production = CHARTS / "longtail" / "ci" / "production.yaml"
+    with_api = render.docs("longtail", "production", ("--set", "observability.prometheusRule.enabled=true"))
+    assert {"ServiceMonitor", "PrometheusRule"} <= {d["kind"] for d in with_api}
+    cmd = [render.helm, "template", "longtail", str(render.charts / "longtail"), "--namespace", NAMESPACE, "-f", str(production), "--set", "observability.prometheusRule.enabled=true"]
+    without = [d for d in yaml.safe_load_all(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout) if d]
+    assert not [d for d in without if d["kind"] in ("ServiceMonitor", "PrometheusRule")]
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in without) == sorted((d["kind"], d["metadata"]["name"]) for d in with_api if d["kind"] not in ("ServiceMonitor", "PrometheusRule"))

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from k8s_helpers import SERVICE_CHARTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +38,10 @@ def cluster() -> Iterator[dict[str, str]]:
     launcher = Launcher(say=lambda m: print(f"k8s: {m}"), components=k8s.COMPONENTS, state_name="k8s")
     running = {s.name for s in launcher.status() if s.ready}
     env = launcher.up()
+    # the example node pool that the charts' production values pin the trainer to (ci/external.yaml)
+    from kubernetes import client
+
+    client.CoreV1Api(k8s.api()).patch_node(k8s.node_names()[0], {"metadata": {"labels": {"longtail.example.com/pool": "training"}}})
     try:
         yield {**env, "tools": str(k8s.tools())}
     finally:
@@ -52,6 +57,20 @@ def kubectl(cluster) -> str:
 @pytest.fixture(scope="session")
 def helm(cluster) -> str:
     return _tool("helm-tools")
+
+
+@pytest.fixture(scope="session")
+def charts(helm, tmp_path_factory) -> Path:
+    """A copy of charts/ with the dependencies vendored (charts/README.md, "Build before you render"), once per session."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("charts")
+    env = {**os.environ, "HOME": str(root), "HELM_CACHE_HOME": str(root / ".helm-cache"), "HELM_CONFIG_HOME": str(root / ".helm-config"), "HELM_DATA_HOME": str(root / ".helm-data")}
+    for c in ("longtail-lib", *SERVICE_CHARTS, "longtail"):
+        shutil.copytree(ROOT / "charts" / c, root / c, ignore=shutil.ignore_patterns("charts", "*.tgz"))
+    for c in (*SERVICE_CHARTS, "longtail"):
+        subprocess.run([helm, "dependency", "build", str(root / c)], capture_output=True, text=True, check=True, env=env)
+    return root
 
 
 class Kube:

@@ -11,20 +11,10 @@ import shutil
 import time
 from pathlib import Path
 
+from k8s_helpers import SERVICE_CHARTS
+
 ROOT = Path(__file__).resolve().parents[2]
-SERVICE_CHARTS = ("gateway", "trigger-evaluator", "map-vision", "triton", "label-store", "inference", "trainer")
 SECRETS_SECTION = "## 2. Create the namespace and the Secrets"
-
-
-def build_charts(kube) -> Path:
-    """A copy of charts/ with the dependencies vendored (charts/README.md, "Build before you render")."""
-    charts = kube.workdir / "charts"
-    for c in ("longtail-lib", *SERVICE_CHARTS, "longtail"):
-        shutil.copytree(ROOT / "charts" / c, charts / c, ignore=shutil.ignore_patterns("charts", "*.tgz"))
-    for c in SERVICE_CHARTS:
-        kube.run(kube.helm_bin, "dependency", "build", str(charts / c))
-    kube.run(kube.helm_bin, "dependency", "build", str(charts / "longtail"))
-    return charts
 
 
 def create_secrets_as_the_docs_do(kube) -> None:
@@ -53,8 +43,7 @@ def workloads(kube) -> dict[str, dict]:
     return {f"{i['kind']}/{i['metadata']['name']}": i for i in items}
 
 
-def test_the_umbrella_chart_installs_scales_and_uninstalls_cleanly(kube):
-    charts = build_charts(kube)
+def test_the_umbrella_chart_installs_scales_and_uninstalls_cleanly(kube, charts):
     create_secrets_as_the_docs_do(kube)
     kube.helm("install", "longtail", str(charts / "longtail"), "-f", str(ROOT / "charts" / "longtail" / "ci" / "defaults.yaml"), "--wait", "--timeout", "5m")
     found = workloads(kube)

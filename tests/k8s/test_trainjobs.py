@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from k8s_helpers import wait_established
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -59,11 +60,7 @@ def trainer_crds(cluster, kubectl, tmp_path_factory):
 
     for f in sorted(crds.glob("trainer.kubeflow.org_*.yaml")):
         run("apply", "--server-side", "--force-conflicts", "-f", str(f))
-    deadline = time.monotonic() + 60
-    for crd in ("trainjobs", "clustertrainingruntimes", "trainingruntimes"):  # established: its API is served
-        while run("get", f"crd/{crd}.trainer.kubeflow.org", "-o", 'jsonpath={.status.conditions[?(@.type=="Established")].status}') != "True":
-            assert time.monotonic() < deadline, f"CRD {crd}.trainer.kubeflow.org not established after 60 s"
-            time.sleep(0.5)
+    wait_established(kubectl, env, [f"{crd}.trainer.kubeflow.org" for crd in ("trainjobs", "clustertrainingruntimes", "trainingruntimes")])
     run("apply", "--server-side", "--force-conflicts", "-f", str(crds / "runtime-torch-distributed.yaml"))
     return crds
 
@@ -119,14 +116,8 @@ def _play_the_controller(api: client.CustomObjectsApi, store: MemoryStore, names
     api.patch_namespaced_custom_object_status(g.group, g.version, namespace, g.plural, name, status)
 
 
-def test_the_backend_with_the_charts_role_creates_watches_and_deletes_its_trainjob(trainer_crds, kube):
-    chart = kube.workdir / "charts"
-    import shutil
-
-    for c in ("trainer", "longtail-lib"):
-        shutil.copytree(ROOT / "charts" / c, chart / c, ignore=shutil.ignore_patterns("charts"))
-    kube.run(kube.helm_bin, "dependency", "build", str(chart / "trainer"))
-    kube.helm("install", "trainer", str(chart / "trainer"), "-f", str(ROOT / "charts" / "trainer" / "ci" / "trainjobs.yaml"), "--wait=false")
+def test_the_backend_with_the_charts_role_creates_watches_and_deletes_its_trainjob(trainer_crds, kube, charts):
+    kube.helm("install", "trainer", str(charts / "trainer"), "-f", str(ROOT / "charts" / "trainer" / "ci" / "trainjobs.yaml"), "--wait=false")
     account = f"system:serviceaccount:{kube.namespace}:trainer"  # the chart's service account (release "trainer")
     as_trainer = _api(impersonate=account)
     admin = _api()

@@ -1,7 +1,11 @@
-{{/* Prometheus Operator ServiceMonitor (off by default: needs the monitoring.coreos.com CRDs). */}}
+{{/*
+Prometheus Operator ServiceMonitor (off by default). Created only where the cluster serves
+monitoring.coreos.com/v1 ServiceMonitor (the operator's CRDs): elsewhere the same values install
+cleanly without it. `helm template` knows no cluster: pass --api-versions monitoring.coreos.com/v1/ServiceMonitor.
+*/}}
 {{- define "longtail-lib.servicemonitor" -}}
 {{- $sm := (.Values.metrics.serviceMonitor | default dict) }}
-{{- if and .Values.metrics.enabled $sm.enabled }}
+{{- if and .Values.metrics.enabled $sm.enabled (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1/ServiceMonitor") }}
 apiVersion: monitoring.coreos.com/v1
 kind: ServiceMonitor
 metadata:

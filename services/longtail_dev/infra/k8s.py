@@ -33,7 +33,8 @@ from longtail_dev.infra.launcher import Component, InfraError, _port, _run, stat
 
 ROOT = Path(__file__).resolve().parents[3]
 VERSION = "v1.34.2"
-NODES = 3  # fake nodes: a drain has somewhere to move pods to, anti-affinity has room
+NODES = 3  # fake nodes, one per zone: a drain has somewhere to move pods to, spreading has room
+GPU_NODE = NODES - 1  # the last one also says it has GPUs (label and nvidia.com/gpu capacity), as GPU node pools do
 SERVICE_CIDR = "10.96.0.0/16"
 TOKEN_USER = "longtail-admin"  # in system:masters: the static token of the kubeconfig
 
@@ -254,12 +255,17 @@ def node_names() -> list[str]:
     return [f"kwok-node-{i}" for i in range(NODES)]
 
 
-def _node(name: str) -> dict:
+def _node(index: int) -> dict:
+    name = node_names()[index]
     capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "type": "kwok", "topology.kubernetes.io/zone": f"zone-{'abc'[index % 3]}"}
+    if index == GPU_NODE:
+        capacity["nvidia.com/gpu"] = "8"
+        labels["nvidia.com/gpu.present"] = "true"
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "type": "kwok"}},
+        "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"}, "labels": labels},
         "status": {"allocatable": capacity, "capacity": capacity},
     }
 
@@ -284,7 +290,13 @@ class Kwok(_K8sComponent):
             f"--config={tools() / 'kwok-stages.yaml'}",
             "--manage-all-nodes=true",
             "--node-ip=127.0.0.1",
-            "--cidr=127.1.0.0/16",
+            # the pods' (fake) addresses: never loopback, which EndpointSlices refuse; nothing routes
+            # or connects to them (no container runs)
+            "--cidr=10.244.0.0/16",
+            # kwok renews each node's Lease (the heartbeat stage refreshes the node status only every
+            # ~10 min): without it the node lifecycle controller marks the nodes NotReady, taints
+            # them and the disruption controller sees no healthy pod
+            "--node-lease-duration-seconds=40",
             f"--server-address=127.0.0.1:{self.ports['metrics']}",
         ]
         return cmd, {}, {"cwd": str(self.home)}
@@ -297,9 +309,9 @@ class Kwok(_K8sComponent):
         try:
             core = client.CoreV1Api(api())
             existing = {n["metadata"]["name"] for n in _nodes(core)}
-            for name in node_names():
+            for index, name in enumerate(node_names()):
                 if name not in existing:
-                    core.create_node(cast(Any, _node(name)))
+                    core.create_node(cast(Any, _node(index)))
             nodes = _nodes(core)
         except (ApiException, OSError):
             return False
