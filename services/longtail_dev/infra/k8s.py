@@ -32,7 +32,6 @@ import yaml
 from longtail_dev.infra.launcher import Component, InfraError, _port, _run, state_dir
 
 ROOT = Path(__file__).resolve().parents[3]
-VERSION = "v1.34.2"
 NODES = 3  # fake nodes, one per zone: a drain has somewhere to move pods to, spreading has room
 GPU_NODE = NODES - 1  # the last one also says it has GPUs (label and nvidia.com/gpu capacity), as GPU node pools do
 SERVICE_CIDR = "10.96.0.0/16"
@@ -200,14 +199,18 @@ class ApiServer(_K8sComponent):
         _write_kubeconfig()
 
 
-class ControllerManager(_K8sComponent):
-    def __init__(self) -> None:
-        super().__init__("kube-controller-manager", {"https": _port("LONGTAIL_K8S_CONTROLLER_MANAGER_PORT", 16257)})
+class _Controller(_K8sComponent):
+    """A controller process of the control plane (the controller manager, the scheduler): the
+    admin kubeconfig, a self-signed health port on loopback, no leader election."""
+
+    binary = ""
+
+    def flags(self) -> list[str]:
+        return []
 
     def command(self):
-        pki = home() / "pki"
         cmd = [
-            self.bin("kube-controller-manager"),
+            self.bin(self.binary),
             f"--kubeconfig={kubeconfig_path()}",
             f"--authentication-kubeconfig={kubeconfig_path()}",
             f"--authorization-kubeconfig={kubeconfig_path()}",
@@ -215,40 +218,38 @@ class ControllerManager(_K8sComponent):
             f"--secure-port={self.ports['https']}",
             f"--cert-dir={self.home / 'certs'}",
             "--leader-elect=false",
+            "--profiling=false",
+            *self.flags(),
+        ]
+        return cmd, {}, {"cwd": str(self.home)}
+
+    def ready(self) -> bool:
+        return _get(f"https://127.0.0.1:{self.ports['https']}/healthz", verify=False)[0] == 200
+
+
+class ControllerManager(_Controller):
+    binary = "kube-controller-manager"
+
+    def __init__(self) -> None:
+        super().__init__("kube-controller-manager", {"https": _port("LONGTAIL_K8S_CONTROLLER_MANAGER_PORT", 16257)})
+
+    def flags(self) -> list[str]:
+        pki = home() / "pki"
+        return [
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}",
             f"--cluster-signing-key-file={pki / 'ca.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--use-service-account-credentials=true",
-            "--profiling=false",
         ]
-        return cmd, {}, {"cwd": str(self.home)}
-
-    def ready(self) -> bool:
-        return _get(f"https://127.0.0.1:{self.ports['https']}/healthz", verify=False)[0] == 200
 
 
-class Scheduler(_K8sComponent):
+class Scheduler(_Controller):
+    binary = "kube-scheduler"
+
     def __init__(self) -> None:
         super().__init__("kube-scheduler", {"https": _port("LONGTAIL_K8S_SCHEDULER_PORT", 16259)})
-
-    def command(self):
-        cmd = [
-            self.bin("kube-scheduler"),
-            f"--kubeconfig={kubeconfig_path()}",
-            f"--authentication-kubeconfig={kubeconfig_path()}",
-            f"--authorization-kubeconfig={kubeconfig_path()}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={self.ports['https']}",
-            f"--cert-dir={self.home / 'certs'}",
-            "--leader-elect=false",
-            "--profiling=false",
-        ]
-        return cmd, {}, {"cwd": str(self.home)}
-
-    def ready(self) -> bool:
-        return _get(f"https://127.0.0.1:{self.ports['https']}/healthz", verify=False)[0] == 200
 
 
 def node_names() -> list[str]:
