@@ -16,10 +16,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import fleet_side, gateway, inference, kafka_throughput, label_store, simulator
+from bench import brokers, fleet_side, gateway, inference, kafka_throughput, label_store, simulator
 from bench import trainer as trainer_bench
 
-BENCHMARKS = {"kafka": kafka_throughput, "gateway": gateway, "fleet-side": fleet_side, "inference": inference, "label-store": label_store, "trainer": trainer_bench, "simulator": simulator}
+BENCHMARKS = {
+    "kafka": kafka_throughput,
+    "gateway": gateway,
+    "fleet-side": fleet_side,
+    "inference": inference,
+    "label-store": label_store,
+    "trainer": trainer_bench,
+    "simulator": simulator,
+    "brokers": brokers,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cars", type=int, default=10_000, help="connected cars for the beam-down benchmark")
     parser.add_argument("--sim-frames", type=int, default=8000, help="frames per fleet size (simulator)")
     parser.add_argument("--label-samples", type=int, default=3000, help="samples labelled per database (label-store)")
+    parser.add_argument("--drill-cars", type=int, default=20, help="cars in the broker-fault drill (brokers)")
+    parser.add_argument("--drill-seconds", type=float, default=120.0, help="length of each drill run (brokers)")
+    parser.add_argument("--drill-rate", type=float, default=5.0, help="batches of 10 frames per car per second (brokers)")
+    parser.add_argument("--drill-stop-for", type=float, default=30.0, help="how long the drill keeps a broker stopped (brokers)")
     parser.add_argument("--out", default="out/bench", help="where to write JSON results")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

@@ -35,7 +35,7 @@ async def serve(service_settings: config.ServiceSettings | None = None, ready: a
     settings = config.load(GatewaySettings)
     store = ObjectStore(config.load(config.S3Settings), service=SERVICE)
     await asyncio.to_thread(store.ensure_bucket)
-    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, all_topics(), kafka.replication_factor)
+    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, all_topics(), kafka.replication_factor, kafka.min_insync_replicas)
 
     runtime = ServiceRuntime(SERVICE, service_settings, max_message_bytes=max(8 << 20, settings.max_chunk_bytes + (1 << 20)))
     producer = Producer(kafka.bootstrap_servers, SERVICE)

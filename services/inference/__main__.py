@@ -45,7 +45,7 @@ async def serve() -> None:
     s3 = config.load(config.S3Settings)
     triton_settings = config.load(config.TritonSettings)
     settings = config.load(InferenceSettings)
-    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, TOPICS, kafka.replication_factor)
+    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, TOPICS, kafka.replication_factor, kafka.min_insync_replicas)
     runtime = ServiceRuntime(SERVICE, service_settings)
 
     store = ObjectStore(s3, SERVICE)

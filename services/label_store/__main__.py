@@ -51,7 +51,7 @@ async def serve() -> None:
     store = LabelStore(engine, objects, default_lease_s=settings.lease_seconds)
     seeded = await asyncio.to_thread(store.tasks.ensure, default_tasks()) if settings.seed_tasks else []
     log.info("database ready", dialect=engine.dialect.name, revision=revision, seeded_tasks=seeded)
-    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, TOPICS, kafka.replication_factor)
+    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, TOPICS, kafka.replication_factor, kafka.min_insync_replicas)
 
     producer = Producer(kafka.bootstrap_servers, SERVICE)
     runtime.on_shutdown(producer.close)

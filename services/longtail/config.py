@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +29,7 @@ class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAFKA_", frozen=True)
     bootstrap_servers: str = Field(description="Kafka bootstrap servers, e.g. 127.0.0.1:19092")
     replication_factor: int = Field(1, ge=1, description="replication factor of created topics")
+    min_insync_replicas: int | None = Field(None, ge=1, description="min.insync.replicas of created topics; default: 2 from a replication factor of 3 up, else 1")
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -36,6 +37,12 @@ class KafkaSettings(BaseSettings):
         for server in v.split(","):
             _host_port(server.strip())
         return v
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> KafkaSettings:
+        if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication_factor:
+            raise ValueError(f"KAFKA_MIN_INSYNC_REPLICAS ({self.min_insync_replicas}) exceeds KAFKA_REPLICATION_FACTOR ({self.replication_factor}): no acks=all write could ever succeed")
+        return self
 
 
 class S3Settings(BaseSettings):

@@ -36,7 +36,7 @@ class ChangelogTable:
         self.partitions: dict[int, dict[str, dict]] = {}
         self._dirty: dict[tuple[int, str], dict] = {}
 
-    def ensure_topic(self, input_topic: str, replication_factor: int) -> None:
+    def ensure_topic(self, input_topic: str, replication_factor: int, min_insync_replicas: int | None = None) -> None:
         """The changelog has the input topic's partition count (a partition's state sits with it)."""
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         existing = admin.list_topics(timeout=30).topics
@@ -48,7 +48,7 @@ class ChangelogTable:
             if have != partitions:
                 raise RuntimeError(f"{self.topic} has {have} partitions but {input_topic} has {partitions}; they must match")
             return
-        config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+        config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000", "min.insync.replicas": str(topics.min_insync(replication_factor, min_insync_replicas))}
         futures = admin.create_topics([NewTopic(self.topic, num_partitions=partitions, replication_factor=replication_factor, config=config)])
         for future in futures.values():
             try:

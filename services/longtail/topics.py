@@ -91,8 +91,15 @@ def by_name(name: str) -> Topic:
         raise KeyError(f"unknown topic {name!r}; known: {', '.join(sorted(_BY_NAME))}") from None
 
 
-def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic] = ALL, replication_factor: int = 1, timeout: float = 30.0) -> list[str]:
-    """Create missing topics with their partitions and config; grow partition counts that are short.
+def min_insync(replication_factor: int, configured: int | None = None) -> int:
+    """min.insync.replicas of a topic: as configured, else 2 from a replication factor of 3 up (an
+    acks=all write then survives one broker down and is on two brokers), else 1."""
+    return configured if configured is not None else (2 if replication_factor >= 3 else 1)
+
+
+def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic] = ALL, replication_factor: int = 1, min_insync_replicas: int | None = None, timeout: float = 30.0) -> list[str]:
+    """Create missing topics with their partitions and config (replication factor and
+    min.insync.replicas from the arguments); grow partition counts that are short.
 
     Returns the names it created. Safe to call from every service at start-up (idempotent).
     """
@@ -101,7 +108,8 @@ def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic] = ALL, replica
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     existing = admin.list_topics(timeout=timeout).topics
     wanted = list(topics)
-    new = [NewTopic(t.name, num_partitions=t.partitions, replication_factor=replication_factor, config=t.kafka_config()) for t in wanted if t.name not in existing]
+    isr = {"min.insync.replicas": str(min_insync(replication_factor, min_insync_replicas))}
+    new = [NewTopic(t.name, num_partitions=t.partitions, replication_factor=replication_factor, config={**t.kafka_config(), **isr}) for t in wanted if t.name not in existing]
     created = []
     if new:
         for name, fut in admin.create_topics(new, request_timeout=timeout).items():

@@ -42,25 +42,36 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _components(triton: bool, only: str | None, prometheus: bool = False) -> list[str]:
-    from longtail_dev.infra import DEFAULT
+def _components(triton: bool, only: str | None, prometheus: bool = False, kafka_brokers: int = 1) -> list[str]:
+    from longtail_dev.infra import DEFAULT, KAFKA_CLUSTER
 
+    if kafka_brokers not in (1, len(KAFKA_CLUSTER)):
+        fail(f"--kafka-brokers is 1 (the default: one broker) or {len(KAFKA_CLUSTER)} (a replicated cluster), not {kafka_brokers}")
     if only:
         return [n.strip() for n in only.split(",") if n.strip()]
-    return [*DEFAULT, *(["triton"] if triton else []), *(["prometheus"] if prometheus else [])]
+    kafka = list(KAFKA_CLUSTER) if kafka_brokers > 1 else ["kafka"]
+    return [*kafka, *(n for n in DEFAULT if n != "kafka"), *(["triton"] if triton else []), *(["prometheus"] if prometheus else [])]
 
 
 @infra_app.command("up")
 def infra_up(
     triton: bool = typer.Option(False, "--triton", help="Also start NVIDIA Triton (PyTriton, CPU)."),
     prometheus: bool = typer.Option(False, "--prometheus", help="Also start Prometheus (Debian's package), scraping every service started locally."),
-    only: str = typer.Option(None, help="Comma-separated subset: kafka,s3,postgres,triton,prometheus."),
+    kafka_brokers: int = typer.Option(1, "--kafka-brokers", help="1: one broker (the demo's); 3: a replicated KRaft cluster (topics with replication factor 3, min.insync.replicas 2)."),
+    only: str = typer.Option(None, help="Comma-separated subset: kafka (or kafka-1,kafka-2,kafka-3),s3,postgres,triton,prometheus."),
 ) -> None:
     """Install (once, cached in ~/.cache/longtail) and start the local infrastructure; idempotent."""
     from longtail_dev.infra import InfraError, Launcher
 
+    names = _components(triton, only, prometheus, kafka_brokers)
+    launcher = Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}"))
+    running = {s.name for s in launcher.status() if s.running}
+    wanted_kafka = {n for n in names if n.startswith("kafka")}
+    other_kafka = {n for n in running if n.startswith("kafka")} - wanted_kafka
+    if wanted_kafka and other_kafka and ("kafka" in wanted_kafka) != ("kafka" in other_kafka):
+        fail(f"{', '.join(sorted(other_kafka))} already running: one Kafka at a time (the services get one KAFKA_BOOTSTRAP_SERVERS); `longtail infra down --only {','.join(sorted(other_kafka))}` first")
     try:
-        env = Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}")).up(_components(triton, only, prometheus))
+        env = launcher.up(names)
     except InfraError as exc:
         fail(str(exc))
     console.print('[green]infrastructure is up.[/] Point services at it with:  eval "$(longtail infra env)"')

@@ -49,7 +49,7 @@ async def serve() -> None:
             seeds = load_seed_file(settings.seed_file)
         except (OSError, InvalidFeature) as exc:
             raise config.ConfigError(f"MAP_VISION_SEED_FILE is invalid: {exc}") from None
-    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, TOPICS, kafka.replication_factor)
+    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, TOPICS, kafka.replication_factor, kafka.min_insync_replicas)
     runtime = ServiceRuntime(SERVICE, service_settings)
 
     state = MapState(settings.tunables())

@@ -84,7 +84,7 @@ async def serve() -> None:
     settings = config.load(TrainerSettings)
     operator_secret = config.load(OperatorAuthSettings).token_secret
     declared = tasks_mod.load(settings.tasks_file or None)
-    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, TOPICS, kafka.replication_factor)
+    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, TOPICS, kafka.replication_factor, kafka.min_insync_replicas)
     runtime = ServiceRuntime(SERVICE, service_settings)
     store = ObjectStore(s3, SERVICE)
     await asyncio.to_thread(store.ensure_bucket)

@@ -61,7 +61,7 @@ async def serve() -> None:
     operator_secret = config.load(OperatorAuthSettings).token_secret
     s3 = config.load_optional(config.S3Settings, "S3_ENDPOINT")  # backtests over archived segments need S3; time ranges do not
     store = ObjectStore(s3, service=SERVICE) if s3 is not None else None
-    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, topics.ALL, kafka.replication_factor)
+    await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, topics.ALL, kafka.replication_factor, kafka.min_insync_replicas)
     runtime = ServiceRuntime(SERVICE, service_settings)
 
     producer = Producer(kafka.bootstrap_servers, SERVICE)
@@ -93,7 +93,7 @@ async def serve() -> None:
     tune_gc()
 
     if settings.fleet_worker:
-        fleet = await asyncio.to_thread(FleetWorker, kafka.bootstrap_servers, lambda: catalog.latest, kafka.replication_factor, map_view=map_view)
+        fleet = await asyncio.to_thread(FleetWorker, kafka.bootstrap_servers, lambda: catalog.latest, kafka.replication_factor, map_view=map_view, min_insync_replicas=kafka.min_insync_replicas)
         # A failed stage (e.g. a broker error it cannot retry) stops the process: the supervisor or
         # Kubernetes restarts it, and it resumes from its last commit.
         runtime.add_worker("fleet worker", fleet, settings.stall_timeout_s)

@@ -214,6 +214,7 @@ class FleetWorker:
         telemetry_topic: str = topics.TELEMETRY.name,
         candidates_topic: str = topics.FIRE_CANDIDATES.name,
         map_view: MapView | None = None,
+        min_insync_replicas: int | None = None,
     ) -> None:
         self.catalog_view, self.map_view, self.group_id = catalog_view, map_view, group_id
         self.telemetry_topic, self.candidates_topic = telemetry_topic, candidates_topic
@@ -221,8 +222,8 @@ class FleetWorker:
         self.producer = Producer(bootstrap, SERVICE, **{"linger.ms": 5})
         self.car_states = ChangelogTable("car-trigger-states", bootstrap, group_id, self.producer)
         self.budgets = ChangelogTable("trigger-budgets", bootstrap, group_id, self.producer)
-        self.car_states.ensure_topic(telemetry_topic, replication_factor)
-        self.budgets.ensure_topic(candidates_topic, replication_factor)
+        self.car_states.ensure_topic(telemetry_topic, replication_factor, min_insync_replicas)
+        self.budgets.ensure_topic(candidates_topic, replication_factor, min_insync_replicas)
         self.stages = [
             Stage("evaluate", bootstrap, group_id, telemetry_topic, self.car_states, self.evaluate_poll, self.producer, SERVICE),
             Stage("decide", bootstrap, f"{group_id}-decide", candidates_topic, self.budgets, lambda records, stage: stage.each(records, self.decide), self.producer, SERVICE),

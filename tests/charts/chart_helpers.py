@@ -21,6 +21,9 @@ KUBE_VERSION = "1.30.0"
 # Renders as on a cluster with the Prometheus Operator's CRDs (the charts create ServiceMonitors and
 # PrometheusRules only where the API serves them; test_charts_common checks the other case).
 MONITORING_API = ("--api-versions", "monitoring.coreos.com/v1/ServiceMonitor", "--api-versions", "monitoring.coreos.com/v1/PrometheusRule")
+# ... and as on a cluster that serves ValidatingAdmissionPolicies (Kubernetes >= 1.30; helm's offline
+# default API set does not list them): the single-replica charts' replicaLimit.
+ADMISSION_API = ("--api-versions", "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy")
 NAMESPACE = "longtail"
 # Dependency build order: service charts before the umbrella that vendors them.
 SERVICE_CHARTS = ["gateway", "trigger-evaluator", "map-vision", "triton", "label-store", "inference", "trainer"]
@@ -71,7 +74,7 @@ class Renderer:
 
     @functools.cache  # noqa: B019 (one renderer for the whole session: nothing to leak)
     def text(self, chart: str, values: str | None = None, extra: tuple[str, ...] = ()) -> str:
-        cmd = [self.helm, "template", chart, self.charts / chart, "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION, *MONITORING_API]
+        cmd = [self.helm, "template", chart, self.charts / chart, "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION, *MONITORING_API, *ADMISSION_API]
         if values:
             cmd += ["-f", self.charts / chart / "ci" / f"{values}.yaml"]
         return run([*cmd, *extra])
@@ -113,6 +116,24 @@ def check_service_monitor(sm: dict, docs: list[dict]) -> None:
     for endpoint in sm["spec"]["endpoints"]:
         assert endpoint["port"] in ports, f"ServiceMonitor {sm['metadata']['name']} scrapes port {endpoint['port']!r}, no selected Service has it"
         assert re.fullmatch(r"\d+(ms|s|m|h)", endpoint["interval"])
+
+
+def check_replica_limit(docs: list[dict], kind: str = "Deployment", most: int = 1) -> None:
+    """The admission policy that makes the API server refuse more than `most` replicas of the
+    workload, through the workload itself and its scale subresource (`kubectl scale`), bound to the
+    release's namespace only. tests/k8s/test_charts_scaling.py checks that the API server enforces it."""
+    workload = one(docs, kind)
+    policy, binding = one(docs, "ValidatingAdmissionPolicy"), one(docs, "ValidatingAdmissionPolicyBinding")
+    name = workload["metadata"]["name"]
+    assert policy["metadata"]["name"] == binding["metadata"]["name"] == binding["spec"]["policyName"]
+    assert NAMESPACE in policy["metadata"]["name"], "cluster-scoped: two releases in two namespaces must not collide"
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    plural = f"{kind.lower()}s"
+    assert rule == {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": [plural, f"{plural}/scale"], "resourceNames": [name]}
+    (validation,) = policy["spec"]["validations"]
+    assert validation["expression"].endswith(f"object.spec.replicas <= {most}") and policy["spec"]["failurePolicy"] == "Fail"
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["matchResources"] == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}}
 
 
 def check_prometheus_rule(doc: dict) -> None:

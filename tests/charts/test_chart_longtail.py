@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from chart_helpers import CHARTS, NAMESPACE, ROOT, TELEMETRY_PARTITIONS, UMBRELLA, Renderer, defined_metrics, one
+from chart_helpers import ADMISSION_API, CHARTS, NAMESPACE, ROOT, TELEMETRY_PARTITIONS, UMBRELLA, Renderer, defined_metrics, one
 
 REJECTED = [
     (["--set", "trainer.replicaCount=2"], ["trainer", "/replicaCount"]),
@@ -253,7 +253,7 @@ def test_monitoring_objects_are_skipped_where_the_cluster_has_no_prometheus_oper
     production = CHARTS / "longtail" / "ci" / "production.yaml"
     with_api = render.docs("longtail", "production", ("--set", "observability.prometheusRule.enabled=true"))
     assert {"ServiceMonitor", "PrometheusRule"} <= {d["kind"] for d in with_api}
-    cmd = [render.helm, "template", "longtail", str(render.charts / "longtail"), "--namespace", NAMESPACE, "-f", str(production), "--set", "observability.prometheusRule.enabled=true"]
+    cmd = [render.helm, "template", "longtail", str(render.charts / "longtail"), "--namespace", NAMESPACE, *ADMISSION_API, "-f", str(production), "--set", "observability.prometheusRule.enabled=true"]
     without = [d for d in yaml.safe_load_all(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout) if d]
     assert not [d for d in without if d["kind"] in ("ServiceMonitor", "PrometheusRule")]
     assert sorted((d["kind"], d["metadata"]["name"]) for d in without) == sorted((d["kind"], d["metadata"]["name"]) for d in with_api if d["kind"] not in ("ServiceMonitor", "PrometheusRule"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from chart_helpers import CHARTS, SECRET_ENV, Renderer, assert_locked_down, camel, ci_values, container, env_configmap, load_env, one
+from chart_helpers import CHARTS, SECRET_ENV, Renderer, assert_locked_down, camel, check_replica_limit, ci_values, container, env_configmap, load_env, one
 
 from longtail import config
 from longtail.registry import MAP_VISION
@@ -18,6 +18,7 @@ CHART = "map-vision"
 # one writer of the map
 REJECTED = [
     (["--set", "replicaCount=2"], ["/replicaCount", "maximum"]),
+    (["--set", "replicaLimit.max=2"], ["/replicaLimit/max", "maximum"]),
     (["--set", "autoscaling.enabled=true"], ["/autoscaling/enabled"]),
     (["--set", "autoscaling.maxReplicas=2"], ["/autoscaling", "'maxReplicas' not allowed"]),
     (["--set", "workload.updateStrategy.type=RollingUpdate"], ["/workload/updateStrategy/type"]),
@@ -46,6 +47,7 @@ def test_map_vision_is_one_writer(render: Renderer) -> None:
     assert deployment["replicas"] == 1
     assert deployment["strategy"] == {"type": "Recreate"}, "a rolling update would run two writers of the map"
     assert not [d for d in docs if d["kind"] in ("HorizontalPodAutoscaler", "StatefulSet")]
+    check_replica_limit(docs)  # and the API server refuses a second one, kubectl scale included
     pdb = one(docs, "PodDisruptionBudget")["spec"]
     assert pdb == {**pdb, "maxUnavailable": 1} and "minAvailable" not in pdb, "a single pod must stay evictable"
     c = container(docs)

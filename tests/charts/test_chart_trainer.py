@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from chart_helpers import CHARTS, SECRET_ENV, Renderer, assert_locked_down, camel, ci_values, container, env_configmap, load_env, one
+from chart_helpers import CHARTS, SECRET_ENV, Renderer, assert_locked_down, camel, check_replica_limit, ci_values, container, env_configmap, load_env, one
 
 from longtail import config
 from longtail.registry import TRAINER
@@ -17,6 +17,7 @@ CHART = "trainer"
 # one replica
 REJECTED = [
     (["--set", "replicaCount=2"], ["/replicaCount", "maximum"]),
+    (["--set", "replicaLimit.max=2"], ["/replicaLimit/max", "maximum"]),
     (["--set", "autoscaling.enabled=true"], ["/autoscaling/enabled"]),
     (["--set", "autoscaling.maxReplicas=2"], ["/autoscaling", "'maxReplicas' not allowed"]),
     (["--set", "workload.updateStrategy.type=RollingUpdate"], ["/workload/updateStrategy/type"]),
@@ -49,6 +50,7 @@ def test_trainer_is_one_replica(render: Renderer) -> None:
     assert spec["replicas"] == 1
     assert spec["strategy"] == {"type": "Recreate"}, "a rolling update would run two trainers allocating versions"
     assert not [d for d in docs if d["kind"] in ("HorizontalPodAutoscaler", "StatefulSet")]
+    check_replica_limit(docs)  # and the API server refuses a second one, kubectl scale included
     pdb = one(docs, "PodDisruptionBudget")["spec"]
     assert pdb["maxUnavailable"] == 1 and "minAvailable" not in pdb
     c = container(docs)

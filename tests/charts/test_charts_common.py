@@ -30,6 +30,7 @@ from chart_helpers import (
     SERVICE_CHARTS,
     Renderer,
     check_prometheus_rule,
+    check_replica_limit,
     check_service_monitor,
     defined_metrics,
     one,
@@ -240,3 +241,25 @@ def test_dashboard_metrics_exist_in_the_code() -> None:
                 for metric in re.findall(r"\bnv_[a-z0-9_]+", target["expr"]):
                     assert metric in TRITON_METRICS, f"{path.name} panel {panel['title']!r} queries {metric}, which Triton does not export"
                 assert re.search(r"\b(longtail|nv)_[a-z0-9_]+", target["expr"]), f"{path.name} panel {panel['title']!r} queries no known metric"
+
+
+# --- the replica limit (an admission policy) -------------------------------------------------
+
+
+@pytest.mark.parametrize("chart", SERVICE_CHARTS)
+def test_replica_limit_only_where_a_chart_says_exactly_one(render: Renderer, chart: str) -> None:
+    kinds = {d["kind"] for d in render.docs(chart, "defaults")}
+    assert ({"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= kinds) == (chart in ("trainer", "map-vision"))
+
+
+def test_replica_limit_on_any_chart_and_only_where_the_cluster_serves_it(render: Renderer, helm: str) -> None:
+    """Any chart may turn it on (here the gateway at 3, a reason with a quote in it: the CEL string
+    literal must stay well-formed); a cluster without admissionregistration.k8s.io/v1 gets no policy."""
+    args = ("--set", "replicaLimit.enabled=true", "--set", "replicaLimit.max=3", "--set", "replicaLimit.reason=it's shared")
+    docs = render.docs("gateway", "defaults", args)
+    check_replica_limit(docs, most=3)
+    message = one(docs, "ValidatingAdmissionPolicy")["spec"]["validations"][0]["messageExpression"]
+    name = one(docs, "Deployment")["metadata"]["name"]
+    assert message == f"'Deployment {name} runs at most 3 replicas: it\\'s shared; asked for ' + string(object.spec.replicas)"
+    plain = run([helm, "template", "longtail", render.charts / "gateway", "--namespace", "longtail", "-f", render.charts / "gateway" / "ci" / "defaults.yaml", *args])
+    assert "ValidatingAdmissionPolicy" not in plain

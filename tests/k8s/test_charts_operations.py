@@ -1,5 +1,5 @@
 """Every values file of charts/longtail/ci/ and of each service chart's ci/ installs on a real API
-server and its workloads become Available; `helm upgrade` with a changed value rolls out; a node
+server and its workloads become Available, every HPA acting on a workload of its release; `helm upgrade` with a changed value rolls out; a node
 drain respects the PodDisruptionBudget; ServiceMonitors and PrometheusRules are created and accepted
 where the Prometheus Operator's CRDs are installed, and skipped (the install still clean) where they
 are not. kwok plays the nodes: no container runs (docs/deploy.md §10)."""
@@ -87,7 +87,31 @@ def install_and_check(kube, charts, chart: str, values: str, values_file: Path) 
     kube.helm("install", chart, str(charts / chart), "-f", str(values_file))
     assert bool(workloads(kube)) != (chart == "longtail" and values == "none"), "ci/none.yaml switches every service off; every other file installs workloads"
     assert_available(kube)
+    assert_autoscalers_act_on_their_workloads(kube)
     kube.helm("uninstall", chart, "--wait", "--timeout", "2m")
+
+
+def assert_autoscalers_act_on_their_workloads(kube, timeout: float = 90) -> None:
+    """Every HPA names a workload of the release, and the HPA controller reaches it: it reads the
+    target's scale (condition AbleToScale) and raises it to minReplicas (which it does before it
+    looks at metrics: there is no metrics server here, so nothing beyond that is tested)."""
+    hpas = json.loads(kube.kubectl("get", "horizontalpodautoscalers", "-o", "json").stdout)["items"]
+    found = workloads(kube)
+    for hpa in hpas:
+        ref = hpa["spec"]["scaleTargetRef"]
+        assert f"{ref['kind']}/{ref['name']}" in found and ref["apiVersion"] == "apps/v1", f"HPA {hpa['metadata']['name']} targets {ref}, not one of {sorted(found)}"
+    deadline = time.monotonic() + timeout
+    for hpa in hpas:
+        name, ref = hpa["metadata"]["name"], hpa["spec"]["scaleTargetRef"]
+        while True:
+            status = json.loads(kube.kubectl("get", f"hpa/{name}", "-o", "json").stdout).get("status", {})
+            able = {c["type"]: c for c in status.get("conditions", [])}.get("AbleToScale", {})
+            replicas = workloads(kube)[f"{ref['kind']}/{ref['name']}"]["spec"].get("replicas", 0)
+            if able.get("status") == "True" and replicas >= hpa["spec"].get("minReplicas", 1):
+                break
+            assert time.monotonic() < deadline, f"HPA {name}: AbleToScale {able}, {ref['name']} at {replicas} replicas (minReplicas {hpa['spec'].get('minReplicas', 1)})"
+            time.sleep(1)
+    assert_available(kube)
 
 
 def test_helm_upgrade_with_a_changed_value_rolls_out(kube, charts):

@@ -30,6 +30,7 @@ LAYERS = {
     "longtail_dev": "tooling",
     "demo": "top",
     "task_workflow": "top",
+    "drills": "top",
     "longtail_cli": "top",
 }
 MAY_IMPORT = {  # importer's layer -> the other layers it may import (a package may always import itself)

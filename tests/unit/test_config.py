@@ -38,3 +38,17 @@ def test_bad_port_is_named(monkeypatch):
     monkeypatch.setenv("METRICS_PORT", "lots")
     with pytest.raises(ConfigError, match="METRICS_PORT is invalid"):
         load(ServiceSettings)
+
+
+def test_min_insync_replicas_defaults_from_the_replication_factor_and_never_exceeds_it(monkeypatch):
+    from longtail.topics import min_insync
+
+    assert [min_insync(rf) for rf in (1, 2, 3, 5)] == [1, 1, 2, 2]
+    assert min_insync(3, 3) == 3
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    monkeypatch.setenv("KAFKA_REPLICATION_FACTOR", "2")
+    monkeypatch.setenv("KAFKA_MIN_INSYNC_REPLICAS", "3")
+    with pytest.raises(ConfigError, match=r"KAFKA_MIN_INSYNC_REPLICAS \(3\) exceeds KAFKA_REPLICATION_FACTOR \(2\)"):
+        load(KafkaSettings)
+    monkeypatch.setenv("KAFKA_MIN_INSYNC_REPLICAS", "2")
+    assert load(KafkaSettings).min_insync_replicas == 2

@@ -6,13 +6,14 @@ The one entry point. A service chart's only template is:
 It merges the chart's values over the library's defaults (longtail-lib.init, _defaults.tpl), then
 renders, from the merged values: ServiceAccount, ConfigMap (non-secret environment),
 Service (+ a headless Service for a StatefulSet), the workload (Deployment, or StatefulSet when
-workload.kind is StatefulSet), HPA (autoscaling.enabled), PDB (pdb.enabled), ServiceMonitor
+workload.kind is StatefulSet), HPA (autoscaling.enabled), PDB (pdb.enabled), the replica limit's admission policy
+(replicaLimit.enabled), ServiceMonitor
 (metrics.serviceMonitor.enabled) and Grafana dashboard ConfigMaps (metrics.dashboards.enabled).
 */}}
 {{- define "longtail-lib.all" -}}
 {{- include "longtail-lib.init" . }}
 {{- include "longtail-lib.validate" . }}
-{{- range $name := list "serviceaccount" "configmap" "service" "headlessService" "workload" "hpa" "pdb" "servicemonitor" "dashboards" }}
+{{- range $name := list "serviceaccount" "configmap" "service" "headlessService" "workload" "hpa" "pdb" "replicaLimit" "servicemonitor" "dashboards" }}
 {{- $doc := include (printf "longtail-lib.%s" $name) $ | trim }}
 {{- if $doc }}
 {{- if not (hasPrefix "---" $doc) }}

@@ -27,6 +27,7 @@ A value as an environment string. Helm reads YAML numbers as float64, and Go pri
 {{- with .Values.kafka }}
 {{- $_ := set $data "KAFKA_BOOTSTRAP_SERVERS" (required "kafka.bootstrapServers is required (host:port[,host:port...] of the Kafka brokers)" .bootstrapServers) }}
 {{- with .replicationFactor }}{{ $_ := set $data "KAFKA_REPLICATION_FACTOR" (include "longtail-lib.envValue" .) }}{{ end }}
+{{- with .minInsyncReplicas }}{{ $_ := set $data "KAFKA_MIN_INSYNC_REPLICAS" (include "longtail-lib.envValue" .) }}{{ end }}
 {{- end }}
 {{- with .Values.s3 }}
 {{- if ne (toString .enabled) "false" }}

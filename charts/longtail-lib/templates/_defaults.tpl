@@ -134,6 +134,17 @@ pdb:
   # An integer or a percentage. minAvailable, when set, takes precedence over maxUnavailable.
   maxUnavailable: 1
   # minAvailable: 1
+# The API server itself refuses more than `max` replicas of the workload, however they are asked for
+# (`kubectl scale`/`edit`/`patch`, an HPA, helm): a ValidatingAdmissionPolicy and its binding to the
+# release's namespace, created where the cluster serves admissionregistration.k8s.io/v1 (Kubernetes
+# >= 1.30). Off here; the single-writer charts (trainer, map-vision) turn it on. Both objects are
+# cluster-scoped: installing them needs the right to create validatingadmissionpolicies and their
+# bindings; without it, set enabled: false (the schema's bound on replicaCount still holds for helm).
+replicaLimit:
+  enabled: false
+  max: 1
+  # Said in the refusal, after "runs at most 1 replica: ".
+  reason: ""
 volumes: []
 volumeMounts: []
 nodeSelector: {}
@@ -155,6 +166,9 @@ kafka:
   bootstrapServers: ""
   # Replication factor of the topics the service creates at start (3 on a production cluster).
   replicationFactor: 1
+  # min.insync.replicas of those topics (with acks=all, a write is acknowledged once on this many
+  # brokers). Empty: 2 from a replication factor of 3 up, else 1. At most replicationFactor.
+  minInsyncReplicas: null
 s3:
   # Required: host:port of the S3 API (AWS, versitygw, Ceph RGW, ...).
   endpoint: ""

@@ -242,6 +242,8 @@ class ControllerManager(_Controller):
             f"--cluster-signing-key-file={pki / 'ca.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--use-service-account-credentials=true",
+            # an HPA acts on its target within seconds (Kubernetes' default: 15 s), the tests wait less
+            "--horizontal-pod-autoscaler-sync-period=5s",
         ]
 
 

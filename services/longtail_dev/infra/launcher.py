@@ -16,6 +16,7 @@ The pytest fixtures and `longtail demo` use this same launcher.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import pwd
@@ -125,6 +126,11 @@ class Component:
     def ready(self) -> bool:
         raise NotImplementedError
 
+    def started(self) -> bool:
+        """What `up` waits for before it starts the next component: ready, unless the component
+        becomes ready only with others (a Kafka cluster's first nodes)."""
+        return self.ready()
+
     def after_ready(self) -> None:
         pass
 
@@ -135,16 +141,49 @@ class Component:
         return ", ".join(f"{k} 127.0.0.1:{v}" for k, v in self.ports.items())
 
 
+KAFKA_CLUSTER_NODES = 3
+
+
 class Kafka(Component):
+    """One Kafka process in KRaft combined mode (broker and controller).
+
+    `Kafka()` is the single broker of the demo and the tests ("kafka"). `Kafka(node=i)`, i in 1..3,
+    is a node of the replicated cluster (`longtail infra up --kafka-brokers 3`: "kafka-1".."kafka-3"),
+    each with its own ports (LONGTAIL_KAFKA_CLUSTER_PORT, default 19192, + 10 per node) and data;
+    the three form the controller quorum, and topics get replication factor 3 and
+    min.insync.replicas 2, as on a production cluster. Drills kill the nodes one by one.
+    """
+
     ready_timeout = 120.0
 
-    def __init__(self) -> None:
-        super().__init__("kafka", {"broker": _port("LONGTAIL_KAFKA_PORT", 19092), "controller": _port("LONGTAIL_KAFKA_CONTROLLER_PORT", 19093)})
+    def __init__(self, node: int = 0) -> None:
+        if node:
+            if not 1 <= node <= KAFKA_CLUSTER_NODES:
+                raise InfraError(f"the Kafka cluster has nodes 1..{KAFKA_CLUSTER_NODES}, not {node}")
+            base = _port("LONGTAIL_KAFKA_CLUSTER_PORT", 19192) + 10 * (node - 1)
+            super().__init__(f"kafka-{node}", {"broker": base, "controller": base + 1})
+        else:
+            super().__init__("kafka", {"broker": _port("LONGTAIL_KAFKA_PORT", 19092), "controller": _port("LONGTAIL_KAFKA_CONTROLLER_PORT", 19093)})
+        self.node = node
+        self.node_id = node or 1
+        self.replicas = KAFKA_CLUSTER_NODES if node else 1
         self.dist = cache_dir() / f"kafka-{KAFKA_VERSION}"
+
+    def members(self) -> list[Kafka]:
+        return [Kafka(i) for i in range(1, KAFKA_CLUSTER_NODES + 1)] if self.node else [self]
 
     @property
     def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{k.ports['broker']}" for k in self.members())
+
+    @property
+    def own_broker(self) -> str:
         return f"127.0.0.1:{self.ports['broker']}"
+
+    @property
+    def cluster_id_file(self) -> Path:
+        # one id for the whole cluster: every node formats its storage with it
+        return self.home / "cluster-id" if not self.node else state_dir() / "kafka-cluster-id"
 
     def install(self, say: Callable[[str], None]) -> None:
         self.java = _need("java", "to run the Kafka broker", "apt-get install openjdk-17-jre-headless (Java 17+)")
@@ -163,13 +202,16 @@ class Kafka(Component):
         (self.dist / ".complete").touch()
 
     def _write_config(self) -> Path:
+        from longtail.topics import min_insync
+
         data = self.home / "data"
         data.mkdir(parents=True, exist_ok=True)
         broker, controller = self.ports["broker"], self.ports["controller"]
+        rf, isr = str(self.replicas), str(min_insync(self.replicas))
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{controller}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": ",".join(f"{k.node_id}@127.0.0.1:{k.ports['controller']}" for k in self.members()),
             "listeners": f"PLAINTEXT://127.0.0.1:{broker},CONTROLLER://127.0.0.1:{controller}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{broker}",
             "controller.listener.names": "CONTROLLER",
@@ -178,15 +220,19 @@ class Kafka(Component):
             "log.dirs": str(data),
             "num.partitions": "1",
             "auto.create.topics.enable": "false",  # topics come from the registry, explicitly
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": rf,
+            "min.insync.replicas": isr,
+            "unclean.leader.election.enable": "false",  # never elect a replica that may lack acknowledged writes
+            "offsets.topic.replication.factor": rf,
             "offsets.topic.num.partitions": "6",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": isr,
             "group.initial.rebalance.delay.ms": "0",
             "log.cleaner.dedupe.buffer.size": "2097152",  # the default allocates 128 MB
             "message.max.bytes": str(16 * 1024 * 1024),
+            "replica.fetch.max.bytes": str(16 * 1024 * 1024),
             "log.retention.check.interval.ms": "60000",
         }
         path = self.home / "server.properties"
@@ -198,10 +244,12 @@ class Kafka(Component):
         classpath = str(self.dist / "lib" / "*")
         log4j = self.home / "log4j2.xml"
         log4j.write_text(resources.files("longtail_dev.infra").joinpath("kafka-log4j2.xml").read_text())
-        java_opts = ["-Xmx768m", "-Xms256m", "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={log4j}", "-Djava.awt.headless=true"]
+        heap = "-Xmx512m" if self.node else "-Xmx768m"  # three of them on one machine
+        java_opts = [heap, "-Xms256m", "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={log4j}", "-Djava.awt.headless=true"]
         if not (self.home / "data" / "meta.properties").exists():
-            cluster_file = self.home / "cluster-id"
+            cluster_file = self.cluster_id_file
             if not cluster_file.exists():
+                cluster_file.parent.mkdir(parents=True, exist_ok=True)
                 cluster_file.write_text(kafka_cluster_id())
             _run(
                 [self.java, *java_opts, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_file.read_text().strip(), "-c", str(config), "--ignore-formatted"],
@@ -210,22 +258,43 @@ class Kafka(Component):
             )
         return [self.java, *java_opts, "-cp", classpath, "kafka.Kafka", str(config)], {}, {}
 
-    def ready(self) -> bool:
+    def brokers(self, timeout: float = 2) -> set[int]:
+        """The broker ids this node's metadata lists (empty when it does not answer)."""
         from confluent_kafka.admin import AdminClient
 
         try:
-            AdminClient({"bootstrap.servers": self.bootstrap, "socket.connection.setup.timeout.ms": 2000, "log_level": 0}).list_topics(timeout=2)
-            return True
+            admin = AdminClient({"bootstrap.servers": self.own_broker, "socket.connection.setup.timeout.ms": 2000, "log_level": 0})
+            return set(admin.list_topics(timeout=timeout).brokers)
         except Exception:
-            return False
+            return set()
+
+    @property
+    def last(self) -> bool:
+        return self.node in (0, KAFKA_CLUSTER_NODES)
+
+    def ready(self) -> bool:
+        return self.node_id in self.brokers()
+
+    def started(self) -> bool:
+        """A cluster node answers only once a quorum of controllers is up: the first ones count as
+        started when their controller port listens; the last one when every broker registered."""
+        if self.last:
+            return self.brokers() >= {k.node_id for k in self.members()}
+        return port_in_use(self.ports["controller"])
 
     def after_ready(self) -> None:
-        from longtail.topics import ensure_topics
+        if self.last:
+            from longtail.topics import ensure_topics
 
-        ensure_topics(self.bootstrap)
+            ensure_topics(self.bootstrap, replication_factor=self.replicas)
 
     def env(self) -> dict[str, str]:
-        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
+        from longtail.topics import min_insync
+
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
+        if self.node:
+            env |= {"KAFKA_REPLICATION_FACTOR": str(self.replicas), "KAFKA_MIN_INSYNC_REPLICAS": str(min_insync(self.replicas))}
+        return env
 
 
 def kafka_cluster_id() -> str:
@@ -497,7 +566,15 @@ class Prometheus(Component):
         return {"PROMETHEUS_URL": f"http://127.0.0.1:{self.ports['prometheus']}"}
 
 
-COMPONENTS: dict[str, Callable[[], Component]] = {"kafka": Kafka, "s3": S3, "postgres": Postgres, "triton": Triton, "prometheus": Prometheus}
+COMPONENTS: dict[str, Callable[[], Component]] = {
+    "kafka": Kafka,
+    **{f"kafka-{i}": functools.partial(Kafka, i) for i in range(1, KAFKA_CLUSTER_NODES + 1)},
+    "s3": S3,
+    "postgres": Postgres,
+    "triton": Triton,
+    "prometheus": Prometheus,
+}
+KAFKA_CLUSTER = tuple(f"kafka-{i}" for i in range(1, KAFKA_CLUSTER_NODES + 1))
 DEFAULT = ("kafka", "s3", "postgres")
 
 
@@ -561,7 +638,7 @@ class Launcher:
             for name in names:
                 comp = self.components[name]()
                 entry = state.get(name)
-                if entry and self._alive(entry) and comp.ready():
+                if entry and self._alive(entry) and comp.started():
                     self.say(f"{name}: already running (pid {entry['pid']}) on {comp.describe()}")
                     env.update(comp.env())
                     continue
@@ -581,7 +658,7 @@ class Launcher:
                 self._save(state)
                 self.say(f"{name}: starting (pid {proc.pid}) ...")
                 deadline = time.monotonic() + comp.ready_timeout
-                while not comp.ready():
+                while not comp.started():
                     if proc.poll() is not None:
                         raise InfraError(f"{name} exited with code {proc.returncode} during start-up; last lines of {comp.log_path}:\n{_tail(comp.log_path)}")
                     if time.monotonic() > deadline:

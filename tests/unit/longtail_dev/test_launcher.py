@@ -67,3 +67,20 @@ def test_kafka_cluster_ids_never_look_like_an_option():
     ids = [kafka_cluster_id() for _ in range(5000)]
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_the_kafka_cluster_nodes_have_their_own_ports_one_quorum_and_replicated_defaults(isolated):
+    from longtail_dev.infra import COMPONENTS, KAFKA_CLUSTER
+
+    nodes = [COMPONENTS[name]() for name in KAFKA_CLUSTER]
+    ports = [p for n in nodes for p in n.ports.values()] + list(COMPONENTS["kafka"]().ports.values())
+    assert len(ports) == len(set(ports)), "the cluster runs beside the single broker"
+    config = nodes[1]._write_config().read_text()
+    assert "node.id=2\n" in config
+    assert "controller.quorum.voters=" + ",".join(f"{i + 1}@127.0.0.1:{n.ports['controller']}" for i, n in enumerate(nodes)) in config
+    for line in ("default.replication.factor=3", "min.insync.replicas=2", "offsets.topic.replication.factor=3", "unclean.leader.election.enable=false"):
+        assert line + "\n" in config
+    assert nodes[0].env() == {"KAFKA_BOOTSTRAP_SERVERS": nodes[0].bootstrap, "KAFKA_REPLICATION_FACTOR": "3", "KAFKA_MIN_INSYNC_REPLICAS": "2"}
+    assert nodes[0].bootstrap.count(",") == 2
+    single = COMPONENTS["kafka"]()
+    assert "min.insync.replicas=1\n" in single._write_config().read_text() and single.env() == {"KAFKA_BOOTSTRAP_SERVERS": single.bootstrap}
