@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import brokers, fleet_side, gateway, inference, kafka_throughput, label_store, simulator
+from bench import brokers, fleet_side, gateway, inference, kafka_throughput, label_store, overload, simulator
 from bench import trainer as trainer_bench
 
 BENCHMARKS = {
@@ -28,6 +28,7 @@ BENCHMARKS = {
     "trainer": trainer_bench,
     "simulator": simulator,
     "brokers": brokers,
+    "overload": overload,
 }
 
 
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drill-seconds", type=float, default=120.0, help="length of each drill run (brokers)")
     parser.add_argument("--drill-rate", type=float, default=5.0, help="batches of 10 frames per car per second (brokers)")
     parser.add_argument("--drill-stop-for", type=float, default=30.0, help="how long the drill keeps a broker stopped (brokers)")
+    parser.add_argument("--overload-cars", type=int, default=50, help="cars in the overload drill (overload)")
+    parser.add_argument("--overload-burst", type=float, default=30.0, help="seconds at ten times the nominal rate (overload)")
     parser.add_argument("--out", default="out/bench", help="where to write JSON results")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

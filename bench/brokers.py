@@ -23,6 +23,7 @@ def run(args, console) -> dict:
         say(f"{label}: {args.drill_cars} cars for {seconds:.0f} s ...")
         reports[label] = broker_faults(cars=args.drill_cars, seconds=seconds, rate=args.drill_rate, faults=injected, say=say)
     base, hit = reports["undisturbed"], reports["with faults"]
+    faulted = hit.counts
 
     def ratio(a: float, b: float) -> str:
         return f"{b / a:.1f}x" if a > 0 else "-"
@@ -39,16 +40,16 @@ def run(args, console) -> dict:
         ("longest gap on fleet.telemetry.v1 (s)", "telemetry_stall_s"),
         ("car sessions", "sessions"),
     ]
-    rows = [[name, getattr(base, key), getattr(hit, key), ratio(getattr(base, key), getattr(hit, key)) if key.endswith("_s") else ""] for name, key in fields]
-    lost = hit.acked_frames_lost + hit.fires_lost + hit.fires_conflicting
+    rows = [[name, getattr(base.counts, key), getattr(hit.counts, key), ratio(getattr(base.counts, key), getattr(hit.counts, key)) if key.endswith("_s") else ""] for name, key in fields]
+    lost = faulted.acked_frames_lost + faulted.fires_lost + faulted.fires_conflicting
     return {
         "title": f"broker faults: {args.drill_cars} cars x {args.drill_rate:g} batches/s x {seconds:.0f} s, 3 brokers (RF 3, min.insync.replicas 2)",
         "columns": ["", "undisturbed", "with faults", "vs undisturbed"],
         "rows": rows,
         "verdict": [
             *(f"fault: {f}" for f in hit.faults),
-            f"{'OK' if lost == 0 else 'FAILED'}: {hit.acked_frames_lost} acknowledged frames lost, {hit.fires_lost} fires lost, {hit.fires_conflicting} decided two ways (target 0); "
-            f"acks stalled {hit.ack_stall_s:.1f} s from t={hit.ack_stall_at_s:.0f} s (undisturbed {base.ack_stall_s:.1f} s)",
+            f"{'OK' if lost == 0 else 'FAILED'}: {faulted.acked_frames_lost} acknowledged frames lost, {faulted.fires_lost} fires lost, {faulted.fires_conflicting} decided two ways (target 0); "
+            f"acks stalled {faulted.ack_stall_s:.1f} s from t={faulted.ack_stall_at_s:.0f} s (undisturbed {base.counts.ack_stall_s:.1f} s)",
         ],
         "reports": {k: v.as_dict() for k, v in reports.items()},
     }

@@ -32,7 +32,8 @@ SERVICE = GATEWAY.name
 SERVICE_NAME = GATEWAY.grpc
 FRAMES = Counter("longtail_gateway_frames_total", "Telemetry frames acked into Kafka", ["service"])
 REJECTS = Counter("longtail_gateway_rejects_total", "Rejected requests by reason", ["service", "reason"])
-REJECT_REASONS = ("unauthenticated", "permission_denied", "no_hello", "invalid_argument", "slow_consumer", "protocol_violation", "limit_exceeded", "rate_limited", "kafka_unavailable")
+THROTTLED = Counter("longtail_gateway_throttled_seconds_total", "Time telemetry reading paused for cars over max_batches_per_second", ["service"])
+REJECT_REASONS = ("unauthenticated", "permission_denied", "no_hello", "invalid_argument", "slow_consumer", "protocol_violation", "limit_exceeded", "kafka_unavailable")
 UPLOADS = Counter("longtail_gateway_uploads_total", "Snapshot uploads by outcome", ["service", "outcome"])
 UPLOAD_BYTES = Counter("longtail_gateway_upload_bytes_total", "Snapshot bytes received", ["service"])
 ACK_LATENCY = Histogram(
@@ -63,6 +64,15 @@ class TokenBucket:
             return True
         return False
 
+    async def acquire(self) -> float:
+        """Waits for a token; the seconds waited (0 within the rate and its burst)."""
+        waited = 0.0
+        while not self.take():
+            pause = (1.0 - self.tokens) / self.rate
+            await asyncio.sleep(pause)
+            waited += pause
+        return waited
+
 
 def _error(code: fleet_pb2.ErrorCode, message: str, batch_seq: int = 0, field: str = "", fatal: bool = False) -> fleet_pb2.ServerMessage:
     return fleet_pb2.ServerMessage(error=fleet_pb2.Error(code=code, message=message, batch_seq=batch_seq, field=field, fatal=fatal))
@@ -79,6 +89,7 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
         self.ack_latency = ACK_LATENCY.labels(SERVICE)
         for reason in REJECT_REASONS:  # every reason at 0 from the start: "no rejects" is data too
             REJECTS.labels(SERVICE, reason)
+        THROTTLED.labels(SERVICE)
 
     def _reject(self, reason: str) -> None:
         REJECTS.labels(SERVICE, reason).inc()
@@ -167,10 +178,13 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
                         self._reject("limit_exceeded")
                         session.offer(_error(fleet_pb2.ERROR_CODE_LIMIT_EXCEEDED, f"{len(batch.frames)} frames in one batch, at most {self.settings.max_batch_frames}", batch.batch_seq, "frames"))
                         continue
-                    if not bucket.take():
-                        self._reject("rate_limited")
-                        session.offer(_error(fleet_pb2.ERROR_CODE_RATE_LIMITED, f"over {self.settings.max_batches_per_second:g} batches/s; resend later", batch.batch_seq))
-                        continue
+                    # Over the rate: wait, reading nothing more of this car meanwhile (HTTP/2 flow
+                    # control then stops its sends), instead of refusing the batch. A refused batch
+                    # would be resent after later ones were stored, and the fleet-side worker, which
+                    # reads a car's frames in sequence order, would skip it (the overload drill
+                    # lost fires that way; docs/reliability.md).
+                    if throttled := await bucket.acquire():
+                        THROTTLED.labels(SERVICE).inc(throttled)
                     await inflight.acquire()  # backpressure: stop reading while too many await Kafka
                     task = asyncio.create_task(self._ingest(session, batch, inflight))
                     tasks.add(task)

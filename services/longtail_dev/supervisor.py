@@ -89,6 +89,14 @@ class ServiceProcess:
     def _tail(self) -> str:
         return f"last lines of {self.log_path}:\n" + "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
 
+    def metric(self, name: str) -> float:
+        """The sum over the series of one metric on the process's /metrics (while it runs)."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith((name + "{", name + " ")))
+
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.scrape_target is not None:
             self.scrape_target.unlink(missing_ok=True)
