@@ -115,7 +115,8 @@ def expected_fires(trigger_id: str, expression: str, frames_by_car: dict[str, li
 
 
 class TopicWatch:
-    """Reads a topic in a thread, keeping the records `keep` selects and their arrival times."""
+    """Reads a topic from its current end in a thread, keeping the records `keep` selects and
+    their arrival times."""
 
     def __init__(self, bootstrap: str, topic, keep: Callable) -> None:
         self._keep = keep
@@ -125,8 +126,10 @@ class TopicWatch:
         self.arrivals: list[float] = []
         self._stop = threading.Event()
         quiet = {"log_level": 2}  # brokers going away is a drill's point: librdkafka's connection errors are expected
+        group = f"drill-{uuid.uuid4().hex[:8]}"
+        _retrying(lambda: start_group_at_end(bootstrap, group, [topic]))  # from now on: not the topic's history
         self._producer = Producer(bootstrap, "drill-reader", **quiet)
-        self._consumer = BatchConsumer(bootstrap, f"drill-{uuid.uuid4().hex[:8]}", [topic], self._take, self._producer, **quiet)
+        self._consumer = BatchConsumer(bootstrap, group, [topic], self._take, self._producer, **quiet)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
