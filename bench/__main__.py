@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import brokers, fleet_side, gateway, inference, kafka_throughput, label_store, overload, simulator
+from bench import brokers, faults, fleet_side, gateway, inference, kafka_throughput, label_store, overload, simulator, soak
 from bench import trainer as trainer_bench
 
 BENCHMARKS = {
@@ -29,6 +29,8 @@ BENCHMARKS = {
     "simulator": simulator,
     "brokers": brokers,
     "overload": overload,
+    "faults": faults,
+    "soak": soak,
 }
 
 
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=1_000_000, help="telemetry frames per path (kafka)")
     parser.add_argument("--gateway-frames", type=int, default=400_000, help="frames for the gateway ingest benchmark")
     parser.add_argument("--fleet-frames", type=int, default=200_000, help="frames for the fleet-side evaluation benchmark")
-    parser.add_argument("--cars", type=int, default=10_000, help="connected cars for the beam-down benchmark")
+    parser.add_argument("--cars", type=int, default=None, help="cars: connected for the beam-down benchmark (gateway, default 10,000), driving in the soak (soak, default 20)")
     parser.add_argument("--sim-frames", type=int, default=8000, help="frames per fleet size (simulator)")
     parser.add_argument("--label-samples", type=int, default=3000, help="samples labelled per database (label-store)")
     parser.add_argument("--drill-cars", type=int, default=20, help="cars in the broker-fault drill (brokers)")
@@ -47,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drill-stop-for", type=float, default=30.0, help="how long the drill keeps a broker stopped (brokers)")
     parser.add_argument("--overload-cars", type=int, default=50, help="cars in the overload drill (overload)")
     parser.add_argument("--overload-burst", type=float, default=30.0, help="seconds at ten times the nominal rate (overload)")
+    parser.add_argument("--minutes", type=float, default=5.0, help="length of the soak (soak)")
+    parser.add_argument("--matrix-cars", type=int, default=4, help="cars in each fault-matrix run (faults)")
+    parser.add_argument("--matrix-seconds", type=float, default=30.0, help="seconds the fleet drives in each fault-matrix run (faults)")
     parser.add_argument("--out", default="out/bench", help="where to write JSON results")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]

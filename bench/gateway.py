@@ -200,7 +200,7 @@ def run(args, console) -> dict:
             unary_calls = max(16, args.gateway_frames // 100)
             naive = _measure(gateway, _unary(gateway.address, 16, unary_calls // 16))
             progress.remove_task(t)
-            beam = asyncio.run(_beam_down(gateway.address, bootstrap, args.cars, gateway, progress))
+            beam = asyncio.run(_beam_down(gateway.address, bootstrap, args.cars or 10_000, gateway, progress))
     finally:
         gateway.stop()
 

@@ -10,8 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import grpc
-
 from longtail.registry import SERVICES
 
 if TYPE_CHECKING:
@@ -58,9 +56,10 @@ class Stack:
                 self.notes.append("no local Prometheus: `prometheus` is not installed (apt-get install prometheus; scripts/bootstrap does it as root)")
         os.environ.update(self.launcher.up(names))
 
-    def configure(self, fleet_model: str, seed_map: Path) -> None:
+    def configure(self, fleet_model: str, seed_map: Path, label_store_db: str = "") -> None:
         """Each service's environment. `fleet_model` is the model line the gateway beams to the cars
-        and inference pre-labels with."""
+        and inference pre-labels with; `label_store_db` a database URL for the label store (default:
+        a new SQLite file of this run)."""
         from longtail import topics
         from longtail.kafka import start_group_at_end
 
@@ -68,7 +67,7 @@ class Stack:
         common = {"OPERATOR_TOKEN_SECRET": self.operator_secret}
         groups = {name: f"{name}-{self.run_id}" for name in GROUP_TOPICS}
         self.env = {
-            "label-store": {**common, "DATABASE_URL": f"sqlite:///{self.state / 'labels.db'}", "LABEL_STORE_CONSUMER_GROUP": groups["label-store"], "LABEL_STORE_DATA_DIR": str(self.state)},
+            "label-store": {**common, "DATABASE_URL": label_store_db or f"sqlite:///{self.state / 'labels.db'}", "LABEL_STORE_CONSUMER_GROUP": groups["label-store"], "LABEL_STORE_DATA_DIR": str(self.state)},
             "gateway": {"FLEET_TOKEN_SECRET": self.fleet_secret, "GATEWAY_FLEET_MODEL": fleet_model},
             "trigger-evaluator": dict(common),
             "inference": {"INFERENCE_MODEL_NAME": fleet_model, "INFERENCE_CONSUMER_GROUP": groups["inference"]},
@@ -101,14 +100,16 @@ class Stack:
 
     def clients(self) -> None:
         from longtail.config import S3Settings, load
+        from longtail.grpc_client import channel
         from longtail.labels.v1 import labels_pb2_grpc
         from longtail.models.v1 import trainer_pb2_grpc
         from longtail.storage import ObjectStore
         from longtail.triggers.v1 import triggers_pb2_grpc
 
-        self.labels = labels_pb2_grpc.LabelStoreServiceStub(grpc.insecure_channel(self.processes["label-store"].address))
-        self.trainer = trainer_pb2_grpc.TrainerServiceStub(grpc.insecure_channel(self.processes["trainer"].address))
-        self.catalog = triggers_pb2_grpc.TriggerCatalogServiceStub(grpc.insecure_channel(self.processes["trigger-evaluator"].address))
+        # The operator's calls outlast a service's restart (longtail.grpc_client: UNAVAILABLE retried).
+        self.labels = labels_pb2_grpc.LabelStoreServiceStub(channel(self.processes["label-store"].address))
+        self.trainer = trainer_pb2_grpc.TrainerServiceStub(channel(self.processes["trainer"].address))
+        self.catalog = triggers_pb2_grpc.TriggerCatalogServiceStub(channel(self.processes["trigger-evaluator"].address))
         self.objects = ObjectStore(load(S3Settings), service="demo")
         self.objects.ensure_bucket()
 

@@ -15,8 +15,6 @@ brokers` runs it larger, next to an undisturbed run of the same size.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -46,11 +44,6 @@ class BrokerDrillReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _kill(launcher: Launcher, name: str) -> None:
-    entry = launcher._load()[name]  # noqa: SLF001 (the drill kills exactly what the launcher started)
-    os.killpg(entry["pid"], signal.SIGKILL)
 
 
 def _in_sync_after(bootstrap: str, began: float, timeout: float = 120.0) -> float:
@@ -104,7 +97,7 @@ def _schedule(faults: BrokerFaults | None) -> list[tuple[float, Callable[[Launch
     def kill_leader(launcher: Launcher, bootstrap: str) -> str:
         name = f"kafka-{_leader(bootstrap, topics.TELEMETRY.name, 0)}"
         killed.append(name)
-        _kill(launcher, name)
+        launcher.kill(name)
         time.sleep(faults.restart_after)
         began = time.monotonic()
         launcher.up([name])

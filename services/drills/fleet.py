@@ -115,8 +115,8 @@ def expected_fires(trigger_id: str, expression: str, frames_by_car: dict[str, li
 
 
 class TopicWatch:
-    """Reads a topic from its current end in a thread, keeping the records `keep` selects and
-    their arrival times."""
+    """Reads a topic from its current end in a thread, keeping the records `keep` selects, their
+    arrival times (time.monotonic) and their Kafka timestamps (ms)."""
 
     def __init__(self, bootstrap: str, topic, keep: Callable) -> None:
         self._keep = keep
@@ -124,6 +124,7 @@ class TopicWatch:
         self.reader_errors = 0
         self.records: list = []
         self.arrivals: list[float] = []
+        self.timestamps_ms: list[int] = []
         self._stop = threading.Event()
         quiet = {"log_level": 2}  # brokers going away is a drill's point: librdkafka's connection errors are expected
         group = f"drill-{uuid.uuid4().hex[:8]}"
@@ -140,8 +141,9 @@ class TopicWatch:
                 continue
             self._seen.add((r.partition, r.offset))
             if self._keep(r.value):
-                self.records.append(r.value)
                 self.arrivals.append(now)
+                self.timestamps_ms.append(r.timestamp_ms)
+                self.records.append(r.value)  # last: a reader zipping the lists sees complete rows
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -160,22 +162,24 @@ class TopicWatch:
         return self.records
 
 
-def worker_lag(bootstrap: str) -> int:
-    """The fleet worker's lag, both stages: high watermarks minus committed offsets."""
-    consumers = []
+def group_lag(bootstrap: str, group: str, consumed) -> int:
+    """A consumer group's lag over the topics it reads: high watermarks minus committed offsets."""
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "log_level": 2})
     try:
         lag = 0
-        for group, topic in WORKER_GROUPS:
-            consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "log_level": 2})
-            consumers.append(consumer)
+        for topic in consumed:
             parts = [confluent_kafka.TopicPartition(topic.name, p) for p in range(topic.partitions)]
             for tp in consumer.committed(parts, timeout=10):
                 _low, high = consumer.get_watermark_offsets(tp, timeout=10)
                 lag += high - max(tp.offset, 0)
         return lag
     finally:
-        for consumer in consumers:
-            consumer.close()
+        consumer.close()
+
+
+def worker_lag(bootstrap: str) -> int:
+    """The fleet worker's lag, both stages."""
+    return sum(group_lag(bootstrap, group, [topic]) for group, topic in WORKER_GROUPS)
 
 
 def _retrying(call: Callable, seconds: float = 30.0):

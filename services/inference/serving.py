@@ -40,7 +40,7 @@ log = get_logger(__name__)
 
 SERVING_VERSION = Gauge("longtail_inference_serving_version", "Model version serving default traffic (0 = none)", ["service", "model"])
 LOADED = Gauge("longtail_inference_loaded_version_info", "1 for each model version this replica keeps loaded in Triton", ["service", "model", "version", "role"])
-MODEL_EVENTS = Counter("longtail_inference_model_versions_total", "Published versions handled, by outcome (served, refused, ignored)", ["service", "model", "outcome"])
+MODEL_EVENTS = Counter("longtail_inference_model_versions_total", "Published versions handled, by outcome (served, refused, ignored; reloaded: after Triton lost them)", ["service", "model", "outcome"])
 SWAP_SECONDS = Histogram("longtail_inference_model_swap_duration_seconds", "From a publication to serving the new version", ["service"], buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300))
 
 
@@ -191,6 +191,21 @@ class ModelManager:
             SWAP_SECONDS.labels(SERVICE).observe(time.monotonic() - started)
             log.info("serving model version", model=self.name, version=version, previous=old.version if old else None, tasks=[t.name for t in mv.tasks], seconds=round(time.monotonic() - started, 2))
             return "served"
+
+    def recover(self) -> bool:
+        """After Triton lost the versions this replica serves (it restarted: in explicit mode it
+        loads nothing by itself), load them again; True if it did. Raises while Triton is away
+        (the caller's retry comes back)."""
+        with self._control:
+            current = self.current
+            if current is None or not self.triton.server_ready() or self.triton.ready(self.name, current.version):
+                return False
+            wanted = set(self._leasable)
+            log.warning("Triton lost the served versions (restarted?): loading them again", model=self.name, versions=sorted(wanted))
+            self.triton.load(self.name, model_repo.config_json(current.config, wanted))
+            self._wait_ready(current.version)
+            MODEL_EVENTS.labels(SERVICE, self.name, "reloaded").inc()
+            return True
 
     def _retire_except(self, keep: set[int]) -> None:
         """Stop leasing versions outside `keep` and wait for their requests to finish."""

@@ -55,6 +55,7 @@ def score(manager: ModelManager, images: list[np.ndarray], path: str, max_batch:
                     raw = manager.triton.infer(mv.name, mv.version, np.stack([images[i] for i in chunk]))
                 except Exception:
                     REQUESTS.labels(SERVICE, path, "failed").inc()
+                    _recover(manager)
                     raise
                 elapsed = time.perf_counter() - t0
                 REQUESTS.labels(SERVICE, path, "ok").inc()
@@ -65,6 +66,15 @@ def score(manager: ModelManager, images: list[np.ndarray], path: str, max_batch:
                     results[i] = predictions(mv.tasks, out, only)
                     seconds[i] = elapsed
     return mv, results, seconds
+
+
+def _recover(manager: ModelManager) -> None:
+    """A failed call may mean Triton restarted and lost the served versions: load them again, so
+    the caller's retry (the consumer's, the client's) finds them."""
+    try:
+        manager.recover()
+    except Exception as exc:  # Triton still away: the retry will ask again
+        log.warning("could not reload the served versions into Triton yet", error=repr(exc)[:300])
 
 
 class SnapshotWorker(ConsumerThread):

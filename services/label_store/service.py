@@ -8,6 +8,7 @@ import time
 
 import grpc
 from prometheus_client import Counter, Gauge
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from longtail import topics
 from longtail.auth import OPERATOR_AUDIENCE, AuthError, bearer, verify_token
@@ -78,6 +79,16 @@ class OutboxPublisher:
             self.wake.clear()
 
 
+async def _database_unavailable(context, exc: DBAPIError) -> None:
+    """The database went away (restarted, failed over, unreachable): UNAVAILABLE, which callers
+    retry, rather than UNKNOWN. Other database errors are bugs and stay INTERNAL."""
+    if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+        log.warning("database unavailable", error=str(exc.orig or exc)[:300])
+        await abort(context, grpc.StatusCode.UNAVAILABLE, "the label store's database is unavailable; retry")
+    log.error("database error", error=repr(exc)[:2000])
+    await abort(context, grpc.StatusCode.INTERNAL, f"database error: {type(exc.orig or exc).__name__}")
+
+
 class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
     def __init__(self, store: LabelStore, operator_secret: str, publisher: OutboxPublisher | None = None) -> None:
         self.store = store
@@ -89,6 +100,8 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
             return await asyncio.to_thread(fn, *args)
         except StoreError as exc:
             await abort(context, getattr(grpc.StatusCode, exc.code), str(exc))
+        except DBAPIError as exc:
+            await _database_unavailable(context, exc)
 
     def _changed(self) -> None:
         if self.publisher is not None:
@@ -149,6 +162,8 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
         except StoreError as exc:
             LEASES.labels(SERVICE, request.label.task or "?", "refused").inc()
             await abort(context, getattr(grpc.StatusCode, exc.code), str(exc))
+        except DBAPIError as exc:
+            await _database_unavailable(context, exc)
         if not duplicate:
             LABELS.labels(SERVICE, label.task, KIND.get(label.labeller_kind, "unspecified")).inc()
             LEASES.labels(SERVICE, label.task, "fulfilled").inc()

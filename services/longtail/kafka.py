@@ -192,8 +192,11 @@ class BatchConsumer:
     - A record that does not decode as its topic's protobuf type is dead-lettered.
     - If `handler(batch)` raises, the batch is retried one record at a time; a record whose handler
       raises ValueError (RecordError, ...) or DecodeError is dead-lettered and the loop keeps going.
-      Any other exception (a database or broker outage) propagates without committing, so the
-      batch is reprocessed after a restart rather than thrown away.
+      Any other exception (a database, object store or Triton outage) is retried for that record
+      with backoff for up to `outage_patience_s` -- a dependency restarting for a few seconds must
+      not cost a process restart (in Kubernetes, a crash loop's growing back-off) -- and then
+      propagates without committing, so the batch is reprocessed after a restart rather than
+      thrown away.
     - Dead letters are flushed (acked) before offsets are committed: nothing is lost in between.
     """
 
@@ -208,9 +211,11 @@ class BatchConsumer:
         batch_size: int = 500,
         poll_timeout: float = 0.5,
         lag_interval: float = 10.0,
+        outage_patience_s: float = 60.0,
         **conf: Any,
     ) -> None:
         self.group_id = group_id
+        self.outage_patience_s = outage_patience_s
         self.topics = {t.name: t for t in topics}
         self.handler = handler
         self.dead_letters = dead_letters
@@ -258,16 +263,29 @@ class BatchConsumer:
                 self.handler(records)
             except Exception as exc:
                 log.warning("batch failed, retrying record by record", error=repr(exc), size=len(records))
-                for record in records:
-                    try:
-                        self.handler([record])
-                    except (DecodeError, ValueError) as record_exc:
-                        self._dead_letter_record(record, f"{type(record_exc).__name__}: {record_exc}")
-                        dead += 1
+                dead += sum(self._handle_one(record) for record in records)
         if dead:
             self.dead_letters.flush()  # raises rather than commit past an unsaved dead letter
         self._consumer.commit(asynchronous=False)
         return len(messages)
+
+    def _handle_one(self, record: Record) -> int:
+        """One record alone: 1 if it was dead-lettered; an outage is retried (see the class)."""
+        deadline, backoff = time.monotonic() + self.outage_patience_s, 0.25
+        while True:
+            try:
+                self.handler([record])
+                return 0
+            except (DecodeError, ValueError) as exc:
+                self._dead_letter_record(record, f"{type(exc).__name__}: {exc}")
+                return 1
+            except Exception as exc:
+                if time.monotonic() + backoff > deadline:
+                    raise
+                self.metrics.outage_retried()
+                log.warning("record failed, not for its content: retrying (an outage?)", error=repr(exc)[:300], topic=record.topic, partition=record.partition, offset=record.offset, retry_in_s=backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()

@@ -27,6 +27,7 @@ GRPC_LATENCY = Histogram(
 )
 OBJECTS_PUT = Counter("longtail_objects_put_total", "Object store puts by outcome", ["service", "outcome"])
 OBJECT_BYTES = Counter("longtail_object_bytes_written_total", "Bytes written to the object store", ["service"])
+KAFKA_OUTAGE_RETRIES = Counter("longtail_kafka_outage_retries_total", "Records retried because processing failed for a reason other than their content (a dependency away)", ["service", "group"])
 
 
 def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
@@ -44,6 +45,7 @@ class ConsumerMetrics:
         self._consumed = {t: KAFKA_CONSUMED.labels(service, group, t) for t in topics}
         self._dead = {t: KAFKA_DEAD_LETTERED.labels(service, group, t) for t in topics}
         self._progress = KAFKA_LAST_PROGRESS.labels(service, group)
+        self._outage = KAFKA_OUTAGE_RETRIES.labels(service, group)
         self._next_lag = 0.0
 
     def polled(self, consumer) -> None:
@@ -58,6 +60,9 @@ class ConsumerMetrics:
 
     def dead_lettered(self, topic: str) -> None:
         (self._dead.get(topic) or KAFKA_DEAD_LETTERED.labels(self.service, self.group, topic)).inc()
+
+    def outage_retried(self) -> None:
+        self._outage.inc()
 
     def update_lag(self, consumer) -> None:
         """Lag per assigned partition from the watermarks librdkafka caches from fetch responses

@@ -110,6 +110,12 @@ class ServiceProcess:
             self.proc.kill()
             return self.proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL (a crash, for drills): no drain, no goodbye. `start()` brings it back on the same ports."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     @property
     def pid(self) -> int:
         """The service's process id (once started)."""

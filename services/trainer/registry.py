@@ -121,6 +121,11 @@ class Registry:
             self._reserved[name] = version
             return version
 
+    def reserve(self, name: str, version: int) -> None:
+        """Keep `version` of `name` from being allocated again (a run queued again after a restart owns it)."""
+        with self._lock:
+            self._reserved[name] = max(self._reserved.get(name, 0), int(version))
+
     def save_refused(self, mv: T.ModelVersion, weights: bytes) -> None:
         prefix = f"{REFUSED}{mv.model.name}/{mv.model.version}/"
         self.store.put_at(prefix + "model.pt", weights)

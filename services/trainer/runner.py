@@ -4,7 +4,10 @@ Runs execute one at a time on a worker thread (CPU training uses every core it i
 runs at once would only make both slower and break reproducibility of timing-dependent code).
 `Trainer.submit` is idempotent on run_id. Every phase change is persisted (registry.save_run), so
 `GetRun` after a restart still shows finished runs; a run that was RUNNING when the process died
-is marked FAILED ("trainer restarted"), QUEUED ones are queued again.
+is queued again (its inputs are immutable: dataset versions, a base model version, a seed) and
+keeps the model version it had reserved, so a run killed after publishing publishes nothing twice
+(`model_repo.publish` returns the existing version for identical weights); QUEUED ones are queued
+again.
 """
 
 from __future__ import annotations
@@ -110,9 +113,12 @@ class Trainer:
         if recover:
             for run in sorted(self.registry.load_runs(), key=lambda r: r.created_at.ToNanoseconds()):
                 if run.status == T.RUN_STATUS_RUNNING:
-                    run.status, run.error = T.RUN_STATUS_FAILED, "trainer restarted while the run was running; start it again"
-                    run.finished_at.GetCurrentTime()
+                    run.status, run.phase, run.progress = T.RUN_STATUS_QUEUED, T.RUN_PHASE_UNSPECIFIED, 0.0
+                    run.metrics["run/restarts"] = run.metrics.get("run/restarts", 0.0) + 1
+                    if run.model.version:
+                        self.registry.reserve(run.model.name, run.model.version)
                     self.registry.save_run(run)
+                    log.warning("run interrupted by a trainer restart: queued again", run_id=run.run_id, restarts=int(run.metrics["run/restarts"]))
                 self.runs[run.run_id] = run
                 if run.status == T.RUN_STATUS_QUEUED:
                     self._queue.put(run.run_id)
@@ -277,6 +283,15 @@ class Trainer:
             except Exception as exc:  # bookkeeping must not kill a run; the next phase retries
                 log.warning("could not persist run", run_id=run_id, error=repr(exc))
 
+    def _version(self, run_id: str, name: str) -> int:
+        """The version a run publishes as: the one it reserved before a restart interrupted it (an
+        identical retrain then finds its own version already published), else the next free one."""
+        with self._lock:
+            reserved = self.runs[run_id].model
+            if reserved.name == name and reserved.version:
+                return int(reserved.version)
+        return self.registry.allocate(name)
+
     def _phase(self, run_id: str, phase: int, progress: float) -> None:
         self._update(run_id, persist=True, phase=phase, progress=progress)
         log.info("run phase", run_id=run_id, phase=T.RunPhase.Name(phase))
@@ -404,7 +419,7 @@ class Trainer:
         self._phase(run_id, T.RUN_PHASE_EVALUATING, 0.8)
         metrics = training.evaluate(model, splits["val"], "val")
         metrics.update(training.evaluate(model, splits["test"], "test") if len(splits["test"]) else {})
-        version = self.registry.allocate(spec.model_name)
+        version = self._version(run_id, spec.model_name)
         ref = C.ModelRef(name=spec.model_name, version=version)
         self._update(run_id, persist=True, metrics=metrics, model=ref)
         suites, case_images = self._suite_inputs(train_tasks)
@@ -548,7 +563,7 @@ class Trainer:
         pos, neg = sc[labels[val_idx] == 1], sc[labels[val_idx] == 0]
         auc = det.auc(pos, neg)
         metrics = {f"{where}/auc": auc, f"{where}/positive_mean_score": float(pos.mean()), f"{where}/negative_mean_score": float(neg.mean()), f"{where}/positives": float(len(pos)), f"{where}/negatives": float(len(neg))}
-        version = self.registry.allocate(spec.model_name)
+        version = self._version(run_id, spec.model_name)
         ref = C.ModelRef(name=spec.model_name, version=version)
         self._update(run_id, persist=True, metrics=metrics, model=ref)
 

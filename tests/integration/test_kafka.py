@@ -2,6 +2,8 @@
 
 import uuid
 
+import pytest
+
 from longtail import topics
 from longtail.kafka import BatchConsumer, Producer, RecordError, start_group_at_end
 from longtail.ops.v1 import events_pb2 as ops_events
@@ -105,6 +107,44 @@ def test_record_the_handler_rejects_is_dead_lettered_and_the_rest_processed(kafk
     assert (poison, 0) not in processed  # rejected; the batch around it and the car's next batch went through
     [letter] = dead_letters_for(kafka, {poison}, 1)
     assert "RecordError: frames[0].ego.x is NaN" in letter.error
+    producer.close()
+
+
+def test_a_dependency_away_for_a_moment_is_waited_for_not_dead_lettered_nor_fatal(kafka):
+    """A handler failing for a reason other than the record (its database restarting) gets the
+    record again after a backoff; past `outage_patience_s` the error propagates uncommitted."""
+    vehicle = f"car-{uuid.uuid4().hex[:8]}"
+    producer = Producer(kafka, "test")
+    producer.produce(topics.TELEMETRY, vehicle, telemetry_batch(vehicle, 0, 1))
+    producer.flush()
+    attempts, processed = [], []
+
+    def handle(records):
+        mine = [r for r in records if r.key == vehicle]
+        if mine and len(attempts) < 3:
+            attempts.append(mine[0].offset)
+            raise ConnectionError("database restarting")
+        processed.extend(r.key for r in mine)
+
+    consumer = BatchConsumer(kafka, f"test-{uuid.uuid4().hex[:8]}", [topics.TELEMETRY], handle, producer)
+    assert drain(consumer, lambda: processed)
+    consumer.close()
+    assert processed == [vehicle] and len(attempts) == 3  # the batch, then the record twice more
+    assert consumer.dead_lettered == 0
+
+    def down(records):
+        if any(r.key == vehicle for r in records):
+            raise ConnectionError("database gone")
+
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    stuck = BatchConsumer(kafka, group, [topics.TELEMETRY], down, producer, outage_patience_s=1.0)
+    with pytest.raises(ConnectionError):
+        drain(stuck, lambda: False)
+    stuck.close()
+    seen = []
+    after = BatchConsumer(kafka, group, [topics.TELEMETRY], lambda rs: seen.extend(r.key for r in rs), producer)
+    assert drain(after, lambda: vehicle in seen)  # not committed: the restarted consumer gets it
+    after.close()
     producer.close()
 
 

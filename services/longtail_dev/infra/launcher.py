@@ -704,6 +704,21 @@ class Launcher:
             self._save(state)
         return stopped
 
+    def kill(self, name: str, timeout: float = 30.0) -> None:
+        """SIGKILL a component's process group (a crash, for drills) and wait until it is gone
+        (reaped, when this process started it: a zombie still holds e.g. PostgreSQL's lock file)."""
+        entry = self._load().get(name)
+        if not entry or not self._alive(entry):
+            return
+        try:
+            os.killpg(entry["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while self._alive(entry) and time.monotonic() < deadline:
+            self._reap(entry["pid"])
+            time.sleep(0.05)
+
     @staticmethod
     def _reap(pid: int) -> None:
         try:

@@ -42,6 +42,14 @@ class FakeTriton:
             self.models = {k: m for k, m in self.models.items() if k[0] != name}
             self.models.update(loaded)
 
+    def server_ready(self):
+        return True
+
+    def restart(self):
+        """What a Triton restart does in explicit mode: nothing loaded."""
+        with self.lock:
+            self.models = {}
+
     def ready(self, name, version):
         return (name, int(version)) in self.models
 

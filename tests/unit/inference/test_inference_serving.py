@@ -70,6 +70,16 @@ def test_publish_load_and_infer_with_the_new_version(manager, triton, published)
     assert manager.apply(1) == "served" and manager.current.version == 1 and len(triton.loads) == loads
 
 
+def test_after_triton_restarted_the_failed_call_reloads_the_served_versions_for_the_retry(manager, triton, published):
+    assert manager.apply(1) == "served" and manager.apply(2) == "served"
+    triton.restart()
+    with pytest.raises(RuntimeError, match="unknown model"):
+        score(manager, [image()], "test")
+    assert triton.loads[-1] == ("mt", [1, 2])  # the same version set as before, loaded again
+    mv, _preds, _ = score(manager, [image()], "test")  # the retry
+    assert mv.version == 2 and not manager.recover()  # nothing lost: nothing to reload
+
+
 def test_a_corrupt_version_is_refused_and_the_old_one_keeps_serving(manager, store, triton, published, make_model):
     manager.apply(1)
     model_repo.publish(store, make_model(3), "mt", 3)

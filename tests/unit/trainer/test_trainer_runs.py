@@ -156,3 +156,37 @@ def test_a_run_with_a_bad_hyperparameter_is_refused_before_it_is_queued(trainer)
     with pytest.raises(ValueError, match="lr: 5.0 is not a learning rate"):
         trainer.submit(T.RunSpec(model_name="unit", hyperparameters=_hp(lr=5)))
     assert trainer.list() == []
+
+
+def test_a_run_interrupted_by_a_restart_runs_again_in_its_reserved_version_and_publishes_once(store, labels):
+    """A trainer killed after publishing, before the run's SUCCEEDED was saved: the next trainer runs
+    it again in the version it had reserved, finds its identical weights already published, and
+    no other run takes that version meanwhile."""
+
+    def make(events):
+        return Trainer(store, Registry(store), tasks_mod.load(), labels, lambda topic, key, value: events.append((topic, key, value)), Settings(threads=2, default_epochs=1, fallback_samples=64))
+
+    spec = T.RunSpec(model_name="requeued", promote=True, seed=5, epochs=1)
+    first_events: list = []
+    first = make(first_events)
+    first.start(recover=False)
+    done = first.wait(first.submit(spec, run_id="run-requeued")[0].run_id, 300)
+    first.stop()
+    assert done.status == T.RUN_STATUS_SUCCEEDED, done.error
+    interrupted = T.Run()
+    interrupted.CopyFrom(done)
+    interrupted.status, interrupted.phase = T.RUN_STATUS_RUNNING, T.RUN_PHASE_PUBLISHING
+    first.registry.save_run(interrupted)  # as a kill -9 in the publishing phase leaves it
+
+    events: list = []
+    second = make(events)
+    second.start(recover=True)
+    try:
+        other = second.submit(T.RunSpec(model_name="requeued", promote=True, seed=6, epochs=1))[0]
+        again = second.wait("run-requeued", 300)
+        assert again.status == T.RUN_STATUS_SUCCEEDED, again.error
+        assert again.model.version == done.model.version and again.metrics["run/restarts"] == 1
+        assert second.wait(other.run_id, 300).model.version == done.model.version + 1  # not the reserved one
+        assert model_repo.list_versions(store, "requeued") == [done.model.version, done.model.version + 1]
+    finally:
+        second.stop()

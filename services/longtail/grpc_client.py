@@ -1,0 +1,43 @@
+"""Client channels that ride out a restart of the server they call.
+
+A service restarted by Kubernetes (or `kill -9`ed by a drill) is away for a few seconds; a caller
+that gives up on the first UNAVAILABLE turns a restart into a failed job. `channel()` retries a
+unary call that ends UNAVAILABLE (the server was not there, or went away mid-call) with backoff
+for up to `patience_s`, independently of each call's own deadline. Only UNAVAILABLE: every other
+status is the server's answer. A call the server may have executed before it died is sent again,
+so use it for calls that are idempotent (reads, and writes with an idempotency key or a
+client-chosen id, as every write API of the project has).
+"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from longtail.log import get_logger
+
+log = get_logger(__name__)
+
+
+class RetryUnavailable(grpc.UnaryUnaryClientInterceptor):
+    def __init__(self, patience_s: float = 60.0, first_backoff_s: float = 0.25, max_backoff_s: float = 2.0) -> None:
+        self.patience_s = patience_s
+        self.first_backoff_s = first_backoff_s
+        self.max_backoff_s = max_backoff_s
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        deadline = time.monotonic() + self.patience_s
+        backoff = self.first_backoff_s
+        while True:
+            outcome = continuation(client_call_details, request)
+            if outcome.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() + backoff > deadline:
+                return outcome
+            log.info("server unavailable, retrying", method=client_call_details.method, details=outcome.details())
+            time.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff_s)
+
+
+def channel(address: str, patience_s: float = 60.0, options: list[tuple[str, object]] | None = None) -> grpc.Channel:
+    """An insecure channel to `address` whose unary calls retry UNAVAILABLE for `patience_s`."""
+    return grpc.intercept_channel(grpc.insecure_channel(address, options=options or []), RetryUnavailable(patience_s))
