@@ -25,6 +25,8 @@ def run(args, console) -> dict:
     rows = []
     for kind, q in report.fire_to_sample_s.items():
         rows.append([f"fire {kind} -> sample in the label queue (s)", q["n"], q["p50"], q["p99"], q["max"]])
+    for what, q in (("  of which: fire on the car -> upload announced (car, gateway)", report.fire_to_announced_s), ("  of which: announced -> sample in the queue (label store)", report.announced_to_sample_s)):
+        rows.append([what, q.get("n", 0), q.get("p50"), q.get("p99"), q.get("max")])
     q = report.produce_to_decision_s
     rows.append(["telemetry produced -> fleet-side decision (s)", q.get("n", 0), q.get("p50"), q.get("p99"), q.get("max")])
     memory = [[service, r["warm_mb"], r["end_mb"], r["peak_mb"], f"{r['ratio']:.2f}x"] for service, r in report.rss.items()]
@@ -42,7 +44,7 @@ def run(args, console) -> dict:
         ],
         "verdict": [
             f"frames {report.frames:,} ({report.frames_acked:,} acknowledged), uploads {report.uploads:,} ({report.upload_errors} given up), labels {report.labels:,}",
-            f"car errors {report.car_errors or 'none'}; dead letters {report.dead_letters}",
+            f"car errors {report.car_errors or 'none'}; dead letters {report.dead_letters}; the simulated fleet fell behind the wall clock by {report.sim_behind_s:.2f} s at most",
             f"{'OK' if ok else 'FAILED'}: fire on the car -> sample p99 {car_p99:.2f} s (target < {TARGET_P99_S:g} s); RSS grew beyond x{RSS_BOUND}: {', '.join(report.rss_grew) or 'none'}; plot: {png}",
         ],
         "report": {k: v for k, v in report.as_dict().items() if k != "points"},

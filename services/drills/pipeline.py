@@ -85,6 +85,7 @@ class Pipeline:
             self.watches = {
                 "telemetry": TopicWatch(bootstrap, topics.TELEMETRY, lambda v: v.vehicle_id.startswith(self.line)),
                 "fired": TopicWatch(bootstrap, topics.TRIGGERS_FIRED, lambda v: v.trigger_id.startswith(self.line)),
+                "snapshots": TopicWatch(bootstrap, topics.SNAPSHOTS, lambda v: v.trigger_id.startswith(self.line)),
                 "samples": TopicWatch(bootstrap, topics.SAMPLES_REGISTERED, lambda v: v.sample.provenance.trigger_id.startswith(self.line)),
                 "prelabels": TopicWatch(bootstrap, topics.INFERENCE_RESULTS, lambda v: True),
                 "labels": TopicWatch(bootstrap, topics.LABELS_CREATED, lambda v: v.provenance.trigger_id.startswith(self.line)),

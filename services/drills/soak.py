@@ -62,7 +62,11 @@ class SoakReport:
     car_errors: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
     labels: int = 0
+    sim_behind_s: float = 0.0  # the most the simulated fleet fell behind the wall clock (its frame times are the schedule's)
     fire_to_sample_s: dict[str, dict[str, float]] = field(default_factory=dict)  # trigger kind -> n, p50, p99, max
+    # ... in two parts: to the gateway's announcement (car + gateway: S3, Kafka), then to the sample (label store)
+    fire_to_announced_s: dict[str, float] = field(default_factory=dict)
+    announced_to_sample_s: dict[str, float] = field(default_factory=dict)
     produce_to_decision_s: dict[str, float] = field(default_factory=dict)
     rss: dict[str, dict[str, float]] = field(default_factory=dict)  # service -> warm (median of the 2nd fifth), end (max of the last fifth), peak, ratio
     lag: dict[str, dict[str, int]] = field(default_factory=dict)  # group -> peak, end
@@ -78,10 +82,11 @@ class SoakReport:
 
 
 def quantiles(values: list[float]) -> dict[str, float]:
+    """n (as a float, like the rest), p50, p99 and max."""
     if not values:
-        return {"n": 0, "p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+        return {"n": 0.0, "p50": float("nan"), "p99": float("nan"), "max": float("nan")}
     a = np.asarray(values)
-    return {"n": len(values), "p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3), "max": round(float(a.max()), 3)}
+    return {"n": float(len(values)), "p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3), "max": round(float(a.max()), 3)}
 
 
 def soak(size: SoakSize | None = None, say=print) -> SoakReport:
@@ -114,6 +119,7 @@ def soak(size: SoakSize | None = None, say=print) -> SoakReport:
         def progress(sim_report, fraction: float) -> None:
             if not first_frame[0]:
                 first_frame[0] = time.monotonic()
+            report.sim_behind_s = round(max(report.sim_behind_s, time.monotonic() - first_frame[0] - fraction * size.minutes * 60), 2)
             if time.monotonic() - last_shown[0] > 30 or fraction >= 1:
                 last_shown[0] = time.monotonic()
                 say(f"soak: {fraction:4.0%} {sim_report.frames:,} frames, {sim_report.uploads} uploads, {report.labels} labels")
@@ -127,6 +133,7 @@ def soak(size: SoakSize | None = None, say=print) -> SoakReport:
             for thread in threads:
                 thread.join(30)
             dead.stop()
+        report.labels += loop.label()  # what the last uploads left in the queue
         report.frames, report.frames_acked = sim_report.frames, sim_report.frames_acked
         report.uploads, report.upload_errors, report.car_errors = len(loop.uploaded(sim_report)), sim_report.upload_errors, dict(sim_report.errors)
         report.dead_letters = len(dead.records)
@@ -150,13 +157,25 @@ def _latencies(report: SoakReport, loop: Pipeline) -> None:
         if kind is not None:
             by_kind[kind].append(ts / 1000 - sample.provenance.captured_at.ToNanoseconds() / 1e9)
     report.fire_to_sample_s = {kind: quantiles(v) for kind, v in by_kind.items()}
-    produced = {}
+    announced: dict[str, int] = {}
+    s = loop.watches["snapshots"]
+    for event, ts in zip(list(s.records), list(s.timestamps_ms), strict=False):
+        if event.trigger_id == edge:
+            announced.setdefault(event.snapshot_id, ts)
+    to_announced, to_sample = [], []
+    for event, ts in zip(list(w.records), list(w.timestamps_ms), strict=False):
+        sample = event.sample
+        if sample.provenance.trigger_id == edge and sample.sample_id in announced:
+            to_announced.append(announced[sample.sample_id] / 1000 - sample.provenance.captured_at.ToNanoseconds() / 1e9)
+            to_sample.append((ts - announced[sample.sample_id]) / 1000)
+    report.fire_to_announced_s, report.announced_to_sample_s = quantiles(to_announced), quantiles(to_sample)
+    produced: dict[str, int] = {}
     t = loop.watches["telemetry"]
     for batch, ts in zip(list(t.records), list(t.timestamps_ms), strict=False):
         for frame in batch.frames:
             produced.setdefault(frame.frame_id, ts)
     f = loop.watches["fired"]
-    decided = {}
+    decided: dict[str, float] = {}
     for fire, ts in zip(list(f.records), list(f.timestamps_ms), strict=False):
         if fire.trigger_id == fleet and fire.frame_id in produced:
             decided.setdefault(fire.fire_id, (ts - produced[fire.frame_id]) / 1000)
@@ -175,8 +194,8 @@ def _summarise(report: SoakReport) -> None:
         end_mb = max([p.rss_mb[service] for p in last if service in p.rss_mb] or series[-1:])
         report.rss[service] = {"warm_mb": round(warm_mb, 1), "end_mb": round(end_mb, 1), "peak_mb": round(max(series), 1), "ratio": round(end_mb / warm_mb, 3) if warm_mb else 0.0}
     for group in sorted({g for p in points for g in p.lag}):
-        series = [p.lag[group] for p in points if group in p.lag]
-        report.lag[group] = {"peak": max(series), "end": series[-1]}
+        lags = [p.lag[group] for p in points if group in p.lag]
+        report.lag[group] = {"peak": max(lags), "end": lags[-1]}
 
 
 def plot(report: SoakReport, path: Path) -> Path:

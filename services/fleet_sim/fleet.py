@@ -406,14 +406,14 @@ class SimulatedFleet:
                 await asyncio.sleep(0.05)
         ticks = int(self.config.duration_s * self.config.fps)
         clock = time.time()
+        started = time.perf_counter()
         for tick in range(ticks):
-            tick_started = time.perf_counter()
             self._tick(clock)
             clock += 1.0 / self.config.fps
             if on_progress is not None:
                 on_progress(self.report, (tick + 1) / ticks)
-            if self.config.realtime:
-                await asyncio.sleep(max(0.0, 1.0 / self.config.fps - (time.perf_counter() - tick_started)))
+            if self.config.realtime:  # on an absolute schedule: a slow tick is caught up, frame times stay the wall clock's
+                await asyncio.sleep(max(0.0, started + (tick + 1) / self.config.fps - time.perf_counter()))
             else:
                 await asyncio.sleep(0)
         for car in self.cars:
