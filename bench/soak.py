@@ -24,11 +24,11 @@ def run(args, console) -> dict:
     png = plot(report, Path(args.out) / "soak.png")
     rows = []
     for kind, q in report.fire_to_sample_s.items():
-        rows.append([f"fire {kind} -> sample in the label queue (s)", q["n"], q["p50"], q["p99"], q["max"]])
+        rows.append([f"fire {kind} -> sample in the label queue (s)", int(q["n"]), q["p50"], q["p99"], q["max"]])
     for what, q in (("  of which: fire on the car -> upload announced (car, gateway)", report.fire_to_announced_s), ("  of which: announced -> sample in the queue (label store)", report.announced_to_sample_s)):
-        rows.append([what, q.get("n", 0), q.get("p50"), q.get("p99"), q.get("max")])
+        rows.append([what, int(q.get("n", 0)), q.get("p50"), q.get("p99"), q.get("max")])
     q = report.produce_to_decision_s
-    rows.append(["telemetry produced -> fleet-side decision (s)", q.get("n", 0), q.get("p50"), q.get("p99"), q.get("max")])
+    rows.append(["telemetry produced -> fleet-side decision (s)", int(q.get("n", 0)), q.get("p50"), q.get("p99"), q.get("max")])
     memory = [[service, r["warm_mb"], r["end_mb"], r["peak_mb"], f"{r['ratio']:.2f}x"] for service, r in report.rss.items()]
     lags = [[group, v["peak"], v["end"]] for group, v in report.lag.items()]
     car_p99 = report.fire_to_sample_s.get("on the car", {}).get("p99", float("inf"))

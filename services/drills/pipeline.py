@@ -168,7 +168,17 @@ class Pipeline:
         from demo.experiment import drive_loop
         from fleet_sim.fleet import SimConfig, SimulatedFleet
 
-        sim = SimConfig(cars=cars, duration_s=seconds, fps=fps, seed=self.seed, realtime=True, vehicle_prefix=self.line, ring_frames=int(min(seconds, 120) * fps) + 1, request_grace_s=request_grace_s)
+        sim = SimConfig(
+            cars=cars,
+            duration_s=seconds,
+            fps=fps,
+            seed=self.seed,
+            realtime=True,
+            vehicle_prefix=self.line,
+            ring_frames=int(min(seconds, 120) * fps) + 1,
+            request_grace_s=request_grace_s,
+            tls_dir=str(self.stack.pki) if self.stack.tls else "",
+        )
         fleet = SimulatedFleet(sim, World(WorldConfig(), seed=self.seed), self.model, store=self.stack.objects, gateway_address=self.stack.processes["gateway"].address, token_secret=self.stack.fleet_secret)
         return drive_loop().run_until_complete(fleet.run(progress))
 

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -61,6 +62,9 @@ class SimConfig:
     request_grace_s: float = 0.0
     max_concurrent_uploads: int = 8
     vehicle_prefix: str = "sim"
+    # Mutual TLS: a directory holding the fleet CA (longtail.pki: ca.pem, ca-key.pem); every car
+    # gets its own certificate there (issued on first use) and its own connection. Empty: plaintext.
+    tls_dir: str = ""
 
 
 @dataclass
@@ -142,6 +146,18 @@ def encode_clip(images: list[np.ndarray]) -> bytes:
             info.mtime = 0  # deterministic bytes, so the content hash is too
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def car_credentials(pki_dir: Path, vehicle_id: str) -> grpc.ChannelCredentials:
+    """The car's TLS credentials: the fleet CA to trust and the car's own certificate (issued by
+    that CA the first time)."""
+    from longtail.pki import issue
+    from longtail.tls import channel_credentials
+
+    cars = pki_dir / "cars"
+    if not (cars / f"{vehicle_id}.pem").exists():
+        issue(pki_dir, vehicle_id, vehicle=True, out=cars)
+    return channel_credentials(str(pki_dir / "ca.pem"), str(cars / f"{vehicle_id}.pem"), str(cars / f"{vehicle_id}-key.pem"))
 
 
 class SimulatedFleet:
@@ -390,7 +406,9 @@ class SimulatedFleet:
                 raise ValueError("token_secret: the cars need it to sign their tokens for the gateway")
             links: list[CarLink] = []
             for i, car in enumerate(self.cars):
-                if i % CARS_PER_CHANNEL == 0:
+                if self.config.tls_dir:  # a certificate is a connection's: one channel per car
+                    channels.append(grpc.aio.secure_channel(self.gateway_address, car_credentials(Path(self.config.tls_dir), car.vehicle_id)))
+                elif i % CARS_PER_CHANNEL == 0:
                     channels.append(grpc.aio.insecure_channel(self.gateway_address))
                 token = issue_token(car.vehicle_id, self.token_secret)
                 link = car.link = CarLink(channels[-1], car.vehicle_id, token, functools.partial(self._on_command, car))

@@ -47,7 +47,10 @@ async def serve(service_settings: config.ServiceSettings | None = None, ready: a
     await follower.caught_up.wait()  # serve cars only once the current triggers and models are known
     tune_gc()
 
-    runtime.server.add(add_to_server, FleetGateway(settings, secret, producer, store, state), SERVICE_NAME)
+    gateway = FleetGateway(settings, secret, producer, store, state)
+    if settings.revoked_file:
+        runtime.background(gateway.watch_revocations())
+    runtime.server.add(add_to_server, gateway, SERVICE_NAME)
     await runtime.run(started=ready)
 
 

@@ -84,7 +84,7 @@ class CarSession:
     instead of growing memory. A plain list and one future while idle: with 10,000 cars connected,
     every object per session counts (memory, and the garbage collector walks them all)."""
 
-    __slots__ = ("vehicle_id", "session_id", "maxsize", "outbox", "waiter", "closed", "overflowed")
+    __slots__ = ("vehicle_id", "session_id", "maxsize", "outbox", "waiter", "closed", "overflowed", "revoked")
 
     def __init__(self, vehicle_id: str, maxsize: int) -> None:
         self.vehicle_id = vehicle_id
@@ -94,6 +94,7 @@ class CarSession:
         self.waiter: asyncio.Future | None = None  # the writer's, while it waits for a message
         self.closed = False
         self.overflowed = False
+        self.revoked = False
 
     def offer(self, message: fleet_pb2.ServerMessage) -> bool:
         return self.offer_serialized(message.SerializeToString())
@@ -159,6 +160,17 @@ class FleetState:
         if self.sessions.get(session.vehicle_id) is session:
             del self.sessions[session.vehicle_id]
         self.connected.set(len(self.sessions))
+
+    def revoke(self, vehicle_ids) -> int:
+        """Close the sessions of revoked cars; how many were open."""
+        closed = 0
+        for vehicle_id in vehicle_ids:
+            session = self.sessions.get(vehicle_id)
+            if session is not None:
+                session.revoked = True
+                session.close()
+                closed += 1
+        return closed
 
     def broadcast(self, command: fleet_pb2.Command) -> int:
         data = fleet_pb2.ServerMessage(command=command).SerializeToString()  # once, not once per car

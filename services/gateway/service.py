@@ -21,8 +21,10 @@ from longtail.kafka import DeliveryError, Producer
 from longtail.log import get_logger
 from longtail.registry import GATEWAY
 from longtail.storage import SNAPSHOTS, ObjectStore
+from longtail.tls import peer_certificate, peer_vehicle
 
 from gateway.fleet_state import CarSession, FleetState
+from gateway.revocation import RevocationList
 from gateway.settings import GatewaySettings
 from gateway.validation import InvalidFrame, validate_frame, validate_shadow_disagreement
 
@@ -85,16 +87,39 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
         self.producer = producer
         self.store = store
         self.state = state
+        self.revocations = RevocationList(settings.revoked_file)
+        self.revocations.reload()
         self.frames = FRAMES.labels(SERVICE)
         self.ack_latency = ACK_LATENCY.labels(SERVICE)
         for reason in REJECT_REASONS:  # every reason at 0 from the start: "no rejects" is data too
             REJECTS.labels(SERVICE, reason)
         THROTTLED.labels(SERVICE)
 
+    async def watch_revocations(self) -> None:
+        """Reload the deny list when it changes; close the sessions of the cars it newly revokes."""
+        while True:
+            await asyncio.sleep(self.settings.revocation_check_seconds)
+            newly = await asyncio.to_thread(self.revocations.reload)
+            if newly:
+                closed = self.state.revoke(newly)
+                log.warning("cars revoked", vehicles=len(newly), sessions_closed=closed)
+
     def _reject(self, reason: str) -> None:
         REJECTS.labels(SERVICE, reason).inc()
 
     async def _authenticate(self, token: str, vehicle_id: str, context) -> None:
+        """The car's client certificate (mutual TLS), when it presented one, must be the vehicle's
+        the request names; its token too."""
+        cert = peer_certificate(context)
+        if self.revocations.revoked(vehicle_id, cert.serial_number if cert is not None else None):
+            self._reject("permission_denied")
+            await abort(context, grpc.StatusCode.PERMISSION_DENIED, f"{vehicle_id} or its certificate was revoked (the gateway's deny list)")
+        if cert is not None:
+            cert_vehicle = peer_vehicle(context)
+            if cert_vehicle != vehicle_id:
+                self._reject("permission_denied")
+                what = f"issued to vehicle {cert_vehicle!r}" if cert_vehicle else "not a vehicle's (no urn:longtail:vehicle: SAN)"
+                await abort(context, grpc.StatusCode.PERMISSION_DENIED, f"the client certificate is {what}, not {vehicle_id!r}'s")
         try:
             token_vehicle = verify_token(token, self.secret)
         except AuthError as exc:
@@ -139,6 +164,9 @@ class FleetGateway(fleet_pb2_grpc.FleetGatewayServiceServicer):
             del initial
             while (data := await session.next()) is not None:
                 await context.write(data)
+            if session.revoked:
+                self._reject("permission_denied")
+                await abort(context, grpc.StatusCode.PERMISSION_DENIED, f"{session.vehicle_id} was revoked (the gateway's deny list)")
             if session.overflowed:
                 self._reject("slow_consumer")
                 await abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "the car fell too far behind reading commands and acks; reconnect")

@@ -20,4 +20,6 @@ class GatewaySettings(BaseSettings):
     hello_timeout_seconds: float = Field(10.0, gt=0)
     heartbeat_seconds: float = Field(30.0, gt=0)
     max_pending_commands: int = Field(100, ge=1, description="undelivered commands kept per offline car")
+    revoked_file: str = Field("", description="deny list of revoked vehicle ids and certificate serials (gateway.revocation); empty = none")
+    revocation_check_seconds: float = Field(2.0, gt=0, description="how often the deny list is checked for changes")
     fleet_model: str = Field("", description="model line (name) the cars run; empty = whichever PRODUCTION was published last")

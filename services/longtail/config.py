@@ -8,7 +8,7 @@ fails at start with one clear line instead of a stack trace later.
 from __future__ import annotations
 
 import os
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,6 +84,12 @@ class ServiceSettings(BaseSettings):
     metrics_port: int = Field(9464, ge=0, lt=65536)
     shutdown_grace_seconds: float = Field(10.0, ge=0)
     log_level: str = "INFO"
+    # TLS (longtail.tls): with a certificate and key the port speaks TLS only; GRPC_TLS_CA is the CA
+    # client certificates must chain to, asked for ("optional") or required ("require").
+    grpc_tls_cert: str = Field("", description="PEM certificate of this server (empty: plaintext)")
+    grpc_tls_key: str = Field("", description="PEM private key of the certificate")
+    grpc_tls_ca: str = Field("", description="PEM CA that client certificates must chain to")
+    grpc_tls_client_auth: Literal["none", "optional", "require"] = Field("none", description="client certificates: not asked for, verified when presented, required")
 
 
 class TorchrunSettings(BaseSettings):

@@ -38,6 +38,18 @@ class RetryUnavailable(grpc.UnaryUnaryClientInterceptor):
             backoff = min(backoff * 2, self.max_backoff_s)
 
 
-def channel(address: str, patience_s: float = 60.0, options: list[tuple[str, object]] | None = None) -> grpc.Channel:
-    """An insecure channel to `address` whose unary calls retry UNAVAILABLE for `patience_s`."""
-    return grpc.intercept_channel(grpc.insecure_channel(address, options=options or []), RetryUnavailable(patience_s))
+def channel(address: str, patience_s: float = 60.0, options: list[tuple[str, object]] | None = None, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+    """A channel to `address` (TLS with `credentials`, else plaintext) whose unary calls retry
+    UNAVAILABLE for `patience_s`."""
+    base = grpc.secure_channel(address, credentials, options=options or []) if credentials is not None else grpc.insecure_channel(address, options=options or [])
+    return grpc.intercept_channel(base, RetryUnavailable(patience_s))
+
+
+def service_credentials(settings) -> grpc.ChannelCredentials | None:
+    """A service calling another: TLS when it has GRPC_TLS_CA, presenting its own certificate
+    (service certificates serve both ways, longtail.pki); None (plaintext) otherwise."""
+    from longtail.tls import channel_credentials
+
+    if not settings.grpc_tls_ca:
+        return None
+    return channel_credentials(settings.grpc_tls_ca, settings.grpc_tls_cert, settings.grpc_tls_key)

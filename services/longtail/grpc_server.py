@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from longtail import metrics
 from longtail.config import ServiceSettings
 from longtail.log import get_logger
+from longtail.tls import server_credentials
 
 log = get_logger(__name__)
 
@@ -153,14 +154,15 @@ class GrpcServer:
         names = [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self.server)
         address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
-        self.port = self.server.add_insecure_port(address)
+        credentials = server_credentials(self.settings)
+        self.port = self.server.add_secure_port(address, credentials) if credentials else self.server.add_insecure_port(address)
         if not self.port:
             raise RuntimeError(f"cannot listen on {address}")
         await self.server.start()
         metrics.serve_metrics(self.settings.metrics_port, self.settings.grpc_host)  # same interface as gRPC: 0.0.0.0 in a pod
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("grpc server started", address=f"{self.settings.grpc_host}:{self.port}", services=self.service_names, metrics_port=self.settings.metrics_port)
+        log.info("grpc server started", address=f"{self.settings.grpc_host}:{self.port}", services=self.service_names, metrics_port=self.settings.metrics_port, tls=bool(credentials), client_auth=self.settings.grpc_tls_client_auth)
         return self.port
 
     async def set_health(self, live: bool, ready: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -219,6 +220,81 @@ def fleet_token(
     print(issue_token(vehicle_id, load(FleetAuthSettings).token_secret, ttl_hours * 3600))
 
 
+fleet_ca_app = typer.Typer(help="A development certificate authority for cars and services (mutual TLS).", no_args_is_help=True)
+fleet_app.add_typer(fleet_ca_app, name="ca")
+
+
+def _pki_dir(directory: Path | None) -> Path:
+    from longtail_dev.infra.launcher import state_dir
+
+    return directory or Path(os.environ.get("LONGTAIL_PKI_DIR", state_dir() / "pki"))
+
+
+@fleet_ca_app.command("init")
+def fleet_ca_init(
+    directory: Path | None = typer.Option(None, "--dir", help="Where the CA lives (default $LONGTAIL_PKI_DIR or <state>/pki)."),
+    force: bool = typer.Option(False, help="Replace an existing CA (every certificate it issued stops being trusted)."),
+) -> None:
+    """Create the CA: ca.pem (give it to the gateway as GRPC_TLS_CA) and ca-key.pem (keep it private)."""
+    from longtail.pki import init_ca
+
+    try:
+        issued = init_ca(_pki_dir(directory), force=force)
+    except FileExistsError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    print(f"CA certificate {issued.cert}\nCA key {issued.key}")
+
+
+@fleet_app.command("cert")
+def fleet_cert(
+    vehicle_id: str,
+    directory: Path | None = typer.Option(None, "--dir", help="The CA's directory (default $LONGTAIL_PKI_DIR or <state>/pki)."),
+    days: float = typer.Option(365, help="Validity in days."),
+) -> None:
+    """Issue a car's client certificate (its vehicle id in the CN and the URI SAN urn:longtail:vehicle:<id>)."""
+    from longtail.pki import issue
+
+    issued = issue(_pki_dir(directory), vehicle_id, vehicle=True, days=days)
+    print(f"certificate {issued.cert}\nkey {issued.key}")
+
+
+@fleet_app.command("server-cert")
+def fleet_server_cert(
+    name: str,
+    directory: Path | None = typer.Option(None, "--dir", help="The CA's directory (default $LONGTAIL_PKI_DIR or <state>/pki)."),
+    dns: list[str] = typer.Option(["localhost"], help="DNS names (repeat the option)."),
+    ip: list[str] = typer.Option(["127.0.0.1"], help="IP addresses (repeat the option)."),
+    days: float = typer.Option(365, help="Validity in days."),
+) -> None:
+    """Issue a service's certificate (GRPC_TLS_CERT / GRPC_TLS_KEY) for its DNS names and addresses."""
+    from longtail.pki import issue
+
+    issued = issue(_pki_dir(directory), name, dns=tuple(dns), ips=tuple(ip), days=days)
+    print(f"certificate {issued.cert}\nkey {issued.key}")
+
+
+@fleet_app.command("revoke")
+def fleet_revoke(
+    vehicle_id: str = typer.Argument("", help="The car to revoke (its open session is closed within seconds)."),
+    serial: str = typer.Option("", help="Revoke one certificate instead, by its serial number (hex)."),
+    file: Path | None = typer.Option(None, help="The gateway's deny list (default $GATEWAY_REVOKED_FILE)."),
+    reason: str = typer.Option("", help="Kept as a comment beside the entry."),
+) -> None:
+    """Add a car or a certificate to the gateway's deny list (GATEWAY_REVOKED_FILE; reloaded without a restart)."""
+    target = file or (Path(os.environ["GATEWAY_REVOKED_FILE"]) if os.environ.get("GATEWAY_REVOKED_FILE") else None)
+    if target is None:
+        raise typer.BadParameter("no deny list: pass --file or set GATEWAY_REVOKED_FILE")
+    if bool(vehicle_id) == bool(serial):
+        raise typer.BadParameter("give a vehicle id or --serial, one of them")
+    if serial:
+        int(serial, 16)  # a ValueError names a bad serial before anything is written
+    entry = f"serial:{serial.lower()}" if serial else vehicle_id
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("a", encoding="utf-8") as f:
+        f.write(entry + (f"  # {reason}" if reason else "") + "\n")
+    print(f"revoked {entry} in {target}")
+
+
 @app.command("operator-token")
 def operator_token(name: str, ttl_hours: float = typer.Option(8.0, help="Validity in hours.")) -> None:
     """Issue an operator token signed with OPERATOR_TOKEN_SECRET (export it as LONGTAIL_OPERATOR_TOKEN)."""
@@ -322,6 +398,9 @@ def demo(
         for name, proc in engine.processes.items():
             console.print(f"  {name}: {proc.address}")
         console.print(f"  OPERATOR_TOKEN_SECRET={engine.stack.operator_secret}  FLEET_TOKEN_SECRET={engine.stack.fleet_secret}")
+        if engine.stack.tls:  # the CLI's TLS settings (longtail_cli.client.client_credentials)
+            pki = engine.stack.pki
+            console.print(f"  LONGTAIL_TLS_CA={pki / 'ca.pem'}  LONGTAIL_TLS_CERT={pki / 'operator.pem'}  LONGTAIL_TLS_KEY={pki / 'operator-key.pem'}")
         if os.environ.get("PROMETHEUS_URL"):
             console.print(f'  Prometheus: {os.environ["PROMETHEUS_URL"]} (queries of charts/*/dashboards/*.json work with namespace="local")')
         console.print("[bold]services are up; Ctrl-C stops them (the infrastructure stays up: `longtail infra down`)[/]")

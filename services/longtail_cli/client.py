@@ -14,6 +14,8 @@ import grpc
 import typer
 from rich.console import Console
 
+from longtail.grpc_client import channel
+
 err = Console(stderr=True)
 StubT = TypeVar("StubT")
 
@@ -23,7 +25,19 @@ def stub(stub_class: Callable[[grpc.Channel], StubT], address_variable: str, wha
     if not address:
         err.print(f"[red]error:[/] {address_variable} is not set (host:port of {what})")
         raise typer.Exit(2)
-    return stub_class(grpc.insecure_channel(address))
+    return stub_class(channel(address, credentials=client_credentials()))
+
+
+def client_credentials() -> grpc.ChannelCredentials | None:
+    """TLS for a person's commands: LONGTAIL_TLS_CA (the CA the services' certificates chain to),
+    LONGTAIL_TLS_CERT / LONGTAIL_TLS_KEY (a client certificate, where a service asks for one).
+    Unset: plaintext."""
+    ca = os.environ.get("LONGTAIL_TLS_CA", "").strip()
+    if not ca:
+        return None
+    from longtail.tls import channel_credentials
+
+    return channel_credentials(ca, os.environ.get("LONGTAIL_TLS_CERT", "").strip(), os.environ.get("LONGTAIL_TLS_KEY", "").strip())
 
 
 def operator_metadata(operator: str | None = None) -> list[tuple[str, str]]:

@@ -59,7 +59,7 @@ class ServiceProcess:
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, self.module], env=self.env, stdout=out, stderr=out)
-        channel = grpc.insecure_channel(self.address)
+        channel = self.channel()
         stub = health_pb2_grpc.HealthStub(channel)
         deadline = time.monotonic() + timeout
         try:
@@ -78,6 +78,16 @@ class ServiceProcess:
                 time.sleep(0.2)
         finally:
             channel.close()
+
+    def channel(self) -> grpc.Channel:
+        """A channel to the service: TLS when it has a certificate (verified with GRPC_TLS_CA, its
+        own certificate presented as the client's: a service certificate serves both ways)."""
+        cert = self.env.get("GRPC_TLS_CERT")
+        if not cert:
+            return grpc.insecure_channel(self.address)
+        from longtail.tls import channel_credentials
+
+        return grpc.secure_channel(self.address, channel_credentials(self.env.get("GRPC_TLS_CA", ""), cert, self.env.get("GRPC_TLS_KEY", "")))
 
     def _announce_metrics(self) -> None:
         """Let a local Prometheus (`longtail infra up prometheus`) scrape this process."""

@@ -21,6 +21,7 @@ from prometheus_client import Counter, Gauge
 from longtail import config, topics
 from longtail import tasks as tasks_mod
 from longtail.auth import OperatorAuthSettings
+from longtail.grpc_client import service_credentials
 from longtail.grpc_server import run_service
 from longtail.kafka import BatchConsumer, ConsumerThread, Producer, TopicFollower, read_time_range
 from longtail.log import get_logger
@@ -95,7 +96,7 @@ async def serve() -> None:
     runtime.on_shutdown(follower.stop)
     await follower.caught_up.wait()
 
-    labels = LabelStoreClient(settings.label_store_addr, operator_secret)
+    labels = LabelStoreClient(settings.label_store_addr, operator_secret, credentials=service_credentials(service_settings))
     runtime.on_shutdown(labels.close)
     await declare_tasks(labels, declared, settings.label_store_addr)
     producer = Producer(kafka.bootstrap_servers, SERVICE)

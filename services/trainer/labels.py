@@ -8,6 +8,7 @@ import grpc
 
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.common.v1 import common_pb2 as C
+from longtail.grpc_client import channel
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc
 from longtail.log import get_logger
@@ -18,9 +19,10 @@ TIMEOUT = 30.0
 
 
 class LabelStoreClient:
-    def __init__(self, address: str, operator_secret: str = "", operator_token: str = "") -> None:
+    def __init__(self, address: str, operator_secret: str = "", operator_token: str = "", credentials: grpc.ChannelCredentials | None = None) -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        # Retries UNAVAILABLE (a label store restarting); TLS with `credentials`.
+        self.channel = channel(address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)], credentials=credentials)
         self.stub = labels_pb2_grpc.LabelStoreServiceStub(self.channel)
         self._secret = operator_secret
         self._token = operator_token
