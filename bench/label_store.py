@@ -65,14 +65,15 @@ async def _label(address: str, labellers: int) -> dict:
     async def labeller(k: int, api) -> None:
         nonlocal labelled
         annotation = _annotation()
+        me = [("authorization", f"Bearer {issue_token(f'bench-{k}', SECRET, audience=OPERATOR_AUDIENCE, roles=('labeller',))}")]
         while True:
             t0 = time.perf_counter()
-            r = await api.GetNextTask(L.GetNextTaskRequest(task="stop_sign", labeller_id=f"bench-{k}"))
+            r = await api.GetNextTask(L.GetNextTaskRequest(task="stop_sign"), metadata=me)
             checkout.append(time.perf_counter() - t0)
             if not r.HasField("lease"):
                 return
             t0 = time.perf_counter()
-            await api.SubmitLabel(L.SubmitLabelRequest(lease_id=r.lease.lease_id, idempotency_key=r.lease.lease_id, label=L.Label(annotation=annotation)))
+            await api.SubmitLabel(L.SubmitLabelRequest(lease_id=r.lease.lease_id, idempotency_key=r.lease.lease_id, label=L.Label(annotation=annotation)), metadata=me)
             submit.append(time.perf_counter() - t0)
             labelled += 1
 

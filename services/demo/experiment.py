@@ -679,8 +679,9 @@ def label_queue(stack: Stack, ground_truth: Callable[[str], dict | None], seed: 
 
     def work(labeller: int) -> int:
         done, skipped = 0, set()
+        me = stack.token_metadata(f"demo-simulated-labeller-{labeller}", "labeller")  # the label store takes the labeller id from the token
         while take():
-            lease = stack.labels.GetNextTask(L.GetNextTaskRequest(task=task_name, labeller_id=f"demo-simulated-labeller-{labeller}"), timeout=10).lease
+            lease = stack.labels.GetNextTask(L.GetNextTaskRequest(task=task_name), metadata=me, timeout=10).lease
             if not lease.lease_id:
                 return done
             sid = lease.sample.sample_id
@@ -696,7 +697,7 @@ def label_queue(stack: Stack, ground_truth: Callable[[str], dict | None], seed: 
                     budget[0] += 1  # not labelled: the budget stays
                 continue
             label = L.Label(sample_id=sid, task=task_name, labeller_kind=L.LABELLER_KIND_SIMULATED, annotation=annotation)
-            stack.labels.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label), timeout=10)
+            stack.labels.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label), metadata=me, timeout=10)
             done += 1
         return done
 

@@ -41,9 +41,25 @@ class Stack:
 
     @property
     def auth(self):
+        """gRPC metadata of the run's operator."""
+        return self.token_metadata("demo-operator", "operator")
+
+    def token_metadata(self, name: str, role: str) -> list[tuple[str, str]]:
+        """gRPC metadata of `name` in `role` (longtail.access): e.g. a simulated labeller's."""
         from longtail.auth import OPERATOR_AUDIENCE, issue_token
 
-        return [("authorization", f"Bearer {issue_token('demo-operator', self.operator_secret, audience=OPERATOR_AUDIENCE)}")]
+        return [("authorization", f"Bearer {issue_token(name, self.operator_secret, audience=OPERATOR_AUDIENCE, roles=(role,))}")]
+
+    def cli_env(self) -> dict[str, str]:
+        """What `longtail` commands need to reach this run's services: addresses, the operator
+        secret (to mint tokens) and the TLS files."""
+        from longtail_cli.client import ADDRESS_VARIABLES
+
+        env = {variable: self.processes[name].address for name, variable in ADDRESS_VARIABLES.items() if name in self.processes}
+        env["OPERATOR_TOKEN_SECRET"] = self.operator_secret
+        if self.tls:
+            env.update(LONGTAIL_TLS_CA=str(self.pki / "ca.pem"), LONGTAIL_TLS_CERT=str(self.pki / "operator.pem"), LONGTAIL_TLS_KEY=str(self.pki / "operator-key.pem"))
+        return env
 
     def infra_up(self) -> None:
         from longtail_dev.infra import Launcher
@@ -73,7 +89,7 @@ class Stack:
             "label-store": {**common, "DATABASE_URL": label_store_db or f"sqlite:///{self.state / 'labels.db'}", "LABEL_STORE_CONSUMER_GROUP": groups["label-store"], "LABEL_STORE_DATA_DIR": str(self.state)},
             "gateway": {"FLEET_TOKEN_SECRET": self.fleet_secret, "GATEWAY_FLEET_MODEL": fleet_model},
             "trigger-evaluator": dict(common),
-            "inference": {"INFERENCE_MODEL_NAME": fleet_model, "INFERENCE_CONSUMER_GROUP": groups["inference"]},
+            "inference": {**common, "INFERENCE_MODEL_NAME": fleet_model, "INFERENCE_CONSUMER_GROUP": groups["inference"]},
             # The demo starts every run itself; the label consumer runs as in production (its lag
             # and progress are on the dashboards) with a threshold no demo reaches.
             "trainer": {**common, "TRAINER_MODEL_NAME": fleet_model, "TRAINER_LABEL_THRESHOLD": "1000000", "TRAINER_THREADS": "2", "TRAINER_CONSUMER_GROUP": groups["trainer"]},

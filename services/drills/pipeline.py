@@ -64,6 +64,7 @@ class Pipeline:
         self.faults: list[Fault] = []
         self.watches: dict[str, TopicWatch] = {}
         self.trigger_ids: list[str] = []
+        self._ours: set[str] = set()  # samples of the run's triggers (the ones its labellers label)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> Pipeline:
@@ -212,12 +213,19 @@ class Pipeline:
             time.sleep(1.0)
 
     def label(self, limit: int | None = None) -> int:
-        """The simulated labellers work the queue (from the simulator's ground truth)."""
+        """The simulated labellers work the queue (from the simulator's ground truth): the samples
+        of the run's triggers; the number of labels submitted."""
         from demo.experiment import label_queue
 
         return label_queue(self.stack, self._truth, self.seed, limit=limit)
 
     def _truth(self, sample_id: str):
+        if sample_id not in self._ours:
+            self._ours = self._ours | {s.sample_id for s in self.samples()}
+            if sample_id not in self._ours:
+                # Requested by a fleet-side trigger someone else left active on the shared broker:
+                # in this run's label store, but not the drill's to label (nor to count).
+                return None
         try:
             return json.loads(self.stack.objects.get(f"groundtruth/{sample_id}.json"))
         except Exception:  # noqa: BLE001 - no ground truth: not labelled by the simulated labellers

@@ -327,6 +327,27 @@ class SimulatedFleet:
             for pending in due:
                 self._start_upload(car, pending)
 
+    async def _connected(self, links: list[CarLink], link_tasks: list[asyncio.Task], timeout_s: float) -> None:
+        """Until every car has its session, or a clear error: a car the gateway refused fails at
+        once; otherwise which cars waited and what they met (a TLS gateway answers a plaintext car
+        with UNAVAILABLE)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not all(link.connected.is_set() for link in links):
+            for task in link_tasks:
+                failure = task.exception() if task.done() and not task.cancelled() else None
+                if failure is not None:
+                    raise failure
+            if loop.time() > deadline:
+                errors: dict[str, int] = {}
+                for link in links:
+                    for reason, n in link.stats.errors.items():
+                        errors[reason] = errors.get(reason, 0) + n
+                stuck = [link.vehicle_id for link in links if not link.connected.is_set()]
+                hint = " (a gateway with TLS needs SimConfig.tls_dir)" if not self.config.tls_dir else ""
+                raise TimeoutError(f"{len(stuck)} of {len(links)} cars had no session with {self.gateway_address} after {timeout_s:.0f}s, e.g. {stuck[:3]}; errors {errors}{hint}")
+            await asyncio.sleep(0.05)
+
     def _may_upload(self, active: ActiveTrigger, clock: float) -> bool:
         """The trigger's per-car limit (uploads per hour), on the simulated clock."""
         limit = active.trigger.spec.max_uploads_per_car_hour
@@ -414,7 +435,7 @@ class SimulatedFleet:
                 link = car.link = CarLink(channels[-1], car.vehicle_id, token, functools.partial(self._on_command, car))
                 links.append(link)
                 link_tasks.append(asyncio.create_task(link.run()))
-            await asyncio.wait_for(asyncio.gather(*(link.connected.wait() for link in links)), 60)
+            await self._connected(links, link_tasks, timeout_s=60)
             await asyncio.sleep(0.2)  # let welcome commands (active triggers, models) arrive
             # Models being fetched and loaded; a car applies its commands one by one, so wait until
             # nothing was applying for a few polls in a row.

@@ -19,6 +19,7 @@ import asyncio
 import time
 
 from longtail import config, topics
+from longtail.auth import OperatorAuthSettings
 from longtail.common.v1 import common_pb2
 from longtail.grpc_server import run_service
 from longtail.inference.v1 import inference_pb2_grpc
@@ -46,7 +47,8 @@ async def serve() -> None:
     triton_settings = config.load(config.TritonSettings)
     settings = config.load(InferenceSettings)
     await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, TOPICS, kafka.replication_factor, kafka.min_insync_replicas)
-    runtime = ServiceRuntime(SERVICE, service_settings)
+    operator = config.load_optional(OperatorAuthSettings, "OPERATOR_TOKEN_SECRET")  # tokens (Infer) accepted
+    runtime = ServiceRuntime(SERVICE, service_settings, token_secret=operator.token_secret if operator is not None else None)
 
     store = ObjectStore(s3, SERVICE)
     triton = TritonGrpc(triton_settings.grpc_addr)

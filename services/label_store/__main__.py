@@ -39,7 +39,7 @@ async def serve() -> None:
     settings = config.load(LabelStoreSettings)
     operator_secret = config.load(OperatorAuthSettings).token_secret
     s3 = config.load_optional(config.S3Settings, "S3_ENDPOINT")  # dataset manifests in the object store
-    runtime = ServiceRuntime(SERVICE, service_settings)
+    runtime = ServiceRuntime(SERVICE, service_settings, token_secret=operator_secret)
 
     objects = None
     if s3 is not None:
@@ -59,7 +59,7 @@ async def serve() -> None:
     runtime.on_shutdown(publisher.drain_once)  # what is committed goes out now, or at the next start
     loop = asyncio.get_running_loop()
     worker = SampleWorker(store, producer, kafka.bootstrap_servers, settings.consumer_group, settings.batch_size, on_change=lambda: loop.call_soon_threadsafe(publisher.wake.set))
-    runtime.server.add(labels_pb2_grpc.add_LabelStoreServiceServicer_to_server, LabelStoreServicer(store, operator_secret, publisher), LABEL_STORE.grpc)
+    runtime.server.add(labels_pb2_grpc.add_LabelStoreServiceServicer_to_server, LabelStoreServicer(store, publisher), LABEL_STORE.grpc)
     runtime.add_worker("snapshot consumer", worker, settings.stall_timeout_s)
     runtime.background(publisher.run())
     runtime.background(update_gauges(store))

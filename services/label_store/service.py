@@ -10,8 +10,7 @@ import grpc
 from prometheus_client import Counter, Gauge
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from longtail import topics
-from longtail.auth import OPERATOR_AUDIENCE, AuthError, bearer, verify_token
+from longtail import access, topics
 from longtail.grpc_server import abort
 from longtail.kafka import DeliveryError, Producer
 from longtail.labels.v1 import labels_pb2 as L
@@ -90,9 +89,8 @@ async def _database_unavailable(context, exc: DBAPIError) -> None:
 
 
 class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
-    def __init__(self, store: LabelStore, operator_secret: str, publisher: OutboxPublisher | None = None) -> None:
+    def __init__(self, store: LabelStore, publisher: OutboxPublisher | None = None) -> None:
         self.store = store
-        self.operator_secret = operator_secret
         self.publisher = publisher
 
     async def _run(self, context, fn, *args):
@@ -108,10 +106,18 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
             self.publisher.wake.set()
 
     async def _operator(self, context) -> str:
-        try:
-            return verify_token(bearer(context.invocation_metadata()), self.operator_secret, OPERATOR_AUDIENCE)
-        except AuthError as exc:
-            await abort(context, grpc.StatusCode.UNAUTHENTICATED, f"this call needs an operator token (authorization: Bearer ...): {exc}")
+        """Who changes the catalog (longtail.access checked their role before the call)."""
+        return access.caller().subject
+
+    async def _labeller(self, context, claimed: str, review: bool = False) -> str:
+        """The labeller is the caller: a labeller id in the request must be theirs; the review
+        queue is for reviewers."""
+        who = access.caller()
+        if claimed and claimed != who.subject:
+            await abort(context, grpc.StatusCode.PERMISSION_DENIED, f"labeller_id {claimed!r} is not the caller {who.subject!r}: labels are submitted as oneself")
+        if review and not who.has(access.REVIEWER):
+            await abort(context, grpc.StatusCode.PERMISSION_DENIED, f"{who.subject} is not a reviewer: the review queue needs the reviewer role")
+        return who.subject
 
     # -- samples --------------------------------------------------------------------------------
     async def RegisterSample(self, request, context):
@@ -149,7 +155,8 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
     # -- labelling ------------------------------------------------------------------------------
     async def GetNextTask(self, request, context):
         lease_s = _seconds(request.lease_duration) if request.HasField("lease_duration") else None
-        lease, depth = await self._run(context, self.store.queue.next_task, request.task, request.labeller_id, lease_s, request.review)
+        labeller = await self._labeller(context, request.labeller_id, request.review)
+        lease, depth = await self._run(context, self.store.queue.next_task, request.task, labeller, lease_s, request.review)
         LEASES.labels(SERVICE, request.task, "granted" if lease is not None else "empty").inc()
         response = L.GetNextTaskResponse(queue_depth=depth)
         if lease is not None:
@@ -157,6 +164,7 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
         return response
 
     async def SubmitLabel(self, request, context):
+        request.label.labeller_id = await self._labeller(context, request.label.labeller_id)
         try:
             label, duplicate = await asyncio.to_thread(self.store.queue.submit_label, request.lease_id, request.idempotency_key, request.label)
         except StoreError as exc:
@@ -215,8 +223,8 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
         return L.PromoteToSuiteCaseResponse(case=case, suite=suite, already_existed=existed)
 
     async def EvaluateSuites(self, request, context):
-        if request.record:  # recorded results gate models and feed dashboards: operators only
-            await self._operator(context)
+        if request.record and not access.caller().has(access.OPERATOR, access.SERVICE):  # recorded results gate models and feed dashboards
+            await abort(context, grpc.StatusCode.PERMISSION_DENIED if access.caller().subject else grpc.StatusCode.UNAUTHENTICATED, "recording suite results needs an operator's or a service's token")
         started = time.perf_counter()
         results = await self._run(context, self.store.suites.evaluate, request.model, list(request.suites), list(request.predictions), request.record)
         if request.record:

@@ -32,16 +32,24 @@ class AuthError(Exception):
     """The token is missing, malformed, badly signed or expired."""
 
 
-def issue_token(subject: str, secret: str, ttl_seconds: float = 24 * 3600, now: float | None = None, audience: str = AUDIENCE) -> str:
+def issue_token(subject: str, secret: str, ttl_seconds: float = 24 * 3600, now: float | None = None, audience: str = AUDIENCE, roles: tuple[str, ...] | None = None) -> str:
+    """A signed token for `subject`; `roles` (longtail.access) for people and services."""
     if not subject:
         raise ValueError("token subject is empty")
     issued = time.time() if now is None else now
-    claims = {"sub": subject, "aud": audience, "iat": int(issued), "exp": int(issued + ttl_seconds)}
+    claims: dict = {"sub": subject, "aud": audience, "iat": int(issued), "exp": int(issued + ttl_seconds)}
+    if roles is not None:
+        claims["roles"] = list(roles)
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def verify_token(token: str, secret: str, audience: str = AUDIENCE) -> str:
     """Returns the subject the token was issued to, or raises AuthError saying why."""
+    return str(verify_claims(token, secret, audience)["sub"])
+
+
+def verify_claims(token: str, secret: str, audience: str = AUDIENCE) -> dict:
+    """The claims of a valid token, or AuthError saying why not."""
     if not token:
         raise AuthError("no auth token")
     try:
@@ -50,7 +58,7 @@ def verify_token(token: str, secret: str, audience: str = AUDIENCE) -> str:
         raise AuthError("token expired") from None
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from None
-    return str(claims["sub"])
+    return claims
 
 
 def bearer(metadata) -> str:

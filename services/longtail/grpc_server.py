@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from longtail import metrics
+from longtail.access import AccessInterceptor, AuditLog
 from longtail.config import ServiceSettings
 from longtail.log import get_logger
 from longtail.tls import server_credentials
@@ -47,6 +48,19 @@ def _code_name(context: Any, default: str) -> str:
     return getattr(code, "name", str(code))
 
 
+def wrap_handler(handler, around: Callable[[Callable, bool], Callable]):
+    """`handler` with its behavior replaced by `around(behavior, generator)`; `generator` says the
+    new behavior must be an async generator (a streaming handler that yields). A streaming handler
+    that writes with context.write() is a coroutine and stays one: grpc treats coroutine and
+    async-generator handlers differently, and a generator layer costs memory per open stream."""
+    for kind in ("unary_unary", "stream_unary", "unary_stream", "stream_stream"):
+        behavior = getattr(handler, kind)
+        if behavior:
+            generator = kind.endswith("_stream") and not inspect.iscoroutinefunction(behavior)
+            return handler._replace(**{kind: around(behavior, generator)})
+    return handler
+
+
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
     """Counts calls by method and status code and times them (longtail_grpc_*).
 
@@ -68,20 +82,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         return known[1]
 
     def _wrap(self, handler, method: str):
-        if handler.unary_unary:
-            return handler._replace(unary_unary=self._awaited(handler.unary_unary, method))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=self._awaited(handler.stream_unary, method))
-        # A streaming handler that writes with context.write() is a coroutine and stays one: grpc
-        # treats coroutine and async-generator handlers differently, and a generator layer costs
-        # memory per open stream.
-        if handler.unary_stream:
-            behavior = handler.unary_stream
-            return handler._replace(unary_stream=self._awaited(behavior, method) if inspect.iscoroutinefunction(behavior) else self._streaming(behavior, method))
-        if handler.stream_stream:
-            behavior = handler.stream_stream
-            return handler._replace(stream_stream=self._awaited(behavior, method) if inspect.iscoroutinefunction(behavior) else self._streaming(behavior, method))
-        return handler
+        return wrap_handler(handler, lambda behavior, generator: self._streaming(behavior, method) if generator else self._awaited(behavior, method))
 
     def _observe(self, method: str, started: float, code: str) -> None:
         metrics.GRPC_REQUESTS.labels(self.service, method, code).inc()
@@ -127,11 +128,13 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
 
 class GrpcServer:
-    def __init__(self, service: str, settings: ServiceSettings | None = None, *, max_message_bytes: int = MAX_MESSAGE_BYTES, options: list[tuple[str, Any]] | None = None) -> None:
+    def __init__(self, service: str, settings: ServiceSettings | None = None, *, token_secret: str | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES, options: list[tuple[str, Any]] | None = None) -> None:
+        """`token_secret` verifies the tokens of people and services (OPERATOR_TOKEN_SECRET); a
+        server without one serves only what `longtail.access.POLICY` opens to anyone (and cars)."""
         self.service = service
         self.settings = settings or ServiceSettings()
         self.server = grpc.aio.server(
-            interceptors=[MetricsInterceptor(service)],
+            interceptors=[MetricsInterceptor(service), AccessInterceptor(service, token_secret, AuditLog(service, self.settings.audit_log_file))],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),

@@ -295,13 +295,27 @@ def fleet_revoke(
     print(f"revoked {entry} in {target}")
 
 
-@app.command("operator-token")
-def operator_token(name: str, ttl_hours: float = typer.Option(8.0, help="Validity in hours.")) -> None:
-    """Issue an operator token signed with OPERATOR_TOKEN_SECRET (export it as LONGTAIL_OPERATOR_TOKEN)."""
+@app.command("token")
+def token(
+    name: str,
+    role: list[str] = typer.Option(["operator"], "--role", help="operator, labeller, reviewer or service (repeat for several); docs/security.md."),
+    ttl_hours: float = typer.Option(8.0, help="Validity in hours."),
+) -> None:
+    """Issue a token for a person or a service, signed with OPERATOR_TOKEN_SECRET (export it as LONGTAIL_TOKEN)."""
+    from longtail.access import ROLES
     from longtail.auth import OPERATOR_AUDIENCE, OperatorAuthSettings, issue_token
     from longtail.config import load
 
-    print(issue_token(name, load(OperatorAuthSettings).token_secret, ttl_hours * 3600, audience=OPERATOR_AUDIENCE))
+    unknown = sorted(set(role) - set(ROLES))
+    if unknown:
+        raise typer.BadParameter(f"unknown role(s) {unknown}: use {', '.join(ROLES)}", param_hint="--role")
+    print(issue_token(name, load(OperatorAuthSettings).token_secret, ttl_hours * 3600, audience=OPERATOR_AUDIENCE, roles=tuple(role)))
+
+
+@app.command("operator-token")
+def operator_token(name: str, ttl_hours: float = typer.Option(8.0, help="Validity in hours.")) -> None:
+    """Issue an operator token (the same as `longtail token NAME --role operator`)."""
+    token(name, ["operator"], ttl_hours)
 
 
 app.command("sim")(fleet_sim_main.sim)
@@ -397,10 +411,9 @@ def demo(
         # The services die with this process (PR_SET_PDEATHSIG), so it stays in the foreground.
         for name, proc in engine.processes.items():
             console.print(f"  {name}: {proc.address}")
-        console.print(f"  OPERATOR_TOKEN_SECRET={engine.stack.operator_secret}  FLEET_TOKEN_SECRET={engine.stack.fleet_secret}")
-        if engine.stack.tls:  # the CLI's TLS settings (longtail_cli.client.client_credentials)
-            pki = engine.stack.pki
-            console.print(f"  LONGTAIL_TLS_CA={pki / 'ca.pem'}  LONGTAIL_TLS_CERT={pki / 'operator.pem'}  LONGTAIL_TLS_KEY={pki / 'operator-key.pem'}")
+        console.print(f"  FLEET_TOKEN_SECRET={engine.stack.fleet_secret}")
+        console.print("  for `longtail` commands (tokens minted from the secret; TLS):")
+        console.print("  " + "  ".join(f"{k}={v}" for k, v in engine.stack.cli_env().items()))
         if os.environ.get("PROMETHEUS_URL"):
             console.print(f'  Prometheus: {os.environ["PROMETHEUS_URL"]} (queries of charts/*/dashboards/*.json work with namespace="local")')
         console.print("[bold]services are up; Ctrl-C stops them (the infrastructure stays up: `longtail infra down`)[/]")

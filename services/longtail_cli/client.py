@@ -17,6 +17,9 @@ from rich.console import Console
 from longtail.grpc_client import channel
 
 err = Console(stderr=True)
+
+# The variables that name each service's host:port for the commands (service -> variable).
+ADDRESS_VARIABLES = {"label-store": "LABEL_STORE_ADDR", "trainer": "TRAINER_ADDR", "trigger-evaluator": "TRIGGER_EVALUATOR_ADDR"}
 StubT = TypeVar("StubT")
 
 
@@ -41,16 +44,22 @@ def client_credentials() -> grpc.ChannelCredentials | None:
 
 
 def operator_metadata(operator: str | None = None) -> list[tuple[str, str]]:
-    """LONGTAIL_OPERATOR_TOKEN, or a one-hour token minted from OPERATOR_TOKEN_SECRET."""
-    token = os.environ.get("LONGTAIL_OPERATOR_TOKEN", "").strip()
+    """The caller's token as an operator (`token_metadata`)."""
+    return token_metadata("operator", operator)
+
+
+def token_metadata(role: str, name: str | None = None) -> list[tuple[str, str]]:
+    """LONGTAIL_TOKEN (`longtail token NAME --role ROLE`; LONGTAIL_OPERATOR_TOKEN is read too), or a
+    one-hour token for `name` (default: the user) in `role`, minted from OPERATOR_TOKEN_SECRET."""
+    token = os.environ.get("LONGTAIL_TOKEN", "").strip() or os.environ.get("LONGTAIL_OPERATOR_TOKEN", "").strip()
     if not token:
         secret = os.environ.get("OPERATOR_TOKEN_SECRET", "")
         if not secret:
-            err.print("[red]error:[/] set LONGTAIL_OPERATOR_TOKEN (`longtail operator-token NAME`), or OPERATOR_TOKEN_SECRET to mint one")
+            err.print(f"[red]error:[/] set LONGTAIL_TOKEN (`longtail token NAME --role {role}`), or OPERATOR_TOKEN_SECRET to mint one")
             raise typer.Exit(2)
         from longtail.auth import OPERATOR_AUDIENCE, issue_token
 
-        token = issue_token(operator or getpass.getuser(), secret, 3600, audience=OPERATOR_AUDIENCE)
+        token = issue_token(name or getpass.getuser(), secret, 3600, audience=OPERATOR_AUDIENCE, roles=(role,))
     return [("authorization", f"Bearer {token}")]
 
 

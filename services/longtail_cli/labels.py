@@ -152,12 +152,13 @@ def _show_image(lease: L.LabelLease, png_path: Path | None, terminal: bool) -> N
 
 def _human(task_name: str, labeller: str, lease_s: float, png: Path | None, terminal: bool, review: bool) -> None:
     stub = _stub()
+    me = client.token_metadata("reviewer" if review else "labeller", labeller)  # the label store takes the labeller id from the token
     task = _call(stub.GetTask, L.GetTaskRequest(name=task_name)).task
     done = 0
     while True:
-        request = L.GetNextTaskRequest(task=task_name, labeller_id=labeller, review=review)
+        request = L.GetNextTaskRequest(task=task_name, review=review)
         request.lease_duration.FromSeconds(int(lease_s))
-        response = _call(stub.GetNextTask, request)
+        response = _call(stub.GetNextTask, request, me)
         if not response.HasField("lease"):
             console.print(f"queue {task_name!r} is empty; {done} label(s) submitted")
             return
@@ -172,17 +173,17 @@ def _human(task_name: str, labeller: str, lease_s: float, png: Path | None, term
         try:
             annotation = ask_annotation(task, lease, ask)
         except (KeyboardInterrupt, typer.Abort):
-            _call(stub.ReleaseLease, L.ReleaseLeaseRequest(lease_id=lease.lease_id, reason="labeller quit"))
+            _call(stub.ReleaseLease, L.ReleaseLeaseRequest(lease_id=lease.lease_id, reason="labeller quit"), me)
             console.print(f"\nreleased; {done} label(s) submitted")
             return
         if annotation is None:
-            _call(stub.ReleaseLease, L.ReleaseLeaseRequest(lease_id=lease.lease_id, reason="skipped"))
+            _call(stub.ReleaseLease, L.ReleaseLeaseRequest(lease_id=lease.lease_id, reason="skipped"), me)
             continue
-        label = L.Label(labeller_id=labeller, labeller_kind=L.LABELLER_KIND_HUMAN, annotation=annotation)
+        label = L.Label(labeller_kind=L.LABELLER_KIND_HUMAN, annotation=annotation)
         verdict = ask(f"does it show what trigger {p.trigger_id!r} looked for? [y/n/-]", "-").strip().lower()
         if verdict in ("y", "n"):
             label.trigger_true_positive = verdict == "y"
-        _call(stub.SubmitLabel, L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label))
+        _call(stub.SubmitLabel, L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label), me)
         done += 1
 
 
@@ -199,26 +200,27 @@ def _simulated_worker(index: int, tasks: list[L.Task], error_rate: float, lease_
     objects = _objects()
     rng = random.Random(seed * 1000 + index)
     labeller = f"sim-{socket.gethostname()}-{index}"
+    me = client.token_metadata("labeller", labeller)
     skipped: set[str] = set()
     held: list[str] = []
     idle_since = time.monotonic()
     try:
-        _label_loop(stub, objects, rng, labeller, tasks, error_rate, lease_s, idle_exit, max_labels, report, stop, skipped, held, idle_since)
+        _label_loop(stub, me, objects, rng, labeller, tasks, error_rate, lease_s, idle_exit, max_labels, report, stop, skipped, held, idle_since)
     finally:
         for lease_id in held:
             try:
-                stub.ReleaseLease(L.ReleaseLeaseRequest(lease_id=lease_id, reason="simulated labeller: no ground truth"), timeout=30)
+                stub.ReleaseLease(L.ReleaseLeaseRequest(lease_id=lease_id, reason="simulated labeller: no ground truth"), metadata=me, timeout=30)
             except grpc.RpcError:
                 pass  # it expires anyway
 
 
-def _label_loop(stub, objects, rng, labeller, tasks, error_rate, lease_s, idle_exit, max_labels, report, stop, skipped, held, idle_since) -> None:
+def _label_loop(stub, me, objects, rng, labeller, tasks, error_rate, lease_s, idle_exit, max_labels, report, stop, skipped, held, idle_since) -> None:
     while not stop.is_set():
         worked = False
         for task in tasks:
-            request = L.GetNextTaskRequest(task=task.name, labeller_id=labeller)
+            request = L.GetNextTaskRequest(task=task.name)
             request.lease_duration.FromMilliseconds(int(lease_s * 1000))
-            response = stub.GetNextTask(request, timeout=30)
+            response = stub.GetNextTask(request, metadata=me, timeout=30)
             if not response.HasField("lease"):
                 continue
             lease = response.lease
@@ -239,9 +241,9 @@ def _label_loop(stub, objects, rng, labeller, tasks, error_rate, lease_s, idle_e
                 held.append(lease.lease_id)
                 worked = True
                 continue
-            label = L.Label(labeller_id=labeller, labeller_kind=L.LABELLER_KIND_SIMULATED, annotation=annotation, trigger_true_positive=any(o.get("cls") in task.classes for o in firing_objects(truth)))
+            label = L.Label(labeller_kind=L.LABELLER_KIND_SIMULATED, annotation=annotation, trigger_true_positive=any(o.get("cls") in task.classes for o in firing_objects(truth)))
             try:
-                stub.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label), timeout=30)
+                stub.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label), metadata=me, timeout=30)
             except grpc.RpcError as exc:  # e.g. the lease expired while we were slow
                 with report.lock:
                     report.refused += 1

@@ -163,7 +163,7 @@ def backtest(
         now = time.time()
         request.time_range.since.FromNanoseconds(int((now - _duration(since)) * 1e9))
         request.time_range.until.FromNanoseconds(int((now - _duration(until)) * 1e9))
-    r = _call(_stub().BacktestTrigger, request)
+    r = _call(_stub().BacktestTrigger, request, client.operator_metadata())
     table = Table("frames", "fires", "cars fired", "car-hours", "fires/car-hour", "uploads/day", "budget", "days to exhaust", title="backtest")
     table.add_row(f"{r.frames_evaluated:,}", f"{r.fires:,}", f"{r.distinct_vehicles:,}", f"{r.car_hours:.2f}", f"{r.fires_per_car_hour:.1f}", f"{r.expected_uploads_per_day:,.0f}", f"{r.upload_budget:,}", f"{r.days_to_exhaust_budget:.2f}")
     console.print(table)

@@ -42,7 +42,7 @@ async def serve() -> None:
     service_settings = config.load(config.ServiceSettings)
     kafka = config.load(config.KafkaSettings)
     settings = config.load(MapVisionSettings)
-    operator = config.load_optional(OperatorAuthSettings, "OPERATOR_TOKEN_SECRET")  # enables SeedMap
+    operator = config.load_optional(OperatorAuthSettings, "OPERATOR_TOKEN_SECRET")  # tokens (SeedMap) accepted
     seeds = []
     if settings.seed_file is not None:
         try:
@@ -50,7 +50,7 @@ async def serve() -> None:
         except (OSError, InvalidFeature) as exc:
             raise config.ConfigError(f"MAP_VISION_SEED_FILE is invalid: {exc}") from None
     await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, TOPICS, kafka.replication_factor, kafka.min_insync_replicas)
-    runtime = ServiceRuntime(SERVICE, service_settings)
+    runtime = ServiceRuntime(SERVICE, service_settings, token_secret=operator.token_secret if operator is not None else None)
 
     state = MapState(settings.tunables())
     lock = threading.RLock()
@@ -80,7 +80,7 @@ async def serve() -> None:
         worker.publish()
         await asyncio.to_thread(producer.flush)
 
-    runtime.server.add(mapvision_pb2_grpc.add_MapVisionServiceServicer_to_server, MapVisionServicer(state, lock, recent, publish, operator.token_secret if operator is not None else None), MAP_VISION.grpc)
+    runtime.server.add(mapvision_pb2_grpc.add_MapVisionServiceServicer_to_server, MapVisionServicer(state, lock, recent, publish), MAP_VISION.grpc)
     runtime.add_worker("telemetry consumer", worker, settings.stall_timeout_s)
     await runtime.run()
 

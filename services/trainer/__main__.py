@@ -86,7 +86,7 @@ async def serve() -> None:
     operator_secret = config.load(OperatorAuthSettings).token_secret
     declared = tasks_mod.load(settings.tasks_file or None)
     await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, TOPICS, kafka.replication_factor, kafka.min_insync_replicas)
-    runtime = ServiceRuntime(SERVICE, service_settings)
+    runtime = ServiceRuntime(SERVICE, service_settings, token_secret=operator_secret)
     store = ObjectStore(s3, SERVICE)
     await asyncio.to_thread(store.ensure_bucket)
     registry = Registry(store)
@@ -122,7 +122,7 @@ async def serve() -> None:
         consumer = BatchConsumer(kafka.bootstrap_servers, settings.consumer_group, [topics.LABELS_CREATED], lambda records: trigger.on_labels([r.value for r in records]), producer)
         runtime.add_worker("label consumer", ConsumerThread(consumer, "trainer-labels"))
 
-    runtime.server.add(trainer_pb2_grpc.add_TrainerServiceServicer_to_server, TrainerServicer(trainer, operator_secret, lambda since, until: read_time_range(kafka.bootstrap_servers, topics.SHADOW_DISAGREEMENTS, since, until)), TRAINER.grpc)
+    runtime.server.add(trainer_pb2_grpc.add_TrainerServiceServicer_to_server, TrainerServicer(trainer, lambda since, until: read_time_range(kafka.bootstrap_servers, topics.SHADOW_DISAGREEMENTS, since, until)), TRAINER.grpc)
     runtime.background(report_runs(trainer, time.time()))
     await runtime.run()
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import grpc
 
+from longtail.access import SERVICE
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
 from longtail.common.v1 import common_pb2 as C
 from longtail.grpc_client import channel
@@ -28,7 +29,7 @@ class LabelStoreClient:
         self._token = operator_token
 
     def _auth(self) -> list[tuple[str, str]]:
-        token = self._token or (issue_token("trainer", self._secret, 3600, audience=OPERATOR_AUDIENCE) if self._secret else "")
+        token = self._token or (issue_token("trainer", self._secret, 3600, audience=OPERATOR_AUDIENCE, roles=(SERVICE,)) if self._secret else "")
         return [("authorization", f"Bearer {token}")] if token else []
 
     def close(self) -> None:

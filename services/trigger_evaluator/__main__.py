@@ -62,13 +62,13 @@ async def serve() -> None:
     s3 = config.load_optional(config.S3Settings, "S3_ENDPOINT")  # backtests over archived segments need S3; time ranges do not
     store = ObjectStore(s3, service=SERVICE) if s3 is not None else None
     await asyncio.to_thread(ensure_topics, kafka.bootstrap_servers, topics.ALL, kafka.replication_factor, kafka.min_insync_replicas)
-    runtime = ServiceRuntime(SERVICE, service_settings)
+    runtime = ServiceRuntime(SERVICE, service_settings, token_secret=operator_secret)
 
     producer = Producer(kafka.bootstrap_servers, SERVICE)
     runtime.on_shutdown(producer.close)
     catalog, ledger = Catalog(), YieldLedger()
     map_view = MapView()
-    api = TriggerCatalog(catalog, ledger, producer, operator_secret, kafka.bootstrap_servers, store, map_view)
+    api = TriggerCatalog(catalog, ledger, producer, kafka.bootstrap_servers, store, map_view)
 
     def on_catalog(key, record) -> None:
         catalog.apply(key, None if record is None else record.trigger)

@@ -38,6 +38,10 @@ SECRET = "label-store-test-operator-secret-0123456789"
 AUTH = [("authorization", f"Bearer {issue_token('alice', SECRET, audience=OPERATOR_AUDIENCE)}")]
 
 
+def as_labeller(name: str, role: str = "labeller") -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {issue_token(name, SECRET, audience=OPERATOR_AUDIENCE, roles=(role,))}")]
+
+
 def sid(run: str, i: int) -> str:
     return hashlib.sha256(f"{run}/{i}".encode()).hexdigest()
 
@@ -284,19 +288,30 @@ def test_service_registers_snapshots_idempotently_and_survives_kill(database_url
                 call(request, metadata=metadata, timeout=10)
             return err.value.code()
 
-        assert code(api.GetNextTask, L.GetNextTaskRequest(task="no_such_task", labeller_id="a")) == grpc.StatusCode.NOT_FOUND
+        me = as_labeller(f"h-{run}")
+        assert code(api.GetNextTask, L.GetNextTaskRequest(task="no_such_task"), me) == grpc.StatusCode.NOT_FOUND
         assert code(api.UpsertTask, L.UpsertTaskRequest(task=schema.default_tasks()[0])) == grpc.StatusCode.UNAUTHENTICATED
+        assert code(api.UpsertTask, L.UpsertTaskRequest(task=schema.default_tasks()[0]), me) == grpc.StatusCode.PERMISSION_DENIED  # a labeller changes no task
         assert code(api.UpsertTask, L.UpsertTaskRequest(task=L.Task(name="Bad Name")), AUTH) == grpc.StatusCode.INVALID_ARGUMENT
+        # labellers are authenticated, and label as themselves only
+        assert code(api.GetNextTask, L.GetNextTaskRequest(task="stop_sign")) == grpc.StatusCode.UNAUTHENTICATED
+        assert code(api.GetNextTask, L.GetNextTaskRequest(task="stop_sign"), AUTH) == grpc.StatusCode.PERMISSION_DENIED  # an operator does not label
+        assert code(api.GetNextTask, L.GetNextTaskRequest(task="stop_sign", labeller_id="someone-else"), me) == grpc.StatusCode.PERMISSION_DENIED
+        assert code(api.GetNextTask, L.GetNextTaskRequest(task="stop_sign", review=True), me) == grpc.StatusCode.PERMISSION_DENIED  # the review queue is for reviewers
 
         acknowledged, leased_samples = [], []
         for i in range(5):
-            lease = api.GetNextTask(L.GetNextTaskRequest(task="stop_sign", labeller_id=f"h-{run}"), timeout=10).lease
+            lease = api.GetNextTask(L.GetNextTaskRequest(task="stop_sign"), metadata=me, timeout=10).lease
+            assert lease.labeller_id == f"h-{run}"  # from the token
             if i == 0:
-                assert code(api.SubmitLabel, L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key="k", label=L.Label(annotation=stop_sign("leaves")))) == grpc.StatusCode.INVALID_ARGUMENT
-            r = api.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key="k", label=L.Label(annotation=stop_sign())), timeout=10)
-            assert api.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key="k", label=L.Label(annotation=stop_sign())), timeout=10).duplicate
+                assert code(api.SubmitLabel, L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key="k", label=L.Label(annotation=stop_sign("leaves"))), me) == grpc.StatusCode.INVALID_ARGUMENT
+                assert code(api.SubmitLabel, L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key="k", label=L.Label(labeller_id="mallory", annotation=stop_sign())), me) == grpc.StatusCode.PERMISSION_DENIED
+                assert code(api.SubmitLabel, L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key="k", label=L.Label(annotation=stop_sign())), AUTH) == grpc.StatusCode.PERMISSION_DENIED
+            r = api.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key="k", label=L.Label(annotation=stop_sign())), metadata=me, timeout=10)
+            assert r.label.labeller_id == f"h-{run}"
+            assert api.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key="k", label=L.Label(annotation=stop_sign())), metadata=me, timeout=10).duplicate
             if i == 0:
-                assert code(api.SubmitLabel, L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key="k2", label=L.Label(annotation=stop_sign()))) == grpc.StatusCode.ALREADY_EXISTS
+                assert code(api.SubmitLabel, L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key="k2", label=L.Label(annotation=stop_sign())), me) == grpc.StatusCode.ALREADY_EXISTS
             acknowledged.append(r.label.label_id)
             leased_samples.append(lease.sample.sample_id)  # may be another run's sample: the topic is shared
     finally:

@@ -105,7 +105,7 @@ def test_a_task_declared_while_the_engine_runs_gets_a_detector_trigger_uploads_a
 
         def drive(seconds: float = 30.0):
             drives[0] += 1
-            sim = SimConfig(cars=6, duration_s=seconds, fps=10.0, seed=9000 + drives[0], vehicle_prefix=f"wf-{run_id}-{drives[0]}", ring_frames=120, request_grace_s=3.0)
+            sim = SimConfig(cars=6, duration_s=seconds, fps=10.0, seed=9000 + drives[0], vehicle_prefix=f"wf-{run_id}-{drives[0]}", ring_frames=120, request_grace_s=3.0, tls_dir=str(stack.pki))
             fleet = SimulatedFleet(sim, world, model, store=stack.objects, gateway_address=stack.processes["gateway"].address, token_secret=stack.fleet_secret)
             return asyncio.run(fleet.run())
 
@@ -164,13 +164,7 @@ def test_a_task_declared_while_the_engine_runs_gets_a_detector_trigger_uploads_a
 
         from longtail_cli.app import app
 
-        env = {
-            "LABEL_STORE_ADDR": stack.processes["label-store"].address,
-            "TRAINER_ADDR": stack.processes["trainer"].address,
-            "TRIGGER_EVALUATOR_ADDR": stack.processes["trigger-evaluator"].address,
-            "OPERATOR_TOKEN_SECRET": stack.operator_secret,
-            "COLUMNS": "250",
-        }
+        env = {**stack.cli_env(), "COLUMNS": "250"}
         cli = CliRunner()
         shown = cli.invoke(app, ["tasks", "status", task], env=env)
         assert shown.exit_code == 0 and state.step in shown.output and f"{task}.regressions: {state.suite_cases} cases" in shown.output, shown.output

@@ -44,6 +44,7 @@ from trainer import detector
 
 SECRET = "trainer-test-operator-secret-0123456789abcdef"
 AUTH = [("authorization", f"Bearer {issue_token('alice', SECRET, audience=OPERATOR_AUDIENCE)}")]
+LABELLER = [("authorization", f"Bearer {issue_token('it-labeller', SECRET, audience=OPERATOR_AUDIENCE, roles=('labeller',))}")]
 REPO_TASKS = Path(__file__).resolve().parents[2] / "tasks.yaml"
 CAUTION = """
   - name: caution_lights_on
@@ -94,11 +95,11 @@ class World_:
     def label_all(self, task: str) -> int:
         n = 0
         while True:
-            lease = self.api.GetNextTask(L.GetNextTaskRequest(task=task, labeller_id="it-labeller"), timeout=10).lease
+            lease = self.api.GetNextTask(L.GetNextTaskRequest(task=task), metadata=LABELLER, timeout=10).lease
             if not lease.lease_id:
                 return n
             label = L.Label(sample_id=lease.sample.sample_id, task=task, labeller_kind=L.LABELLER_KIND_SIMULATED, annotation=self.annotation(task, lease.sample.sample_id))
-            self.api.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label), timeout=10)
+            self.api.SubmitLabel(L.SubmitLabelRequest(lease_id=lease.lease_id, idempotency_key=lease.lease_id, label=label), metadata=LABELLER, timeout=10)
             n += 1
 
 

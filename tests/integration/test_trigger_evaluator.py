@@ -139,7 +139,7 @@ def test_backtest_over_kafka_and_over_a_segment(evaluator, kafka, s3):
     expression = "count(stop_sign) >= 1 and ego.y == 20"
     request = S.BacktestTriggerRequest(spec=spec(expression), sample_limit=5)
     request.time_range.since.FromNanoseconds(int(since * 1e9))
-    result = api.BacktestTrigger(request, timeout=60)
+    result = api.BacktestTrigger(request, metadata=AUTH, timeout=60)
     ours = [s for s in result.sample]
     assert result.fires >= 60 and len(ours) == 5
     assert result.distinct_vehicles >= 3 and result.fires_per_car_hour > 0 and result.expected_uploads_per_day > 0
@@ -147,10 +147,10 @@ def test_backtest_over_kafka_and_over_a_segment(evaluator, kafka, s3):
     store = ObjectStore(load(S3Settings))
     key = f"telemetry-segments/test-{uuid.uuid4().hex[:8]}.bin"
     store.put_at(key, write_segment(batches))
-    by_segment = api.BacktestTrigger(S.BacktestTriggerRequest(spec=spec(expression), segment_key=key), timeout=60)
+    by_segment = api.BacktestTrigger(S.BacktestTriggerRequest(spec=spec(expression), segment_key=key), metadata=AUTH, timeout=60)
     assert (by_segment.frames_evaluated, by_segment.fires, by_segment.distinct_vehicles) == (120, 60, 3)
     # The per-car rate limit bounds what would be uploaded.
-    limited = api.BacktestTrigger(S.BacktestTriggerRequest(spec=spec(expression, max_uploads_per_car_hour=2), segment_key=key), timeout=60)
+    limited = api.BacktestTrigger(S.BacktestTriggerRequest(spec=spec(expression, max_uploads_per_car_hour=2), segment_key=key), metadata=AUTH, timeout=60)
     assert limited.fires == 6
     producer.close()
 

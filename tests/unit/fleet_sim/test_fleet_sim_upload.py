@@ -67,3 +67,39 @@ def test_the_car_gives_up_after_its_attempts_and_counts_the_error():
 def test_an_error_a_retry_cannot_fix_is_not_retried():
     report, link = upload_with([grpc.StatusCode.INVALID_ARGUMENT])
     assert link.calls == 1 and report.upload_errors == 1 and report.upload_retries == 0
+
+
+class _Link:
+    def __init__(self, vehicle_id: str, errors: dict[str, int]) -> None:
+        self.vehicle_id, self.connected, self.stats = vehicle_id, asyncio.Event(), type("Stats", (), {"errors": errors})()
+
+
+def test_cars_without_a_session_give_a_clear_error_naming_what_they_met():
+    fleet = SimulatedFleet(SimConfig(cars=2), World(WorldConfig(), seed=0), MultiTaskNet(DEFAULT_TASKS, channels=(4, 8, 8, 8)).eval(), gateway_address="127.0.0.1:1")
+    links = [_Link("car-a", {"UNAVAILABLE": 3}), _Link("car-b", {"UNAVAILABLE": 2})]
+    links[0].connected.set()
+
+    async def connect():
+        forever = asyncio.create_task(asyncio.sleep(60))
+        try:
+            await fleet._connected(links, [forever], timeout_s=0.2)
+        finally:
+            forever.cancel()
+
+    with pytest.raises(TimeoutError, match=r"1 of 2 cars had no session with 127.0.0.1:1 .*'car-b'.*'UNAVAILABLE': 5.*tls_dir"):
+        asyncio.run(connect())
+
+
+def test_a_car_the_gateway_refused_fails_the_run_at_once():
+    fleet = SimulatedFleet(SimConfig(cars=1), World(WorldConfig(), seed=0), MultiTaskNet(DEFAULT_TASKS, channels=(4, 8, 8, 8)).eval())
+
+    async def refused():
+        raise PermissionError("certificate of another car")
+
+    async def connect():
+        task = asyncio.create_task(refused())
+        await asyncio.sleep(0)
+        await fleet._connected([_Link("car-a", {})], [task], timeout_s=30)
+
+    with pytest.raises(PermissionError, match="another car"):
+        asyncio.run(connect())
