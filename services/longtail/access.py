@@ -86,7 +86,7 @@ POLICY: dict[str, Rule] = {
     **_service(
         INFERENCE.grpc,
         {
-            "Infer": roles(OPERATOR, SERVICE),
+            "Infer": OPEN,  # read-only: an answer from the serving version
             "GetServingModel": OPEN,
         },
     ),
@@ -97,7 +97,7 @@ POLICY: dict[str, Rule] = {
             "RegisterSample": roles(OPERATOR, SERVICE),
             "GetSample": OPEN,
             "ListSamples": OPEN,
-            "UpsertTask": CHANGE,
+            "UpsertTask": roles(OPERATOR, SERVICE, audited=True),  # the trainer syncs its tasks file at start
             "ListTasks": OPEN,
             "GetTask": OPEN,
             "GetNextTask": LABELLING,
@@ -107,7 +107,7 @@ POLICY: dict[str, Rule] = {
             "GetDataset": OPEN,
             "ListDatasets": OPEN,
             "RebuildDataset": CHANGE,
-            "UpsertSuite": CHANGE,
+            "UpsertSuite": roles(OPERATOR, SERVICE, audited=True),  # and the suites of its tasks
             "GetSuite": OPEN,
             "ListSuites": OPEN,
             "PromoteToSuiteCase": roles(OPERATOR, REVIEWER, audited=True),
@@ -182,9 +182,9 @@ def caller() -> Principal:
     return _caller.get()
 
 
-def decide(method: str, token: str, secret: str | None) -> tuple[Principal, grpc.StatusCode | None, str]:
+def decide(method: str, token: str, secret: str | None, policy: dict[str, Rule] = POLICY) -> tuple[Principal, grpc.StatusCode | None, str]:
     """(the caller, None) when `method` may be called with `token`, else the refusal's status and reason."""
-    rule = POLICY.get(method)
+    rule = policy.get(method)
     if rule is None:
         return ANONYMOUS, grpc.StatusCode.PERMISSION_DENIED, f"{method} is not in the access policy (longtail.access.POLICY): refused by default"
     if rule.car:
@@ -250,13 +250,13 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
     """Enforces `POLICY` on every call before its handler runs, makes the caller known to the
     handler (`caller()`), and writes audited calls to the audit log."""
 
-    def __init__(self, service: str, secret: str | None, audit: AuditLog) -> None:
+    def __init__(self, service: str, secret: str | None, audit: AuditLog, extra_rules: dict[str, Rule] | None = None) -> None:
         self.service, self.secret, self.audit = service, secret, audit
-        self._wrapped: dict[str, tuple[Any, Any]] = {}
+        self.policy = {**POLICY, **(extra_rules or {})}  # extra: a server's own methods outside the project's services (tests)
 
     async def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
-        principal, code, reason = decide(method, bearer(handler_call_details.invocation_metadata), self.secret)
+        principal, code, reason = decide(method, bearer(handler_call_details.invocation_metadata), self.secret, self.policy)
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
@@ -264,7 +264,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
             DENIED.labels(self.service, method.rsplit("/", 1)[-1], code.name).inc()
             log.warning("call refused", method=method, code=code.name, reason=reason, who=principal.subject)
             return _refusal(handler, code, reason)
-        return self._with_caller(handler, method, principal, POLICY[method].audited)
+        audited = self.policy[method].audited
+        if principal is ANONYMOUS and not audited:
+            return handler  # nothing to tell the handler (cars' streams, open reads): no layer per call
+        return self._with_caller(handler, method, principal, audited)
 
     def _with_caller(self, handler, method: str, principal: Principal, audited: bool):
         from longtail.grpc_server import wrap_handler

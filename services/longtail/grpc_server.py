@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from longtail import metrics
-from longtail.access import AccessInterceptor, AuditLog
+from longtail.access import AccessInterceptor, AuditLog, Rule
 from longtail.config import ServiceSettings
 from longtail.log import get_logger
 from longtail.tls import server_credentials
@@ -128,13 +128,15 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
 
 class GrpcServer:
-    def __init__(self, service: str, settings: ServiceSettings | None = None, *, token_secret: str | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES, options: list[tuple[str, Any]] | None = None) -> None:
+    def __init__(
+        self, service: str, settings: ServiceSettings | None = None, *, token_secret: str | None = None, extra_rules: dict[str, Rule] | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES, options: list[tuple[str, Any]] | None = None
+    ) -> None:
         """`token_secret` verifies the tokens of people and services (OPERATOR_TOKEN_SECRET); a
         server without one serves only what `longtail.access.POLICY` opens to anyone (and cars)."""
         self.service = service
         self.settings = settings or ServiceSettings()
         self.server = grpc.aio.server(
-            interceptors=[MetricsInterceptor(service), AccessInterceptor(service, token_secret, AuditLog(service, self.settings.audit_log_file))],
+            interceptors=[MetricsInterceptor(service), AccessInterceptor(service, token_secret, AuditLog(service, self.settings.audit_log_file), extra_rules)],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),

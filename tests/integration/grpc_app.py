@@ -8,6 +8,7 @@ import sys
 
 import grpc
 
+from longtail import access
 from longtail.config import ServiceSettings
 from longtail.grpc_server import GrpcServer
 
@@ -27,7 +28,7 @@ def register(_servicer, server):
 
 
 async def main(port: int, metrics_port: int) -> None:
-    server = GrpcServer("test-app", ServiceSettings(grpc_port=port, metrics_port=metrics_port, shutdown_grace_seconds=10))
+    server = GrpcServer("test-app", ServiceSettings(grpc_port=port, metrics_port=metrics_port, shutdown_grace_seconds=10), extra_rules={f"/{SERVICE}/Sleep": access.OPEN})
     server.add(register, None, SERVICE)
     await server.start()
     print("READY", flush=True)
