@@ -36,12 +36,17 @@ class SchemaError(ValueError):
         self.field = field
 
 
+def _prototype_name(value: int) -> str:
+    known = {v.number: v.name for v in C.TaskPrototype.DESCRIPTOR.values}
+    return known.get(value, f"prototype {value}")
+
+
 def validate_task(task: L.Task) -> None:
     """A task declaration must make a well-formed head (same rules as tasks.TaskSpec)."""
     if not NAME.match(task.name):
         raise SchemaError("task.name", f"{task.name!r} must match [a-z0-9_]+")
     if task.prototype not in PROTOTYPE_FIELD:
-        raise SchemaError("task.prototype", f"{C.TaskPrototype.Name(task.prototype)} is not supported; use CLASSIFICATION, DETECTION or LANDMARK")
+        raise SchemaError("task.prototype", f"{_prototype_name(task.prototype)} is not supported; use CLASSIFICATION, DETECTION or LANDMARK")
     if task.labels_per_sample > MAX_LABELS_PER_SAMPLE:
         raise SchemaError("task.labels_per_sample", f"{task.labels_per_sample} > {MAX_LABELS_PER_SAMPLE}")
     names = set()

@@ -127,6 +127,120 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         return wrapper
 
 
+class _Malformed:
+    """What a request that does not decode becomes, so its handler can refuse it precisely."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserializer: Callable | None) -> Callable | None:
+    if deserializer is None:
+        return None
+    descriptor = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+    name = descriptor.full_name if descriptor is not None else "message"
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - a DecodeError, or a message nested too deep
+            return _Malformed(f"the request is not a valid {name}: {exc}")
+
+    return deserialize
+
+
+# What google.protobuf's Timestamp and Duration can represent (their own range checks).
+_TIMESTAMP_SECONDS = (-62135596800, 253402300799)  # 0001-01-01 .. 9999-12-31
+_DURATION_SECONDS = 315576000000  # 10,000 years
+
+
+def _out_of_range(message: Any, path: str = "") -> str:
+    """The first Timestamp or Duration field of a unary request that no conversion accepts, as
+    "field: why" ('' when none): decoded, yet not a time, and handlers convert them everywhere."""
+    if not hasattr(message, "ListFields"):
+        return ""
+    name = message.DESCRIPTOR.full_name
+    if name == "google.protobuf.Timestamp":
+        lo, hi = _TIMESTAMP_SECONDS
+        ok = lo <= message.seconds <= hi and 0 <= message.nanos < 1_000_000_000
+        return "" if ok else f"{path or 'timestamp'}: not a time between years 1 and 9999 (seconds={message.seconds}, nanos={message.nanos})"
+    if name == "google.protobuf.Duration":
+        ok = abs(message.seconds) <= _DURATION_SECONDS and abs(message.nanos) < 1_000_000_000 and (message.seconds * message.nanos >= 0)
+        return "" if ok else f"{path or 'duration'}: not a duration of at most 10,000 years (seconds={message.seconds}, nanos={message.nanos})"
+    for field, value in message.ListFields():
+        if field.type != field.TYPE_MESSAGE:
+            continue
+        where = f"{path}.{field.name}" if path else field.name
+        if field.message_type.GetOptions().map_entry:
+            items = value.values() if field.message_type.fields_by_name["value"].type == field.TYPE_MESSAGE else ()
+        elif field.is_repeated:
+            items = value
+        else:
+            items = (value,)
+        for item in items:
+            found = _out_of_range(item, where)
+            if found:
+                return found
+    return ""
+
+
+class DecodingInterceptor(grpc.aio.ServerInterceptor):
+    """Requests that are not the method's message get INVALID_ARGUMENT naming the type (grpc
+    itself answers UNKNOWN and logs a traceback for each), and so do unary requests with a time
+    no conversion accepts. Wrapped once per method."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[Any, Any]] = {}
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        path = handler_call_details.method
+        known = self._wrapped.get(path)
+        if known is None or known[0] is not handler:
+            known = self._wrapped[path] = (handler, self._wrap(handler))
+        return known[1]
+
+    @staticmethod
+    def _wrap(handler):
+        streaming_requests = handler.request_streaming
+
+        async def checked(requests: Any, context: Any):
+            async for request in requests:
+                if isinstance(request, _Malformed):
+                    await abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+                yield request
+
+        async def first_checked(request: Any, context: Any) -> Any:
+            if streaming_requests:
+                return checked(request, context)
+            if isinstance(request, _Malformed):
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+            out_of_range = _out_of_range(request)
+            if out_of_range:
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, out_of_range)
+            return request
+
+        def around(behavior: Callable, generator: bool) -> Callable:
+            if generator:
+
+                async def stream(request: Any, context: Any):
+                    async for item in behavior(await first_checked(request, context), context):
+                        yield item
+
+                return stream
+
+            async def call(request: Any, context: Any) -> Any:
+                return await behavior(await first_checked(request, context), context)
+
+            return call
+
+        return wrap_handler(handler, around)._replace(request_deserializer=_tolerant(handler.request_deserializer))
+
+
 class GrpcServer:
     def __init__(
         self, service: str, settings: ServiceSettings | None = None, *, token_secret: str | None = None, extra_rules: dict[str, Rule] | None = None, max_message_bytes: int = MAX_MESSAGE_BYTES, options: list[tuple[str, Any]] | None = None
@@ -136,7 +250,7 @@ class GrpcServer:
         self.service = service
         self.settings = settings or ServiceSettings()
         self.server = grpc.aio.server(
-            interceptors=[MetricsInterceptor(service), AccessInterceptor(service, token_secret, AuditLog(service, self.settings.audit_log_file), extra_rules)],
+            interceptors=[MetricsInterceptor(service), AccessInterceptor(service, token_secret, AuditLog(service, self.settings.audit_log_file), extra_rules), DecodingInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import queue
+import re
 import threading
 import time
 import traceback
@@ -47,6 +48,7 @@ from trainer.registry import Registry
 
 log = get_logger(__name__)
 SERVICE = TRAINER.name
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # One series per declared task and metric: the model-quality dashboard repeats its task panel over
 # the `task` label, so a task declared in tasks.yaml gets its panel with no dashboard change.
 LEARNED_TASKS_KEY = "trainer/learned-tasks.json"  # tasks declared after start (`longtail tasks apply`), kept across restarts
@@ -185,6 +187,8 @@ class Trainer:
 
     # -- API -------------------------------------------------------------------------------------
     def submit(self, spec: T.RunSpec, run_id: str = "", triggered_by: str = "api") -> tuple[T.Run, bool]:
+        if run_id and not RUN_ID.fullmatch(run_id):
+            raise ValueError(f"run_id: {run_id[:80]!r} must match {RUN_ID.pattern} (it names the run's files)")
         gate.check_waivers(spec.waivers)
         hyperparameters.check(spec, set(spec.tasks) or {d.name for d in self.declared})
         backend = str(hyperparameters.get(spec, "backend", self.settings.backend))

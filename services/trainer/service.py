@@ -59,6 +59,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         return T.ListRunsResponse(runs=runs, next_page_token=token)
 
     async def ListModels(self, request, context):
+        await self._model_name(context, request.name, "name")
         models = await asyncio.to_thread(self.registry.list, request.name)
         if request.states:
             models = [m for m in models if m.state in request.states]
@@ -67,10 +68,20 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         return T.ListModelsResponse(models=page, next_page_token=token)
 
     async def GetModel(self, request, context):
+        await self._model_name(context, request.model.name, "model.name")
         mv = await asyncio.to_thread(self.registry.get, request.model.name, request.model.version)
         if mv is None:
             await abort(context, grpc.StatusCode.NOT_FOUND, f"model {request.model.name}@{request.model.version or 'production'} does not exist")
         return T.GetModelResponse(model=mv)
+
+    async def _model_name(self, context, name: str, field: str) -> None:
+        """A model name that can be one (empty where the request allows it: all models)."""
+        if not name and field == "name":
+            return
+        try:
+            model_repo.check_name(name)
+        except ValueError as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {exc}")
 
     async def _announce(self, context, name: str, version: int, role: C.ModelRole, shadow_fraction: float = 0.0) -> T.ModelVersion | None:
         mv = await asyncio.to_thread(self.registry.get, name, version)

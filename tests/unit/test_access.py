@@ -1,6 +1,6 @@
 """The access policy (longtail.access): every RPC of every service is in the one table, nothing
 else is; the decisions for each kind of caller; the audit log's lines. Enforced on real servers
-with TLS in tests/integration/test_access.py."""
+with TLS in tests/integration/test_roles_over_tls.py."""
 
 from __future__ import annotations
 
