@@ -11,6 +11,13 @@
    share is most of it: a bare grpc.aio server whose handler only reads the stream holds
    ~22 KB per open bidirectional stream, ~19 KB with the experiment fuse_filters the gateway
    runs with (grpcio 1.81; docs/gateway.md, "Memory per car").
+
+Each is measured twice in the same run, on a plaintext gateway and on a TLS one, and the ratios
+reported (issue #18). Ingest over TLS is mutual TLS as cars do it: every car its own certificate
+(a development CA, longtail.pki), hence its own connection, in both arms so that only TLS
+differs. Beam-down over TLS is server TLS with the cars sharing connections as in the plaintext
+arm (200 per channel): a certificate is a connection's, and ten thousand client handshakes from
+one process would time the client, not the gateway.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 
 import grpc
 from rich.progress import Progress
@@ -37,12 +45,33 @@ SECRET = "bench-fleet-secret-0123456789abcdefghij"
 CARS_PER_CHANNEL = 200
 
 
-def start_gateway() -> ServiceProcess:
+def start_gateway(pki: Path | None = None) -> ServiceProcess:
+    """A gateway for the bench; with `pki` (a CA directory) on TLS, client certificates verified
+    when presented (cars with their own certificate, or without one over server TLS)."""
     env = {"FLEET_TOKEN_SECRET": SECRET, "GATEWAY_MAX_BATCHES_PER_SECOND": "100000", "GATEWAY_MAX_BATCH_FRAMES": "1000", "GATEWAY_SESSION_QUEUE": "64"}
+    if pki is not None:
+        env.update(GRPC_TLS_CERT=str(pki / "gateway.pem"), GRPC_TLS_KEY=str(pki / "gateway-key.pem"), GRPC_TLS_CA=str(pki / "ca.pem"), GRPC_TLS_CLIENT_AUTH="optional")
     return ServiceProcess(GATEWAY.package, GATEWAY.grpc, env).start()
 
 
-async def _batched(address: str, cars: int, batches_per_car: int, frames_per_batch: int) -> int:
+def _car_channel(address: str, pki: Path | None, vid: str) -> grpc.aio.Channel:
+    """One connection per car: with its own certificate under TLS (mutual TLS)."""
+    if pki is None:
+        return grpc.aio.insecure_channel(address)
+    from fleet_sim.fleet import car_credentials
+
+    return grpc.aio.secure_channel(address, car_credentials(pki, vid))
+
+
+def _shared_channel(address: str, pki: Path | None) -> grpc.aio.Channel:
+    if pki is None:
+        return grpc.aio.insecure_channel(address)
+    from longtail.tls import channel_credentials
+
+    return grpc.aio.secure_channel(address, channel_credentials(str(pki / "ca.pem")))
+
+
+async def _batched(address: str, cars: int, batches_per_car: int, frames_per_batch: int, pki: Path | None = None) -> int:
     async def car(channel, vid):
         prebuilt = [fleet_pb2.CarMessage(telemetry=fleet_pb2.TelemetryBatch(batch_seq=seq + 1, frames=telemetry_batch(vid, seq * frames_per_batch, frames_per_batch).frames)) for seq in range(batches_per_car)]
         window = asyncio.Semaphore(8)
@@ -66,11 +95,13 @@ async def _batched(address: str, cars: int, batches_per_car: int, frames_per_bat
                 raise RuntimeError(message.error.message)
         return acked
 
-    channel = grpc.aio.insecure_channel(address)
+    vehicles = [f"bench-{uuid.uuid4().hex[:6]}" for _ in range(cars)]
+    channels = [_car_channel(address, pki, vid) for vid in vehicles]
     try:
-        return sum(await asyncio.gather(*(car(channel, f"bench-{uuid.uuid4().hex[:6]}") for _ in range(cars))))
+        return sum(await asyncio.gather(*(car(channel, vid) for channel, vid in zip(channels, vehicles, strict=True))))
     finally:
-        await channel.close()
+        for channel in channels:
+            await channel.close()
 
 
 async def _unary(address: str, callers: int, calls_per_caller: int) -> int:
@@ -96,7 +127,7 @@ def _measure(gateway: ServiceProcess, coroutine) -> tuple[int, float, float]:
     return frames, time.perf_counter() - t0, gateway.cpu_seconds() - cpu0
 
 
-async def _beam_down(address: str, bootstrap: str, cars: int, gateway: ServiceProcess, progress: Progress) -> dict:
+async def _beam_down(address: str, bootstrap: str, cars: int, gateway: ServiceProcess, progress: Progress, pki: Path | None = None) -> dict:
     """Connect `cars` simulated cars, then time one catalog record until each car has it.
 
     Kept fair to the gateway, whose latency this is (the cars here share one client process and
@@ -109,13 +140,13 @@ async def _beam_down(address: str, bootstrap: str, cars: int, gateway: ServicePr
       per cancel (grpc does that) while the remaining cars were still being timed.
     """
     trigger_id = f"bench-{uuid.uuid4().hex[:8]}"
-    channels = [grpc.aio.insecure_channel(address) for _ in range((cars + CARS_PER_CHANNEL - 1) // CARS_PER_CHANNEL)]
+    channels = [_shared_channel(address, pki) for _ in range((cars + CARS_PER_CHANNEL - 1) // CARS_PER_CHANNEL)]
     welcomed = asyncio.Event()
     all_received = asyncio.Event()
     stop = asyncio.Event()  # ends every car's request stream (a graceful goodbye) after timing
     count = {"welcomed": 0}
     received: list[float] = []
-    task = progress.add_task(f"connecting {cars:,} cars", total=cars)
+    task = progress.add_task(f"connecting {cars:,} cars" + (" over TLS" if pki else ""), total=cars)
 
     producer = Producer(bootstrap, "bench")
     producer.produce(topics.TRIGGER_CATALOG, f"{trigger_id}-warmup", None)  # tombstone of an unknown id: no broadcast
@@ -184,25 +215,44 @@ def _active_edge_triggers(gateway: ServiceProcess) -> int:
     return 0
 
 
-def run(args, console) -> dict:
-    import os
-
-    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    gateway = start_gateway()
+def _arm(args, console, bootstrap: str, pki: Path | None) -> dict:
+    """Ingest (batched, and on plaintext the naive baseline) and beam-down on one gateway."""
+    gateway = start_gateway(pki)
+    out: dict = {}
     try:
         frames_per_batch = 200
         cars = 4
         batches = max(1, args.gateway_frames // (cars * frames_per_batch))
+        what = "TLS" if pki else "plaintext"
         with Progress(console=console, transient=True) as progress:
-            t = progress.add_task("ingest: batched sessions vs unary", total=None)
-            asyncio.run(_batched(gateway.address, 2, 5, frames_per_batch))  # warm-up: connections, JIT-free paths, topic metadata
-            batched = _measure(gateway, _batched(gateway.address, cars, batches, frames_per_batch))
-            unary_calls = max(16, args.gateway_frames // 100)
-            naive = _measure(gateway, _unary(gateway.address, 16, unary_calls // 16))
+            t = progress.add_task(f"ingest over {what}", total=None)
+            asyncio.run(_batched(gateway.address, 2, 5, frames_per_batch, pki))  # warm-up: connections, JIT-free paths, topic metadata
+            out["batched"] = _measure(gateway, _batched(gateway.address, cars, batches, frames_per_batch, pki))
+            if pki is None:
+                unary_calls = max(16, args.gateway_frames // 100)
+                out["naive"] = _measure(gateway, _unary(gateway.address, 16, unary_calls // 16))
             progress.remove_task(t)
-            beam = asyncio.run(_beam_down(gateway.address, bootstrap, args.cars or 10_000, gateway, progress))
+            out["beam"] = asyncio.run(_beam_down(gateway.address, bootstrap, args.cars or 10_000, gateway, progress, pki))
     finally:
         gateway.stop()
+    return out
+
+
+def run(args, console) -> dict:
+    import os
+    import tempfile
+
+    from longtail.pki import init_ca, issue
+
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-pki-") as tmp:
+        pki = Path(tmp)
+        init_ca(pki)
+        issue(pki, "gateway")
+        plain = _arm(args, console, bootstrap, None)
+        tls = _arm(args, console, bootstrap, pki)
+    batched, naive, beam = plain["batched"], plain["naive"], plain["beam"]
+    tls_batched, tls_beam = tls["batched"], tls["beam"]
 
     def rates(result):
         frames, wall, cpu = result
@@ -210,21 +260,28 @@ def run(args, console) -> dict:
 
     b_wall, b_cpu = rates(batched)
     n_wall, n_cpu = rates(naive)
+    t_wall, t_cpu = rates(tls_batched)
     rows = [
         ["ingest: batched session (200 frames/batch)", f"{batched[0]:,}", f"{b_wall:,.0f}", f"{b_cpu:,.0f}", f"{b_wall / n_wall:.1f}x"],
+        ["ingest: batched session over mutual TLS (a certificate per car)", f"{tls_batched[0]:,}", f"{t_wall:,.0f}", f"{t_cpu:,.0f}", f"{t_wall / n_wall:.1f}x"],
         ["ingest: naive unary, 1 frame/call (baseline)", f"{naive[0]:,}", f"{n_wall:,.0f}", f"{n_cpu:,.0f}", "1.0x"],
     ]
     verdict = [
         f"ingest per gateway core: {b_cpu:,.0f} frames/CPU-s (target >= 50,000: {'met' if b_cpu >= 50_000 else 'NOT met'}); batched vs naive {b_wall / n_wall:.1f}x (target >= 10x: {'met' if b_wall / n_wall >= 10 else 'NOT met'})",
+        f"ingest over mutual TLS: {t_cpu:,.0f} frames/CPU-s (target >= 50,000: {'met' if t_cpu >= 50_000 else 'NOT met'}); TLS / plaintext: {t_cpu / b_cpu:.2f} per gateway CPU-s, {t_wall / b_wall:.2f} per wall second",
         f"beam-down to {beam['cars']:,} cars: {beam['received']:,} received, p50 {beam['p50'] * 1000:.0f} ms, p99 {beam['p99'] * 1000:.0f} ms (target p99 < 1000 ms: {'met' if beam['p99'] < 1 else 'NOT met'})",
-        f"gateway memory per connected car: {beam['rss_per_car'] / 1024:.1f} KiB (target < 20 KB: {'met' if beam['rss_per_car'] < 20_000 else 'NOT met'})",
+        f"beam-down over TLS: {tls_beam['received']:,} received, p50 {tls_beam['p50'] * 1000:.0f} ms, p99 {tls_beam['p99'] * 1000:.0f} ms"
+        + f" (target p99 < 1000 ms: {'met' if tls_beam['p99'] < 1 else 'NOT met'}); TLS / plaintext p99: {tls_beam['p99'] / beam['p99']:.2f}",
+        f"gateway memory per connected car: {beam['rss_per_car'] / 1024:.1f} KiB, over TLS {tls_beam['rss_per_car'] / 1024:.1f} KiB (target < 20 KB: {'met' if beam['rss_per_car'] < 20_000 else 'NOT met'})",
         f"edge triggers already active when the cars connected: {beam['already_active_triggers']}"
         + (" (each car gets them all on connect: memory and beam-down are worse than on a fresh broker; use a fresh LONGTAIL_STATE_DIR for comparable figures)" if beam["already_active_triggers"] > 5 else ""),
     ]
     return {
-        "title": "fleet-gateway: ingest, beam-down, memory",
+        "title": "fleet-gateway: ingest, beam-down, memory; plaintext and TLS",
         "columns": ["path", "frames", "frames/s (wall)", "frames per gateway CPU-s", "vs naive"],
         "rows": rows,
         "verdict": verdict,
         "beam_down": beam,
+        "beam_down_tls": tls_beam,
+        "tls_ratio": {"ingest_cpu": t_cpu / b_cpu, "ingest_wall": t_wall / b_wall, "beam_down_p99": tls_beam["p99"] / beam["p99"]},
     }

@@ -90,6 +90,7 @@ class ServiceSettings(BaseSettings):
     grpc_tls_key: str = Field("", description="PEM private key of the certificate")
     grpc_tls_ca: str = Field("", description="PEM CA that client certificates must chain to")
     grpc_tls_client_auth: Literal["none", "optional", "require"] = Field("none", description="client certificates: not asked for, verified when presented, required")
+    grpc_health_port: int = Field(0, ge=0, lt=65536, description="a second, plaintext port serving only grpc.health.v1, for probes that speak no TLS (Kubernetes' native gRPC probes); 0: none")
     audit_log_file: str = Field("", description="JSON lines of audited calls (longtail.access), besides the log (empty: the log only)")
 
 

@@ -262,6 +262,8 @@ class GrpcServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names: list[str] = []
         self.port: int | None = None
+        self.health_port: int | None = None
+        self._health_server: grpc.aio.Server | None = None
         self._stopping = asyncio.Event()
 
     def add(self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str) -> None:
@@ -278,11 +280,24 @@ class GrpcServer:
         if not self.port:
             raise RuntimeError(f"cannot listen on {address}")
         await self.server.start()
+        if self.settings.grpc_health_port:
+            await self._serve_health_in_plaintext(self.settings.grpc_health_port)
         metrics.serve_metrics(self.settings.metrics_port, self.settings.grpc_host)  # same interface as gRPC: 0.0.0.0 in a pod
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("grpc server started", address=f"{self.settings.grpc_host}:{self.port}", services=self.service_names, metrics_port=self.settings.metrics_port, tls=bool(credentials), client_auth=self.settings.grpc_tls_client_auth)
         return self.port
+
+    async def _serve_health_in_plaintext(self, port: int) -> None:
+        """The same health answers on a plaintext port of their own: Kubernetes' gRPC probes speak
+        no TLS. Only grpc.health.v1 is there (nothing else is reachable without TLS)."""
+        self._health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
+        address = f"{self.settings.grpc_host}:{port}"
+        self.health_port = self._health_server.add_insecure_port(address)
+        if not self.health_port:
+            raise RuntimeError(f"cannot listen on {address} (GRPC_HEALTH_PORT)")
+        await self._health_server.start()
 
     async def set_health(self, live: bool, ready: bool) -> None:
         """Health from real progress: "" (the server) answers liveness probes, the service names
@@ -301,6 +316,8 @@ class GrpcServer:
         log.info("draining", grace_seconds=grace)
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         log.info("stopped")
 
     def request_stop(self) -> None:

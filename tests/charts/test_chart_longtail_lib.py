@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import kubernetes_validate
 import pytest
-from chart_helpers import CHARTS, CUSTOM_KINDS, KUBE_VERSION, LIBRARY, Renderer, check_service_monitor, container, env_configmap, one, run
+from chart_helpers import CHARTS, CUSTOM_KINDS, KUBE_VERSION, LIBRARY, NAMESPACE, Renderer, check_service_monitor, container, env_configmap, one, run
 
 SCHEMA = CHARTS / LIBRARY / "schema"
 # Keys a parent or Helm adds: in every schema, never a default of the library.
@@ -218,3 +218,50 @@ def test_library_statefulset_for_a_new_service(render: Renderer, new_service: Pa
 )
 def test_library_fails_with_a_message(render: Renderer, new_service: Path, args: list[str], expected: str) -> None:
     assert expected in render.fails("example-consumer", *args, values=None)
+
+
+# --- TLS on the gRPC port (issue #18) -----------------------------------------------------------
+
+
+def test_tls_mounts_the_secret_sets_the_settings_and_probes_a_plaintext_health_port(render: Renderer) -> None:
+    """tls.enabled: the Secret (tls.crt, tls.key, ca.crt) mounted read-only and named in GRPC_TLS_*,
+    the probes on the plaintext health-only port (Kubernetes' gRPC probes speak no TLS); with
+    tls.certManager a Certificate for the Service's names writes that Secret."""
+    args = ("--set", "tls.enabled=true", "--set", "tls.clientAuth=require", "--set", "tls.certManager.enabled=true", "--set", "tls.certManager.issuerRef.name=fleet-ca", "--set", "tls.certManager.extraDnsNames={gateway.fleet.example.com}")
+    docs = render.docs("gateway", "defaults", args)
+    env = env_configmap(docs)["data"]
+    assert {k: env[k] for k in env if k.startswith("GRPC_TLS") or k == "GRPC_HEALTH_PORT"} == {
+        "GRPC_TLS_CERT": "/etc/longtail/tls/tls.crt",
+        "GRPC_TLS_KEY": "/etc/longtail/tls/tls.key",
+        "GRPC_TLS_CA": "/etc/longtail/tls/ca.crt",
+        "GRPC_TLS_CLIENT_AUTH": "require",
+        "GRPC_HEALTH_PORT": "50052",
+    }
+    c = container(docs)
+    assert {p["name"]: p["containerPort"] for p in c["ports"]}["health"] == 50052
+    assert {c[probe]["grpc"]["port"] for probe in ("startupProbe", "readinessProbe", "livenessProbe")} == {50052}
+    assert {"name": "tls", "mountPath": "/etc/longtail/tls", "readOnly": True} in c["volumeMounts"]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "tls"]
+    certificate = one(docs, "Certificate")
+    assert volume["secret"]["secretName"] == certificate["spec"]["secretName"] == f"{certificate['metadata']['name']}-tls"
+    name = certificate["metadata"]["name"]
+    assert certificate["spec"]["dnsNames"] == [name, f"{name}.{NAMESPACE}", f"{name}.{NAMESPACE}.svc", "gateway.fleet.example.com"]
+    assert certificate["spec"]["issuerRef"] == {"name": "fleet-ca", "kind": "Issuer", "group": "cert-manager.io"}
+    for doc in docs:
+        if doc["kind"] not in CUSTOM_KINDS | {"Certificate"}:
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+def test_tls_from_an_existing_secret_and_without_it(render: Renderer) -> None:
+    docs = render.docs("label-store", "defaults", ("--set", "tls.enabled=true", "--set", "tls.existingSecret=label-store-tls"))
+    assert not [d for d in docs if d["kind"] == "Certificate"]
+    (volume,) = [v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls"]
+    assert volume["secret"]["secretName"] == "label-store-tls" and env_configmap(docs)["data"]["GRPC_TLS_CLIENT_AUTH"] == "optional"
+    plain = render.docs("label-store", "defaults")
+    assert not any(k.startswith("GRPC_TLS") for k in env_configmap(plain)["data"]) and container(plain)["readinessProbe"]["grpc"]["port"] == 50051
+
+
+def test_tls_values_are_checked(render: Renderer) -> None:
+    assert "tls.certManager.issuerRef.name is required" in render.fails("gateway", "--set", "tls.enabled=true", "--set", "tls.certManager.enabled=true")
+    assert "clientAuth" in render.fails("gateway", "--set", "tls.clientAuth=sometimes")

@@ -60,3 +60,40 @@ def test_times_no_conversion_accepts_are_named_with_their_field():
     lease = L.GetNextTaskRequest()
     lease.lease_duration.seconds, lease.lease_duration.nanos = 5, -3  # signs must agree
     assert _out_of_range(lease).startswith("lease_duration: not a duration")
+
+
+def test_the_health_port_answers_in_plaintext_beside_a_tls_port(tmp_path):
+    """GRPC_HEALTH_PORT: Kubernetes' gRPC probes speak no TLS; the health service (only it) answers
+    there in plaintext while the service's port speaks TLS only."""
+    import socket
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from longtail.pki import init_ca, issue
+
+    init_ca(tmp_path)
+    issue(tmp_path, "server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        health_port = s.getsockname()[1]
+    settings = ServiceSettings(grpc_port=0, metrics_port=0, grpc_health_port=health_port, grpc_tls_cert=str(tmp_path / "server.pem"), grpc_tls_key=str(tmp_path / "server-key.pem"))
+
+    async def probe() -> tuple:
+        server = GrpcServer("health-port-test", settings)
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{health_port}") as channel:
+                status = (await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)).status
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:  # the service's port: TLS only
+                try:
+                    await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+                    plaintext = grpc.StatusCode.OK
+                except grpc.aio.AioRpcError as exc:
+                    plaintext = exc.code()
+        finally:
+            await server.stop(0)
+        return status, plaintext
+
+    status, plaintext = asyncio.run(probe())
+    assert status == health_pb2.HealthCheckResponse.SERVING
+    assert plaintext == grpc.StatusCode.UNAVAILABLE

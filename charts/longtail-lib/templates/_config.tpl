@@ -19,6 +19,15 @@ A value as an environment string. Helm reads YAML numbers as float64, and Go pri
 {{- if .Values.grpc.shutdownGraceSeconds }}
 {{- $_ := set $data "SHUTDOWN_GRACE_SECONDS" (include "longtail-lib.envValue" .Values.grpc.shutdownGraceSeconds) }}
 {{- end }}
+{{- with .Values.tls }}
+{{- if .enabled }}
+{{- $_ := set $data "GRPC_TLS_CERT" "/etc/longtail/tls/tls.crt" }}
+{{- $_ := set $data "GRPC_TLS_KEY" "/etc/longtail/tls/tls.key" }}
+{{- $_ := set $data "GRPC_TLS_CA" "/etc/longtail/tls/ca.crt" }}
+{{- $_ := set $data "GRPC_TLS_CLIENT_AUTH" (toString (.clientAuth | default "optional")) }}
+{{- $_ := set $data "GRPC_HEALTH_PORT" (include "longtail-lib.envValue" (.healthPort | default 50052)) }}
+{{- end }}
+{{- end }}
 {{- $_ := set $data "METRICS_PORT" (ternary (include "longtail-lib.envValue" .Values.metrics.port) "0" (.Values.metrics.enabled | default false)) }}
 {{- with .Values.log }}
 {{- with .level }}{{ $_ := set $data "LOG_LEVEL" (toString .) }}{{ end }}

@@ -75,6 +75,27 @@ grpc:
   # SIGTERM: health turns NOT_SERVING, then in-flight calls get this long (keep below terminationGracePeriodSeconds).
   shutdownGraceSeconds: 10
 terminationGracePeriodSeconds: 30
+# TLS on the gRPC port (GRPC_TLS_*; docs/security.md). The certificate, key and CA come from a Secret
+# with tls.crt, tls.key and ca.crt (what cert-manager writes), mounted read-only; the probes then ask
+# a plaintext port that serves only grpc.health.v1 (Kubernetes' gRPC probes speak no TLS).
+tls:
+  enabled: false
+  # Empty: <fullname>-tls, the Secret of the cert-manager Certificate below.
+  existingSecret: ""
+  # Client certificates: none (not asked for), optional (verified when presented), require.
+  clientAuth: optional
+  healthPort: 50052
+  # A cert-manager Certificate (cert-manager.io/v1) for the Service's names, into the Secret above.
+  certManager:
+    enabled: false
+    issuerRef:
+      name: ""
+      kind: Issuer
+      group: cert-manager.io
+    duration: 2160h
+    renewBefore: 360h
+    # Names besides the Service's own (<fullname>, .<namespace>, .<namespace>.svc).
+    extraDnsNames: []
 # Native gRPC probes (grpc.health.v1). Startup: 5 s x 60 = 5 minutes.
 probes:
   startup:

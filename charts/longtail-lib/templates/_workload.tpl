@@ -89,6 +89,8 @@ failureThreshold: {{ $probe.failureThreshold | default 3 }}
 {{- $persistence := .Values.persistence | default dict }}
 {{- $probes := .Values.probes | default dict }}
 {{- $fullname := include "longtail-lib.fullname" . }}
+{{- $tls := .Values.tls | default dict }}
+{{- $probePort := ternary ($tls.healthPort | default 50052) .Values.grpc.port (eq (toString $tls.enabled) "true") }}
 apiVersion: apps/v1
 kind: {{ $kind }}
 metadata:
@@ -145,6 +147,11 @@ spec:
             - name: grpc
               containerPort: {{ .Values.grpc.port }}
               protocol: TCP
+            {{- if $tls.enabled }}
+            - name: health
+              containerPort: {{ $probePort }}
+              protocol: TCP
+            {{- end }}
             {{- if .Values.metrics.enabled }}
             - name: metrics
               containerPort: {{ .Values.metrics.port }}
@@ -161,12 +168,12 @@ spec:
           {{- $startup := $probes.startup | default dict }}
           {{- if ne (toString $startup.enabled) "false" }}
           startupProbe:
-            {{- include "longtail-lib.grpcProbe" (dict "port" .Values.grpc.port "service" $health "probe" (mergeOverwrite (dict "periodSeconds" 2 "failureThreshold" 60) $startup)) | nindent 12 }}
+            {{- include "longtail-lib.grpcProbe" (dict "port" $probePort "service" $health "probe" (mergeOverwrite (dict "periodSeconds" 2 "failureThreshold" 60) $startup)) | nindent 12 }}
           {{- end }}
           readinessProbe:
-            {{- include "longtail-lib.grpcProbe" (dict "port" .Values.grpc.port "service" $health "probe" (mergeOverwrite (dict "periodSeconds" 5) ($probes.readiness | default dict))) | nindent 12 }}
+            {{- include "longtail-lib.grpcProbe" (dict "port" $probePort "service" $health "probe" (mergeOverwrite (dict "periodSeconds" 5) ($probes.readiness | default dict))) | nindent 12 }}
           livenessProbe:
-            {{- include "longtail-lib.grpcProbe" (dict "port" .Values.grpc.port "service" "" "probe" ($probes.liveness | default dict)) | nindent 12 }}
+            {{- include "longtail-lib.grpcProbe" (dict "port" $probePort "service" "" "probe" ($probes.liveness | default dict)) | nindent 12 }}
           {{- with .Values.resources }}
           resources:
             {{- toYaml . | nindent 12 }}
@@ -180,6 +187,11 @@ spec:
             - name: data
               mountPath: {{ $persistence.mountPath | default "/data" }}
             {{- end }}
+            {{- if $tls.enabled }}
+            - name: tls
+              mountPath: /etc/longtail/tls
+              readOnly: true
+            {{- end }}
             {{- with .Values.volumeMounts }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -187,6 +199,12 @@ spec:
         - name: tmp
           emptyDir:
             sizeLimit: {{ .Values.tmpSizeLimit | default "256Mi" }}
+        {{- if $tls.enabled }}
+        - name: tls
+          secret:
+            secretName: {{ include "longtail-lib.tlsSecret" . }}
+            defaultMode: 0440
+        {{- end }}
         {{- with .Values.volumes }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -222,4 +240,47 @@ spec:
           requests:
             storage: {{ $persistence.size | default "1Gi" | quote }}
   {{- end }}
+{{- end }}
+
+{{/* The Secret with the gRPC port's certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "longtail-lib.tlsSecret" -}}
+{{- .Values.tls.existingSecret | default (printf "%s-tls" (include "longtail-lib.fullname" .)) }}
+{{- end }}
+
+{{/*
+A cert-manager Certificate for the Service's names (tls.certManager.enabled): cert-manager keeps
+the Secret the workload mounts issued and renewed; its ca.crt is the issuer's CA.
+*/}}
+{{- define "longtail-lib.certificate" -}}
+{{- $tls := .Values.tls | default dict }}
+{{- $cm := $tls.certManager | default dict }}
+{{- if and $tls.enabled $cm.enabled }}
+{{- $fullname := include "longtail-lib.fullname" . }}
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata:
+  name: {{ $fullname }}
+  labels:
+    {{- include "longtail-lib.labels" . | nindent 4 }}
+spec:
+  secretName: {{ include "longtail-lib.tlsSecret" . }}
+  duration: {{ $cm.duration | default "2160h" }}
+  renewBefore: {{ $cm.renewBefore | default "360h" }}
+  privateKey:
+    algorithm: ECDSA
+    size: 256
+    rotationPolicy: Always
+  usages: [server auth, client auth]
+  dnsNames:
+    - {{ $fullname }}
+    - {{ $fullname }}.{{ .Release.Namespace }}
+    - {{ $fullname }}.{{ .Release.Namespace }}.svc
+    {{- range $cm.extraDnsNames }}
+    - {{ . }}
+    {{- end }}
+  issuerRef:
+    name: {{ required "tls.certManager.issuerRef.name is required (a cert-manager Issuer or ClusterIssuer)" $cm.issuerRef.name }}
+    kind: {{ $cm.issuerRef.kind | default "Issuer" }}
+    group: {{ $cm.issuerRef.group | default "cert-manager.io" }}
+{{- end }}
 {{- end }}
