@@ -14,7 +14,10 @@ docs/security.md. LONGTAIL_FUZZ_EXAMPLES sets the number of examples per method 
 
 Side effects stay in the fuzz run: the label store has its own database; trigger ids are
 prefixed `fuzz-` (any left active are retired at the end); SeedMap never replaces the map and
-puts its features far outside the simulated world (the map topic is shared with later tests)."""
+puts its features far outside the simulated world (the map topic is shared with later tests);
+a run StartRun accepts names a dataset that does not exist (trainers resume the queued runs they
+find in the bucket, so a later test's trainer would otherwise train it). At the end no run of
+the fuzz run may be left queued or running."""
 
 from __future__ import annotations
 
@@ -91,10 +94,26 @@ def stack(kafka, s3, triton):
         s.start("gateway", GATEWAY_FLEET_MODEL=line)
         s.start("inference", INFERENCE_MODEL_NAME=line)
         yield s
+        _wait_for_no_queued_runs(s)
     finally:
         _retire_fuzz_triggers(s)
         _report()
         s.stop(keep_infra=True)
+
+
+def _wait_for_no_queued_runs(s, patience_s: float = 120.0) -> None:
+    """Every run the fuzzing queued fails fast (no dataset): none may be left for another trainer."""
+    from longtail.models.v1 import trainer_pb2 as T
+
+    waiting = {T.RUN_STATUS_QUEUED, T.RUN_STATUS_RUNNING}
+    deadline = time.monotonic() + patience_s
+    while True:
+        runs = s.trainer.ListRuns(T.ListRunsRequest(page_size=1000), timeout=30).runs
+        left = [r.run_id for r in runs if r.status in waiting and any(d.name.startswith("fuzz-no-such-dataset-") for d in r.spec.datasets)]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    assert not left, f"fuzzed runs still queued or running after {patience_s:.0f}s: {left[:5]}"
 
 
 def _retire_fuzz_triggers(s) -> None:
@@ -141,6 +160,11 @@ def _contained(method, message):
         for feature in message.features:
             feature.feature_id = "fuzz-" + feature.feature_id
             feature.x, feature.y = feature.x + 1e7, feature.y + 1e7
+    if method.name == "StartRun":
+        # A run the trainer accepts is queued and kept in the shared bucket, where a later test's
+        # trainer would resume it: its only dataset does not exist, so it fails at once, untrained.
+        message.spec.ClearField("datasets")
+        message.spec.datasets.add(name=f"fuzz-no-such-dataset-{uuid.uuid4().hex[:6]}", version=1)
     if method.name in ("PublishTelemetry",) and message.vehicle_id:
         message.vehicle_id = CAR  # a car may speak for itself only: let the handler get past that
     return message

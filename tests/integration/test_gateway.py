@@ -1,5 +1,7 @@
 """fleet-gateway as a real process against the real broker and S3: sessions, acks after Kafka,
-beam-down from the catalog topic, snapshot uploads, and every auth and limit rule."""
+beam-down from the catalog topic, snapshot uploads, and every auth and limit rule; each test in
+plaintext and with mutual TLS (every car its own certificate), so the limits (batch size, rate,
+snapshot and chunk size, one session per car) are shown to hold under TLS (issue #18)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import math
 import os
 import time
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -17,18 +21,39 @@ from longtail import topics
 from longtail.auth import issue_token
 from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from longtail.kafka import BatchConsumer, Producer
+from longtail.pki import init_ca, issue
 from longtail.registry import GATEWAY
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2
 
+from fleet_sim.fleet import car_credentials
 from longtail_dev.smoke import telemetry_batch
 from longtail_dev.supervisor import ServiceProcess
 
 SECRET = "test-fleet-secret-0123456789abcdefghij"
 
 
-@pytest.fixture(scope="module")
-def gateway_process(kafka, s3):
+@dataclass
+class Gateway:
+    """The gateway under test and how a car reaches it: plaintext, or mutual TLS with the car's own
+    certificate (every test runs both ways: the limits hold under TLS too, issue #18)."""
+
+    address: str
+    pki: Path | None
+
+    def channel(self, vehicle_id: str) -> grpc.Channel:
+        if self.pki is None:
+            return grpc.insecure_channel(self.address)
+        return grpc.secure_channel(self.address, car_credentials(self.pki, vehicle_id))
+
+    def aio_channel(self, vehicle_id: str) -> grpc.aio.Channel:
+        if self.pki is None:
+            return grpc.aio.insecure_channel(self.address)
+        return grpc.aio.secure_channel(self.address, car_credentials(self.pki, vehicle_id))
+
+
+@pytest.fixture(scope="module", params=["plaintext", "mtls"])
+def gateway_process(request, kafka, s3, tmp_path_factory):
     env = {
         "FLEET_TOKEN_SECRET": SECRET,
         "GATEWAY_MAX_BATCH_FRAMES": "50",
@@ -36,14 +61,21 @@ def gateway_process(kafka, s3):
         "GATEWAY_MAX_SNAPSHOT_BYTES": "200000",
         "GATEWAY_MAX_CHUNK_BYTES": "65536",
     }
+    pki = None
+    if request.param == "mtls":
+        pki = tmp_path_factory.mktemp("pki")
+        init_ca(pki)
+        issue(pki, "gateway")
+        env.update(GRPC_TLS_CERT=str(pki / "gateway.pem"), GRPC_TLS_KEY=str(pki / "gateway-key.pem"), GRPC_TLS_CA=str(pki / "ca.pem"), GRPC_TLS_CLIENT_AUTH="require")
     service = ServiceProcess(GATEWAY.package, GATEWAY.grpc, env).start()
+    service.pki = pki
     yield service
     assert service.stop() == 0, "the gateway did not drain and exit cleanly on SIGTERM"
 
 
 @pytest.fixture(scope="module")
-def gateway(gateway_process) -> str:
-    return gateway_process.address
+def gateway(gateway_process) -> Gateway:
+    return Gateway(gateway_process.address, gateway_process.pki)
 
 
 def vehicle() -> str:
@@ -61,8 +93,8 @@ def hello(vehicle_id: str, token: str | None = None, **extra) -> fleet_pb2.CarMe
 class Car:
     """A minimal asyncio session client for the tests (the simulator has the full one)."""
 
-    def __init__(self, address: str, vehicle_id: str, token: str | None = None, **hello_extra) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
+    def __init__(self, gateway: Gateway, vehicle_id: str, token: str | None = None, **hello_extra) -> None:
+        self.channel = gateway.aio_channel(vehicle_id)
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.outbox.put_nowait(hello(vehicle_id, token, **hello_extra))
         self.call = fleet_pb2_grpc.FleetGatewayServiceStub(self.channel).Session(self._requests())
@@ -170,9 +202,36 @@ def test_session_auth_rules(gateway, token, code):
     assert got == code, details
 
 
+def test_one_session_per_car_a_second_closes_the_first(gateway):
+    """A car reconnecting (or a second copy of its identity) gets the session; the older stream ends."""
+    vid = vehicle()
+
+    async def run():
+        first = Car(gateway, vid)
+        await first.receive("welcome")
+        second = Car(gateway, vid)
+        await second.receive("welcome")
+        seen, ended = [], False
+        try:
+            while True:  # whatever was queued for it, then the end of the stream
+                seen.append((await first.receive(timeout=10)).WhichOneof("payload"))
+        except (EOFError, grpc.aio.AioRpcError):
+            ended = True
+        except TimeoutError:
+            pass
+        second.send(telemetry(1, frames_for(vid, 0, 2)))
+        ack = (await second.receive("ack")).ack
+        await first.close()
+        await second.close()
+        return ended, ack
+
+    ended, ack = asyncio.run(run())
+    assert ended and ack.frames_accepted == 2
+
+
 def test_first_message_must_be_hello(gateway):
     async def run():
-        channel = grpc.aio.insecure_channel(gateway)
+        channel = gateway.aio_channel(vehicle())
 
         async def requests():
             yield telemetry(1, [])
@@ -209,7 +268,7 @@ def test_non_finite_values_are_rejected_naming_the_field(gateway):
 
 def test_unary_publish_checks_auth_and_values(gateway):
     vid = vehicle()
-    stub = fleet_pb2_grpc.FleetGatewayServiceStub(grpc.insecure_channel(gateway))
+    stub = fleet_pb2_grpc.FleetGatewayServiceStub(gateway.channel(vid))
     frame = frames_for(vid, 0, 1)[0]
     ok = stub.PublishTelemetry(fleet_pb2.PublishTelemetryRequest(vehicle_id=vid, auth_token=issue_token(vid, SECRET), frame=frame), timeout=10)
     assert ok.accepted and ok.frame_id == f"{vid}:0"
@@ -333,7 +392,7 @@ def test_snapshot_stored_once_and_announced_once_per_content(gateway, kafka, s3)
 
     vid = vehicle()
     data = os.urandom(150_000)
-    stub = fleet_pb2_grpc.FleetGatewayServiceStub(grpc.insecure_channel(gateway))
+    stub = fleet_pb2_grpc.FleetGatewayServiceStub(gateway.channel(vid))
     first = upload(stub, vid, data)
     again = upload(stub, vid, data)
     assert first.snapshot_id == again.snapshot_id == hashlib.sha256(data).hexdigest()
@@ -361,7 +420,7 @@ def test_snapshot_stored_once_and_announced_once_per_content(gateway, kafka, s3)
 def test_upload_rules(gateway, case, code):
     vid = vehicle()
     data = os.urandom(10_000)
-    stub = fleet_pb2_grpc.FleetGatewayServiceStub(grpc.insecure_channel(gateway))
+    stub = fleet_pb2_grpc.FleetGatewayServiceStub(gateway.channel(vid))
     kwargs = {
         "as-another-car": {"token": issue_token("someone-else", SECRET)},
         "no-token": {"token": ""},
