@@ -186,6 +186,25 @@ def _out_of_range(message: Any, path: str = "") -> str:
     return ""
 
 
+class _CheckedRequests:
+    """A stream's requests, refusing the first that did not decode. A slotted iterator, not an
+    async generator: it lives as long as the stream (a car's session), ten thousand at a time."""
+
+    __slots__ = ("_context", "_requests")
+
+    def __init__(self, requests: Any, context: Any) -> None:
+        self._requests, self._context = requests, context
+
+    def __aiter__(self) -> _CheckedRequests:
+        return self
+
+    async def __anext__(self) -> Any:
+        request = await self._requests.__anext__()
+        if isinstance(request, _Malformed):
+            await abort(self._context, grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+        return request
+
+
 class DecodingInterceptor(grpc.aio.ServerInterceptor):
     """Requests that are not the method's message get INVALID_ARGUMENT naming the type (grpc
     itself answers UNKNOWN and logs a traceback for each), and so do unary requests with a time
@@ -208,15 +227,9 @@ class DecodingInterceptor(grpc.aio.ServerInterceptor):
     def _wrap(handler):
         streaming_requests = handler.request_streaming
 
-        async def checked(requests: Any, context: Any):
-            async for request in requests:
-                if isinstance(request, _Malformed):
-                    await abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.reason)
-                yield request
-
         async def first_checked(request: Any, context: Any) -> Any:
             if streaming_requests:
-                return checked(request, context)
+                return _CheckedRequests(request, context)
             if isinstance(request, _Malformed):
                 await abort(context, grpc.StatusCode.INVALID_ARGUMENT, request.reason)
             out_of_range = _out_of_range(request)
