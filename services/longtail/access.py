@@ -21,9 +21,9 @@ written to the audit log: who, their roles, the method, the request, the status,
 from __future__ import annotations
 
 import contextvars
+import datetime as dt
 import json
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,7 +232,7 @@ class AuditLog:
             what = {}
         text = json.dumps(what, default=str)
         entry = {
-            "at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z",
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "service": self.service,
             "who": principal.subject,
             "roles": sorted(principal.roles),
