@@ -16,7 +16,7 @@ from longtail import topics
 from longtail.auth import AuthError, verify_token
 from longtail.fleet.v1 import events_pb2 as fleet_events
 from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
-from longtail.grpc_server import abort
+from longtail.grpc_handlers import abort
 from longtail.kafka import DeliveryError, Producer
 from longtail.log import get_logger
 from longtail.registry import GATEWAY

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from minio.error import S3Error
 
-from longtail.grpc_server import abort
+from longtail.grpc_handlers import abort
 from longtail.inference.v1 import inference_pb2, inference_pb2_grpc
 from longtail.log import get_logger
 from longtail.snapshots import MAX_IMAGE_BYTES, BadImage, decode_image, decode_snapshot

@@ -11,7 +11,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from longtail import access, topics
-from longtail.grpc_server import abort
+from longtail.grpc_handlers import abort
 from longtail.kafka import DeliveryError, Producer
 from longtail.labels.v1 import labels_pb2 as L
 from longtail.labels.v1 import labels_pb2_grpc

@@ -34,6 +34,7 @@ from google.protobuf import json_format
 from prometheus_client import Counter
 
 from longtail.auth import OPERATOR_AUDIENCE, AuthError, bearer, verify_claims
+from longtail.grpc_handlers import status_name, wrap_handler
 from longtail.log import get_logger
 from longtail.registry import GATEWAY, INFERENCE, LABEL_STORE, MAP_VISION, TRAINER, TRIGGER_EVALUATOR
 
@@ -270,8 +271,6 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         return self._with_caller(handler, method, principal, audited)
 
     def _with_caller(self, handler, method: str, principal: Principal, audited: bool):
-        from longtail.grpc_server import wrap_handler
-
         def around(behavior: Callable, generator: bool) -> Callable:
             if generator:
 
@@ -287,10 +286,10 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
                 code = "UNKNOWN"
                 try:
                     response = await behavior(request, context)
-                    code = _code(context, "OK")
+                    code = status_name(context, "OK")
                     return response
                 except BaseException:
-                    code = _code(context, "UNKNOWN")
+                    code = status_name(context, "UNKNOWN")
                     raise
                 finally:
                     if audited:
@@ -301,17 +300,8 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
         return wrap_handler(handler, around)
 
 
-def _code(context: Any, default: str) -> str:
-    try:
-        code = context.code()
-    except Exception:  # noqa: BLE001
-        code = None
-    return default if code is None else getattr(code, "name", str(code))
-
-
 def _refusal(handler, code: grpc.StatusCode, reason: str):
     """`handler` of the same kind (unary or streaming), answering `code` without running."""
-    from longtail.grpc_server import wrap_handler
 
     async def refuse(_request: Any, context: Any) -> Any:
         await context.abort(code, reason)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from longtail import access
-from longtail.grpc_server import abort
+from longtail.grpc_handlers import abort
 from longtail.log import get_logger
 from longtail.mapvision.v1 import events_pb2, mapvision_pb2, mapvision_pb2_grpc
 

@@ -9,7 +9,7 @@ import grpc
 
 from longtail import access, model_repo, topics
 from longtail.common.v1 import common_pb2 as C
-from longtail.grpc_server import abort
+from longtail.grpc_handlers import abort
 from longtail.log import get_logger
 from longtail.model import torchscript
 from longtail.models.v1 import trainer_pb2 as T

@@ -8,7 +8,7 @@ import time
 import grpc
 
 from longtail import access, topics
-from longtail.grpc_server import abort
+from longtail.grpc_handlers import abort
 from longtail.kafka import DeliveryError, Producer, read_time_range
 from longtail.log import get_logger
 from longtail.storage import ObjectStore

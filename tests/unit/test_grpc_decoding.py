@@ -47,7 +47,7 @@ def test_undecodable_requests_are_invalid_arguments_naming_the_type():
 
 
 def test_times_no_conversion_accepts_are_named_with_their_field():
-    from longtail.grpc_server import _out_of_range
+    from longtail.grpc_decoding import _out_of_range
     from longtail.labels.v1 import labels_pb2 as L
 
     request = L.ListSamplesRequest()
