@@ -281,6 +281,8 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):
 
                 return stream
 
+            # The status is read as MetricsInterceptor reads it; not a shared coroutine helper, which
+            # would add a frame per call (and per open stream where metrics wrap a session).
             async def call(request: Any, context: Any) -> Any:
                 _caller.set(principal)
                 code = "UNKNOWN"
