@@ -51,6 +51,8 @@ def start_gateway(pki: Path | None = None) -> ServiceProcess:
     env = {"FLEET_TOKEN_SECRET": SECRET, "GATEWAY_MAX_BATCHES_PER_SECOND": "100000", "GATEWAY_MAX_BATCH_FRAMES": "1000", "GATEWAY_SESSION_QUEUE": "64"}
     if pki is not None:
         env.update(GRPC_TLS_CERT=str(pki / "gateway.pem"), GRPC_TLS_KEY=str(pki / "gateway-key.pem"), GRPC_TLS_CA=str(pki / "ca.pem"), GRPC_TLS_CLIENT_AUTH="optional")
+    else:
+        env["GRPC_PLAINTEXT"] = "true"  # the baseline arm, explicitly
     return ServiceProcess(GATEWAY.package, GATEWAY.grpc, env).start()
 
 

@@ -159,7 +159,7 @@ def _swap(store: ObjectStore, bootstrap: str, name: str, callers: int, progress:
     payload = _png(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
 
     def caller():
-        stub = inference_pb2_grpc.InferenceServiceStub(grpc.insecure_channel(service.address))
+        stub = inference_pb2_grpc.InferenceServiceStub(service.channel())
         while not stop.is_set():
             t0 = time.perf_counter()
             try:
@@ -171,7 +171,7 @@ def _swap(store: ObjectStore, bootstrap: str, name: str, callers: int, progress:
                 samples.append((t0, time.perf_counter() - t0, ok, version))
 
     def serving() -> int:
-        stub = inference_pb2_grpc.InferenceServiceStub(grpc.insecure_channel(service.address))
+        stub = inference_pb2_grpc.InferenceServiceStub(service.channel())
         return stub.GetServingModel(inference_pb2.GetServingModelRequest(), timeout=10).model.version
 
     threads = [threading.Thread(target=caller, daemon=True) for _ in range(callers)]

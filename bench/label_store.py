@@ -16,7 +16,6 @@ import tempfile
 import time
 import uuid
 
-import grpc
 import sqlalchemy as sa
 
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
@@ -43,9 +42,9 @@ def _percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
 
-async def _register(address: str, run: str, n: int) -> None:
+async def _register(service: ServiceProcess, run: str, n: int) -> None:
     auth = [("authorization", f"Bearer {issue_token('bench', SECRET, audience=OPERATOR_AUDIENCE)}")]
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with service.aio_channel() as channel:
         api = labels_pb2_grpc.LabelStoreServiceStub(channel)
         window = asyncio.Semaphore(32)
 
@@ -58,7 +57,7 @@ async def _register(address: str, run: str, n: int) -> None:
         await asyncio.gather(*(one(i) for i in range(n)))
 
 
-async def _label(address: str, labellers: int) -> dict:
+async def _label(service: ServiceProcess, labellers: int) -> dict:
     checkout, submit = [], []
     labelled = 0
 
@@ -77,7 +76,7 @@ async def _label(address: str, labellers: int) -> dict:
             submit.append(time.perf_counter() - t0)
             labelled += 1
 
-    channels = [grpc.aio.insecure_channel(address) for _ in range(5)]
+    channels = [service.aio_channel() for _ in range(5)]
     try:
         started = time.perf_counter()
         await asyncio.gather(*(labeller(k, labels_pb2_grpc.LabelStoreServiceStub(channels[k % 5])) for k in range(labellers)))
@@ -93,9 +92,9 @@ def _backend(name: str, url: str, samples: int) -> dict:
     service = ServiceProcess(LABEL_STORE.package, LABEL_STORE.grpc, env).start(timeout=90)
     try:
         run = uuid.uuid4().hex[:8]
-        asyncio.run(_register(service.address, run, samples))
+        asyncio.run(_register(service, run, samples))
         cpu0 = service.cpu_seconds()
-        result = asyncio.run(_label(service.address, LABELLERS))
+        result = asyncio.run(_label(service, LABELLERS))
         result["server_cpu"] = service.cpu_seconds() - cpu0
     finally:
         service.stop()

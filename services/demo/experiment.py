@@ -393,7 +393,7 @@ class ExperimentRun:
             vehicle_prefix=f"{self.suffix}-{label}",
             ring_frames=min(300, int(duration_s * self.s.fps) + 1),
             request_grace_s=3.0,
-            tls_dir=str(self.stack.pki) if self.stack.tls else "",
+            tls_dir=str(self.stack.pki),
         )
         fleet = SimulatedFleet(
             sim,

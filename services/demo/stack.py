@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from longtail.registry import SERVICES
 
+from longtail_dev.dev_tls import dev_tls
+
 if TYPE_CHECKING:
     from longtail_dev.infra import Launcher
 
@@ -22,7 +24,7 @@ GROUP_TOPICS = {"label-store": ("SNAPSHOTS", "INFERENCE_RESULTS"), "inference": 
 class Stack:
     """Infrastructure (`longtail_dev.infra.Launcher`) and the services (`longtail_dev.supervisor.ServiceProcess`)."""
 
-    def __init__(self, run_id: str, say: Callable[[str], None], manage_infra: bool = True, triton: bool = True, prometheus: bool = True, tls: bool = True) -> None:
+    def __init__(self, run_id: str, say: Callable[[str], None], manage_infra: bool = True, triton: bool = True, prometheus: bool = True) -> None:
         self.run_id = run_id
         self.say = say
         self.manage_infra = manage_infra
@@ -35,7 +37,6 @@ class Stack:
         self.notes: list[str] = []
         self.env: dict[str, dict[str, str]] = {}
         self.state = Path(os.environ.get("LONGTAIL_STATE_DIR", Path.home() / ".local/state/longtail")) / "demo" / run_id
-        self.tls = tls
         self.pki = self.state / "pki"  # the run's CA, the services' and the operator's certificates, the cars' (cars/)
         self.credentials = None  # the operator's TLS credentials (configure)
 
@@ -57,8 +58,7 @@ class Stack:
 
         env = {variable: self.processes[name].address for name, variable in ADDRESS_VARIABLES.items() if name in self.processes}
         env["OPERATOR_TOKEN_SECRET"] = self.operator_secret
-        if self.tls:
-            env.update(LONGTAIL_TLS_CA=str(self.pki / "ca.pem"), LONGTAIL_TLS_CERT=str(self.pki / "operator.pem"), LONGTAIL_TLS_KEY=str(self.pki / "operator-key.pem"))
+        env.update(dev_tls(self.pki).operator_env())
         return env
 
     def infra_up(self) -> None:
@@ -96,27 +96,22 @@ class Stack:
             # Seeded with the simulator's deliberately imperfect map (missing and stale features).
             "map-vision": {**common, "MAP_VISION_SEED_FILE": str(seed_map), "MAP_VISION_CONSUMER_GROUP": groups["map-vision"]},
         }
-        if self.tls:
-            self._tls()
+        self._tls()
         # This run's consumers keep their state in new databases (or in memory): they start at the
         # end of their topics, not at what earlier runs on a kept broker produced.
         for name, consumed in GROUP_TOPICS.items():
             start_group_at_end(os.environ["KAFKA_BOOTSTRAP_SERVERS"], groups[name], [getattr(topics, t) for t in consumed])
 
     def _tls(self) -> None:
-        """Every service on TLS with one certificate for 127.0.0.1 and localhost; the gateway
-        requires a car's certificate (each simulated car gets its own, fleet_sim.fleet.car_credentials),
-        the others verify a client certificate when one is presented (services and the operator
-        present theirs)."""
-        from longtail.pki import init_ca, issue
-        from longtail.tls import channel_credentials
-
-        init_ca(self.pki)
-        services, operator = issue(self.pki, "services"), issue(self.pki, "operator")
+        """Every service on TLS with one certificate for 127.0.0.1 and localhost (a CA of the run's,
+        longtail_dev.dev_tls); the gateway requires a car's certificate (each simulated car gets its
+        own, fleet_sim.fleet.car_credentials), the others verify a client certificate when one is
+        presented (services and the operator present theirs)."""
+        tls = dev_tls(self.pki)
         for name, env in self.env.items():
-            env.update(GRPC_TLS_CERT=str(services.cert), GRPC_TLS_KEY=str(services.key), GRPC_TLS_CA=str(self.pki / "ca.pem"), GRPC_TLS_CLIENT_AUTH="require" if name == "gateway" else "optional")
-        self.credentials = channel_credentials(str(self.pki / "ca.pem"), str(operator.cert), str(operator.key))
-        self.say(f"[cyan]tls[/] every service on TLS, cars with their own certificates (CA {self.pki / 'ca.pem'})")
+            env.update(tls.service_env("require" if name == "gateway" else "optional"))
+        self.credentials = tls.credentials("operator")
+        self.say(f"[cyan]tls[/] every service on TLS, cars with their own certificates (CA {tls.ca})")
 
     def start(self, name: str, **env: str) -> None:
         """Start (or restart with `env` on top of its configuration) one service, from the main

@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import confluent_kafka
-import grpc
 
 from longtail import topics
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
@@ -219,7 +218,7 @@ class DrillLoop:
             self.evaluator.start(timeout=120)
             self.gateway.start(timeout=120)
             auth = [("authorization", f"Bearer {issue_token('drill', OPERATOR_SECRET, audience=OPERATOR_AUDIENCE)}")]
-            with grpc.insecure_channel(self.evaluator.address) as channel:
+            with self.evaluator.channel() as channel:
                 api = triggers_pb2_grpc.TriggerCatalogServiceStub(channel)
                 # one upload per car and hour, the other fires decided as over that limit; a budget
                 # never spent (a used-up budget retires the trigger by rule: no more fires to count)
@@ -295,7 +294,7 @@ class DrillLoop:
         async def no_commands(command):
             return True, "ignored by the drill"
 
-        channel = grpc.aio.insecure_channel(self.gateway.address)
+        channel = self.gateway.aio_channel(client_cert=False)  # cars share connections: server TLS, a token each
         links = {v: CarLink(channel, v, issue_token(v, FLEET_SECRET), no_commands, max_pending=100_000) for v in vehicles}
         runs = [asyncio.create_task(link.run()) for link in links.values()]
         submitted: dict[str, list] = {v: [] for v in vehicles}

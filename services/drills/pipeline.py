@@ -178,7 +178,7 @@ class Pipeline:
             vehicle_prefix=self.line,
             ring_frames=int(min(seconds, 120) * fps) + 1,
             request_grace_s=request_grace_s,
-            tls_dir=str(self.stack.pki) if self.stack.tls else "",
+            tls_dir=str(self.stack.pki),
         )
         fleet = SimulatedFleet(sim, World(WorldConfig(), seed=self.seed), self.model, store=self.stack.objects, gateway_address=self.stack.processes["gateway"].address, token_secret=self.stack.fleet_secret)
         return drive_loop().run_until_complete(fleet.run(progress))

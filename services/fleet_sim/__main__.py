@@ -2,6 +2,9 @@
 
 Environment: GATEWAY_ADDR (host:port of a fleet-gateway), FLEET_TOKEN_SECRET (signs the cars'
 tokens), S3_* (optional: where ground truth for uploaded snapshots is kept for simulated labellers).
+The cars connect with mutual TLS, each with its own certificate from the fleet CA in --tls-dir
+(default $LONGTAIL_PKI_DIR; `longtail fleet ca init` makes one); --plaintext only
+for a gateway started with GRPC_PLAINTEXT=true.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import asyncio
 import os
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -46,7 +50,7 @@ def build_fleet(sim: SimConfig, gateway_address: str | None, secret: str | None,
     return fleet
 
 
-def run(cars: int, duration: float, seed: int = 0, realtime: bool = False, console: Console | None = None) -> SimReport:
+def run(cars: int, duration: float, seed: int = 0, realtime: bool = False, console: Console | None = None, tls_dir: str = "", plaintext: bool = False) -> SimReport:
     console = console or Console(stderr=True)
     address = os.environ.get("GATEWAY_ADDR")
     if not address:
@@ -59,7 +63,13 @@ def run(cars: int, duration: float, seed: int = 0, realtime: bool = False, conso
         console.print("[yellow]S3_* not set: ground truth of uploads is not kept (simulated labellers need it)[/]")
     from fleet_sim.fleet import SimConfig
 
-    sim = SimConfig(cars=cars, duration_s=duration, seed=seed, realtime=realtime)
+    if not plaintext:
+        tls_dir = tls_dir or os.environ.get("LONGTAIL_PKI_DIR", "")
+        if not (tls_dir and (Path(tls_dir) / "ca-key.pem").exists()):
+            raise config.ConfigError(
+                f"no fleet CA in {tls_dir or '(no directory)'}: the cars' certificates come from it. Pass --tls-dir or set LONGTAIL_PKI_DIR (`longtail fleet ca init` makes one), or --plaintext for a gateway started with GRPC_PLAINTEXT=true"
+            )
+    sim = SimConfig(cars=cars, duration_s=duration, seed=seed, realtime=realtime, tls_dir="" if plaintext else tls_dir, plaintext=plaintext)
     fleet = build_fleet(sim, address, secret, store, say=lambda m: console.print(f"[cyan]sim[/] {m}"))
     with Progress(TextColumn("[bold]simulating[/]"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("sim", total=1.0, status="")
@@ -77,11 +87,13 @@ def sim(
     duration: float = typer.Option(30.0, help="Simulated seconds to drive."),
     seed: int = typer.Option(0, help="World and model seed."),
     realtime: bool = typer.Option(False, help="Pace the simulated clock to the wall clock."),
+    tls_dir: str = typer.Option("", help="The fleet CA's directory; each car gets its certificate there (default $LONGTAIL_PKI_DIR)."),
+    plaintext: bool = typer.Option(False, help="Connect without TLS (only to a gateway started with GRPC_PLAINTEXT=true)."),
 ) -> None:
     """Drive a simulated fleet through a running gateway (GATEWAY_ADDR, FLEET_TOKEN_SECRET, S3_*)."""
     if cars < 1 or duration <= 0:
         raise typer.BadParameter("--cars must be >= 1 and --duration > 0")
-    report = run(cars, duration, seed, realtime)
+    report = run(cars, duration, seed, realtime, tls_dir=tls_dir, plaintext=plaintext)
     out = Console()
     table = Table("frames", "acked", "fires", "uploads", "already stored", "upload errors", "dropped batches", "wall s", title="simulated fleet")
     table.add_row(f"{report.frames:,}", f"{report.frames_acked:,}", str(sum(report.fires.values())), str(report.uploads), str(report.uploads_existing), str(report.upload_errors), str(report.batches_dropped), f"{report.wall_seconds:.1f}")

@@ -63,8 +63,10 @@ class SimConfig:
     max_concurrent_uploads: int = 8
     vehicle_prefix: str = "sim"
     # Mutual TLS: a directory holding the fleet CA (longtail.pki: ca.pem, ca-key.pem); every car
-    # gets its own certificate there (issued on first use) and its own connection. Empty: plaintext.
+    # gets its own certificate there (issued on first use) and its own connection. A gateway is
+    # reached in plaintext only with `plaintext` (a gateway started with GRPC_PLAINTEXT).
     tls_dir: str = ""
+    plaintext: bool = False
 
 
 @dataclass
@@ -344,7 +346,7 @@ class SimulatedFleet:
                     for reason, n in link.stats.errors.items():
                         errors[reason] = errors.get(reason, 0) + n
                 stuck = [link.vehicle_id for link in links if not link.connected.is_set()]
-                hint = " (a gateway with TLS needs SimConfig.tls_dir)" if not self.config.tls_dir else ""
+                hint = " (a gateway with TLS needs SimConfig.tls_dir)" if self.config.plaintext else ""
                 raise TimeoutError(f"{len(stuck)} of {len(links)} cars had no session with {self.gateway_address} after {timeout_s:.0f}s, e.g. {stuck[:3]}; errors {errors}{hint}")
             await asyncio.sleep(0.05)
 
@@ -425,6 +427,8 @@ class SimulatedFleet:
         if self.gateway_address:
             if self.token_secret is None:
                 raise ValueError("token_secret: the cars need it to sign their tokens for the gateway")
+            if bool(self.config.tls_dir) == self.config.plaintext:
+                raise ValueError("SimConfig: give tls_dir (the fleet CA the cars' certificates come from) or plaintext=True, one of them")
             links: list[CarLink] = []
             for i, car in enumerate(self.cars):
                 if self.config.tls_dir:  # a certificate is a connection's: one channel per car

@@ -85,11 +85,13 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(10.0, ge=0)
     log_level: str = "INFO"
     # TLS (longtail.tls): with a certificate and key the port speaks TLS only; GRPC_TLS_CA is the CA
-    # client certificates must chain to, asked for ("optional") or required ("require").
-    grpc_tls_cert: str = Field("", description="PEM certificate of this server (empty: plaintext)")
+    # client certificates must chain to, asked for ("optional") or required ("require"). Without a
+    # certificate a service refuses to start unless GRPC_PLAINTEXT says plaintext is meant.
+    grpc_tls_cert: str = Field("", description="PEM certificate of this server (required unless GRPC_PLAINTEXT)")
     grpc_tls_key: str = Field("", description="PEM private key of the certificate")
     grpc_tls_ca: str = Field("", description="PEM CA that client certificates must chain to")
     grpc_tls_client_auth: Literal["none", "optional", "require"] = Field("none", description="client certificates: not asked for, verified when presented, required")
+    grpc_plaintext: bool = Field(False, description="listen and call other services without TLS: for local experiments only, never with a certificate set")
     grpc_health_port: int = Field(0, ge=0, lt=65536, description="a second, plaintext port serving only grpc.health.v1, for probes that speak no TLS (Kubernetes' native gRPC probes); 0: none")
     audit_log_file: str = Field("", description="JSON lines of audited calls (longtail.access), besides the log (empty: the log only)")
 

@@ -46,10 +46,11 @@ def channel(address: str, patience_s: float = 60.0, options: list[tuple[str, obj
 
 
 def service_credentials(settings) -> grpc.ChannelCredentials | None:
-    """A service calling another: TLS when it has GRPC_TLS_CA, presenting its own certificate
-    (service certificates serve both ways, longtail.pki); None (plaintext) otherwise."""
+    """A service calling another: TLS, verified with its GRPC_TLS_CA (the system's roots when
+    empty), presenting its own certificate (service certificates serve both ways, longtail.pki);
+    None (plaintext) only with GRPC_PLAINTEXT."""
     from longtail.tls import channel_credentials
 
-    if not settings.grpc_tls_ca:
+    if settings.grpc_plaintext:
         return None
     return channel_credentials(settings.grpc_tls_ca, settings.grpc_tls_cert, settings.grpc_tls_key)

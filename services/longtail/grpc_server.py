@@ -106,6 +106,7 @@ class GrpcServer:
                 *(options or []),
             ],
         )
+        self.credentials = server_credentials(self.settings)  # TLS settings checked before anything else starts
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.service_names: list[str] = []
@@ -123,7 +124,7 @@ class GrpcServer:
         names = [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self.server)
         address = f"{self.settings.grpc_host}:{self.settings.grpc_port}"
-        credentials = server_credentials(self.settings)
+        credentials = self.credentials
         self.port = self.server.add_secure_port(address, credentials) if credentials else self.server.add_insecure_port(address)
         if not self.port:
             raise RuntimeError(f"cannot listen on {address}")

@@ -1,8 +1,9 @@
 """TLS for gRPC: the server's credentials from `ServiceSettings` (GRPC_TLS_CERT, GRPC_TLS_KEY,
 GRPC_TLS_CA, GRPC_TLS_CLIENT_AUTH), a client's from files, and who is on the other end.
 
-A server with a certificate listens with TLS only: a plaintext client is refused in the
-handshake. With GRPC_TLS_CLIENT_AUTH=require (the gateway's, for cars) a client without a
+A server listens with TLS only: a plaintext client is refused in the handshake. Plaintext is an
+explicit choice (GRPC_PLAINTEXT=true, for local experiments); a service with neither a
+certificate nor that setting refuses to start, so a forgotten Secret never means plaintext. With GRPC_TLS_CLIENT_AUTH=require (the gateway's, for cars) a client without a
 certificate chaining to GRPC_TLS_CA, or with an expired or not-yet-valid one, is refused there too;
 `peer_vehicle` reads the vehicle id the certificate was issued to (longtail.pki).
 """
@@ -14,12 +15,12 @@ from typing import Any
 
 import grpc
 
-from longtail.config import ServiceSettings
+from longtail.config import ConfigError, ServiceSettings
 from longtail.pki import VEHICLE_URI
 
 
-class TlsConfigError(ValueError):
-    pass
+class TlsConfigError(ConfigError, ValueError):
+    """Missing or contradictory TLS settings: the service stops at start with one line (exit 2)."""
 
 
 def _read(path: str, what: str) -> bytes:
@@ -30,11 +31,14 @@ def _read(path: str, what: str) -> bytes:
 
 
 def server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | None:
-    """None for plaintext (no GRPC_TLS_CERT); a half configuration is refused at start."""
-    if not settings.grpc_tls_cert and not settings.grpc_tls_key:
-        if settings.grpc_tls_client_auth != "none":
-            raise TlsConfigError("GRPC_TLS_CLIENT_AUTH needs TLS: set GRPC_TLS_CERT and GRPC_TLS_KEY")
+    """None for plaintext (GRPC_PLAINTEXT); no certificate otherwise, or a half configuration, is
+    refused at start."""
+    if settings.grpc_plaintext:
+        if settings.grpc_tls_cert or settings.grpc_tls_key or settings.grpc_tls_client_auth != "none":
+            raise TlsConfigError("GRPC_PLAINTEXT=true contradicts GRPC_TLS_CERT/GRPC_TLS_KEY/GRPC_TLS_CLIENT_AUTH: choose TLS or plaintext")
         return None
+    if not settings.grpc_tls_cert and not settings.grpc_tls_key:
+        raise TlsConfigError("no TLS certificate: set GRPC_TLS_CERT and GRPC_TLS_KEY (`longtail fleet server-cert` makes a development one), or GRPC_PLAINTEXT=true to listen in plaintext for a local experiment")
     if not (settings.grpc_tls_cert and settings.grpc_tls_key):
         raise TlsConfigError("GRPC_TLS_CERT and GRPC_TLS_KEY go together")
     pair = [(_read(settings.grpc_tls_key, "GRPC_TLS_KEY"), _read(settings.grpc_tls_cert, "GRPC_TLS_CERT"))]
@@ -46,8 +50,9 @@ def server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | No
 
 
 def channel_credentials(ca: str, cert: str = "", key: str = "") -> grpc.ChannelCredentials:
-    """A client's credentials: the CA to verify the server with, and its own certificate if any."""
-    return grpc.ssl_channel_credentials(_read(ca, "CA"), _read(key, "client key") if key else None, _read(cert, "client certificate") if cert else None)
+    """A client's credentials: the CA to verify the server with (empty: the system's roots), and
+    its own certificate if any."""
+    return grpc.ssl_channel_credentials(_read(ca, "CA") if ca else None, _read(key, "client key") if key else None, _read(cert, "client certificate") if cert else None)
 
 
 def peer_certificate(context: Any):

@@ -225,9 +225,9 @@ fleet_app.add_typer(fleet_ca_app, name="ca")
 
 
 def _pki_dir(directory: Path | None) -> Path:
-    from longtail_dev.infra.launcher import state_dir
+    from longtail_dev.dev_tls import default_directory
 
-    return directory or Path(os.environ.get("LONGTAIL_PKI_DIR", state_dir() / "pki"))
+    return directory or default_directory()
 
 
 @fleet_ca_app.command("init")
@@ -271,6 +271,26 @@ def fleet_server_cert(
 
     issued = issue(_pki_dir(directory), name, dns=tuple(dns), ips=tuple(ip), days=days)
     print(f"certificate {issued.cert}\nkey {issued.key}")
+
+
+@fleet_app.command("tls-env")
+def fleet_tls_env(
+    directory: Path | None = typer.Option(None, "--dir", help="The development CA's directory (default $LONGTAIL_PKI_DIR or <state>/pki)."),
+    client_auth: str = typer.Option("optional", help="GRPC_TLS_CLIENT_AUTH for the services: none, optional or require."),
+) -> None:
+    """Print `export` lines that run services (GRPC_TLS_*) and the `longtail` command (LONGTAIL_TLS_*)
+    on this machine with the development CA; the CA and certificates are made on first use
+    (eval "$(longtail fleet tls-env)")."""
+    import shlex
+
+    from longtail_dev.dev_tls import dev_tls
+
+    if client_auth not in ("none", "optional", "require"):
+        raise typer.BadParameter(f"{client_auth!r}: none, optional or require")
+    tls = dev_tls(_pki_dir(directory))
+    env = {"LONGTAIL_PKI_DIR": str(tls.directory), **tls.service_env(client_auth), **tls.operator_env()}
+    for key, value in env.items():
+        print(f"export {key}={shlex.quote(value)}")
 
 
 @fleet_app.command("revoke")

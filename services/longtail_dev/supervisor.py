@@ -43,6 +43,10 @@ class ServiceProcess:
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = free_port()
         self.env = {**os.environ, "GRPC_PORT": str(self.grpc_port), "METRICS_PORT": str(self.metrics_port), "LOG_FORMAT": "json", **(env or {})}
+        if not self.env.get("GRPC_TLS_CERT") and self.env.get("GRPC_PLAINTEXT", "").lower() not in ("1", "true", "yes", "on"):
+            from longtail_dev.dev_tls import dev_tls
+
+            self.env = {**dev_tls().service_env(), **self.env}  # TLS unless asked otherwise; env's own GRPC_TLS_* win
         if log_path is None:
             from longtail_dev.infra.launcher import state_dir
 
@@ -79,15 +83,43 @@ class ServiceProcess:
         finally:
             channel.close()
 
-    def channel(self) -> grpc.Channel:
-        """A channel to the service: TLS when it has a certificate (verified with GRPC_TLS_CA, its
-        own certificate presented as the client's: a service certificate serves both ways)."""
-        cert = self.env.get("GRPC_TLS_CERT")
-        if not cert:
-            return grpc.insecure_channel(self.address)
+    @property
+    def plaintext(self) -> bool:
+        return not self.env.get("GRPC_TLS_CERT")
+
+    @property
+    def tls_dir(self) -> str:
+        """The directory of the CA the service verifies clients with (where cars' certificates are
+        issued, fleet_sim SimConfig.tls_dir); empty in plaintext."""
+        return "" if self.plaintext else str(Path(self.env.get("GRPC_TLS_CA", "")).parent)
+
+    def credentials(self, vehicle: str | None = None, client_cert: bool = True) -> grpc.ChannelCredentials | None:
+        """TLS credentials to reach the service (None when it runs in plaintext), verified with its
+        GRPC_TLS_CA. The client certificate: the service's own (a service certificate serves both
+        ways), a car's with `vehicle` (issued by the same CA on first use), or none (server TLS
+        only, e.g. connections that cars share) without `client_cert`."""
+        if self.plaintext:
+            return None
         from longtail.tls import channel_credentials
 
-        return grpc.secure_channel(self.address, channel_credentials(self.env.get("GRPC_TLS_CA", ""), cert, self.env.get("GRPC_TLS_KEY", "")))
+        from longtail_dev.dev_tls import DevTls
+
+        ca = self.env.get("GRPC_TLS_CA", "")
+        if vehicle is not None:
+            return DevTls(Path(self.tls_dir)).credentials(vehicle, vehicle=True)
+        if not client_cert:
+            return channel_credentials(ca)
+        return channel_credentials(ca, self.env["GRPC_TLS_CERT"], self.env.get("GRPC_TLS_KEY", ""))
+
+    def channel(self, vehicle: str | None = None, client_cert: bool = True) -> grpc.Channel:
+        """A channel to the service, TLS unless it runs in plaintext (`credentials`)."""
+        credentials = self.credentials(vehicle, client_cert)
+        return grpc.insecure_channel(self.address) if credentials is None else grpc.secure_channel(self.address, credentials)
+
+    def aio_channel(self, vehicle: str | None = None, client_cert: bool = True) -> grpc.aio.Channel:
+        """`channel` for asyncio."""
+        credentials = self.credentials(vehicle, client_cert)
+        return grpc.aio.insecure_channel(self.address) if credentials is None else grpc.aio.secure_channel(self.address, credentials)
 
     def _announce_metrics(self) -> None:
         """Let a local Prometheus (`longtail infra up prometheus`) scrape this process."""

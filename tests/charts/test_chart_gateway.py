@@ -65,11 +65,12 @@ def test_gateway_deployment(render: Renderer) -> None:
         assert key in labels
 
     assert c["image"] == "longtail-gateway:0.1.0" and c["args"] == ["gateway"]
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 50051, "metrics": 9464}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 50051, "health": 50052, "metrics": 9464}
 
-    # native gRPC probes: readiness/startup ask for the FleetGatewayService, liveness for the server
+    # native gRPC probes on the plaintext health-only port (TLS is on by default and Kubernetes'
+    # probes speak no TLS): readiness/startup ask for the FleetGatewayService, liveness for the server
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert c[probe]["grpc"]["port"] == 50051, probe
+        assert c[probe]["grpc"]["port"] == 50052, probe
         assert "httpGet" not in c[probe] and "tcpSocket" not in c[probe] and "exec" not in c[probe]
     assert c["readinessProbe"]["grpc"]["service"] == GATEWAY.grpc
     assert "service" not in c["livenessProbe"]["grpc"]
@@ -154,7 +155,7 @@ def test_gateway_environment_is_accepted_by_the_service(render: Renderer, monkey
     kafka = config.load(config.KafkaSettings)
     s3 = config.load(config.S3Settings)
     config.load(FleetAuthSettings)
-    assert service.grpc_host == "0.0.0.0" and service.grpc_port == container(docs)["readinessProbe"]["grpc"]["port"]
+    assert service.grpc_host == "0.0.0.0" and service.grpc_health_port == container(docs)["readinessProbe"]["grpc"]["port"]
     assert kafka.bootstrap_servers == env["KAFKA_BOOTSTRAP_SERVERS"] and s3.endpoint == env["S3_ENDPOINT"]
     assert gateway.max_chunk_bytes == int(env["GATEWAY_MAX_CHUNK_BYTES"])
 

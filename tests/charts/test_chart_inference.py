@@ -40,7 +40,7 @@ def test_inference_deployment(render: Renderer) -> None:
     assert one(docs, "Deployment")["spec"]["replicas"] == 2
     c = container(docs)
     assert c["args"] == ["inference"]
-    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": INFERENCE.grpc}
+    assert c["readinessProbe"]["grpc"] == {"port": 50052, "service": INFERENCE.grpc}
     assert_locked_down(docs, "Deployment", 10001)
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
     assert refs == {"S3_ACCESS_KEY": {"name": "longtail-s3", "key": "access-key"}, "S3_SECRET_KEY": {"name": "longtail-s3", "key": "secret-key"}}

@@ -53,8 +53,8 @@ def test_label_store_deployment_on_postgresql(render: Renderer) -> None:
     assert not [d for d in docs if d["kind"] == "StatefulSet"]
     c = container(docs)
     assert c["args"] == ["label-store"]
-    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": LABEL_STORE.grpc}
-    assert c["livenessProbe"]["grpc"] == {"port": 50051}
+    assert c["readinessProbe"]["grpc"] == {"port": 50052, "service": LABEL_STORE.grpc}
+    assert c["livenessProbe"]["grpc"] == {"port": 50052}
     assert_locked_down(docs, "Deployment", 10001)
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
     assert refs == {
@@ -122,7 +122,7 @@ def test_label_store_environment_is_accepted_by_the_service(render: Renderer, mo
     service = config.load(config.ServiceSettings)
     config.load(config.KafkaSettings)
     config.load(OperatorAuthSettings)
-    assert service.grpc_port == c["readinessProbe"]["grpc"]["port"]
+    assert service.grpc_health_port == c["readinessProbe"]["grpc"]["port"]
     if "S3_ENDPOINT" in env:
         assert config.load(config.S3Settings).endpoint == env["S3_ENDPOINT"]
     url = database_url(settings)

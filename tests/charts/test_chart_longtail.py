@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,8 @@ def _run_docs_block(kubectl: str, block: str, workdir: Path) -> list[dict]:
     script = workdir / "block.sh"
     script.write_text('set -euo pipefail\nkubectl() { "$LONGTAIL_KUBECTL" "$@" --dry-run=client -o yaml; echo ---; }\n' + block)
     env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",  # `longtail` of this venv
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
         "HOME": str(workdir),
         "KUBECONFIG": str(workdir / "no-kubeconfig"),
         "LONGTAIL_KUBECTL": kubectl,

@@ -100,14 +100,19 @@ def test_a_chart_of_its_own_values_gets_the_library_defaults(render: Renderer, m
     assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
     assert c["securityContext"]["readOnlyRootFilesystem"] is True and c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert pod["automountServiceAccountToken"] is False and pod["terminationGracePeriodSeconds"] == 30
-    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": "longtail.example.v1.MinimalService"}
+    assert c["readinessProbe"]["grpc"] == {"port": 50052, "service": "longtail.example.v1.MinimalService"}  # TLS on: the plaintext health port
     assert (c["startupProbe"]["periodSeconds"], c["startupProbe"]["failureThreshold"]) == (5, 60)
-    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 50051, "metrics": 9464}
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"grpc": 50051, "health": 50052, "metrics": 9464}
     assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     assert "env" not in c, "no S3, fleet, operator or database section: no Secret references"
     assert env_configmap(docs)["data"] == {
         "GRPC_HOST": "0.0.0.0",
         "GRPC_PORT": "50051",
+        "GRPC_HEALTH_PORT": "50052",
+        "GRPC_TLS_CERT": "/etc/longtail/tls/tls.crt",  # TLS by default, from the <fullname>-tls Secret
+        "GRPC_TLS_KEY": "/etc/longtail/tls/tls.key",
+        "GRPC_TLS_CA": "/etc/longtail/tls/ca.crt",
+        "GRPC_TLS_CLIENT_AUTH": "optional",
         "SHUTDOWN_GRACE_SECONDS": "10",
         "METRICS_PORT": "9464",
         "LOG_LEVEL": "INFO",
@@ -144,7 +149,7 @@ def test_values_override_the_library_defaults(render: Renderer, minimal_service:
     deployment = one(docs, "Deployment")["spec"]
     c = container(docs)
     assert deployment["replicas"] == 0 and c["args"] == ["serve", "x"]
-    assert {p["name"] for p in c["ports"]} == {"grpc"}
+    assert {p["name"] for p in c["ports"]} == {"grpc", "health"}
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert deployment["template"]["spec"]["securityContext"]["runAsUser"] == 10001
     data = env_configmap(docs)["data"]
@@ -258,8 +263,10 @@ def test_tls_from_an_existing_secret_and_without_it(render: Renderer) -> None:
     assert not [d for d in docs if d["kind"] == "Certificate"]
     (volume,) = [v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls"]
     assert volume["secret"]["secretName"] == "label-store-tls" and env_configmap(docs)["data"]["GRPC_TLS_CLIENT_AUTH"] == "optional"
-    plain = render.docs("label-store", "defaults")
-    assert not any(k.startswith("GRPC_TLS") for k in env_configmap(plain)["data"]) and container(plain)["readinessProbe"]["grpc"]["port"] == 50051
+    plain = render.docs("label-store", "defaults", ("--set", "tls.enabled=false"))
+    data = env_configmap(plain)["data"]
+    assert not any(k.startswith("GRPC_TLS") for k in data) and data["GRPC_PLAINTEXT"] == "true"
+    assert container(plain)["readinessProbe"]["grpc"]["port"] == 50051 and "GRPC_HEALTH_PORT" not in data
 
 
 def test_tls_values_are_checked(render: Renderer) -> None:

@@ -52,8 +52,8 @@ def test_map_vision_is_one_writer(render: Renderer) -> None:
     assert pdb == {**pdb, "maxUnavailable": 1} and "minAvailable" not in pdb, "a single pod must stay evictable"
     c = container(docs)
     assert c["args"] == ["map-vision"]
-    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": MAP_VISION.grpc}
-    assert c["livenessProbe"]["grpc"] == {"port": 50051}, "liveness asks for the server, which turns NOT_SERVING when the consumer stalls"
+    assert c["readinessProbe"]["grpc"] == {"port": 50052, "service": MAP_VISION.grpc}
+    assert c["livenessProbe"]["grpc"] == {"port": 50052}, "liveness asks for the server, which turns NOT_SERVING when the consumer stalls"
     assert_locked_down(docs, "Deployment", 10001)
     (operator,) = c["env"]
     assert operator == {"name": "OPERATOR_TOKEN_SECRET", "valueFrom": {"secretKeyRef": {"name": "longtail-operator", "key": "token-secret", "optional": True}}}
@@ -108,7 +108,7 @@ def test_map_vision_environment_is_accepted_by_the_service(render: Renderer, mon
     service = config.load(config.ServiceSettings)
     kafka = config.load(config.KafkaSettings)
     config.load(OperatorAuthSettings)
-    assert service.grpc_host == "0.0.0.0" and service.grpc_port == c["readinessProbe"]["grpc"]["port"]
+    assert service.grpc_host == "0.0.0.0" and service.grpc_health_port == c["readinessProbe"]["grpc"]["port"]
     assert kafka.bootstrap_servers == env["KAFKA_BOOTSTRAP_SERVERS"]
     assert settings.stall_timeout_s == float(env["MAP_VISION_STALL_TIMEOUT_S"])
     if "MAP_VISION_STALE_PASSES" in env:

@@ -55,7 +55,7 @@ def test_trainer_is_one_replica(render: Renderer) -> None:
     assert pdb["maxUnavailable"] == 1 and "minAvailable" not in pdb
     c = container(docs)
     assert c["args"] == ["trainer"]
-    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": TRAINER.grpc}
+    assert c["readinessProbe"]["grpc"] == {"port": 50052, "service": TRAINER.grpc}
     assert_locked_down(docs, "Deployment", 10001)
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
     assert refs["OPERATOR_TOKEN_SECRET"] == {"name": "longtail-operator", "key": "token-secret"}

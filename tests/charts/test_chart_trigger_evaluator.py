@@ -57,9 +57,9 @@ def test_trigger_evaluator_statefulset(render: Renderer) -> None:
     assert services["trigger-evaluator-headless"]["spec"]["clusterIP"] == "None"
     c = container(docs, "StatefulSet")
     assert c["args"] == ["trigger-evaluator"] and c["image"] == "longtail-trigger-evaluator:0.1.0"
-    assert c["readinessProbe"]["grpc"] == {"port": 50051, "service": TRIGGER_EVALUATOR.grpc}
+    assert c["readinessProbe"]["grpc"] == {"port": 50052, "service": TRIGGER_EVALUATOR.grpc}
     assert c["startupProbe"]["grpc"]["service"] == TRIGGER_EVALUATOR.grpc
-    assert c["livenessProbe"]["grpc"] == {"port": 50051}
+    assert c["livenessProbe"]["grpc"] == {"port": 50052}
     assert_locked_down(docs, "StatefulSet", 10001)
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
     assert refs == {"OPERATOR_TOKEN_SECRET": {"name": "longtail-operator", "key": "token-secret"}}, "S3 is off by default"
@@ -68,7 +68,7 @@ def test_trigger_evaluator_statefulset(render: Renderer) -> None:
     assert data["TRIGGER_EVALUATOR_FLEET_WORKER"] == "1"
     # the fleet worker writes nothing to disk (no Faust data directory any more): no APP_* settings, only /tmp mounted
     assert not [k for k in data if k.startswith("APP_")]
-    assert [m["mountPath"] for m in c["volumeMounts"]] == ["/tmp"]
+    assert [m["mountPath"] for m in c["volumeMounts"]] == ["/tmp", "/etc/longtail/tls"]  # and the TLS Secret, read-only
     assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
 
 
@@ -133,7 +133,7 @@ def test_trigger_evaluator_environment_is_accepted_by_the_service(render: Render
     service = config.load(config.ServiceSettings)
     kafka = config.load(config.KafkaSettings)
     config.load(OperatorAuthSettings)
-    assert service.grpc_host == "0.0.0.0" and service.grpc_port == c["readinessProbe"]["grpc"]["port"]
+    assert service.grpc_host == "0.0.0.0" and service.grpc_health_port == c["readinessProbe"]["grpc"]["port"]
     assert kafka.bootstrap_servers == env["KAFKA_BOOTSTRAP_SERVERS"]
     if "S3_ENDPOINT" in env:
         assert config.load(config.S3Settings).endpoint == env["S3_ENDPOINT"]

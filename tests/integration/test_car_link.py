@@ -51,7 +51,7 @@ def test_every_frame_arrives_across_a_gateway_crash(kafka, s3):
     vid = f"car-{uuid.uuid4().hex[:8]}"
 
     async def run():
-        channel = grpc.aio.insecure_channel(first.address)
+        channel = first.aio_channel(vehicle=vid)
         link = CarLink(channel, vid, issue_token(vid, SECRET), _ok)
         task = asyncio.create_task(link.run())
         await asyncio.wait_for(link.connected.wait(), 20)
@@ -85,7 +85,7 @@ def test_a_refused_token_stops_the_car_with_the_reason(kafka, s3):
     gateway = ServiceProcess("gateway", SERVICE, {"FLEET_TOKEN_SECRET": SECRET}).start()
 
     async def run():
-        channel = grpc.aio.insecure_channel(gateway.address)
+        channel = gateway.aio_channel(vehicle="car-x")
         link = CarLink(channel, "car-x", "forged", _ok)
         try:
             await asyncio.wait_for(link.run(), 20)

@@ -7,7 +7,6 @@ import time
 import uuid
 from collections import defaultdict
 
-import grpc
 import pytest
 
 from longtail import topics
@@ -69,7 +68,7 @@ def collect(kafka: str, topic, keep, until, timeout: float = 90.0) -> list:
 def test_fleet_side_fires_dedup_rate_limit_and_upload_commands(kafka, s3):
     service = start()
     try:
-        api = triggers_pb2_grpc.TriggerCatalogServiceStub(grpc.insecure_channel(service.address))
+        api = triggers_pb2_grpc.TriggerCatalogServiceStub(service.channel())
         marker = float(uuid.uuid4().int % 100_000) + 0.5
         trigger_id = activate_fleet_trigger(api, f"count(stop_sign) >= 1 and ego.y == {marker}", max_uploads_per_car_hour=2)
         time.sleep(1.0)  # the worker's catalog view follows the topic
@@ -113,7 +112,7 @@ def expected_fire_ids(trigger_id: str, version: int, expression: str, batches) -
 
 def test_kill_minus_nine_loses_nothing_and_duplicates_nothing(kafka, s3):
     service = start()
-    api = triggers_pb2_grpc.TriggerCatalogServiceStub(grpc.insecure_channel(service.address))
+    api = triggers_pb2_grpc.TriggerCatalogServiceStub(service.channel())
     marker = float(uuid.uuid4().int % 100_000) + 0.25
     expression = f"count(stop_sign) >= 1 and ego.y == {marker}"
     trigger_id = activate_fleet_trigger(api, expression)
@@ -166,7 +165,7 @@ def test_map_disagreement_fires_fleet_side_where_the_map_expects_a_sign_vision_m
     producer.flush()
     service = start()  # its map view has caught up with the features topic before the worker starts
     try:
-        api = triggers_pb2_grpc.TriggerCatalogServiceStub(grpc.insecure_channel(service.address))
+        api = triggers_pb2_grpc.TriggerCatalogServiceStub(service.channel())
         trigger_id = activate_fleet_trigger(api, f"map_disagrees(stop_sign, kind=missing) and ego.y == {marker}")
         time.sleep(1.0)
         blind, seeing = f"blind-{uuid.uuid4().hex[:6]}", f"seeing-{uuid.uuid4().hex[:6]}"
@@ -198,7 +197,7 @@ def test_edge_fires_are_decided_even_when_no_fleet_side_trigger_is_active(kafka,
     decide stage and triggers.fired (the yield ledger's "fired" stage), marked uploaded by the car."""
     service = start()
     try:
-        api = triggers_pb2_grpc.TriggerCatalogServiceStub(grpc.insecure_channel(service.address))
+        api = triggers_pb2_grpc.TriggerCatalogServiceStub(service.channel())
         active = api.ListTriggers(S.ListTriggersRequest(states=[S.TRIGGER_STATE_ACTIVE], page_size=1000), timeout=10).triggers
         for other in active:  # earlier tests' fleet-side triggers would hide the edge-only path
             if other.spec.site != S.TRIGGER_SITE_EDGE:

@@ -39,8 +39,8 @@ FLEET_MODEL = f"simfleet-{uuid.uuid4().hex[:6]}"  # this module's model line: ot
 
 @pytest.fixture(scope="module")
 def gateway(kafka, s3):
-    service = ServiceProcess(GATEWAY.package, GATEWAY.grpc, {"FLEET_TOKEN_SECRET": SECRET, "GATEWAY_FLEET_MODEL": FLEET_MODEL}).start()
-    yield service.address
+    service = ServiceProcess(GATEWAY.package, GATEWAY.grpc, {"FLEET_TOKEN_SECRET": SECRET, "GATEWAY_FLEET_MODEL": FLEET_MODEL, "GRPC_TLS_CLIENT_AUTH": "require"}).start()
+    yield service  # on TLS: every car with its own certificate
     service.stop()
 
 
@@ -77,7 +77,7 @@ def test_fleet_streams_fires_and_uploads_through_the_gateway(gateway, kafka, s3)
 
     store = ObjectStore(load(S3Settings))
     prefix = f"t{uuid.uuid4().hex[:6]}"
-    fleet = build_fleet(SimConfig(cars=6, duration_s=60.0, seed=3, vehicle_prefix=prefix), gateway, SECRET, store, say=lambda _m: None)
+    fleet = build_fleet(SimConfig(cars=6, duration_s=60.0, seed=3, vehicle_prefix=prefix, tls_dir=gateway.tls_dir), gateway.address, SECRET, store, say=lambda _m: None)
     report = asyncio.run(fleet.run())
     producer.produce(topics.TRIGGER_CATALOG, trigger_id, None)  # leave no active trigger behind
     producer.flush()
@@ -133,7 +133,7 @@ def test_cars_run_beamed_models_and_a_shadow_candidate_and_the_fleet_evidence_ad
     producer.flush()
     time.sleep(1.0)  # the gateway follows the topics
 
-    fleet = build_fleet(SimConfig(cars=cars, duration_s=20.0, seed=5, vehicle_prefix=prefix), gateway, SECRET, store, say=lambda _m: None)
+    fleet = build_fleet(SimConfig(cars=cars, duration_s=20.0, seed=5, vehicle_prefix=prefix, tls_dir=gateway.tls_dir), gateway.address, SECRET, store, say=lambda _m: None)
     report = asyncio.run(fleet.run())
 
     assert report.models == {f"{FLEET_MODEL}@1": cars * 200}  # every frame on the beamed-down production model

@@ -1,7 +1,7 @@
 """fleet-gateway as a real process against the real broker and S3: sessions, acks after Kafka,
-beam-down from the catalog topic, snapshot uploads, and every auth and limit rule; each test in
-plaintext and with mutual TLS (every car its own certificate), so the limits (batch size, rate,
-snapshot and chunk size, one session per car) are shown to hold under TLS (issue #18)."""
+beam-down from the catalog topic, snapshot uploads, and every auth and limit rule; each test with
+mutual TLS (every car its own certificate) and in explicit plaintext, so the limits (batch size,
+rate, snapshot and chunk size, one session per car) are shown to hold under TLS (issue #18)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import pytest
@@ -21,12 +20,10 @@ from longtail import topics
 from longtail.auth import issue_token
 from longtail.fleet.v1 import fleet_pb2, fleet_pb2_grpc
 from longtail.kafka import BatchConsumer, Producer
-from longtail.pki import init_ca, issue
 from longtail.registry import GATEWAY
 from longtail.triggers.v1 import events_pb2 as trigger_events
 from longtail.triggers.v1 import triggers_pb2
 
-from fleet_sim.fleet import car_credentials
 from longtail_dev.smoke import telemetry_batch
 from longtail_dev.supervisor import ServiceProcess
 
@@ -35,25 +32,25 @@ SECRET = "test-fleet-secret-0123456789abcdefghij"
 
 @dataclass
 class Gateway:
-    """The gateway under test and how a car reaches it: plaintext, or mutual TLS with the car's own
-    certificate (every test runs both ways: the limits hold under TLS too, issue #18)."""
+    """The gateway under test and how a car reaches it: with mutual TLS, the car's own certificate
+    (the default), or in plaintext (a gateway started with GRPC_PLAINTEXT=true). Every test runs
+    both ways: the limits hold under TLS too (issue #18)."""
 
-    address: str
-    pki: Path | None
+    process: ServiceProcess
+
+    @property
+    def address(self) -> str:
+        return self.process.address
 
     def channel(self, vehicle_id: str) -> grpc.Channel:
-        if self.pki is None:
-            return grpc.insecure_channel(self.address)
-        return grpc.secure_channel(self.address, car_credentials(self.pki, vehicle_id))
+        return self.process.channel(vehicle=vehicle_id)
 
     def aio_channel(self, vehicle_id: str) -> grpc.aio.Channel:
-        if self.pki is None:
-            return grpc.aio.insecure_channel(self.address)
-        return grpc.aio.secure_channel(self.address, car_credentials(self.pki, vehicle_id))
+        return self.process.aio_channel(vehicle=vehicle_id)
 
 
-@pytest.fixture(scope="module", params=["plaintext", "mtls"])
-def gateway_process(request, kafka, s3, tmp_path_factory):
+@pytest.fixture(scope="module", params=["mtls", "plaintext"])
+def gateway_process(request, kafka, s3):
     env = {
         "FLEET_TOKEN_SECRET": SECRET,
         "GATEWAY_MAX_BATCH_FRAMES": "50",
@@ -61,21 +58,18 @@ def gateway_process(request, kafka, s3, tmp_path_factory):
         "GATEWAY_MAX_SNAPSHOT_BYTES": "200000",
         "GATEWAY_MAX_CHUNK_BYTES": "65536",
     }
-    pki = None
     if request.param == "mtls":
-        pki = tmp_path_factory.mktemp("pki")
-        init_ca(pki)
-        issue(pki, "gateway")
-        env.update(GRPC_TLS_CERT=str(pki / "gateway.pem"), GRPC_TLS_KEY=str(pki / "gateway-key.pem"), GRPC_TLS_CA=str(pki / "ca.pem"), GRPC_TLS_CLIENT_AUTH="require")
+        env["GRPC_TLS_CLIENT_AUTH"] = "require"  # on the development CA's certificate (ServiceProcess)
+    else:
+        env["GRPC_PLAINTEXT"] = "true"
     service = ServiceProcess(GATEWAY.package, GATEWAY.grpc, env).start()
-    service.pki = pki
     yield service
     assert service.stop() == 0, "the gateway did not drain and exit cleanly on SIGTERM"
 
 
 @pytest.fixture(scope="module")
 def gateway(gateway_process) -> Gateway:
-    return Gateway(gateway_process.address, gateway_process.pki)
+    return Gateway(gateway_process)
 
 
 def vehicle() -> str:

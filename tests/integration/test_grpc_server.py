@@ -1,5 +1,6 @@
 """The shared gRPC bootstrap: standard health check, reflection, metrics, drain on SIGTERM."""
 
+import os
 import signal
 import socket
 import subprocess
@@ -14,6 +15,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from longtail_dev.dev_tls import dev_tls
+
 APP = Path(__file__).with_name("grpc_app.py")
 
 
@@ -26,9 +29,10 @@ def free_port() -> int:
 @pytest.fixture
 def app():
     port, metrics_port = free_port(), free_port()
-    proc = subprocess.Popen([sys.executable, str(APP), str(port), str(metrics_port)], stdout=subprocess.PIPE, text=True)
+    tls = dev_tls()  # on TLS, as every service (GRPC_TLS_* read by its ServiceSettings)
+    proc = subprocess.Popen([sys.executable, str(APP), str(port), str(metrics_port)], stdout=subprocess.PIPE, text=True, env={**os.environ, **tls.service_env()})
     assert proc.stdout.readline().strip() == "READY"
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    channel = grpc.secure_channel(f"127.0.0.1:{port}", tls.credentials())
     yield proc, channel, metrics_port
     channel.close()
     if proc.poll() is None:

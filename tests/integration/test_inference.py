@@ -99,7 +99,7 @@ def service(run):
 
 
 def stub(service) -> inference_pb2_grpc.InferenceServiceStub:
-    return inference_pb2_grpc.InferenceServiceStub(grpc.insecure_channel(service.address))
+    return inference_pb2_grpc.InferenceServiceStub(service.channel())
 
 
 def serving_version(service) -> int:
@@ -239,7 +239,7 @@ def test_without_a_model_it_is_alive_but_not_ready(kafka, s3, triton):
     name = f"none_{uuid.uuid4().hex[:8]}"
     svc = ServiceProcess("inference", "", {"INFERENCE_MODEL_NAME": name, "INFERENCE_CONSUMER_GROUP": f"inference-it-{uuid.uuid4().hex[:6]}"}).start(timeout=240)
     try:
-        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(svc.address))
+        health = health_pb2_grpc.HealthStub(svc.channel())
         time.sleep(2.0)  # a few rounds of the health watch
         status = {n: health.Check(health_pb2.HealthCheckRequest(service=n), timeout=5).status for n in ("", SERVICE)}
         assert status == {"": health_pb2.HealthCheckResponse.SERVING, SERVICE: health_pb2.HealthCheckResponse.NOT_SERVING}

@@ -237,7 +237,7 @@ def start(database_url: str, group: str) -> ServiceProcess:
 
 
 def stub(service) -> labels_pb2_grpc.LabelStoreServiceStub:
-    return labels_pb2_grpc.LabelStoreServiceStub(grpc.insecure_channel(service.address))
+    return labels_pb2_grpc.LabelStoreServiceStub(service.channel())
 
 
 def samples_of(api, run: str) -> list[L.Sample]:

@@ -105,7 +105,7 @@ def _env(seed_file=None) -> dict[str, str]:
 
 
 def stub(service) -> mapvision_pb2_grpc.MapVisionServiceStub:
-    return mapvision_pb2_grpc.MapVisionServiceStub(grpc.insecure_channel(service.address))
+    return mapvision_pb2_grpc.MapVisionServiceStub(service.channel())
 
 
 def get_map(service, scenario, include_removed=False) -> dict[str, map_pb2.MapFeature]:
@@ -278,7 +278,7 @@ def test_api_metrics_health_and_reflection(processed, scenario):
     assert values['longtail_mapvision_features{service="map-vision",source="seed"}'] >= len(scenario.seed) - len(scenario.stale)
     assert values['longtail_mapvision_frames_total{outcome="compared",service="map-vision"}'] >= CARS * FRAMES
 
-    services = ProtoReflectionDescriptorDatabase(grpc.insecure_channel(service.address)).get_services()
+    services = ProtoReflectionDescriptorDatabase(service.channel()).get_services()
     assert SERVICE in services and "grpc.health.v1.Health" in services
 
 

@@ -151,8 +151,8 @@ def services(kafka, s3, tmp_path):
             "objects": objects,
             "label_store": label_store,
             "trainer": trainer,
-            "labels": labels_pb2_grpc.LabelStoreServiceStub(grpc.insecure_channel(label_store.address)),
-            "api": trainer_pb2_grpc.TrainerServiceStub(grpc.insecure_channel(trainer.address)),
+            "labels": labels_pb2_grpc.LabelStoreServiceStub(label_store.channel()),
+            "api": trainer_pb2_grpc.TrainerServiceStub(trainer.channel()),
         }
     finally:
         if trainer is not None:

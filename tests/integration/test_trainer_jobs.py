@@ -18,7 +18,6 @@ import time
 import uuid
 from pathlib import Path
 
-import grpc
 import pytest
 import torch
 from test_trainer import AUTH, SECRET, World_, hp, start, start_group_at_the_end
@@ -124,7 +123,7 @@ def torchrun_trainer(kafka, s3, tmp_path):
                 "TRAINER_PROCESSES": "2",
             },
         ).start(timeout=120)
-        yield {"run": run, "objects": objects, "labels": labels_pb2_grpc.LabelStoreServiceStub(grpc.insecure_channel(label_store.address)), "api": trainer_pb2_grpc.TrainerServiceStub(grpc.insecure_channel(trainer.address))}
+        yield {"run": run, "objects": objects, "labels": labels_pb2_grpc.LabelStoreServiceStub(label_store.channel()), "api": trainer_pb2_grpc.TrainerServiceStub(trainer.channel())}
     finally:
         if trainer is not None:
             trainer.stop()

@@ -42,7 +42,7 @@ def evaluator(kafka, s3):
 
 
 def stub(service):
-    return triggers_pb2_grpc.TriggerCatalogServiceStub(grpc.insecure_channel(service.address))
+    return triggers_pb2_grpc.TriggerCatalogServiceStub(service.channel())
 
 
 AUTH = [("authorization", f"Bearer {issue_token('alice', SECRET, audience=OPERATOR_AUDIENCE)}")]

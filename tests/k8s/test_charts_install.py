@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def create_secrets_as_the_docs_do(kube) -> None:
         'kubectl() { local args=(); for a in "$@"; do [ "$a" = longtail ] && a="$NAMESPACE"; args+=("$a"); done\n'
         '  [ "${args[0]} ${args[1]}" = "create namespace" ] && return 0; "$LONGTAIL_KUBECTL" "${args[@]}"; }\n' + block
     )
-    env = {**kube.env, "LONGTAIL_KUBECTL": kube.kubectl_bin, "NAMESPACE": kube.namespace, "S3_ACCESS_KEY": "k8s-test-access", "S3_SECRET_KEY": "k8s-test-secret"}
+    path = f"{Path(sys.executable).parent}:{kube.env.get('PATH', '/usr/bin:/bin')}"  # the block runs `longtail` (TLS certificates) of this venv
+    env = {**kube.env, "PATH": path, "LONGTAIL_KUBECTL": kube.kubectl_bin, "NAMESPACE": kube.namespace, "S3_ACCESS_KEY": "k8s-test-access", "S3_SECRET_KEY": "k8s-test-secret"}
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, cwd=kube.workdir, timeout=120)
     assert done.returncode == 0, done.stderr + done.stdout
 

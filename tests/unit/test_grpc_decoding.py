@@ -15,7 +15,7 @@ NOT_A_MESSAGE = b"\xff\xff\xff"  # a field tag whose varint never ends
 
 
 async def _calls() -> list[tuple[str, grpc.StatusCode, str]]:
-    server = GrpcServer("decoding-test", ServiceSettings(grpc_port=0, metrics_port=0))
+    server = GrpcServer("decoding-test", ServiceSettings(grpc_port=0, metrics_port=0, grpc_plaintext=True))
     port = await server.start()
     seen = []
     try:

@@ -59,7 +59,7 @@ async def _wait_for(port: int, name: str, status: int, seconds: float = 10.0) ->
 
 
 def _runtime() -> ServiceRuntime:
-    runtime = ServiceRuntime("test", ServiceSettings(grpc_port=0, metrics_port=0))
+    runtime = ServiceRuntime("test", ServiceSettings(grpc_port=0, metrics_port=0, grpc_plaintext=True))
     runtime.server.service_names.append(SERVICE_NAME)  # a name to probe readiness with; no servicer needed
     return runtime
 

@@ -35,17 +35,30 @@ def test_the_ca_issues_vehicle_and_server_certificates_and_is_not_replaced_by_ac
         issue(tmp_path, "../escape", vehicle=True)
 
 
-def test_tls_settings_are_all_or_nothing(tmp_path):
+def test_tls_settings_are_all_or_nothing_and_plaintext_is_explicit(tmp_path):
     init_ca(tmp_path)
     server = issue(tmp_path, "gateway")
-    assert server_credentials(ServiceSettings()) is None  # plaintext: nothing set
+    assert server_credentials(ServiceSettings(grpc_plaintext=True)) is None
     assert server_credentials(ServiceSettings(grpc_tls_cert=str(server.cert), grpc_tls_key=str(server.key))) is not None
     cases = {
+        "no TLS certificate: set GRPC_TLS_CERT and GRPC_TLS_KEY .* or GRPC_PLAINTEXT=true": ServiceSettings(),
+        "no TLS certificate": ServiceSettings(grpc_tls_client_auth="require"),
+        "GRPC_PLAINTEXT=true contradicts": ServiceSettings(grpc_plaintext=True, grpc_tls_cert=str(server.cert), grpc_tls_key=str(server.key)),
+        "GRPC_PLAINTEXT=true contradicts GRPC_TLS_CERT/GRPC_TLS_KEY/GRPC_TLS_CLIENT_AUTH": ServiceSettings(grpc_plaintext=True, grpc_tls_client_auth="optional"),
         "GRPC_TLS_CERT and GRPC_TLS_KEY go together": ServiceSettings(grpc_tls_cert=str(server.cert)),
-        "needs TLS": ServiceSettings(grpc_tls_client_auth="require"),
         "needs GRPC_TLS_CA": ServiceSettings(grpc_tls_cert=str(server.cert), grpc_tls_key=str(server.key), grpc_tls_client_auth="require"),
         "GRPC_TLS_KEY: cannot read": ServiceSettings(grpc_tls_cert=str(server.cert), grpc_tls_key=str(tmp_path / "missing.pem")),
     }
     for message, settings in cases.items():
         with pytest.raises(TlsConfigError, match=message):
             server_credentials(settings)
+
+
+def test_a_service_calls_others_over_tls_unless_plaintext_is_set(tmp_path):
+    from longtail.grpc_client import service_credentials
+
+    init_ca(tmp_path)
+    server = issue(tmp_path, "trainer")
+    assert service_credentials(ServiceSettings(grpc_plaintext=True)) is None
+    assert service_credentials(ServiceSettings(grpc_tls_cert=str(server.cert), grpc_tls_key=str(server.key), grpc_tls_ca=str(tmp_path / "ca.pem"))) is not None
+    assert service_credentials(ServiceSettings()) is not None  # TLS verified with the system's roots

@@ -26,6 +26,8 @@ A value as an environment string. Helm reads YAML numbers as float64, and Go pri
 {{- $_ := set $data "GRPC_TLS_CA" "/etc/longtail/tls/ca.crt" }}
 {{- $_ := set $data "GRPC_TLS_CLIENT_AUTH" (toString (.clientAuth | default "optional")) }}
 {{- $_ := set $data "GRPC_HEALTH_PORT" (include "longtail-lib.envValue" (.healthPort | default 50052)) }}
+{{- else }}
+{{- $_ := set $data "GRPC_PLAINTEXT" "true" }}
 {{- end }}
 {{- end }}
 {{- $_ := set $data "METRICS_PORT" (ternary (include "longtail-lib.envValue" .Values.metrics.port) "0" (.Values.metrics.enabled | default false)) }}

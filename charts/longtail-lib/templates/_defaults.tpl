@@ -75,11 +75,12 @@ grpc:
   # SIGTERM: health turns NOT_SERVING, then in-flight calls get this long (keep below terminationGracePeriodSeconds).
   shutdownGraceSeconds: 10
 terminationGracePeriodSeconds: 30
-# TLS on the gRPC port (GRPC_TLS_*; docs/security.md). The certificate, key and CA come from a Secret
-# with tls.crt, tls.key and ca.crt (what cert-manager writes), mounted read-only; the probes then ask
-# a plaintext port that serves only grpc.health.v1 (Kubernetes' gRPC probes speak no TLS).
+# TLS on the gRPC port (GRPC_TLS_*; docs/security.md), on by default. The certificate, key and CA
+# come from a Secret with tls.crt, tls.key and ca.crt (what cert-manager writes), mounted read-only;
+# the probes then ask a plaintext port that serves only grpc.health.v1 (Kubernetes' gRPC probes
+# speak no TLS). enabled: false serves plaintext (GRPC_PLAINTEXT=true): for local experiments only.
 tls:
-  enabled: false
+  enabled: true
   # Empty: <fullname>-tls, the Secret of the cert-manager Certificate below.
   existingSecret: ""
   # Client certificates: none (not asked for), optional (verified when presented), require.

@@ -75,7 +75,7 @@ class _Link:
 
 
 def test_cars_without_a_session_give_a_clear_error_naming_what_they_met():
-    fleet = SimulatedFleet(SimConfig(cars=2), World(WorldConfig(), seed=0), MultiTaskNet(DEFAULT_TASKS, channels=(4, 8, 8, 8)).eval(), gateway_address="127.0.0.1:1")
+    fleet = SimulatedFleet(SimConfig(cars=2, plaintext=True), World(WorldConfig(), seed=0), MultiTaskNet(DEFAULT_TASKS, channels=(4, 8, 8, 8)).eval(), gateway_address="127.0.0.1:1")
     links = [_Link("car-a", {"UNAVAILABLE": 3}), _Link("car-b", {"UNAVAILABLE": 2})]
     links[0].connected.set()
 
