@@ -64,3 +64,9 @@ def triton(infra_pool) -> str:
 def prometheus(infra_pool) -> str:
     """Base URL of the local Prometheus, which scrapes every ServiceProcess and Triton."""
     return infra_pool.require("prometheus")["PROMETHEUS_URL"]
+
+
+@pytest.fixture(scope="session")
+def label_studio(infra_pool) -> dict[str, str]:
+    """LABEL_STUDIO_URL, LABEL_STUDIO_TOKEN (an admin's) and the admin's login."""
+    return infra_pool.require("label-studio")

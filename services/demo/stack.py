@@ -39,6 +39,7 @@ class Stack:
         self.state = Path(os.environ.get("LONGTAIL_STATE_DIR", Path.home() / ".local/state/longtail")) / "demo" / run_id
         self.pki = self.state / "pki"  # the run's CA, the services' and the operator's certificates, the cars' (cars/)
         self.credentials = None  # the operator's TLS credentials (configure)
+        self.extra: list = []  # processes beside the services (the Label Studio bridge)
 
     @property
     def auth(self):
@@ -144,7 +145,38 @@ class Stack:
         self.objects = ObjectStore(load(S3Settings), service="demo")
         self.objects.ensure_bucket()
 
+    def start_label_studio(self) -> dict[str, str]:
+        """Label Studio (`longtail infra up --label-studio`) and the bridge to this run's label store,
+        with a labeller's account: a person labels the run's uploads in a browser and the labels go
+        to the label store like any other (docs/label-studio.md). Returns the URL and the login."""
+        import secrets
+
+        from longtail.auth import OPERATOR_AUDIENCE, issue_token
+
+        from longtail_dev.infra import Launcher
+        from longtail_dev.infra.label_studio import LabelStudio
+        from longtail_dev.supervisor import HttpServiceProcess
+
+        studio = (self.launcher or Launcher(say=lambda m: self.say(f"[cyan]infra[/] {m}"))).up(["label-studio"])
+        login = {"email": "labeller@longtail.local", "password": secrets.token_urlsafe(9)}
+        LabelStudio().create_user(login["email"], login["password"])
+        store = self.env["label-store"]
+        env = {
+            **studio,
+            "LABEL_STORE_ADDR": self.processes["label-store"].address,
+            "STUDIO_BRIDGE_LABEL_STORE_TOKEN": issue_token("label-studio", self.operator_secret, ttl_seconds=7 * 24 * 3600, audience=OPERATOR_AUDIENCE, roles=("bridge",)),
+            "STUDIO_BRIDGE_WEBHOOK_SECRET": secrets.token_hex(16),
+            "STUDIO_BRIDGE_PROJECT_PREFIX": f"demo {self.run_id}"[:30],
+            **{k: v for k, v in store.items() if k.startswith("GRPC_TLS_")},
+        }
+        bridge = HttpServiceProcess("studio_bridge", "STUDIO_BRIDGE_HTTP_PORT", env, log_path=self.state / "logs" / "studio-bridge.log").start(timeout=120)
+        self.extra.append(bridge)
+        self.say(f"[green]service[/] studio-bridge on {bridge.url} (pid {bridge.proc.pid if bridge.proc else '?'})")
+        return {"url": studio["LABEL_STUDIO_URL"], "projects": f"'{env['STUDIO_BRIDGE_PROJECT_PREFIX']} <task>'", **login}
+
     def stop(self, keep_infra: bool = False) -> None:
+        for extra in self.extra:
+            extra.stop(timeout=30)
         for name, proc in reversed(list(self.processes.items())):
             try:
                 proc.stop(timeout=30)

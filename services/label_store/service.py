@@ -111,8 +111,15 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
 
     async def _labeller(self, context, claimed: str, review: bool = False) -> str:
         """The labeller is the caller: a labeller id in the request must be theirs; the review
-        queue is for reviewers."""
+        queue is for reviewers. A bridge (a front end with its own accounts) names the user it
+        authenticated, recorded as `<bridge>:<user>`."""
         who = access.caller()
+        if who.has(access.BRIDGE) and not who.has(access.LABELLER, access.REVIEWER):
+            if not claimed:
+                await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"labeller_id is empty: {who.subject} is a bridge and labels on behalf of the user its front end authenticated")
+            if review:
+                await abort(context, grpc.StatusCode.PERMISSION_DENIED, f"{who.subject} is a bridge: the review queue is for the label store's reviewers")
+            return claimed if claimed.startswith(f"{who.subject}:") else f"{who.subject}:{claimed}"
         if claimed and claimed != who.subject:
             await abort(context, grpc.StatusCode.PERMISSION_DENIED, f"labeller_id {claimed!r} is not the caller {who.subject!r}: labels are submitted as oneself")
         if review and not who.has(access.REVIEWER):
@@ -156,7 +163,7 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
     async def GetNextTask(self, request, context):
         lease_s = _seconds(request.lease_duration) if request.HasField("lease_duration") else None
         labeller = await self._labeller(context, request.labeller_id, request.review)
-        lease, depth = await self._run(context, self.store.queue.next_task, request.task, labeller, lease_s, request.review)
+        lease, depth = await self._run(context, self.store.queue.next_task, request.task, labeller, lease_s, request.review, request.sample_id)
         LEASES.labels(SERVICE, request.task, "granted" if lease is not None else "empty").inc()
         response = L.GetNextTaskResponse(queue_depth=depth)
         if lease is not None:
@@ -177,6 +184,10 @@ class LabelStoreServicer(labels_pb2_grpc.LabelStoreServiceServicer):
             LEASES.labels(SERVICE, label.task, "fulfilled").inc()
             self._changed()
         return L.SubmitLabelResponse(label=label, duplicate=duplicate)
+
+    async def ListQueue(self, request, context):
+        items, token = await self._run(context, self.store.queue.waiting, request.task, request.review, request.page_size, request.page_token)
+        return L.ListQueueResponse(items=items, next_page_token=token)
 
     async def ReleaseLease(self, request, context):
         released = await self._run(context, self.store.queue.release_lease, request.lease_id, request.reason)

@@ -7,7 +7,10 @@ claim names what they are:
 - operator: changes the catalog (triggers, tasks, suites, datasets) and the model registry;
 - labeller: takes items from the label queues and submits labels, as themselves;
 - reviewer: a labeller who also works the review queue and promotes samples to suite cases;
-- service: another service of the loop (the trainer reading datasets, recording suite results).
+- service: another service of the loop (the trainer reading datasets, recording suite results);
+- bridge: a labelling front end that authenticates its own users (Label Studio's bridge): it
+  labels on their behalf, and the label store records them as `<bridge>:<user>`, so a bridge can
+  never label as one of the label store's own labellers.
 
 Cars are not in this table's roles: the gateway authenticates them itself (vehicle token and
 client certificate, docs/security.md). Reads are open (read-only, behind TLS on the cluster's
@@ -40,8 +43,8 @@ from longtail.registry import GATEWAY, INFERENCE, LABEL_STORE, MAP_VISION, TRAIN
 
 log = get_logger(__name__)
 
-OPERATOR, LABELLER, REVIEWER, SERVICE = "operator", "labeller", "reviewer", "service"
-ROLES = (OPERATOR, LABELLER, REVIEWER, SERVICE)
+OPERATOR, LABELLER, REVIEWER, SERVICE, BRIDGE = "operator", "labeller", "reviewer", "service", "bridge"
+ROLES = (OPERATOR, LABELLER, REVIEWER, SERVICE, BRIDGE)
 
 DENIED = Counter("longtail_access_denied_total", "Calls refused by the access policy, by method and status", ["service", "method", "code"])
 
@@ -67,7 +70,7 @@ def roles(*names: str, audited: bool = False) -> Rule:
 OPEN = Rule(open=True)
 CAR = Rule(car=True)
 CHANGE = roles(OPERATOR, audited=True)  # catalog and registry changes
-LABELLING = roles(LABELLER, REVIEWER)
+LABELLING = roles(LABELLER, REVIEWER, BRIDGE)
 
 
 def _service(name: str, rules: dict[str, Rule]) -> dict[str, Rule]:
@@ -104,6 +107,7 @@ POLICY: dict[str, Rule] = {
             "GetNextTask": LABELLING,
             "SubmitLabel": LABELLING,
             "ReleaseLease": LABELLING,
+            "ListQueue": OPEN,
             "CreateDataset": roles(OPERATOR, SERVICE, audited=True),
             "GetDataset": OPEN,
             "ListDatasets": OPEN,

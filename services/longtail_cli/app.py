@@ -15,6 +15,7 @@ from longtail.registry import SERVICES
 
 from fleet_sim import __main__ as fleet_sim_main
 from longtail_cli import labels as label_cli
+from longtail_cli import studio as studio_cli
 from longtail_cli import tasks as tasks_cli
 from longtail_cli import train as trainer_cli
 from longtail_cli import trigger_language as triggers_cli
@@ -34,6 +35,7 @@ app.add_typer(label_cli.datasets_app, name="datasets")
 app.command("label")(label_cli.label)
 app.add_typer(tasks_cli.app, name="tasks")
 app.add_typer(trainer_cli.app)  # `longtail train`, `longtail runs`, `longtail models ...`
+app.add_typer(studio_cli.app, name="studio")
 
 console = Console(stderr=True)
 
@@ -43,7 +45,7 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _components(triton: bool, only: str | None, prometheus: bool = False, kafka_brokers: int = 1) -> list[str]:
+def _components(triton: bool, only: str | None, prometheus: bool = False, kafka_brokers: int = 1, label_studio: bool = False) -> list[str]:
     from longtail_dev.infra import DEFAULT, KAFKA_CLUSTER
 
     if kafka_brokers not in (1, len(KAFKA_CLUSTER)):
@@ -51,7 +53,7 @@ def _components(triton: bool, only: str | None, prometheus: bool = False, kafka_
     if only:
         return [n.strip() for n in only.split(",") if n.strip()]
     kafka = list(KAFKA_CLUSTER) if kafka_brokers > 1 else ["kafka"]
-    return [*kafka, *(n for n in DEFAULT if n != "kafka"), *(["triton"] if triton else []), *(["prometheus"] if prometheus else [])]
+    return [*kafka, *(n for n in DEFAULT if n != "kafka"), *(["triton"] if triton else []), *(["prometheus"] if prometheus else []), *(["label-studio"] if label_studio else [])]
 
 
 @infra_app.command("up")
@@ -59,12 +61,13 @@ def infra_up(
     triton: bool = typer.Option(False, "--triton", help="Also start NVIDIA Triton (PyTriton, CPU)."),
     prometheus: bool = typer.Option(False, "--prometheus", help="Also start Prometheus (Debian's package), scraping every service started locally."),
     kafka_brokers: int = typer.Option(1, "--kafka-brokers", help="1: one broker (the demo's); 3: a replicated KRaft cluster (topics with replication factor 3, min.insync.replicas 2)."),
-    only: str = typer.Option(None, help="Comma-separated subset: kafka (or kafka-1,kafka-2,kafka-3),s3,postgres,triton,prometheus."),
+    label_studio: bool = typer.Option(False, "--label-studio", help="Also start Label Studio (pinned, in its own virtualenv) with an admin account and API token (docs/label-studio.md)."),
+    only: str = typer.Option(None, help="Comma-separated subset: kafka (or kafka-1,kafka-2,kafka-3),s3,postgres,triton,prometheus,label-studio."),
 ) -> None:
     """Install (once, cached in ~/.cache/longtail) and start the local infrastructure; idempotent."""
     from longtail_dev.infra import InfraError, Launcher
 
-    names = _components(triton, only, prometheus, kafka_brokers)
+    names = _components(triton, only, prometheus, kafka_brokers, label_studio)
     launcher = Launcher(say=lambda m: console.print(f"[cyan]infra[/] {m}"))
     running = {s.name for s in launcher.status() if s.running}
     wanted_kafka = {n for n in names if n.startswith("kafka")}
@@ -346,6 +349,7 @@ def demo(
     triton: bool = typer.Option(True, help="Start Triton too (inference pre-labels need it)."),
     prometheus: bool = typer.Option(True, help="Start a local Prometheus scraping every service (needs Debian's prometheus package)."),
     keep_running: bool = typer.Option(False, "--keep-running", help="Leave the services and the infrastructure up afterwards."),
+    label_studio: bool = typer.Option(True, "--label-studio/--no-label-studio", help="With --keep-running: also start Label Studio and its bridge, and print a labeller's login (docs/label-studio.md)."),
     cars: int = typer.Option(80, help="Simulated cars."),
     budget: int = typer.Option(40, help="Fleet labels every arm adds in the first iteration (the same for every arm)."),
     growth: float = typer.Option(2.0, help="Growth of the per-iteration label budget (1 = constant): the baselines reach their cap in a few runs."),
@@ -436,6 +440,13 @@ def demo(
         console.print("  " + "  ".join(f"{k}={v}" for k, v in engine.stack.cli_env().items()))
         if os.environ.get("PROMETHEUS_URL"):
             console.print(f'  Prometheus: {os.environ["PROMETHEUS_URL"]} (queries of charts/*/dashboards/*.json work with namespace="local")')
+        if label_studio:
+            try:
+                studio = engine.stack.start_label_studio()
+            except (InfraError, RuntimeError) as exc:
+                console.print(f"[yellow]Label Studio not started:[/] {exc}")
+            else:
+                console.print(f"  Label Studio: {studio['url']}  login {studio['email']} / {studio['password']}  (projects {studio['projects']}: label the run's uploads; they go to the label store and into the next dataset version)")
         console.print("[bold]services are up; Ctrl-C stops them (the infrastructure stays up: `longtail infra down`)[/]")
         try:
             import time

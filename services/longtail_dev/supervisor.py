@@ -174,3 +174,53 @@ class ServiceProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         return 0
+
+
+class HttpServiceProcess:
+    """A process whose readiness is an HTTP GET /healthz answering 200 (the Label Studio bridge):
+    started and stopped like ServiceProcess, its port given in `port_variable`."""
+
+    def __init__(self, module: str, port_variable: str, env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+        self.module = module
+        self.port = free_port()
+        self.env = {**os.environ, port_variable: str(self.port), "LOG_FORMAT": "json", **(env or {})}
+        if log_path is None:
+            from longtail_dev.infra.launcher import state_dir
+
+            log_path = state_dir() / "logs" / f"{module}-{self.port}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> HttpServiceProcess:
+        import urllib.request
+
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, self.module], env=self.env, stdout=out, stderr=out)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                why = "last lines of {}:\n{}".format(self.log_path, "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:]))
+                self.stop(timeout=5)
+                raise RuntimeError(f"{self.module} did not become ready: {why}")
+            time.sleep(0.3)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()

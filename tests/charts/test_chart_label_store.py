@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 
+import kubernetes_validate
 import pytest
-from chart_helpers import CHARTS, SECRET_ENV, Renderer, assert_locked_down, camel, ci_values, container, env_configmap, load_env, one
+from chart_helpers import CHARTS, KUBE_VERSION, SECRET_ENV, Renderer, assert_locked_down, camel, ci_values, container, env_configmap, load_env, one
 
 from longtail import config
 from longtail.registry import LABEL_STORE
+from studio_bridge.settings import BridgeSettings
 
 CHART = "label-store"
 
@@ -130,3 +132,41 @@ def test_label_store_environment_is_accepted_by_the_service(render: Renderer, mo
         assert url.startswith("postgresql")
     else:
         assert url == f"sqlite:///{env['LABEL_STORE_DATA_DIR']}/labels.db"
+
+
+# --- the Label Studio bridge beside the label store (issue #17) -----------------------------------
+
+STUDIO = ("--set", "labelStudio.enabled=true", "--set", "labelStudio.url=http://label-studio.labelling:8080", "--set", "labelStudio.tasks={stop_sign}")
+
+
+def test_the_label_studio_bridge_runs_beside_the_label_store(render: Renderer) -> None:
+    docs = render.docs(CHART, "defaults", STUDIO)
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    (bridge_name,) = [n for n in deployments if n.endswith("-studio-bridge")]
+    bridge, store = deployments[bridge_name], next(d for n, d in deployments.items() if n != bridge_name)
+    for doc in (bridge, *[d for d in docs if d["kind"] == "Service"]):
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    assert bridge["spec"]["replicas"] == 1 and bridge["spec"]["strategy"] == {"type": "Recreate"}
+    # the label store's selectors never pick the bridge's pods (and the other way round)
+    bridge_labels = bridge["spec"]["template"]["metadata"]["labels"]
+    store_selector = store["spec"]["selector"]["matchLabels"]
+    assert not all(bridge_labels.get(k) == v for k, v in store_selector.items())
+    (c,) = bridge["spec"]["template"]["spec"]["containers"]
+    assert c["args"] == ["studio", "bridge"] and c["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
+    assert env["LABEL_STUDIO_URL"] == "http://label-studio.labelling:8080" and env["STUDIO_BRIDGE_TASKS"] == '["stop_sign"]'
+    assert env["LABEL_STORE_ADDR"].endswith(":50051") and env["GRPC_TLS_CA"] == "/etc/longtail/tls/ca.crt"
+    assert env["LABEL_STUDIO_TOKEN"] == {"secretKeyRef": {"name": "longtail-label-studio", "key": "token"}}
+    assert {"STUDIO_BRIDGE_LABEL_STORE_TOKEN", "STUDIO_BRIDGE_WEBHOOK_SECRET", "S3_ACCESS_KEY", "S3_ENDPOINT"} <= env.keys()
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == bridge_name)
+    assert service["spec"]["selector"] == bridge["spec"]["selector"]["matchLabels"]
+    assert env["STUDIO_BRIDGE_PUBLIC_URL"] == f"http://{bridge_name}:8080"
+    # its settings are what the bridge reads
+    read = {"STUDIO_BRIDGE_" + name.upper() for name in BridgeSettings.model_fields}
+    assert {k for k in env if k.startswith("STUDIO_BRIDGE_")} <= read
+
+
+def test_the_bridge_is_off_by_default_and_needs_its_url(render: Renderer) -> None:
+    assert not [d for d in render.docs(CHART, "defaults") if d["metadata"]["name"].endswith("-studio-bridge")]
+    assert "/labelStudio/url" in render.fails(CHART, "--set", "labelStudio.enabled=true")  # the schema: a URL when enabled
+    assert "/labelStudio" in render.fails(CHART, "--set", "labelStudio.replicas=2")

@@ -27,6 +27,7 @@ LAYERS = {
     "label_store": "service",
     "trainer": "service",
     "fleet_sim": "service",
+    "studio_bridge": "service",
     "longtail_dev": "tooling",
     "demo": "top",
     "task_workflow": "top",

@@ -313,6 +313,13 @@ def test_what_a_service_imports_is_in_its_lock(service):
     assert not missing, f"requirements/{service}.lock lacks what the service imports; add it to pyproject.toml's [{service}] (or dependencies) and run requirements/regenerate:\n  " + "\n  ".join(missing)
 
 
+def test_the_label_studio_bridge_runs_from_the_label_store_image():
+    """The label-store chart runs `longtail studio bridge` from the label-store image (labelStudio.enabled)."""
+    imported = third_party_imports(["studio_bridge.__main__"], module_level_only=False)
+    missing = missing_distributions(imported, lock_of("label-store"))
+    assert not missing, "requirements/label-store.lock lacks what studio_bridge imports:\n  " + "\n  ".join(missing)
+
+
 def test_the_import_walk_sees_an_import_inside_a_function(tmp_path):
     (tmp_path / "svc").mkdir()
     (tmp_path / "svc" / "__init__.py").write_text("")

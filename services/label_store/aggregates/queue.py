@@ -44,7 +44,9 @@ class Queue:
         self.samples = samples
         self.default_lease_s = default_lease_s
 
-    def next_task(self, task: str, labeller_id: str, lease_s: float | None = None, review: bool = False) -> tuple[L.LabelLease | None, int]:
+    def next_task(self, task: str, labeller_id: str, lease_s: float | None = None, review: bool = False, sample_id: str = "") -> tuple[L.LabelLease | None, int]:
+        """Lease the highest-priority free item of the task's queue (with `sample_id`: that
+        sample's item, when it is free) to the labeller; None when there is none."""
         check_id(labeller_id, "labeller_id")
         lease_s = self.default_lease_s if lease_s is None or lease_s == 0 else lease_s
         if not MIN_LEASE_S <= lease_s <= MAX_LEASE_S:
@@ -57,6 +59,8 @@ class Queue:
             now = self.tx.now_us()
             mine = sa.exists().where(labels.c.sample_id == q.sample_id, labels.c.task == q.task, labels.c.labeller_id == labeller_id)
             candidates = sa.select(q.id).where(q.task == task, q.queue == wanted, q.lease_expires_us < now, ~mine).order_by(q.priority.desc(), q.id).limit(CANDIDATES)
+            if sample_id:
+                candidates = candidates.where(q.sample_id == sample_id)
             if not self.tx.sqlite:  # PostgreSQL: don't queue up behind rows another labeller is claiming
                 candidates = candidates.with_for_update(skip_locked=True, of=queue_items)
             lease_id = str(uuid.uuid4())
@@ -155,6 +159,30 @@ class Queue:
         if winner is None:
             return dict(queue=REVIEW, disagreement=True)
         return dict(queue=DONE, disagreement=disagreement, final_label_id=every[winner].label_id, resolved_at_us=now, resolution=L.RESOLUTION_MAJORITY if disagreement else L.RESOLUTION_AGREED)
+
+    def waiting(self, task: str, review: bool = False, page_size: int = 100, page_token: str = "") -> tuple[list[L.QueueItem], str]:
+        """The items of a task's queue, highest priority first (leased ones too, marked), without
+        leasing them. The page token is the last item's (priority, id)."""
+        if not 0 <= page_size <= 500:
+            raise StoreError("INVALID_ARGUMENT", f"page_size: {page_size} is not within [1, 500] (0: 100)")
+        page_size = page_size or 100
+        q = queue_items.c
+        where = [q.task == task, q.queue == (REVIEW if review else LABEL)]
+        if page_token:
+            try:
+                priority, item_id = page_token.split("/")
+                after = (float(priority), int(item_id))
+            except ValueError:
+                raise StoreError("INVALID_ARGUMENT", f"page_token: {page_token[:80]!r} is not a token this method returned") from None
+            where.append(sa.or_(q.priority < after[0], sa.and_(q.priority == after[0], q.id > after[1])))
+        with self.tx.connect() as conn:
+            self.tasks.load(conn, task)  # NOT_FOUND for an unknown task
+            now = self.tx.now_us()
+            rows = list(conn.execute(sa.select(q.id, q.sample_id, q.priority, q.labels_required, q.labels_done, q.lease_expires_us).where(*where).order_by(q.priority.desc(), q.id).limit(page_size + 1)))
+            page = rows[:page_size]
+            found = {s.sample_id: s for s in self.samples.decorate(conn, list(conn.execute(sa.select(samples.c.sample_id, samples.c.proto, samples.c.registered_at_us).where(samples.c.sample_id.in_([r.sample_id for r in page])))))}
+        items = [L.QueueItem(sample=found[r.sample_id], labels_required=r.labels_required, labels_done=r.labels_done, leased=r.lease_expires_us >= now) for r in page]
+        return items, (f"{page[-1].priority!r}/{page[-1].id}" if len(rows) > page_size else "")
 
     def release_lease(self, lease_id: str, reason: str = "") -> bool:
         check_id(lease_id, "lease_id")

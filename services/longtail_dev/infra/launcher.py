@@ -7,6 +7,7 @@ Installs what is missing (cached under ~/.cache/longtail, nothing in the reposit
   triton    NVIDIA Triton through PyTriton, on CPU (opt-in: it takes a few seconds and ~1 GB)
   prometheus  Debian's Prometheus scraping every service started locally (opt-in), with the
             alert rules the umbrella chart ships
+  label-studio  Label Studio, the labelling front end, in its own virtualenv (opt-in, label_studio.py)
 
 Each component is started in its own process group and recorded (pid + process start time) in
 the state directory; `down` stops exactly those processes. A second `up` reuses what is running.
@@ -566,6 +567,12 @@ class Prometheus(Component):
         return {"PROMETHEUS_URL": f"http://127.0.0.1:{self.ports['prometheus']}"}
 
 
+def _label_studio() -> Component:
+    from longtail_dev.infra.label_studio import LabelStudio  # its own module: it imports this one
+
+    return LabelStudio()
+
+
 COMPONENTS: dict[str, Callable[[], Component]] = {
     "kafka": Kafka,
     **{f"kafka-{i}": functools.partial(Kafka, i) for i in range(1, KAFKA_CLUSTER_NODES + 1)},
@@ -573,6 +580,7 @@ COMPONENTS: dict[str, Callable[[], Component]] = {
     "postgres": Postgres,
     "triton": Triton,
     "prometheus": Prometheus,
+    "label-studio": lambda: _label_studio(),
 }
 KAFKA_CLUSTER = tuple(f"kafka-{i}" for i in range(1, KAFKA_CLUSTER_NODES + 1))
 DEFAULT = ("kafka", "s3", "postgres")
@@ -644,9 +652,8 @@ class Launcher:
                     continue
                 for label, port in comp.ports.items():
                     if port_in_use(port):
-                        raise InfraError(
-                            f"{name}: port {port} ({label}) on 127.0.0.1 is already in use by another process; stop it or choose another port with LONGTAIL_{name.upper()}_{'PORT' if len(comp.ports) == 1 else label.upper() + '_PORT'}"
-                        )
+                        variable = f"LONGTAIL_{name.upper().replace('-', '_')}_{'PORT' if len(comp.ports) == 1 else label.upper() + '_PORT'}"
+                        raise InfraError(f"{name}: port {port} ({label}) on 127.0.0.1 is already in use by another process; stop it or choose another port with {variable}")
                 comp.install(self.say)
                 comp.home.mkdir(parents=True, exist_ok=True)
                 cmd, extra_env, kwargs = comp.command()

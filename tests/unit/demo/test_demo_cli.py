@@ -13,7 +13,7 @@ from longtail_cli import app as cli
 
 # CLI option -> DemoConfig field, where the names differ
 RENAMED = {"duration": "duration_s", "shadow_s": "shadow_s"}
-CLI_ONLY = {"smoke", "seeds", "seed", "out", "cases"}
+CLI_ONLY = {"smoke", "seeds", "seed", "out", "cases", "label_studio"}
 
 
 def test_every_demo_option_defaults_to_the_config_default():

@@ -221,3 +221,23 @@ def test_a_task_declared_later_gets_every_sample_but_the_unit_test_cases(store):
     store.tasks.upsert(L.Task(name="caution_lights", prototype=C.TASK_PROTOTYPE_DETECTION, classes=["vehicle"]))
     assert store.tasks.counts("caution_lights").queue_depth == 3  # no dataset takes a suite case: its label would be wasted
     assert store.tasks.counts("stop_sign").queue_depth == 4
+
+
+def test_the_queue_is_listed_in_priority_order_without_leasing(store):
+    """ListQueue: what a front end with its own task list (Label Studio's bridge) shows."""
+    register(store, 5, priority=0.0)
+    for i, p in enumerate([0.1, 0.9, 0.5, 0.0, 0.7]):
+        with store.tx.engine.begin() as conn:
+            conn.execute(db.queue_items.update().where(db.queue_items.c.sample_id == sid(i)).values(priority=p))
+    lease, _ = store.queue.next_task("stop_sign", "lena", sample_id=sid(4))
+    assert lease.sample.sample_id == sid(4)  # the item picked, not the highest-priority one
+    first, token = store.queue.waiting("stop_sign", page_size=2)
+    rest, end = store.queue.waiting("stop_sign", page_size=2, page_token=token)
+    last, none = store.queue.waiting("stop_sign", page_size=2, page_token=end)
+    order = [i.sample.sample_id for i in first + rest + last]
+    assert order == [sid(1), sid(4), sid(2), sid(0), sid(3)] and none == ""
+    assert [i.leased for i in first + rest + last] == [False, True, False, False, False]
+    assert store.queue.next_task("stop_sign", "lena", sample_id=sid(4))[0] is None  # leased: no second lease
+    assert code_of(store.queue.waiting, "stop_sign", False, 501)[0] == "INVALID_ARGUMENT"
+    assert code_of(store.queue.waiting, "stop_sign", False, 10, "garbage")[0] == "INVALID_ARGUMENT"
+    assert code_of(store.queue.waiting, "no_such_task")[0] == "NOT_FOUND"

@@ -299,16 +299,18 @@ class LabelLease(_message.Message):
     def __init__(self, lease_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labeller_id: _Optional[str] = ..., task: _Optional[str] = ..., sample: _Optional[_Union[Sample, _Mapping]] = ..., pre_label: _Optional[_Union[_common_pb2.TaskPrediction, _Mapping]] = ..., review: _Optional[bool] = ..., previous_labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ...) -> None: ...
 
 class GetNextTaskRequest(_message.Message):
-    __slots__ = ("task", "labeller_id", "lease_duration", "review")
+    __slots__ = ("task", "labeller_id", "lease_duration", "review", "sample_id")
     TASK_FIELD_NUMBER: _ClassVar[int]
     LABELLER_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
     REVIEW_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
     task: str
     labeller_id: str
     lease_duration: _duration_pb2.Duration
     review: bool
-    def __init__(self, task: _Optional[str] = ..., labeller_id: _Optional[str] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., review: _Optional[bool] = ...) -> None: ...
+    sample_id: str
+    def __init__(self, task: _Optional[str] = ..., labeller_id: _Optional[str] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., review: _Optional[bool] = ..., sample_id: _Optional[str] = ...) -> None: ...
 
 class GetNextTaskResponse(_message.Message):
     __slots__ = ("lease", "queue_depth")
@@ -349,6 +351,38 @@ class ReleaseLeaseResponse(_message.Message):
     RELEASED_FIELD_NUMBER: _ClassVar[int]
     released: bool
     def __init__(self, released: _Optional[bool] = ...) -> None: ...
+
+class ListQueueRequest(_message.Message):
+    __slots__ = ("task", "review", "page_size", "page_token")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    review: bool
+    page_size: int
+    page_token: str
+    def __init__(self, task: _Optional[str] = ..., review: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class QueueItem(_message.Message):
+    __slots__ = ("sample", "labels_required", "labels_done", "leased")
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    LABELS_DONE_FIELD_NUMBER: _ClassVar[int]
+    LEASED_FIELD_NUMBER: _ClassVar[int]
+    sample: Sample
+    labels_required: int
+    labels_done: int
+    leased: bool
+    def __init__(self, sample: _Optional[_Union[Sample, _Mapping]] = ..., labels_required: _Optional[int] = ..., labels_done: _Optional[int] = ..., leased: _Optional[bool] = ...) -> None: ...
+
+class ListQueueResponse(_message.Message):
+    __slots__ = ("items", "next_page_token")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[QueueItem]
+    next_page_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[QueueItem, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class SplitSpec(_message.Message):
     __slots__ = ("val_fraction", "test_fraction")

@@ -79,6 +79,11 @@ class LabelStoreServiceStub:
                 request_serializer=longtail_dot_labels_dot_v1_dot_labels__pb2.ReleaseLeaseRequest.SerializeToString,
                 response_deserializer=longtail_dot_labels_dot_v1_dot_labels__pb2.ReleaseLeaseResponse.FromString,
                 _registered_method=True)
+        self.ListQueue = channel.unary_unary(
+                '/longtail.labels.v1.LabelStoreService/ListQueue',
+                request_serializer=longtail_dot_labels_dot_v1_dot_labels__pb2.ListQueueRequest.SerializeToString,
+                response_deserializer=longtail_dot_labels_dot_v1_dot_labels__pb2.ListQueueResponse.FromString,
+                _registered_method=True)
         self.CreateDataset = channel.unary_unary(
                 '/longtail.labels.v1.LabelStoreService/CreateDataset',
                 request_serializer=longtail_dot_labels_dot_v1_dot_labels__pb2.CreateDatasetRequest.SerializeToString,
@@ -189,6 +194,14 @@ class LabelStoreServiceServicer:
 
     def ReleaseLease(self, request, context):
         """Gives a leased item back to the queue before expiry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQueue(self, request, context):
+        """The items waiting in a task's queue, highest priority first, without leasing them: what a
+        labelling front end with its own task list shows (Label Studio's bridge, docs/label-studio.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -308,6 +321,11 @@ def add_LabelStoreServiceServicer_to_server(servicer, server):
                     servicer.ReleaseLease,
                     request_deserializer=longtail_dot_labels_dot_v1_dot_labels__pb2.ReleaseLeaseRequest.FromString,
                     response_serializer=longtail_dot_labels_dot_v1_dot_labels__pb2.ReleaseLeaseResponse.SerializeToString,
+            ),
+            'ListQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueue,
+                    request_deserializer=longtail_dot_labels_dot_v1_dot_labels__pb2.ListQueueRequest.FromString,
+                    response_serializer=longtail_dot_labels_dot_v1_dot_labels__pb2.ListQueueResponse.SerializeToString,
             ),
             'CreateDataset': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateDataset,
@@ -603,6 +621,33 @@ class LabelStoreService:
             '/longtail.labels.v1.LabelStoreService/ReleaseLease',
             longtail_dot_labels_dot_v1_dot_labels__pb2.ReleaseLeaseRequest.SerializeToString,
             longtail_dot_labels_dot_v1_dot_labels__pb2.ReleaseLeaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/longtail.labels.v1.LabelStoreService/ListQueue',
+            longtail_dot_labels_dot_v1_dot_labels__pb2.ListQueueRequest.SerializeToString,
+            longtail_dot_labels_dot_v1_dot_labels__pb2.ListQueueResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""Label Studio as the labelling front end of the label store (docs/label-studio.md)."""
