@@ -229,7 +229,12 @@ class Bridge:
         return len(items)
 
     async def _ids(self, project: Project) -> dict[str, int]:
-        return {(t.get("data") or {}).get("sample_id"): t["id"] for t in await self.studio.tasks(project.id)}
+        found = {}
+        for t in await self.studio.tasks(project.id):
+            sample_id = (t.get("data") or {}).get("sample_id")
+            if isinstance(sample_id, str):
+                found[sample_id] = t["id"]
+        return found
 
     async def close_labelled_elsewhere(self, project: Project) -> int:
         """Delete the open tasks whose samples need no more labels (labelled through the CLI or
@@ -288,7 +293,7 @@ class Bridge:
         bridged = next((p for p in self.projects.values() if p.id == project_id), None)
         if bridged is None:
             raise WebhookRefused(404, "unknown", f"project {project_id!r} is not a project of this bridge (bridged: {', '.join(f'{p.id} ({n})' for n, p in self.projects.items())})")
-        data = task.get("data") if isinstance(task.get("data"), dict) else {}
+        data: dict = task["data"] if isinstance(task.get("data"), dict) else {}
         sample_id = data.get("sample_id")
         if not isinstance(sample_id, str) or data.get("task") != bridged.task.name:
             raise WebhookRefused(404, "unknown", f"task {task.get('id')!r} of project {project_id} was not pushed by this bridge (no sample_id of task {bridged.task.name} in its data)")

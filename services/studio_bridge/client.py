@@ -84,7 +84,8 @@ class StudioClient:
 
     async def tasks(self, project_id: int) -> list[dict]:
         """Every task of the project (id, data, is_labeled), page by page."""
-        out, page = [], 1
+        out: list[dict] = []
+        page = 1
         while True:
             try:
                 found = await self.request("GET", "/api/tasks/", params={"project": project_id, "page": page, "page_size": 500, "fields": "all"})

@@ -40,7 +40,7 @@ def _attributes(task: L.Task, results: list[dict], region: str | None) -> dict[s
     out: dict[str, str] = {}
     for r in results:
         name = r.get("from_name")
-        if name not in names or (region is not None and r.get("id") != region):
+        if not isinstance(name, str) or name not in names or (region is not None and r.get("id") != region):
             continue
         value = r.get("value") or {}
         if r.get("type") == "choices":

@@ -246,6 +246,14 @@ def test_webhooks_without_the_secret_or_for_another_project_are_refused(stack):
     code, why = post(json.dumps({"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "result": []}, "task": {"id": 1, "data": {}}, "project": {"id": 987654}}).encode(), WEBHOOK_SECRET)
     assert code == 404 and "project 987654 is not a project of this bridge" in why
     assert post(b"not json", WEBHOOK_SECRET)[0] == 400
+    assert metric(stack, 'longtail_studio_webhooks_total{outcome="unknown"}') >= 1
+    assert metric(stack, 'longtail_studio_webhooks_total{outcome="unauthorized"}') >= 1
+
+
+def metric(stack, series: str) -> float:
+    with urllib.request.urlopen(f"{stack['bridge'].url}/metrics", timeout=10) as r:
+        lines = [line for line in r.read().decode().splitlines() if line.startswith(series + " ")]
+    return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
 
 
 def test_a_label_made_elsewhere_closes_the_task(stack):
@@ -277,9 +285,7 @@ def test_a_config_edited_in_label_studio_stops_pushes_until_regenerated(stack):
     wait_for(lambda: any(i.sample.sample_id == new for i in stack["api"].ListQueue(L.ListQueueRequest(task="stop_sign"), timeout=10).items), what="the new sample in the queue")
 
     def drift() -> float:
-        with urllib.request.urlopen(f"{stack['bridge'].url}/metrics", timeout=10) as r:
-            lines = [line for line in r.read().decode().splitlines() if line.startswith('longtail_studio_config_drift{task="stop_sign"}')]
-        return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+        return metric(stack, 'longtail_studio_config_drift{task="stop_sign"}')
 
     wait_for(lambda: drift() == 1.0, what="the drift to be noticed")
     time.sleep(3)  # three syncs: the new sample must not be pushed meanwhile
@@ -289,6 +295,26 @@ def test_a_config_edited_in_label_studio_stops_pushes_until_regenerated(stack):
     assert "regenerated" in regenerate.stdout
     wait_for(lambda: new in {t["data"]["sample_id"] for t in studio.tasks(project["id"])}, what="pushes to resume")
     assert drift() == 0.0
+
+
+def test_label_studio_down_the_bridge_waits_and_the_queue_keeps_its_items(stack):
+    """Label Studio stopped: the bridge retries with backoff and stays up, the label store keeps
+    the new sample in its queue; Label Studio back: the sample is pushed."""
+    from longtail_dev.infra import Launcher
+
+    launcher = Launcher()
+    launcher.down(["label-studio"])
+    try:
+        new = register(stack["objects"], stack["kafka"], stack["run"], SAMPLES + 1, pre_label=False)
+        wait_for(lambda: any(i.sample.sample_id == new for i in stack["api"].ListQueue(L.ListQueueRequest(task="stop_sign"), timeout=10).items), what="the new sample in the queue")
+        time.sleep(3)  # several syncs against a stopped Label Studio
+        with urllib.request.urlopen(f"{stack['bridge'].url}/healthz", timeout=10) as r:
+            assert r.status == 200
+        assert "sync failed, retrying" in stack["bridge"].log_path.read_text() or "label studio unavailable" in stack["bridge"].log_path.read_text()
+    finally:
+        launcher.up(["label-studio"])
+    studio, project = stack["studio"], stack["project"]
+    wait_for(lambda: new in {t["data"]["sample_id"] for t in studio.tasks(project["id"])}, timeout=120, what="the push after Label Studio's return")
 
 
 CHROMIUM = "/usr/bin/chromium"
