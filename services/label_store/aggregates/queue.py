@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import uuid
 
 import sqlalchemy as sa
@@ -23,13 +25,14 @@ from longtail.labels.v1 import events_pb2 as E
 from longtail.labels.v1 import labels_pb2 as L
 
 from label_store import agreement
-from label_store.aggregates.samples import Samples
+from label_store.aggregates.samples import SAMPLE_ID, Samples
 from label_store.aggregates.tasks import Tasks
 from label_store.db import DONE, LABEL, REVIEW, labels, leases, queue_items, samples
 from label_store.schema import SchemaError, validate_annotation
 from label_store.tx import StoreError, Transactions, check_id, set_time
 
 MIN_LEASE_S, MAX_LEASE_S = 0.05, 24 * 3600.0
+PAGE_TOKEN = re.compile(r"^(-?[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)/([0-9]{1,18})$")  # "<priority>/<item id>" of the last item
 CANDIDATES = 8  # items one claim tries before giving up (others may win the race for each)
 
 
@@ -48,6 +51,8 @@ class Queue:
         """Lease the highest-priority free item of the task's queue (with `sample_id`: that
         sample's item, when it is free) to the labeller; None when there is none."""
         check_id(labeller_id, "labeller_id")
+        if sample_id and not SAMPLE_ID.match(sample_id):
+            raise StoreError("INVALID_ARGUMENT", f"sample_id {sample_id[:80]!r} is not a lowercase sha256 hex digest")
         lease_s = self.default_lease_s if lease_s is None or lease_s == 0 else lease_s
         if not MIN_LEASE_S <= lease_s <= MAX_LEASE_S:
             raise StoreError("INVALID_ARGUMENT", f"lease_duration: {lease_s}s is not within [{MIN_LEASE_S}, {MAX_LEASE_S:.0f}] seconds")
@@ -169,11 +174,10 @@ class Queue:
         q = queue_items.c
         where = [q.task == task, q.queue == (REVIEW if review else LABEL)]
         if page_token:
-            try:
-                priority, item_id = page_token.split("/")
-                after = (float(priority), int(item_id))
-            except ValueError:
-                raise StoreError("INVALID_ARGUMENT", f"page_token: {page_token[:80]!r} is not a token this method returned") from None
+            match = PAGE_TOKEN.match(page_token)
+            after = (float(match.group(1)), int(match.group(2))) if match else None
+            if after is None or not math.isfinite(after[0]):
+                raise StoreError("INVALID_ARGUMENT", f"page_token: {page_token[:80]!r} is not a token this method returned")
             where.append(sa.or_(q.priority < after[0], sa.and_(q.priority == after[0], q.id > after[1])))
         with self.tx.connect() as conn:
             self.tasks.load(conn, task)  # NOT_FOUND for an unknown task
