@@ -105,6 +105,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "role: PRODUCTION or CANDIDATE")
         if request.model.version <= 0:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "model.version: a positive version is required")
+        if not request.model.name or not request.model.name.isprintable() or "/" in request.model.name:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"model.name: {request.model.name[:80]!r} is not a model name (printable, no '/')")
         if not 0.0 <= request.shadow_fraction <= 1.0 or (request.shadow_fraction and role != C.MODEL_ROLE_CANDIDATE):
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "shadow_fraction: in (0, 1], and only for a CANDIDATE")
         mv = await self._announce(context, request.model.name, request.model.version, role, request.shadow_fraction)
