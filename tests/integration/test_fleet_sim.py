@@ -110,8 +110,12 @@ def test_cars_run_beamed_models_and_a_shadow_candidate_and_the_fleet_evidence_ad
     store.ensure_bucket()
     production = train_bootstrap_model(seed=3)
     candidate = copy.deepcopy(production)
-    with torch.no_grad():  # a candidate that sees stop signs more readily: it disagrees now and then
-        candidate.heads["stop_sign"].out.bias[0] += 2.5
+    # A candidate that sees stop signs more readily: it disagrees now and then. Which frames a car
+    # sees depends on its index only (seed 5); with +4.0 every car but index 4 disagrees at least
+    # once in 200 frames (with +2.5, two of eight never did), so a cohort of two cars or more
+    # always reports some disagreement.
+    with torch.no_grad():
+        candidate.heads["stop_sign"].out.bias[0] += 4.0
     det_name = f"occl_{FLEET_MODEL.split('-')[1]}"
     events = [
         model_repo.published_event(model_repo.publish(store, production, FLEET_MODEL, 1), C.MODEL_ROLE_PRODUCTION, store.bucket),
@@ -121,7 +125,7 @@ def test_cars_run_beamed_models_and_a_shadow_candidate_and_the_fleet_evidence_ad
     events[1].shadow_fraction = 0.5
     events[2].detector_name = det_name
     cars = 8
-    prefix = next(p for p in (f"sh{uuid.uuid4().hex[:6]}" for _ in range(100)) if 0 < sum(in_shadow_cohort(f"{p}-{i:05d}", events[1]) for i in range(cars)) < cars)
+    prefix = next(p for p in (f"sh{uuid.uuid4().hex[:6]}" for _ in range(100)) if 2 <= sum(in_shadow_cohort(f"{p}-{i:05d}", events[1]) for i in range(cars)) < cars)
     cohort = {f"{prefix}-{i:05d}" for i in range(cars) if in_shadow_cohort(f"{prefix}-{i:05d}", events[1])}
     since_ms = int(time.time() * 1000) - 1000
     producer = Producer(kafka, "test-trainer")
