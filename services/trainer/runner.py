@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 from google.protobuf import json_format
 from prometheus_client import Gauge
@@ -58,6 +59,16 @@ TERMINAL = (T.RUN_STATUS_SUCCEEDED, T.RUN_STATUS_REFUSED, T.RUN_STATUS_FAILED)
 
 class RunError(Exception):
     """A run that cannot proceed; the message becomes Run.error."""
+
+
+def failure_message(exc: Exception) -> str:
+    """Run.error for a failed run: what a person can act on. A gRPC error (the trainer calls only
+    the label store) reads as its status and details, not as the call object's repr."""
+    if isinstance(exc, RunError | ValueError):
+        return str(exc)
+    if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
+        return f"the label store answered {exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -321,8 +332,7 @@ class Trainer:
             log.error("run failed", run_id=run_id, error=repr(exc), trace=traceback.format_exc()[-2000:])
             with self._lock:
                 self.runs[run_id].finished_at.GetCurrentTime()
-            message = str(exc) if isinstance(exc, RunError | ValueError) else f"{type(exc).__name__}: {exc}"
-            self._update(run_id, persist=True, status=T.RUN_STATUS_FAILED, error=message[:2000])
+            self._update(run_id, persist=True, status=T.RUN_STATUS_FAILED, error=failure_message(exc)[:2000])
 
     # -- data ---------------------------------------------------------------------------------------
     def _get_object(self, bucket: str, key: str) -> bytes:

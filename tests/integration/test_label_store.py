@@ -16,6 +16,7 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from kafka_probe import read_since
+from waiting import wait_for
 
 from longtail import topics
 from longtail.auth import OPERATOR_AUDIENCE, issue_token
@@ -248,16 +249,6 @@ def samples_of(api, run: str) -> list[L.Sample]:
         token = r.next_page_token
         if not token:
             return out
-
-
-def wait_for(predicate, timeout=60.0, what=""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def test_service_registers_snapshots_idempotently_and_survives_kill(database_url, kafka, s3):

@@ -8,6 +8,7 @@ the pushes until it is regenerated."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -20,6 +21,7 @@ import urllib.request
 import uuid
 
 import pytest
+import waiting
 from kafka_probe import read_since
 
 from longtail import topics
@@ -35,6 +37,9 @@ from longtail.registry import LABEL_STORE
 from longtail.storage import ObjectStore
 
 from longtail_dev.supervisor import HttpServiceProcess, ServiceProcess
+
+# Label Studio (Django on SQLite) answers more slowly than our services on a busy machine.
+wait_for = functools.partial(waiting.wait_for, timeout=90.0, interval=0.5)
 
 pytestmark = pytest.mark.integration
 
@@ -67,16 +72,6 @@ class Studio:
     def tasks(self, project: int) -> list[dict]:
         found = self.call("GET", f"/api/tasks/?project={project}&page_size=1000&fields=all")
         return found["tasks"] if isinstance(found, dict) else found
-
-
-def wait_for(predicate, timeout=90.0, what=""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def png(i: int) -> bytes:

@@ -629,6 +629,14 @@ class Launcher:
             return False
         return _proc_start_time(pid) == entry.get("start_time")
 
+    def _component(self, name: str, entry: dict | None) -> Component:
+        """The component, on the ports it was started with while it runs: the LONGTAIL_*_PORT
+        variables it was started with may not be set where it is looked at later."""
+        comp = self.components[name]()
+        if entry and self._alive(entry) and entry.get("ports"):
+            comp.ports = {label: int(port) for label, port in entry["ports"].items()}
+        return comp
+
     # -- verbs -------------------------------------------------------------------------------
     def up(self, names: Iterable[str] | None = None) -> dict[str, str]:
         """Start what is not running; returns the environment that points services at it.
@@ -644,8 +652,8 @@ class Launcher:
         env: dict[str, str] = {}
         try:
             for name in names:
-                comp = self.components[name]()
                 entry = state.get(name)
+                comp = self._component(name, entry)
                 if entry and self._alive(entry) and comp.started():
                     self.say(f"{name}: already running (pid {entry['pid']}) on {comp.describe()}")
                     env.update(comp.env())
@@ -736,9 +744,9 @@ class Launcher:
     def status(self) -> list[Status]:
         state = self._load()
         rows = []
-        for name, factory in self.components.items():
+        for name in self.components:
             entry = state.get(name)
-            comp = factory()
+            comp = self._component(name, entry)
             running = self._alive(entry) if entry else False
             rows.append(Status(name, entry.get("pid") if entry else None, running, running and comp.ready(), comp.describe(), entry.get("log", "") if entry else ""))
         return rows

@@ -1,10 +1,12 @@
 """Bad input to the infrastructure launcher: a clear error, and nothing left running."""
 
 import socket
+import sys
 
 import pytest
 
 from longtail_dev.infra import InfraError, Launcher
+from longtail_dev.infra.launcher import Component, _port, port_in_use
 
 
 def free_port() -> int:
@@ -84,3 +86,35 @@ def test_the_kafka_cluster_nodes_have_their_own_ports_one_quorum_and_replicated_
     assert nodes[0].bootstrap.count(",") == 2
     single = COMPONENTS["kafka"]()
     assert "min.insync.replicas=1\n" in single._write_config().read_text() and single.env() == {"KAFKA_BOOTSTRAP_SERVERS": single.bootstrap}
+
+
+class Echo(Component):
+    """A stand-in component: Python's http.server on LONGTAIL_ECHO_PORT."""
+
+    def __init__(self) -> None:
+        super().__init__("echo", {"http": _port("LONGTAIL_ECHO_PORT", 1)})
+
+    def command(self):
+        return [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(self.ports["http"])], {}, {}
+
+    def ready(self) -> bool:
+        return port_in_use(self.ports["http"])
+
+    def env(self) -> dict[str, str]:
+        return {"ECHO_URL": f"http://127.0.0.1:{self.ports['http']}"}
+
+
+def test_a_component_started_on_its_own_port_is_reported_there_without_the_variable(isolated, monkeypatch):
+    launcher = Launcher(say=lambda _m: None, components={"echo": Echo}, state_name="echo")
+    port = free_port()
+    monkeypatch.setenv("LONGTAIL_ECHO_PORT", str(port))
+    try:
+        assert launcher.up() == {"ECHO_URL": f"http://127.0.0.1:{port}"}
+        monkeypatch.delenv("LONGTAIL_ECHO_PORT")  # another shell, without the variable
+        [row] = launcher.status()
+        assert row.running and row.ready and row.address == f"http 127.0.0.1:{port}"
+        assert launcher.up() == {"ECHO_URL": f"http://127.0.0.1:{port}"}  # already running, there
+    finally:
+        assert launcher.down() == ["echo"]
+    [row] = launcher.status()
+    assert not row.running and row.address == "http 127.0.0.1:1"  # stopped: back to what the environment says

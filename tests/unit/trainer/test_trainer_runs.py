@@ -4,6 +4,7 @@ candidate accepted with a recorded waiver, an improved candidate published."""
 
 from __future__ import annotations
 
+import grpc
 import pytest
 
 from longtail import model_repo, topics
@@ -190,3 +191,20 @@ def test_a_run_interrupted_by_a_restart_runs_again_in_its_reserved_version_and_p
         assert model_repo.list_versions(store, "requeued") == [done.model.version, done.model.version + 1]
     finally:
         second.stop()
+
+
+def test_a_run_the_label_store_fails_says_why_in_words(trainer, labels, monkeypatch):
+    def dataset_missing(name, version=0):
+        raise grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata(), details=f"dataset {name} v{version} does not exist")
+
+    monkeypatch.setattr(labels, "dataset", dataset_missing)
+    failed = run(trainer, datasets=[C.DatasetRef(name="nowhere", version=3)])
+    assert failed.status == T.RUN_STATUS_FAILED
+    assert failed.error == "the label store answered NOT_FOUND: dataset nowhere v3 does not exist"
+
+
+def test_failure_messages_keep_run_errors_as_they_are_and_name_other_exceptions():
+    from trainer.runner import RunError, failure_message
+
+    assert failure_message(RunError("no labelled data for stop_sign")) == "no labelled data for stop_sign"
+    assert failure_message(KeyError("weights")) == "KeyError: 'weights'"
