@@ -446,6 +446,35 @@ def _safe(handler: Callable, key, value) -> None:
         log.exception("follower handler failed", key=key)
 
 
+# What a broker answers about a topic created a moment ago, before the cluster's metadata has
+# reached it (seen in CI on the 3-node cluster): retried while a table is restored, not fatal.
+NOT_YET_KNOWN = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+    }
+)
+
+
+def watermarks(consumer: confluent_kafka.Consumer, partition: TopicPartition, patience_s: float = 60.0) -> tuple[int, int]:
+    """(low, high) offsets of a partition, waiting up to `patience_s` for a topic the cluster does
+    not know everywhere yet (`NOT_YET_KNOWN`); other errors, and the last one, are raised."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=30)
+            return low, high
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() not in NOT_YET_KNOWN or time.monotonic() > deadline:
+                raise
+            log.info("partition not known to the broker yet; retrying", topic=partition.topic, partition=partition.partition, error=error.str())
+            time.sleep(0.5)
+
+
 def read_time_range(bootstrap: str, topic: Topic, since_ms: int, until_ms: int, max_records: int = 0, keyed: bool = False) -> Iterator[Any]:
     """The decoded values (with `keyed`, (key, value) pairs) of `topic` whose Kafka timestamp lies
     in [since_ms, until_ms), up to each partition's end, in offset order per partition, without a

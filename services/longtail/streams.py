@@ -19,7 +19,7 @@ import confluent_kafka
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from longtail import metrics, topics
-from longtail.kafka import Producer
+from longtail.kafka import Producer, watermarks
 from longtail.log import get_logger
 from longtail.ops.v1 import events_pb2 as ops_events
 
@@ -77,7 +77,7 @@ class ChangelogTable:
         try:
             ends = {}
             for p in partitions:
-                _low, high = consumer.get_watermark_offsets(confluent_kafka.TopicPartition(self.topic, p), timeout=30)
+                _low, high = watermarks(consumer, confluent_kafka.TopicPartition(self.topic, p))
                 self.partitions[p] = {}
                 if high > 0:
                     ends[p] = high
