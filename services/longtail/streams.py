@@ -56,6 +56,7 @@ class ChangelogTable:
             except confluent_kafka.KafkaException as exc:
                 if exc.args[0].code() != confluent_kafka.KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
+        topics.wait_until_listed(admin, [self.topic])
 
     def get(self, partition: int, key: str) -> dict:
         return self.partitions.setdefault(partition, {}).get(key) or {}

@@ -9,6 +9,7 @@ would give one partition and never apply compaction).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -123,4 +124,22 @@ def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic] = ALL, replica
     if grow:
         for fut in admin.create_partitions(grow, request_timeout=timeout).values():
             fut.result()
+    if created:
+        wait_until_listed(admin, created, timeout)
     return created
+
+
+def wait_until_listed(admin, names: Iterable[str], timeout: float = 30.0) -> None:
+    """Return once the cluster's metadata lists each topic with a leader for every partition: a
+    topic just created reaches the brokers' metadata a moment later (on a 3-node cluster, a client
+    asking then was told the topic does not exist)."""
+    names = list(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = admin.list_topics(timeout=timeout).topics
+        missing = [n for n in names if n not in listed or listed[n].error is not None or any(p.leader < 0 for p in listed[n].partitions.values())]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"created but still not listed with leaders after {timeout:.0f}s: {', '.join(missing)}")
+        time.sleep(0.2)

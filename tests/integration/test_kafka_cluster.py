@@ -6,10 +6,9 @@ Small here (bounded in time); `python -m bench brokers` runs it larger."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
+from waiting import wait_for
 
 from longtail import topics
 
@@ -34,13 +33,13 @@ def kafka_cluster() -> dict[str, str]:
 def test_every_topic_is_replicated_three_times_with_two_in_sync(kafka_cluster):
     assert kafka_cluster["KAFKA_REPLICATION_FACTOR"] == "3" and kafka_cluster["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
     admin = AdminClient({"bootstrap.servers": kafka_cluster["KAFKA_BOOTSTRAP_SERVERS"]})
-    # Just after start-up, the broker asked may not know every topic yet (metadata still spreading).
-    deadline = time.monotonic() + 60
-    while True:
+
+    # Each broker learns of topics created at start-up a moment later: the one asked may lag.
+    def listing_every_topic():
         metadata = admin.list_topics(timeout=10)
-        if all(t.name in metadata.topics for t in topics.ALL) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+        return metadata if all(t.name in metadata.topics for t in topics.ALL) else None
+
+    metadata = wait_for(listing_every_topic, timeout=60, what="every topic in the metadata")
     assert sorted(metadata.brokers) == [1, 2, 3]
     for topic in topics.ALL:
         partitions = metadata.topics[topic.name].partitions.values()
